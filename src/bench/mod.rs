@@ -1,0 +1,1 @@
+//! Benchmark harness shared by `sandpool bench` and the criterion benches (placeholder).

@@ -1,0 +1,18 @@
+//! sandpool: a lock-free warm pool of isolated Linux sandboxes.
+//!
+//! Three layers, each usable alone:
+//!
+//! - [`pool`]: a generic, lock-free object pool engine ([`pool::Pool`]) driven by a
+//!   [`pool::Manager`] that makes, recycles, checks and destroys one resource.
+//! - [`sandbox`]: one isolated Linux sandbox ([`sandbox::Sandbox`]): a small init process in
+//!   its own namespaces, confined by Landlock, seccomp and resource limits, that runs
+//!   commands at the speed of a bare `vfork+exec`.
+//! - The `sandpool` command (feature `cli`): `run`, `bench` and `doctor`.
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod pool;
+pub mod sandbox;
+
+#[cfg(feature = "cli")]
+pub mod bench;

@@ -1,0 +1,1 @@
+//! The generic lock-free pool engine (placeholder: being written).

@@ -1,0 +1,1 @@
+//! The Linux sandbox (placeholder: being written).
