@@ -2,6 +2,8 @@
 #![deny(unsafe_code)]
 
 mod bench;
+mod doctor;
+mod run;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -16,13 +18,43 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Commands {
+    /// Run one command in a fresh sandbox.
+    Run(run::RunArgs),
     /// Measure warm, cold and bare execution (and with --engine the pool engine) side by side.
     Bench(bench::BenchArgs),
+    /// Say what this host supports and what isolation sandpool gives here.
+    Doctor(doctor::DoctorArgs),
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            let usage_error = !matches!(
+                e.kind(),
+                clap::error::ErrorKind::DisplayHelp
+                    | clap::error::ErrorKind::DisplayVersion
+                    | clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            );
+            // `run` promises 125 when it cannot set the sandbox up; a bad option is that too.
+            let is_run = std::env::args().nth(1).as_deref() == Some("run");
+            return match (usage_error, is_run) {
+                (false, _) => ExitCode::SUCCESS,
+                (true, true) => ExitCode::from(run::EXIT_SETUP),
+                (true, false) => ExitCode::from(2),
+            };
+        }
+    };
+    if std::env::var_os("SANDPOOL_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_env("SANDPOOL_LOG"))
+            .with_writer(std::io::stderr)
+            .init();
+    }
     match cli.command {
+        Commands::Run(args) => run::main(args),
         Commands::Bench(args) => bench::main(args),
+        Commands::Doctor(args) => doctor::main(args),
     }
 }

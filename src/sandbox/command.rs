@@ -1,0 +1,327 @@
+//! A command to run in a sandbox, and what came of it.
+
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use thiserror::Error;
+
+/// Largest total size of argv plus environment, bytes (what the control message can carry,
+/// and well under the kernel's `ARG_MAX`).
+pub const MAX_ARGS_BYTES: usize = 128 * 1024;
+
+/// The `PATH` a command gets unless it sets its own.
+pub const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin";
+
+/// Why a [`Command`] was refused before anything ran.
+#[derive(Debug, Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CommandError {
+    /// The program name is empty.
+    #[error("no program given")]
+    EmptyProgram,
+    /// An argument, variable or path has a NUL byte.
+    #[error("{what} contains a NUL byte")]
+    NulByte {
+        /// Which input.
+        what: &'static str,
+    },
+    /// argv plus environment is too large.
+    #[error("arguments and environment take {size} bytes; the limit is {limit}")]
+    TooLarge {
+        /// Their size.
+        size: usize,
+        /// The limit ([`MAX_ARGS_BYTES`]).
+        limit: usize,
+    },
+    /// An environment variable name is empty or has `=`.
+    #[error("invalid environment variable name {name:?} (must be non-empty, without '=')")]
+    BadEnvName {
+        /// The name.
+        name: String,
+    },
+    /// The working directory is not absolute.
+    #[error("working directory {path:?} is not absolute")]
+    RelativeCwd {
+        /// The path.
+        path: PathBuf,
+    },
+    /// A zero timeout or output limit.
+    #[error("{what} must be greater than zero")]
+    ZeroLimit {
+        /// Which limit.
+        what: &'static str,
+    },
+}
+
+/// A command to run in a [`Sandbox`](super::Sandbox): program, arguments, environment,
+/// working directory, optional stdin bytes, and per-command limits.
+///
+/// The environment starts minimal (`PATH`, `HOME=/tmp`, `TMPDIR=/tmp`, `LANG=C.UTF-8`); no
+/// host variable leaks in. A program without `/` is searched in `PATH` inside the sandbox.
+///
+/// ```
+/// use sandpool::sandbox::Command;
+/// use std::time::Duration;
+/// let cmd = Command::new("sh").args(["-c", "echo $GREETING"]).env("GREETING", "hi")
+///     .timeout(Duration::from_secs(5));
+/// assert_eq!(cmd.get_program(), "sh");
+/// ```
+#[derive(Clone, Debug)]
+pub struct Command {
+    program: OsString,
+    args: Vec<OsString>,
+    env: Vec<(OsString, OsString)>,
+    cwd: PathBuf,
+    stdin: Option<Vec<u8>>,
+    timeout: Option<Duration>,
+    output_limit: Option<usize>,
+    no_fork: bool,
+}
+
+impl Command {
+    /// A command running `program` with no arguments.
+    pub fn new(program: impl AsRef<OsStr>) -> Self {
+        Command {
+            program: program.as_ref().to_owned(),
+            args: Vec::new(),
+            env: Vec::new(),
+            cwd: PathBuf::from("/tmp"),
+            stdin: None,
+            timeout: None,
+            output_limit: None,
+            no_fork: false,
+        }
+    }
+    /// Adds one argument.
+    pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Self {
+        self.args.push(arg.as_ref().to_owned());
+        self
+    }
+    /// Adds arguments.
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.args.extend(args.into_iter().map(|a| a.as_ref().to_owned()));
+        self
+    }
+    /// Sets an environment variable (overriding a default one of the same name).
+    pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Self {
+        let key = key.as_ref().to_owned();
+        self.env.retain(|(k, _)| *k != key);
+        self.env.push((key, value.as_ref().to_owned()));
+        self
+    }
+    /// Working directory inside the sandbox. Default: `/tmp`.
+    pub fn cwd(mut self, dir: impl AsRef<Path>) -> Self {
+        self.cwd = dir.as_ref().to_owned();
+        self
+    }
+    /// Bytes fed to the command's stdin. Default: `/dev/null`.
+    pub fn stdin(mut self, bytes: impl Into<Vec<u8>>) -> Self {
+        self.stdin = Some(bytes.into());
+        self
+    }
+    /// Wall-clock limit; default: the policy's.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+    /// Cap of each captured stream in bytes; default: the policy's.
+    pub fn output_limit(mut self, bytes: usize) -> Self {
+        self.output_limit = Some(bytes);
+        self
+    }
+    /// Forbids the command to create processes (a seccomp filter on fork/vfork/clone).
+    pub fn no_fork(mut self, yes: bool) -> Self {
+        self.no_fork = yes;
+        self
+    }
+    /// The program.
+    pub fn get_program(&self) -> &OsStr {
+        &self.program
+    }
+    /// The working directory.
+    pub fn get_cwd(&self) -> &Path {
+        &self.cwd
+    }
+    /// The timeout set on this command, if any.
+    pub fn get_timeout(&self) -> Option<Duration> {
+        self.timeout
+    }
+    pub(crate) fn get_output_limit(&self) -> Option<usize> {
+        self.output_limit
+    }
+    pub(crate) fn get_no_fork(&self) -> bool {
+        self.no_fork
+    }
+    pub(crate) fn get_stdin(&self) -> Option<&[u8]> {
+        self.stdin.as_deref()
+    }
+
+    /// The environment the command gets: the minimal defaults, then its own variables.
+    pub fn environment(&self) -> Vec<(OsString, OsString)> {
+        let mut env: Vec<(OsString, OsString)> =
+            [("PATH", DEFAULT_PATH), ("HOME", "/tmp"), ("TMPDIR", "/tmp"), ("LANG", "C.UTF-8")]
+                .iter()
+                .map(|(k, v)| (OsString::from(k), OsString::from(v)))
+                .collect();
+        for (k, v) in &self.env {
+            env.retain(|(ek, _)| ek != k);
+            env.push((k.clone(), v.clone()));
+        }
+        env
+    }
+
+    /// Checks the command and encodes argv, env and cwd as the zygote wants them.
+    pub(crate) fn encode(&self) -> Result<EncodedCommand, CommandError> {
+        if self.program.is_empty() {
+            return Err(CommandError::EmptyProgram);
+        }
+        let no_nul = |s: &OsStr, what| {
+            if s.as_bytes().contains(&0) { Err(CommandError::NulByte { what }) } else { Ok(s.as_bytes().to_vec()) }
+        };
+        let mut argv = vec![no_nul(&self.program, "the program")?];
+        for a in &self.args {
+            argv.push(no_nul(a, "an argument")?);
+        }
+        let mut env = Vec::new();
+        for (k, v) in self.environment() {
+            if k.is_empty() || k.as_bytes().contains(&b'=') {
+                return Err(CommandError::BadEnvName { name: k.to_string_lossy().into_owned() });
+            }
+            let mut entry = no_nul(&k, "an environment variable name")?;
+            entry.push(b'=');
+            entry.extend_from_slice(&no_nul(&v, "an environment variable value")?);
+            env.push(entry);
+        }
+        if !self.cwd.is_absolute() {
+            return Err(CommandError::RelativeCwd { path: self.cwd.clone() });
+        }
+        let cwd = no_nul(self.cwd.as_os_str(), "the working directory")?;
+        let size: usize = argv.iter().chain(env.iter()).map(|s| s.len() + 1).sum();
+        if size > MAX_ARGS_BYTES {
+            return Err(CommandError::TooLarge { size, limit: MAX_ARGS_BYTES });
+        }
+        if self.timeout == Some(Duration::ZERO) {
+            return Err(CommandError::ZeroLimit { what: "the timeout" });
+        }
+        if self.output_limit == Some(0) {
+            return Err(CommandError::ZeroLimit { what: "the output limit" });
+        }
+        Ok(EncodedCommand { argv, env, cwd })
+    }
+}
+
+/// A checked command's argv, `KEY=VALUE` environment and working directory, as bytes.
+#[derive(Debug)]
+pub(crate) struct EncodedCommand {
+    pub argv: Vec<Vec<u8>>,
+    pub env: Vec<Vec<u8>>,
+    pub cwd: Vec<u8>,
+}
+
+/// How a command ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// It exited with this code.
+    Exited(i32),
+    /// It was killed by this signal.
+    Signaled(i32),
+}
+
+/// Resource use of a finished command (its process and the descendants it waited for).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ResourceUsage {
+    /// User CPU time.
+    pub user_time: Duration,
+    /// System CPU time.
+    pub system_time: Duration,
+    /// Peak resident set size, KiB.
+    pub max_rss_kib: u64,
+}
+
+/// Why the sandbox killed a command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KillReason {
+    /// It ran past its timeout.
+    Timeout,
+    /// Its output went past the cap.
+    OutputLimit,
+}
+
+/// What came of a [`Command`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Output {
+    /// How it ended.
+    pub status: ExitStatus,
+    /// Whether it was killed for running past its timeout.
+    pub timed_out: bool,
+    /// Why the sandbox killed it, if it did.
+    pub killed_by_sandbox: Option<KillReason>,
+    /// Captured stdout (up to the cap).
+    pub stdout: Vec<u8>,
+    /// Captured stderr (up to the cap).
+    pub stderr: Vec<u8>,
+    /// Whether stdout went past the cap (and was cut there).
+    pub stdout_truncated: bool,
+    /// Whether stderr went past the cap (and was cut there).
+    pub stderr_truncated: bool,
+    /// Wall-clock time from start to exit.
+    pub duration: Duration,
+    /// Resource use as reported by the kernel.
+    pub usage: ResourceUsage,
+}
+
+impl Output {
+    /// The exit code, if it exited.
+    pub fn exit_code(&self) -> Option<i32> {
+        match self.status {
+            ExitStatus::Exited(c) => Some(c),
+            ExitStatus::Signaled(_) => None,
+        }
+    }
+    /// The signal that killed it, if any.
+    pub fn signal(&self) -> Option<i32> {
+        match self.status {
+            ExitStatus::Signaled(s) => Some(s),
+            ExitStatus::Exited(_) => None,
+        }
+    }
+    /// Whether it exited with code 0.
+    pub fn success(&self) -> bool {
+        self.status == ExitStatus::Exited(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_input_is_refused() {
+        assert_eq!(Command::new("").encode().unwrap_err(), CommandError::EmptyProgram);
+        assert!(matches!(Command::new("a\0b").encode(), Err(CommandError::NulByte { .. })));
+        assert!(matches!(Command::new("x").arg("a\0").encode(), Err(CommandError::NulByte { .. })));
+        assert!(matches!(Command::new("x").env("A=B", "c").encode(), Err(CommandError::BadEnvName { .. })));
+        assert!(matches!(Command::new("x").cwd("rel").encode(), Err(CommandError::RelativeCwd { .. })));
+        let big = "x".repeat(MAX_ARGS_BYTES);
+        assert!(matches!(Command::new("x").arg(big).encode(), Err(CommandError::TooLarge { .. })));
+        assert!(matches!(Command::new("x").timeout(Duration::ZERO).encode(), Err(CommandError::ZeroLimit { .. })));
+    }
+
+    #[test]
+    fn environment_is_minimal_and_overridable() {
+        let EncodedCommand { env, cwd, .. } = Command::new("x").env("PATH", "/bin").env("K", "v").encode().unwrap();
+        let env: Vec<String> = env.into_iter().map(|e| String::from_utf8(e).unwrap()).collect();
+        assert!(env.contains(&"PATH=/bin".to_string()));
+        assert!(env.contains(&"K=v".to_string()));
+        assert_eq!(env.iter().filter(|e| e.starts_with("PATH=")).count(), 1);
+        assert_eq!(cwd, b"/tmp");
+        // Nothing of the host's environment.
+        assert!(!env.iter().any(|e| e.starts_with("CARGO") || e.starts_with("USER=")));
+    }
+}

@@ -1,0 +1,131 @@
+//! The honest report of what a sandbox actually applied, layer by layer.
+
+use std::fmt;
+
+use super::policy::Network;
+
+/// How a limit is enforced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(serde::Serialize), serde(rename_all = "snake_case"))]
+pub enum Enforcement {
+    /// A cgroup v2 controller, for the whole sandbox.
+    CgroupV2,
+    /// A cgroup v1 controller, for the whole sandbox.
+    CgroupV1,
+    /// A resource limit (`setrlimit`), per process unless noted.
+    Rlimit,
+    /// The size cap of a tmpfs mount.
+    Tmpfs,
+    /// The host, which watches the command and kills it.
+    Host,
+    /// Not enforced.
+    None,
+}
+
+impl fmt::Display for Enforcement {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Enforcement::CgroupV2 => "cgroup v2",
+            Enforcement::CgroupV1 => "cgroup v1",
+            Enforcement::Rlimit => "rlimit",
+            Enforcement::Tmpfs => "tmpfs size",
+            Enforcement::Host => "host watchdog",
+            Enforcement::None => "not enforced",
+        })
+    }
+}
+
+/// One limit and how it is enforced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(serde::Serialize))]
+pub struct Limit {
+    /// What it limits (`memory`, `processes`, `cpu_time`, `file_size`, `open_files`, `tmp_size`,
+    /// `timeout`, `output`).
+    pub name: &'static str,
+    /// Its value (bytes, count, or milliseconds for times).
+    pub value: u64,
+    /// How it is enforced.
+    pub enforced_by: Enforcement,
+    /// Scope or caveat, e.g. "per process".
+    pub note: &'static str,
+}
+
+/// Namespaces the sandbox lives in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(serde::Serialize))]
+pub struct Namespaces {
+    /// Own user namespace.
+    pub user: bool,
+    /// Own pid namespace (the zygote is its init).
+    pub pid: bool,
+    /// Own mount namespace with a minimal root (pivot_root).
+    pub mount: bool,
+    /// Own network namespace.
+    pub network: bool,
+    /// Own IPC namespace (renewed at each reset).
+    pub ipc: bool,
+    /// Own UTS namespace (hostname `sandpool`).
+    pub uts: bool,
+    /// Own cgroup namespace.
+    pub cgroup: bool,
+}
+
+/// Landlock's part.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(serde::Serialize))]
+pub struct LandlockStatus {
+    /// ABI version the kernel offers, if any.
+    pub abi: Option<u32>,
+    /// Whether a ruleset is enforced on every command.
+    pub enforced: bool,
+    /// Whether abstract-socket and signal scoping (ABI 6) is part of it.
+    pub scoped: bool,
+}
+
+/// Seccomp's part.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(serde::Serialize))]
+pub struct SeccompStatus {
+    /// Whether the filter is installed on every command.
+    pub enforced: bool,
+    /// How many system calls it denies with `EPERM`.
+    pub denied_syscalls: u32,
+}
+
+/// What a sandbox actually applied. Nothing here is what was *asked*: each field is what the
+/// kernel accepted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(serde::Serialize))]
+pub struct Isolation {
+    /// Namespaces.
+    pub namespaces: Namespaces,
+    /// Network mode.
+    pub network: Network,
+    /// Whether only `lo` exists (own network namespace, loopback up).
+    pub loopback_only: bool,
+    /// The root the command sees.
+    pub root: &'static str,
+    /// Landlock.
+    pub landlock: LandlockStatus,
+    /// Seccomp.
+    pub seccomp: SeccompStatus,
+    /// `no_new_privs` on every command.
+    pub no_new_privs: bool,
+    /// Whether commands run with every capability dropped (and the bounding set empty).
+    pub capabilities_dropped: bool,
+    /// The uid commands run as inside.
+    pub uid: u32,
+    /// The host uid that uid maps to.
+    pub host_uid: u32,
+    /// Each limit and how it is enforced.
+    pub limits: Vec<Limit>,
+    /// Layers asked for as best effort that could not be applied, with why.
+    pub missing: Vec<String>,
+}
+
+impl Isolation {
+    /// The limit called `name`, if reported.
+    pub fn limit(&self, name: &str) -> Option<&Limit> {
+        self.limits.iter().find(|l| l.name == name)
+    }
+}

@@ -1,0 +1,63 @@
+//! The commands' Landlock ruleset: a second wall behind the mount namespace.
+//!
+//! Everything visible is readable and executable; only `/tmp`, `/dev/shm`, the device nodes
+//! and the read-write binds are writable. With ABI 6 the ruleset also scopes abstract unix
+//! sockets and signals to the sandbox.
+
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+
+use super::sys;
+
+const EXECUTE: u64 = 1 << 0;
+const WRITE_FILE: u64 = 1 << 1;
+const READ_FILE: u64 = 1 << 2;
+const READ_DIR: u64 = 1 << 3;
+const ABI1_ALL: u64 = (1 << 13) - 1;
+const REFER: u64 = 1 << 13;
+const TRUNCATE: u64 = 1 << 14;
+const IOCTL_DEV: u64 = 1 << 15;
+const SCOPE_ABSTRACT_UNIX_SOCKET: u64 = 1 << 0;
+const SCOPE_SIGNAL: u64 = 1 << 1;
+
+/// Every file-system access right the given ABI knows.
+fn handled_fs(abi: u32) -> u64 {
+    let mut all = ABI1_ALL;
+    if abi >= 2 {
+        all |= REFER;
+    }
+    if abi >= 3 {
+        all |= TRUNCATE;
+    }
+    if abi >= 5 {
+        all |= IOCTL_DEV;
+    }
+    all
+}
+
+/// A built ruleset, ready for `landlock_restrict_self` in each command child.
+pub(crate) struct Ruleset {
+    pub fd: OwnedFd,
+    pub scoped: bool,
+}
+
+/// Builds the ruleset for this sandbox's tree; `writable` lists the paths (inside) that
+/// commands may change.
+pub(crate) fn build(abi: u32, writable: &[&str]) -> io::Result<Ruleset> {
+    let handled = handled_fs(abi);
+    let scoped = if abi >= 6 { SCOPE_ABSTRACT_UNIX_SOCKET | SCOPE_SIGNAL } else { 0 };
+    let fd = sys::landlock_create_ruleset(handled, scoped)?;
+    let read = (READ_FILE | READ_DIR | EXECUTE) & handled;
+    sys::landlock_allow_beneath(fd.as_fd(), sys::open_path("/")?.as_fd(), read)?;
+    let devices = (READ_FILE | WRITE_FILE | READ_DIR | IOCTL_DEV | TRUNCATE) & handled;
+    sys::landlock_allow_beneath(fd.as_fd(), sys::open_path("/dev")?.as_fd(), devices)?;
+    sys::landlock_allow_beneath(
+        fd.as_fd(),
+        sys::open_path("/proc")?.as_fd(),
+        (READ_FILE | READ_DIR | WRITE_FILE) & handled,
+    )?;
+    for path in writable {
+        sys::landlock_allow_beneath(fd.as_fd(), sys::open_path(path)?.as_fd(), handled & !IOCTL_DEV)?;
+    }
+    Ok(Ruleset { fd, scoped: scoped != 0 })
+}

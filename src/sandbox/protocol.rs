@@ -1,0 +1,471 @@
+//! The control protocol between the host and a sandbox's zygote.
+//!
+//! One message per `SOCK_SEQPACKET` datagram: a tag byte, then fields in a fixed order.
+//! Integers are little-endian; byte strings are a `u32` length then the bytes. Descriptors
+//! (a command's stdio) travel beside the datagram as `SCM_RIGHTS`. The decoder checks every
+//! length against what is left, rejects unknown tags and trailing bytes, and never panics: it
+//! reads what the other side of a trust boundary wrote.
+//!
+//! Public only so the fuzz target can reach it; not part of the stable API.
+
+use std::fmt;
+
+/// Largest datagram either side sends or accepts.
+pub const MAX_MESSAGE: usize = 256 * 1024;
+
+/// Largest number of list entries (binds, argv, env) a message may carry.
+const MAX_LIST: usize = 64 * 1024;
+
+/// A read-only or read-write bind mount of a host path at the same path inside.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BindSpec {
+    /// Absolute path, no NUL byte.
+    pub path: Vec<u8>,
+    /// Writable inside.
+    pub writable: bool,
+}
+
+/// How the zygote builds its sandbox.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct ZygoteConfig {
+    /// Keep the host's network namespace (no loopback-only netns of its own).
+    pub share_network: bool,
+    /// Size cap of the private `/tmp` (and `/dev/shm`) tmpfs, bytes.
+    pub tmp_size: u64,
+    /// Extra binds, in mount order.
+    pub binds: Vec<BindSpec>,
+    /// RLIMIT_NPROC (0: none).
+    pub max_processes: u64,
+    /// RLIMIT_AS (0: none): the memory limit's fallback when no cgroup enforces it.
+    pub address_space: u64,
+    /// RLIMIT_FSIZE (0: none).
+    pub max_file_size: u64,
+    /// RLIMIT_NOFILE (0: none).
+    pub max_open_files: u64,
+    /// 0: off, 1: best effort, 2: required.
+    pub landlock: u8,
+    /// 0: off, 1: on.
+    pub seccomp: u8,
+    /// Highest capability number of this kernel.
+    pub last_cap: u32,
+}
+
+/// Asks the zygote to start one command.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct RunRequest {
+    /// argv, argv\[0\] being the program (a path, or a name searched in `PATH`).
+    pub argv: Vec<Vec<u8>>,
+    /// `KEY=VALUE` entries.
+    pub env: Vec<Vec<u8>>,
+    /// Absolute working directory.
+    pub cwd: Vec<u8>,
+    /// Forbid creating processes (seccomp).
+    pub no_fork: bool,
+    /// RLIMIT_CPU in seconds (0: none).
+    pub cpu_seconds: u64,
+    /// Whether a stdin descriptor travels with the request (else `/dev/null`).
+    pub has_stdin: bool,
+}
+
+/// A message from the host to the zygote.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Request {
+    /// First message: build the sandbox.
+    Configure(ZygoteConfig),
+    /// Start a command; stdin (if any), stdout and stderr travel as descriptors.
+    Run(RunRequest),
+    /// Kill every process of the sandbox but the zygote.
+    Kill,
+    /// Wipe the session: kill everything, fresh `/tmp`, fresh IPC namespace.
+    Reset,
+}
+
+/// What the zygote applied, sent once it is ready.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct ZygoteReport {
+    /// Landlock ABI the kernel offers (0: none).
+    pub landlock_abi: u32,
+    /// Whether a Landlock ruleset is enforced on every command.
+    pub landlock_enforced: bool,
+    /// Whether Landlock's scoping (abstract sockets, signals; ABI 6) is part of it.
+    pub landlock_scoped: bool,
+    /// Whether seccomp filters are installed on every command.
+    pub seccomp_enforced: bool,
+    /// Number of system calls the default filter denies.
+    pub seccomp_denied: u32,
+    /// Whether the sandbox has its own network namespace with only `lo` up.
+    pub loopback_only: bool,
+}
+
+/// Resource use of a finished command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Usage {
+    /// User CPU time, µs.
+    pub user_us: u64,
+    /// System CPU time, µs.
+    pub system_us: u64,
+    /// Peak resident set, KiB.
+    pub max_rss_kib: u64,
+}
+
+/// A message from the zygote to the host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reply {
+    /// The sandbox is built.
+    Ready(ZygoteReport),
+    /// Building the sandbox failed at `step`.
+    SetupFailed {
+        /// What the zygote was doing.
+        step: String,
+        /// The OS error number.
+        errno: i32,
+    },
+    /// The command ended; `status` is the raw wait status.
+    Exited {
+        /// Raw wait status (`WIFEXITED`/`WTERMSIG` apply).
+        status: i32,
+        /// Its resource use.
+        usage: Usage,
+    },
+    /// The command could not be started.
+    SpawnFailed {
+        /// What the child was doing.
+        step: String,
+        /// The OS error number.
+        errno: i32,
+    },
+    /// The session was wiped.
+    ResetDone,
+    /// The session could not be wiped: the sandbox must not be reused.
+    ResetFailed {
+        /// What the zygote was doing.
+        step: String,
+        /// The OS error number.
+        errno: i32,
+    },
+}
+
+/// Why a datagram could not be decoded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DecodeError(&'static str);
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "malformed control message: {}", self.0)
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+struct Writer(Vec<u8>);
+
+impl Writer {
+    fn u8(&mut self, v: u8) {
+        self.0.push(v);
+    }
+    fn bool(&mut self, v: bool) {
+        self.0.push(v as u8);
+    }
+    fn u32(&mut self, v: u32) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn i32(&mut self, v: i32) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn u64(&mut self, v: u64) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn bytes(&mut self, v: &[u8]) {
+        self.u32(v.len() as u32);
+        self.0.extend_from_slice(v);
+    }
+    fn list(&mut self, v: &[Vec<u8>]) {
+        self.u32(v.len() as u32);
+        for item in v {
+            self.bytes(item);
+        }
+    }
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        if self.0.len() < n {
+            return Err(DecodeError("truncated"));
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+    fn u8(&mut self) -> Result<u8, DecodeError> {
+        Ok(self.take(1)?[0])
+    }
+    fn bool(&mut self) -> Result<bool, DecodeError> {
+        match self.u8()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            _ => Err(DecodeError("bad boolean")),
+        }
+    }
+    fn u32(&mut self) -> Result<u32, DecodeError> {
+        let b = self.take(4)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    fn i32(&mut self) -> Result<i32, DecodeError> {
+        Ok(self.u32()? as i32)
+    }
+    fn u64(&mut self) -> Result<u64, DecodeError> {
+        let b = self.take(8)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        Ok(u64::from_le_bytes(a))
+    }
+    fn bytes(&mut self) -> Result<Vec<u8>, DecodeError> {
+        let n = self.u32()? as usize;
+        Ok(self.take(n)?.to_vec())
+    }
+    fn string(&mut self) -> Result<String, DecodeError> {
+        String::from_utf8(self.bytes()?).map_err(|_| DecodeError("invalid UTF-8"))
+    }
+    fn list(&mut self) -> Result<Vec<Vec<u8>>, DecodeError> {
+        let n = self.u32()? as usize;
+        // Each entry takes at least its 4-byte length: bound the allocation by what is left.
+        if n > MAX_LIST || n > self.0.len() / 4 {
+            return Err(DecodeError("list longer than the message"));
+        }
+        (0..n).map(|_| self.bytes()).collect()
+    }
+    fn finish(self) -> Result<(), DecodeError> {
+        if self.0.is_empty() { Ok(()) } else { Err(DecodeError("trailing bytes")) }
+    }
+}
+
+mod tag {
+    pub const CONFIGURE: u8 = 1;
+    pub const RUN: u8 = 2;
+    pub const KILL: u8 = 3;
+    pub const RESET: u8 = 4;
+    pub const READY: u8 = 101;
+    pub const SETUP_FAILED: u8 = 102;
+    pub const EXITED: u8 = 103;
+    pub const SPAWN_FAILED: u8 = 104;
+    pub const RESET_DONE: u8 = 105;
+    pub const RESET_FAILED: u8 = 106;
+}
+
+impl Request {
+    /// Encodes into one datagram.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer(Vec::with_capacity(64));
+        match self {
+            Request::Configure(c) => {
+                w.u8(tag::CONFIGURE);
+                w.bool(c.share_network);
+                w.u64(c.tmp_size);
+                w.u32(c.binds.len() as u32);
+                for b in &c.binds {
+                    w.bytes(&b.path);
+                    w.bool(b.writable);
+                }
+                w.u64(c.max_processes);
+                w.u64(c.address_space);
+                w.u64(c.max_file_size);
+                w.u64(c.max_open_files);
+                w.u8(c.landlock);
+                w.u8(c.seccomp);
+                w.u32(c.last_cap);
+            }
+            Request::Run(r) => {
+                w.u8(tag::RUN);
+                w.list(&r.argv);
+                w.list(&r.env);
+                w.bytes(&r.cwd);
+                w.bool(r.no_fork);
+                w.u64(r.cpu_seconds);
+                w.bool(r.has_stdin);
+            }
+            Request::Kill => w.u8(tag::KILL),
+            Request::Reset => w.u8(tag::RESET),
+        }
+        w.0
+    }
+
+    /// Decodes one datagram.
+    pub fn decode(data: &[u8]) -> Result<Request, DecodeError> {
+        let mut r = Reader(data);
+        let msg = match r.u8()? {
+            tag::CONFIGURE => {
+                let share_network = r.bool()?;
+                let tmp_size = r.u64()?;
+                let n = r.u32()? as usize;
+                if n > MAX_LIST || n > r.0.len() / 5 {
+                    return Err(DecodeError("bind list longer than the message"));
+                }
+                let binds =
+                    (0..n)
+                        .map(|_| Ok(BindSpec { path: r.bytes()?, writable: r.bool()? }))
+                        .collect::<Result<_, DecodeError>>()?;
+                Request::Configure(ZygoteConfig {
+                    share_network,
+                    tmp_size,
+                    binds,
+                    max_processes: r.u64()?,
+                    address_space: r.u64()?,
+                    max_file_size: r.u64()?,
+                    max_open_files: r.u64()?,
+                    landlock: r.u8()?,
+                    seccomp: r.u8()?,
+                    last_cap: r.u32()?,
+                })
+            }
+            tag::RUN => Request::Run(RunRequest {
+                argv: r.list()?,
+                env: r.list()?,
+                cwd: r.bytes()?,
+                no_fork: r.bool()?,
+                cpu_seconds: r.u64()?,
+                has_stdin: r.bool()?,
+            }),
+            tag::KILL => Request::Kill,
+            tag::RESET => Request::Reset,
+            _ => return Err(DecodeError("unknown request")),
+        };
+        r.finish()?;
+        Ok(msg)
+    }
+}
+
+impl Reply {
+    /// Encodes into one datagram.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer(Vec::with_capacity(32));
+        match self {
+            Reply::Ready(rep) => {
+                w.u8(tag::READY);
+                w.u32(rep.landlock_abi);
+                w.bool(rep.landlock_enforced);
+                w.bool(rep.landlock_scoped);
+                w.bool(rep.seccomp_enforced);
+                w.u32(rep.seccomp_denied);
+                w.bool(rep.loopback_only);
+            }
+            Reply::SetupFailed { step, errno } => {
+                w.u8(tag::SETUP_FAILED);
+                w.bytes(step.as_bytes());
+                w.i32(*errno);
+            }
+            Reply::Exited { status, usage } => {
+                w.u8(tag::EXITED);
+                w.i32(*status);
+                w.u64(usage.user_us);
+                w.u64(usage.system_us);
+                w.u64(usage.max_rss_kib);
+            }
+            Reply::SpawnFailed { step, errno } => {
+                w.u8(tag::SPAWN_FAILED);
+                w.bytes(step.as_bytes());
+                w.i32(*errno);
+            }
+            Reply::ResetDone => w.u8(tag::RESET_DONE),
+            Reply::ResetFailed { step, errno } => {
+                w.u8(tag::RESET_FAILED);
+                w.bytes(step.as_bytes());
+                w.i32(*errno);
+            }
+        }
+        w.0
+    }
+
+    /// Decodes one datagram.
+    pub fn decode(data: &[u8]) -> Result<Reply, DecodeError> {
+        let mut r = Reader(data);
+        let msg = match r.u8()? {
+            tag::READY => Reply::Ready(ZygoteReport {
+                landlock_abi: r.u32()?,
+                landlock_enforced: r.bool()?,
+                landlock_scoped: r.bool()?,
+                seccomp_enforced: r.bool()?,
+                seccomp_denied: r.u32()?,
+                loopback_only: r.bool()?,
+            }),
+            tag::SETUP_FAILED => Reply::SetupFailed { step: r.string()?, errno: r.i32()? },
+            tag::EXITED => Reply::Exited {
+                status: r.i32()?,
+                usage: Usage { user_us: r.u64()?, system_us: r.u64()?, max_rss_kib: r.u64()? },
+            },
+            tag::SPAWN_FAILED => Reply::SpawnFailed { step: r.string()?, errno: r.i32()? },
+            tag::RESET_DONE => Reply::ResetDone,
+            tag::RESET_FAILED => Reply::ResetFailed { step: r.string()?, errno: r.i32()? },
+            _ => return Err(DecodeError("unknown reply")),
+        };
+        r.finish()?;
+        Ok(msg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_round_trip() {
+        let msgs = [
+            Request::Configure(ZygoteConfig {
+                share_network: true,
+                tmp_size: 1 << 26,
+                binds: vec![BindSpec { path: b"/data".to_vec(), writable: true }],
+                max_processes: 64,
+                address_space: 0,
+                max_file_size: 1 << 30,
+                max_open_files: 1024,
+                landlock: 2,
+                seccomp: 1,
+                last_cap: 40,
+            }),
+            Request::Run(RunRequest {
+                argv: vec![b"/bin/echo".to_vec(), b"hi".to_vec()],
+                env: vec![b"A=b".to_vec()],
+                cwd: b"/tmp".to_vec(),
+                no_fork: true,
+                cpu_seconds: 7,
+                has_stdin: true,
+            }),
+            Request::Kill,
+            Request::Reset,
+        ];
+        for m in msgs {
+            assert_eq!(Request::decode(&m.encode()).unwrap(), m);
+        }
+    }
+
+    #[test]
+    fn replies_round_trip() {
+        let msgs = [
+            Reply::Ready(ZygoteReport { landlock_abi: 7, landlock_enforced: true, ..Default::default() }),
+            Reply::SetupFailed { step: "mount /proc".into(), errno: 1 },
+            Reply::Exited { status: 9, usage: Usage { user_us: 1, system_us: 2, max_rss_kib: 3 } },
+            Reply::SpawnFailed { step: "exec".into(), errno: 2 },
+            Reply::ResetDone,
+            Reply::ResetFailed { step: "remount /tmp".into(), errno: 16 },
+        ];
+        for m in msgs {
+            assert_eq!(Reply::decode(&m.encode()).unwrap(), m);
+        }
+    }
+
+    #[test]
+    fn malformed_input_is_rejected() {
+        assert!(Request::decode(&[]).is_err());
+        assert!(Request::decode(&[99]).is_err());
+        // A list claiming 2^32-1 entries must fail fast, not allocate.
+        assert!(Request::decode(&[tag::RUN, 0xff, 0xff, 0xff, 0xff]).is_err());
+        let mut ok = Request::Kill.encode();
+        ok.push(0);
+        assert_eq!(Request::decode(&ok), Err(DecodeError("trailing bytes")));
+        let mut run = Request::Run(RunRequest::default()).encode();
+        run.truncate(run.len() - 1);
+        assert!(Request::decode(&run).is_err());
+        assert!(Reply::decode(&[tag::READY, 0, 0, 0, 0, 2]).is_err());
+    }
+}

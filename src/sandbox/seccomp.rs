@@ -1,0 +1,194 @@
+//! The commands' seccomp filters, in the spirit of Docker's default profile: ordinary programs
+//! (`sh`, coreutils, `python3`, `cc`) work; the kernel's sharp edges fail with `EPERM`.
+//!
+//! Up to three programs are stacked (the kernel applies the strictest answer):
+//! 1. on x86_64, a guard that refuses the x32 ABI (its syscall numbers would bypass a list
+//!    keyed on x86_64 numbers);
+//! 2. `clone3` answers `ENOSYS`, so libc falls back to `clone`, whose flags a filter can see;
+//! 3. the deny list (built with `seccompiler`), with `clone` refused when it asks for a new
+//!    namespace, and with `--no-fork` also refused unless it creates a thread.
+
+use std::collections::BTreeMap;
+
+use seccompiler::{
+    SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule, TargetArch,
+};
+
+use super::sys::SeccompProgram;
+
+/// System calls denied with `EPERM` for every command.
+fn denied_syscalls() -> Vec<(&'static str, i64)> {
+    let mut v: Vec<(&'static str, i64)> = vec![
+        ("mount", libc::SYS_mount),
+        ("umount2", libc::SYS_umount2),
+        ("pivot_root", libc::SYS_pivot_root),
+        ("chroot", libc::SYS_chroot),
+        ("ptrace", libc::SYS_ptrace),
+        ("process_vm_readv", libc::SYS_process_vm_readv),
+        ("process_vm_writev", libc::SYS_process_vm_writev),
+        ("bpf", libc::SYS_bpf),
+        ("perf_event_open", libc::SYS_perf_event_open),
+        ("keyctl", libc::SYS_keyctl),
+        ("add_key", libc::SYS_add_key),
+        ("request_key", libc::SYS_request_key),
+        ("unshare", libc::SYS_unshare),
+        ("setns", libc::SYS_setns),
+        ("kexec_load", libc::SYS_kexec_load),
+        ("kexec_file_load", libc::SYS_kexec_file_load),
+        ("init_module", libc::SYS_init_module),
+        ("finit_module", libc::SYS_finit_module),
+        ("delete_module", libc::SYS_delete_module),
+        ("reboot", libc::SYS_reboot),
+        ("swapon", libc::SYS_swapon),
+        ("swapoff", libc::SYS_swapoff),
+        ("settimeofday", libc::SYS_settimeofday),
+        ("clock_settime", libc::SYS_clock_settime),
+        ("clock_adjtime", libc::SYS_clock_adjtime),
+        ("adjtimex", libc::SYS_adjtimex),
+        ("acct", libc::SYS_acct),
+        ("quotactl", libc::SYS_quotactl),
+        ("quotactl_fd", libc::SYS_quotactl_fd),
+        ("open_by_handle_at", libc::SYS_open_by_handle_at),
+        ("name_to_handle_at", libc::SYS_name_to_handle_at),
+        ("userfaultfd", libc::SYS_userfaultfd),
+        ("fsopen", libc::SYS_fsopen),
+        ("fsconfig", libc::SYS_fsconfig),
+        ("fsmount", libc::SYS_fsmount),
+        ("fspick", libc::SYS_fspick),
+        ("move_mount", libc::SYS_move_mount),
+        ("open_tree", libc::SYS_open_tree),
+        ("mount_setattr", libc::SYS_mount_setattr),
+        ("syslog", libc::SYS_syslog),
+        ("vhangup", libc::SYS_vhangup),
+        ("sethostname", libc::SYS_sethostname),
+        ("setdomainname", libc::SYS_setdomainname),
+        ("kcmp", libc::SYS_kcmp),
+        ("pidfd_getfd", libc::SYS_pidfd_getfd),
+        ("io_uring_setup", libc::SYS_io_uring_setup),
+        ("io_uring_enter", libc::SYS_io_uring_enter),
+        ("io_uring_register", libc::SYS_io_uring_register),
+        ("lookup_dcookie", libc::SYS_lookup_dcookie),
+        ("nfsservctl", libc::SYS_nfsservctl),
+    ];
+    #[cfg(target_arch = "x86_64")]
+    v.extend([
+        ("iopl", libc::SYS_iopl),
+        ("ioperm", libc::SYS_ioperm),
+        ("uselib", libc::SYS_uselib),
+        ("_sysctl", libc::SYS__sysctl),
+        ("modify_ldt", libc::SYS_modify_ldt),
+    ]);
+    v
+}
+
+/// Every namespace flag `clone` may ask for.
+const NAMESPACE_FLAGS: [u64; 8] = [
+    libc::CLONE_NEWUSER as u64,
+    libc::CLONE_NEWNS as u64,
+    libc::CLONE_NEWPID as u64,
+    libc::CLONE_NEWNET as u64,
+    libc::CLONE_NEWIPC as u64,
+    libc::CLONE_NEWUTS as u64,
+    libc::CLONE_NEWCGROUP as u64,
+    0x80, // CLONE_NEWTIME
+];
+
+fn target() -> TargetArch {
+    #[cfg(target_arch = "x86_64")]
+    return TargetArch::x86_64;
+    #[cfg(target_arch = "aarch64")]
+    return TargetArch::aarch64;
+}
+
+fn flag_set(flag: u64) -> SeccompRule {
+    SeccompRule::new(vec![
+        SeccompCondition::new(0, SeccompCmpArgLen::Qword, SeccompCmpOp::MaskedEq(flag), flag)
+            .expect("valid seccomp condition"),
+    ])
+    .expect("valid seccomp rule")
+}
+
+fn deny_list(no_fork: bool) -> Result<SeccompProgram, seccompiler::BackendError> {
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> =
+        denied_syscalls().into_iter().map(|(_, nr)| (nr, Vec::new())).collect();
+    let mut clone_rules: Vec<SeccompRule> = NAMESPACE_FLAGS.iter().map(|f| flag_set(*f)).collect();
+    if no_fork {
+        // Threads (CLONE_THREAD) stay allowed: a thread is not a new process.
+        let no_thread = SeccompRule::new(vec![SeccompCondition::new(
+            0,
+            SeccompCmpArgLen::Qword,
+            SeccompCmpOp::MaskedEq(libc::CLONE_THREAD as u64),
+            0,
+        )?])?;
+        clone_rules.push(no_thread);
+        #[cfg(target_arch = "x86_64")]
+        {
+            rules.insert(libc::SYS_fork, Vec::new());
+            rules.insert(libc::SYS_vfork, Vec::new());
+        }
+    }
+    rules.insert(libc::SYS_clone, clone_rules);
+    let filter = SeccompFilter::new(rules, SeccompAction::Allow, SeccompAction::Errno(libc::EPERM as u32), target())?;
+    filter.try_into()
+}
+
+fn clone3_enosys() -> Result<SeccompProgram, seccompiler::BackendError> {
+    let rules = BTreeMap::from([(libc::SYS_clone3, Vec::new())]);
+    SeccompFilter::new(rules, SeccompAction::Allow, SeccompAction::Errno(libc::ENOSYS as u32), target())?.try_into()
+}
+
+/// On x86_64: refuse every syscall number with the x32 bit (`__X32_SYSCALL_BIT`).
+#[cfg(target_arch = "x86_64")]
+fn x32_guard() -> SeccompProgram {
+    use seccompiler::sock_filter;
+    const BPF_LD_W_ABS: u16 = 0x20;
+    const BPF_JGE_K: u16 = 0x35;
+    const BPF_RET_K: u16 = 0x06;
+    const SECCOMP_RET_ALLOW: u32 = 0x7fff_0000;
+    const SECCOMP_RET_ERRNO: u32 = 0x0005_0000;
+    vec![
+        sock_filter { code: BPF_LD_W_ABS, jt: 0, jf: 0, k: 0 },
+        sock_filter { code: BPF_JGE_K, jt: 0, jf: 1, k: 0x4000_0000 },
+        sock_filter { code: BPF_RET_K, jt: 0, jf: 0, k: SECCOMP_RET_ERRNO | libc::EPERM as u32 },
+        sock_filter { code: BPF_RET_K, jt: 0, jf: 0, k: SECCOMP_RET_ALLOW },
+    ]
+}
+
+/// The programs for one kind of command, in install order.
+pub(crate) struct Filters {
+    /// For ordinary commands.
+    pub default: Vec<SeccompProgram>,
+    /// For `--no-fork` commands.
+    pub no_fork: Vec<SeccompProgram>,
+}
+
+/// Builds both filter stacks.
+pub(crate) fn build() -> Result<Filters, seccompiler::BackendError> {
+    #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
+    let mut common = vec![clone3_enosys()?];
+    #[cfg(target_arch = "x86_64")]
+    common.insert(0, x32_guard());
+    let mut default = common.clone();
+    default.push(deny_list(false)?);
+    let mut no_fork = common;
+    no_fork.push(deny_list(true)?);
+    Ok(Filters { default, no_fork })
+}
+
+/// How many system calls the default filter denies.
+pub(crate) fn denied_count() -> u32 {
+    denied_syscalls().len() as u32 + 1 // + clone with namespace flags
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_build_and_differ() {
+        let f = build().unwrap();
+        assert_eq!(f.default.len(), f.no_fork.len());
+        assert_ne!(f.default.last(), f.no_fork.last());
+        assert!(f.default.iter().all(|p| !p.is_empty() && p.len() < 4096));
+    }
+}

@@ -1,0 +1,1161 @@
+//! The raw Linux layer: the only module of the crate with `unsafe` code.
+//!
+//! Everything here is a thin, typed wrapper over one system call (named in each doc comment),
+//! plus the two code paths that run between `clone3` and `execve`:
+//!
+//! - [`spawn_zygote`] runs in the *host*: the child shares the host's memory (`CLONE_VM |
+//!   CLONE_VFORK`, so no page table is copied whatever the host's size) and, until it execs the
+//!   zygote image, it only makes raw system calls: no allocation, no lock, no `errno`, no panic.
+//! - [`spawn_command`] runs in the *zygote* (a fresh, single-threaded image) to start one
+//!   command; its child also only makes system calls before `execve`.
+#![allow(unsafe_code)]
+
+use std::ffi::{CStr, CString, c_char, c_int, c_long, c_void};
+use std::io;
+use std::mem::{MaybeUninit, size_of};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::ptr;
+
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+compile_error!("sandpool's sandbox supports x86_64 and aarch64 Linux");
+
+/// Turns a libc return value into an `io::Result`, reading `errno` on failure.
+fn cvt(ret: c_int) -> io::Result<c_int> {
+    if ret < 0 { Err(io::Error::last_os_error()) } else { Ok(ret) }
+}
+
+fn cvt_long(ret: c_long) -> io::Result<c_long> {
+    if ret < 0 { Err(io::Error::last_os_error()) } else { Ok(ret) }
+}
+
+/// Wraps a freshly returned, owned file descriptor.
+fn owned(fd: c_int) -> io::Result<OwnedFd> {
+    let fd = cvt(fd)?;
+    // SAFETY: `fd` was just returned by the kernel as a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn cstr(path: &str) -> io::Result<CString> {
+    CString::new(path).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL byte in path"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Raw system calls that never touch errno (safe to use in a CLONE_VM child, whose thread-local
+// errno is the parent thread's).
+
+/// One raw system call; returns the kernel's result (`-errno` on failure).
+///
+/// # Safety
+/// The arguments must be valid for system call `nr`.
+#[inline(always)]
+unsafe fn raw_syscall(nr: c_long, a0: usize, a1: usize, a2: usize, a3: usize, a4: usize) -> isize {
+    let ret: isize;
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: the caller guarantees the arguments suit the system call; `syscall` clobbers only
+    // rcx and r11, declared here.
+    unsafe {
+        std::arch::asm!(
+            "syscall",
+            inlateout("rax") nr as isize => ret,
+            in("rdi") a0, in("rsi") a1, in("rdx") a2, in("r10") a3, in("r8") a4,
+            lateout("rcx") _, lateout("r11") _,
+            options(nostack, preserves_flags)
+        );
+    }
+    #[cfg(target_arch = "aarch64")]
+    // SAFETY: the caller guarantees the arguments suit the system call; `svc 0` returns in x0.
+    unsafe {
+        std::arch::asm!(
+            "svc 0",
+            in("x8") nr,
+            inlateout("x0") a0 as isize => ret,
+            in("x1") a1, in("x2") a2, in("x3") a3, in("x4") a4,
+            options(nostack)
+        );
+    }
+    ret
+}
+
+/// `clone3(2)` with a child that starts on its own stack and calls `child(arg)`, which must
+/// never return.
+///
+/// # Safety
+/// `args.stack`/`args.stack_size` must describe a writable, 16-byte aligned region that stays
+/// valid until the child execs or exits (with `CLONE_VFORK` the caller is suspended until
+/// then). `child` must never return and, with `CLONE_VM`, must only make raw system calls.
+unsafe fn clone3_with_stack(
+    args: &mut libc::clone_args,
+    child: extern "C" fn(*mut c_void) -> !,
+    arg: *mut c_void,
+) -> isize {
+    let ret: isize;
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: in the parent this is one `syscall` (clobbering rcx, r11). In the child (rax = 0)
+    // the kernel has set rsp to the top of the new stack; we call `child(arg)` there and never
+    // come back into compiled code, so no register or stack invariant of this frame is needed.
+    unsafe {
+        std::arch::asm!(
+            "syscall",
+            "test rax, rax",
+            "jnz 2f",
+            "mov rdi, r12",
+            "call r13",
+            "ud2",
+            "2:",
+            inlateout("rax") libc::SYS_clone3 as isize => ret,
+            in("rdi") args as *mut libc::clone_args,
+            in("rsi") size_of::<libc::clone_args>(),
+            in("r12") arg,
+            in("r13") child,
+            lateout("rcx") _, lateout("r11") _,
+        );
+    }
+    #[cfg(target_arch = "aarch64")]
+    // SAFETY: as above: in the child (x0 = 0) sp is the new stack's top; we branch to
+    // `child(arg)` and never return into compiled code.
+    unsafe {
+        std::arch::asm!(
+            "svc 0",
+            "cbnz x0, 2f",
+            "mov x0, x20",
+            "blr x21",
+            "brk #0",
+            "2:",
+            in("x8") libc::SYS_clone3,
+            inlateout("x0") args as *mut libc::clone_args => ret,
+            in("x1") size_of::<libc::clone_args>(),
+            in("x20") arg,
+            in("x21") child,
+        );
+    }
+    ret
+}
+
+/// A child stack: 16-byte aligned, owned by whoever spawns.
+#[repr(C, align(16))]
+struct ChildStack([u8; 32 * 1024]);
+
+// ---------------------------------------------------------------------------------------------
+// Host side: spawning the zygote.
+
+/// Namespace and clone flags of a zygote.
+pub(crate) const CLONE_NEWUSER: u64 = libc::CLONE_NEWUSER as u64;
+pub(crate) const CLONE_NEWNS: u64 = libc::CLONE_NEWNS as u64;
+pub(crate) const CLONE_NEWPID: u64 = libc::CLONE_NEWPID as u64;
+pub(crate) const CLONE_NEWNET: u64 = libc::CLONE_NEWNET as u64;
+pub(crate) const CLONE_NEWIPC: u64 = libc::CLONE_NEWIPC as u64;
+pub(crate) const CLONE_NEWUTS: u64 = libc::CLONE_NEWUTS as u64;
+pub(crate) const CLONE_NEWCGROUP: u64 = libc::CLONE_NEWCGROUP as u64;
+
+/// Everything the host's clone child needs, prepared before `clone3` so the child allocates
+/// nothing. The child writes `failed_step`/`errno` before it exits if it cannot exec.
+#[repr(C)]
+struct ZygoteChildArgs {
+    exe_fd: c_int,
+    control_fd: c_int,
+    devnull_fd: c_int,
+    last_cap: c_int,
+    argv: *const *const c_char,
+    envp: *const *const c_char,
+    failed_step: c_int,
+    errno: c_int,
+}
+
+/// Steps of the zygote's clone child, reported when it cannot reach `execve`.
+pub(crate) const ZYGOTE_STEPS: [&str; 5] =
+    ["(none)", "raise capabilities", "arrange descriptors", "close descriptors", "exec the zygote"];
+
+/// The host's clone child: keeps its capabilities across exec (ambient set), puts the control
+/// socket on fd 3, closes every other host descriptor and execs the zygote image.
+extern "C" fn zygote_child(arg: *mut c_void) -> ! {
+    // SAFETY: `arg` points to the `ZygoteChildArgs` of `spawn_zygote`, whose frame is alive
+    // while this child runs (CLONE_VFORK suspends it until we exec or exit).
+    let a = unsafe { &mut *(arg as *mut ZygoteChildArgs) };
+    let fail = |a: &mut ZygoteChildArgs, step: c_int, ret: isize| -> ! {
+        a.failed_step = step;
+        a.errno = -ret as c_int;
+        // SAFETY: exit ends only this child; it touches no shared memory.
+        unsafe { raw_syscall(libc::SYS_exit, 127, 0, 0, 0, 0) };
+        unreachable_loop()
+    };
+    // SAFETY (all raw system calls below): their pointer arguments point into this child's own
+    // stack or into prepared, immutable buffers owned by the suspended parent frame.
+    unsafe {
+        // A new user namespace's creator holds every capability, but execve drops them unless
+        // they are ambient: raise inheritable, then ambient, so the zygote keeps them.
+        let mut header = CapHeader { version: LINUX_CAPABILITY_VERSION_3, pid: 0 };
+        let mut data = [CapData::default(); 2];
+        let r = raw_syscall(libc::SYS_capget, &mut header as *mut _ as usize, data.as_mut_ptr() as usize, 0, 0, 0);
+        if r < 0 {
+            fail(a, 1, r);
+        }
+        data[0].inheritable = data[0].permitted;
+        data[1].inheritable = data[1].permitted;
+        let r = raw_syscall(libc::SYS_capset, &mut header as *mut _ as usize, data.as_ptr() as usize, 0, 0, 0);
+        if r < 0 {
+            fail(a, 1, r);
+        }
+        for cap in 0..=a.last_cap {
+            let r = raw_syscall(
+                libc::SYS_prctl,
+                libc::PR_CAP_AMBIENT as usize,
+                libc::PR_CAP_AMBIENT_RAISE as usize,
+                cap as usize,
+                0,
+                0,
+            );
+            if r < 0 {
+                fail(a, 1, r);
+            }
+        }
+        // Move our descriptors above the ones we are about to fill, then lay them out:
+        // 0-2 /dev/null, 3 control socket, 4 the image (close-on-exec).
+        let exe = raw_syscall(libc::SYS_fcntl, a.exe_fd as usize, libc::F_DUPFD_CLOEXEC as usize, 10, 0, 0);
+        let ctl = raw_syscall(libc::SYS_fcntl, a.control_fd as usize, libc::F_DUPFD_CLOEXEC as usize, 10, 0, 0);
+        let null = raw_syscall(libc::SYS_fcntl, a.devnull_fd as usize, libc::F_DUPFD_CLOEXEC as usize, 10, 0, 0);
+        for r in [exe, ctl, null] {
+            if r < 0 {
+                fail(a, 2, r);
+            }
+        }
+        for (from, to, flags) in
+            [(null, 0, 0), (null, 1, 0), (null, 2, 0), (ctl, 3, 0), (exe, 4, libc::O_CLOEXEC as usize)]
+        {
+            let r = raw_syscall(libc::SYS_dup3, from as usize, to, flags, 0, 0);
+            if r < 0 {
+                fail(a, 2, r);
+            }
+        }
+        let r = raw_syscall(libc::SYS_close_range, 5, u32::MAX as usize, 0, 0, 0);
+        if r < 0 {
+            fail(a, 3, r);
+        }
+        let r = raw_syscall(
+            libc::SYS_execveat,
+            4,
+            c"".as_ptr() as usize,
+            a.argv as usize,
+            a.envp as usize,
+            libc::AT_EMPTY_PATH as usize,
+        );
+        fail(a, 4, r)
+    }
+}
+
+fn unreachable_loop() -> ! {
+    loop {
+        std::hint::spin_loop();
+    }
+}
+
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: c_int,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+
+/// A zygote process started by [`spawn_zygote`].
+pub(crate) struct SpawnedZygote {
+    /// Its pid in the host's pid namespace.
+    pub pid: i32,
+    /// Its pidfd (`CLONE_PIDFD`).
+    pub pidfd: OwnedFd,
+}
+
+/// Starts a zygote: `clone3(CLONE_VM | CLONE_VFORK | CLONE_PIDFD | namespaces)`, then in the
+/// child `execveat(exe_fd)` with the given argv/envp and `control` on fd 3.
+///
+/// The child inherits no host descriptor but `control`, and all signals stay blocked in it
+/// until the zygote sets up its own handling.
+pub(crate) fn spawn_zygote(
+    namespaces: u64,
+    exe: BorrowedFd<'_>,
+    control: BorrowedFd<'_>,
+    devnull: BorrowedFd<'_>,
+    argv: &[&CStr],
+    envp: &[&CStr],
+    last_cap: u32,
+) -> Result<SpawnedZygote, (&'static str, io::Error)> {
+    let mut argv_ptrs: Vec<*const c_char> = argv.iter().map(|s| s.as_ptr()).collect();
+    argv_ptrs.push(ptr::null());
+    let mut envp_ptrs: Vec<*const c_char> = envp.iter().map(|s| s.as_ptr()).collect();
+    envp_ptrs.push(ptr::null());
+    let mut child_args = ZygoteChildArgs {
+        exe_fd: exe.as_raw_fd(),
+        control_fd: control.as_raw_fd(),
+        devnull_fd: devnull.as_raw_fd(),
+        last_cap: last_cap as c_int,
+        argv: argv_ptrs.as_ptr(),
+        envp: envp_ptrs.as_ptr(),
+        failed_step: 0,
+        errno: 0,
+    };
+    let mut stack = Box::new(MaybeUninit::<ChildStack>::uninit());
+    let mut pidfd: c_int = -1;
+    let mut args = clone_args_zeroed();
+    args.flags = libc::CLONE_VM as u64 | libc::CLONE_VFORK as u64 | libc::CLONE_PIDFD as u64 | namespaces;
+    args.pidfd = &mut pidfd as *mut c_int as u64;
+    args.exit_signal = 0;
+    args.stack = stack.as_mut_ptr() as u64;
+    args.stack_size = size_of::<ChildStack>() as u64;
+
+    let old_mask = block_all_signals();
+    // SAFETY: the stack is a live, aligned heap block; `child_args` and the argv/envp arrays
+    // live in this frame, which CLONE_VFORK suspends until the child execs or exits; the child
+    // function makes raw system calls only.
+    let ret =
+        unsafe { clone3_with_stack(&mut args, zygote_child, &mut child_args as *mut ZygoteChildArgs as *mut c_void) };
+    restore_signals(&old_mask);
+    drop(stack);
+    if ret < 0 {
+        return Err(("clone3", io::Error::from_raw_os_error(-ret as i32)));
+    }
+    // SAFETY: CLONE_PIDFD stored a new descriptor that we own.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+    // The child wrote these before exiting, if it failed; CLONE_VFORK orders that write before
+    // our return from clone3.
+    // SAFETY: plain reads of a local the child may have written through a raw pointer.
+    let (step, errno) = unsafe { (ptr::read_volatile(&child_args.failed_step), ptr::read_volatile(&child_args.errno)) };
+    if step != 0 {
+        let _ = wait_pidfd(pidfd.as_fd_borrowed(), true);
+        let name = ZYGOTE_STEPS.get(step as usize).copied().unwrap_or("exec the zygote");
+        return Err((name, io::Error::from_raw_os_error(errno)));
+    }
+    Ok(SpawnedZygote { pid: ret as i32, pidfd })
+}
+
+trait AsFdBorrowed {
+    fn as_fd_borrowed(&self) -> BorrowedFd<'_>;
+}
+impl AsFdBorrowed for OwnedFd {
+    fn as_fd_borrowed(&self) -> BorrowedFd<'_> {
+        std::os::fd::AsFd::as_fd(self)
+    }
+}
+
+fn clone_args_zeroed() -> libc::clone_args {
+    // SAFETY: clone_args is a plain C struct of integers; all-zero is its documented default.
+    unsafe { std::mem::zeroed() }
+}
+
+/// Blocks every signal in the calling thread (`pthread_sigmask`), returning the old mask.
+fn block_all_signals() -> libc::sigset_t {
+    // SAFETY: sigset_t is plain data; sigfillset/pthread_sigmask only write the given sets.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+        old
+    }
+}
+
+fn restore_signals(mask: &libc::sigset_t) {
+    // SAFETY: `mask` is a valid set returned by `block_all_signals`.
+    unsafe {
+        libc::pthread_sigmask(libc::SIG_SETMASK, mask, ptr::null_mut());
+    }
+}
+
+/// `waitid(P_PIDFD, WEXITED | __WALL)`: reaps the process, blocking or not. Returns the wait
+/// status as `(code, si_code)` or `None` if it has not exited (non-blocking only).
+pub(crate) fn wait_pidfd(pidfd: BorrowedFd<'_>, block: bool) -> io::Result<Option<(i32, i32)>> {
+    let mut flags = libc::WEXITED | libc::__WALL;
+    if !block {
+        flags |= libc::WNOHANG;
+    }
+    loop {
+        // SAFETY: siginfo_t is plain data that waitid fills.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: `info` is a valid out-pointer; the pidfd is borrowed for the call.
+        let r = unsafe { libc::waitid(libc::P_PIDFD, pidfd.as_raw_fd() as libc::id_t, &mut info, flags) };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        // SAFETY: after a successful waitid, si_pid/si_status are initialised (0 if no child
+        // had exited, with WNOHANG).
+        let (pid, status) = unsafe { (info.si_pid(), info.si_status()) };
+        if pid == 0 {
+            return Ok(None);
+        }
+        return Ok(Some((status, info.si_code)));
+    }
+}
+
+/// `pidfd_send_signal(2)`.
+pub(crate) fn pidfd_send_signal(pidfd: BorrowedFd<'_>, signal: c_int) -> io::Result<()> {
+    // SAFETY: no pointers but NULL (no siginfo).
+    cvt_long(unsafe { libc::syscall(libc::SYS_pidfd_send_signal, pidfd.as_raw_fd(), signal, ptr::null::<c_void>(), 0) })
+        .map(drop)
+}
+
+/// `open(2)` with `O_CLOEXEC` added.
+pub(crate) fn open(path: &CStr, flags: c_int) -> io::Result<OwnedFd> {
+    // SAFETY: `path` is a valid C string.
+    owned(unsafe { libc::open(path.as_ptr(), flags | libc::O_CLOEXEC, 0o600) })
+}
+
+/// `socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC)`.
+pub(crate) fn seqpacket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as c_int; 2];
+    // SAFETY: `fds` is a valid out-array of two ints.
+    cvt(unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr()) })?;
+    // SAFETY: both descriptors are new and ours.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// `pipe2(O_CLOEXEC)`: returns (read end, write end).
+pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as c_int; 2];
+    // SAFETY: `fds` is a valid out-array of two ints.
+    cvt(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
+    // SAFETY: both descriptors are new and ours.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// `fcntl(F_SETFL, O_NONBLOCK)`.
+pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: plain integer arguments on a borrowed descriptor.
+    unsafe {
+        let flags = cvt(libc::fcntl(fd.as_raw_fd(), libc::F_GETFL))?;
+        cvt(libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK))?;
+    }
+    Ok(())
+}
+
+/// `memfd_create(MFD_CLOEXEC)` filled with `data` and rewound.
+pub(crate) fn memfd_with(name: &CStr, data: &[u8]) -> io::Result<OwnedFd> {
+    // SAFETY: `name` is a valid C string.
+    let fd = owned(unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) })?;
+    let mut file = std::fs::File::from(fd);
+    std::io::Write::write_all(&mut file, data)?;
+    std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(0))?;
+    Ok(OwnedFd::from(file))
+}
+
+/// Most descriptors one control message carries.
+pub(crate) const MAX_FDS: usize = 4;
+
+/// `sendmsg(2)` of one datagram with descriptors attached (`SCM_RIGHTS`).
+pub(crate) fn send_with_fds(sock: BorrowedFd<'_>, data: &[u8], fds: &[RawFd]) -> io::Result<()> {
+    assert!(fds.len() <= MAX_FDS);
+    let mut iov = libc::iovec { iov_base: data.as_ptr() as *mut c_void, iov_len: data.len() };
+    let mut cmsg_buf = [0u64; 8];
+    // SAFETY: msghdr is plain data; we point it at live locals below.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    if !fds.is_empty() {
+        let payload = std::mem::size_of_val(fds);
+        // SAFETY: CMSG_SPACE/CMSG_LEN are pure arithmetic.
+        let space = unsafe { libc::CMSG_SPACE(payload as u32) } as usize;
+        msg.msg_control = cmsg_buf.as_mut_ptr() as *mut c_void;
+        msg.msg_controllen = space;
+        // SAFETY: the control buffer (64 bytes) holds one header plus MAX_FDS ints; CMSG_FIRSTHDR
+        // returns its start, and we write exactly `payload` bytes of data after the header.
+        unsafe {
+            let cmsg = libc::CMSG_FIRSTHDR(&msg);
+            (*cmsg).cmsg_level = libc::SOL_SOCKET;
+            (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+            (*cmsg).cmsg_len = libc::CMSG_LEN(payload as u32) as usize;
+            ptr::copy_nonoverlapping(fds.as_ptr() as *const u8, libc::CMSG_DATA(cmsg), payload);
+        }
+    }
+    loop {
+        // SAFETY: `msg` points at live buffers for the duration of the call.
+        let r = unsafe { libc::sendmsg(sock.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        return Ok(());
+    }
+}
+
+/// `recvmsg(2)` of one datagram, taking ownership of attached descriptors
+/// (`MSG_CMSG_CLOEXEC`). Returns the length; 0 means the peer closed. A datagram or descriptor
+/// list that did not fit is an error (`EMSGSIZE`).
+pub(crate) fn recv_with_fds(sock: BorrowedFd<'_>, buf: &mut [u8], fds: &mut Vec<OwnedFd>) -> io::Result<usize> {
+    let mut iov = libc::iovec { iov_base: buf.as_mut_ptr() as *mut c_void, iov_len: buf.len() };
+    let mut cmsg_buf = [0u64; 8];
+    // SAFETY: msghdr is plain data; we point it at live locals below.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cmsg_buf.as_mut_ptr() as *mut c_void;
+    msg.msg_controllen = size_of::<[u64; 8]>();
+    let n = loop {
+        // SAFETY: `msg` points at live buffers for the duration of the call.
+        let r = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        break r as usize;
+    };
+    // SAFETY: walking the control messages the kernel wrote into our buffer with the CMSG
+    // macros, which stay within `msg_controllen`; each SCM_RIGHTS payload holds ints that are
+    // new descriptors owned by us.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
+                let data = libc::CMSG_DATA(cmsg);
+                let len = (*cmsg).cmsg_len - (data as usize - cmsg as usize);
+                for i in 0..len / size_of::<c_int>() {
+                    let fd = ptr::read_unaligned((data as *const c_int).add(i));
+                    fds.push(OwnedFd::from_raw_fd(fd));
+                }
+            }
+            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+        }
+    }
+    if msg.msg_flags & (libc::MSG_TRUNC | libc::MSG_CTRUNC) != 0 {
+        return Err(io::Error::from_raw_os_error(libc::EMSGSIZE));
+    }
+    Ok(n)
+}
+
+/// `ppoll(2)` on the given descriptors for `events`; fills `revents`. `timeout` of `None`
+/// waits forever. Returns the number of ready descriptors (0 on timeout).
+pub(crate) fn poll(fds: &mut [libc::pollfd], timeout: Option<std::time::Duration>) -> io::Result<usize> {
+    let ts = timeout.map(|t| libc::timespec {
+        tv_sec: t.as_secs().min(i64::MAX as u64) as libc::time_t,
+        tv_nsec: t.subsec_nanos() as libc::c_long,
+    });
+    let ts_ptr = ts.as_ref().map_or(ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: `fds` is a valid array of pollfd; `ts_ptr` is NULL or points at a local.
+    let r = unsafe { libc::ppoll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ts_ptr, ptr::null()) };
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        if e.kind() == io::ErrorKind::Interrupted {
+            return Ok(0);
+        }
+        return Err(e);
+    }
+    Ok(r as usize)
+}
+
+/// `read(2)` into `buf`.
+pub(crate) fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is a valid writable region of `buf.len()` bytes.
+    let r = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr() as *mut c_void, buf.len()) };
+    if r < 0 { Err(io::Error::last_os_error()) } else { Ok(r as usize) }
+}
+
+/// `geteuid(2)` and `getegid(2)`.
+pub(crate) fn effective_ids() -> (u32, u32) {
+    // SAFETY: these calls cannot fail and take no arguments.
+    unsafe { (libc::geteuid(), libc::getegid()) }
+}
+
+/// `getpid(2)`.
+pub(crate) fn getpid() -> i32 {
+    // SAFETY: cannot fail.
+    unsafe { libc::getpid() }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The zygote's entry point: a constructor in every image that links this crate, so the zygote
+// is this very binary re-executed (no helper binary to install, no hook in `main`).
+
+/// `argv[0]` that marks a zygote.
+pub(crate) const ZYGOTE_ARGV0: &CStr = c"sandpool-zygote";
+/// The only environment entry a zygote gets; carries the protocol version.
+pub(crate) const ZYGOTE_ENV: &CStr = c"SANDPOOL_ZYGOTE=1";
+
+/// Runs before `main` in every process of an image that links sandpool; turns the process into
+/// a zygote when it was started as one, otherwise returns at once.
+extern "C" fn zygote_entry(argc: c_int, argv: *const *const c_char, envp: *const *const c_char) {
+    if argc != 1 || argv.is_null() || envp.is_null() {
+        return;
+    }
+    // SAFETY: the loader passes argc/argv/envp of the process: argv has argc valid C strings
+    // and envp is a NULL-terminated array of valid C strings.
+    let is_zygote = unsafe {
+        let arg0 = *argv;
+        let env0 = *envp;
+        !arg0.is_null()
+            && !env0.is_null()
+            && (*envp.add(1)).is_null()
+            && CStr::from_ptr(arg0) == ZYGOTE_ARGV0
+            && CStr::from_ptr(env0) == ZYGOTE_ENV
+    };
+    if is_zygote {
+        let code = std::panic::catch_unwind(super::zygote::main).unwrap_or(101);
+        // SAFETY: ends the zygote without running the host program's atexit handlers.
+        unsafe { libc::_exit(code) };
+    }
+}
+
+/// The `.init_array` entry that makes every linking image able to become a zygote.
+#[used]
+#[unsafe(link_section = ".init_array")]
+pub(crate) static ZYGOTE_ENTRY: extern "C" fn(c_int, *const *const c_char, *const *const c_char) = zygote_entry;
+
+// ---------------------------------------------------------------------------------------------
+// Zygote side: building the sandbox from inside (fresh, single-threaded image).
+
+/// `mount(2)`.
+pub(crate) fn mount(
+    source: Option<&CStr>,
+    target: &CStr,
+    fstype: Option<&CStr>,
+    flags: libc::c_ulong,
+    data: Option<&CStr>,
+) -> io::Result<()> {
+    let p = |s: Option<&CStr>| s.map_or(ptr::null(), CStr::as_ptr);
+    // SAFETY: all pointers are NULL or valid C strings.
+    cvt(unsafe { libc::mount(p(source), target.as_ptr(), p(fstype), flags, p(data) as *const c_void) }).map(drop)
+}
+
+/// `umount2(2)`.
+pub(crate) fn umount2(target: &CStr, flags: c_int) -> io::Result<()> {
+    // SAFETY: `target` is a valid C string.
+    cvt(unsafe { libc::umount2(target.as_ptr(), flags) }).map(drop)
+}
+
+/// `pivot_root(2)`.
+pub(crate) fn pivot_root(new_root: &CStr, put_old: &CStr) -> io::Result<()> {
+    // SAFETY: both are valid C strings.
+    cvt_long(unsafe { libc::syscall(libc::SYS_pivot_root, new_root.as_ptr(), put_old.as_ptr()) }).map(drop)
+}
+
+/// `mount_setattr(2)` attribute: read-only.
+pub(crate) const MOUNT_ATTR_RDONLY: u64 = 0x1;
+/// `mount_setattr(2)` attribute: ignore set-user-ID bits.
+pub(crate) const MOUNT_ATTR_NOSUID: u64 = 0x2;
+/// `mount_setattr(2)` attribute: no device access.
+pub(crate) const MOUNT_ATTR_NODEV: u64 = 0x4;
+
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+/// `mount_setattr(2)` on `path`, recursively or not: sets `set` without touching the atime
+/// flags a user namespace may not change.
+pub(crate) fn mount_setattr(path: &CStr, set: u64, recursive: bool) -> io::Result<()> {
+    let attr = MountAttr { attr_set: set, attr_clr: 0, propagation: 0, userns_fd: 0 };
+    let flags = if recursive { libc::AT_RECURSIVE as c_long } else { 0 };
+    // SAFETY: `path` is a valid C string and `attr` a valid struct of the given size.
+    cvt_long(unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            flags,
+            &attr as *const MountAttr,
+            size_of::<MountAttr>(),
+        )
+    })
+    .map(drop)
+}
+
+/// `sethostname(2)` and `setdomainname(2)`.
+pub(crate) fn set_host_and_domain_name(host: &str, domain: &str) -> io::Result<()> {
+    // SAFETY: pointers and lengths describe the given strings.
+    unsafe {
+        cvt(libc::sethostname(host.as_ptr() as *const c_char, host.len()))?;
+        cvt(libc::setdomainname(domain.as_ptr() as *const c_char, domain.len()))?;
+    }
+    Ok(())
+}
+
+/// Brings the loopback interface up (`ioctl(SIOCGIFFLAGS/SIOCSIFFLAGS)`).
+pub(crate) fn loopback_up() -> io::Result<()> {
+    // SAFETY: a plain socket call.
+    let sock = owned(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
+    // SAFETY: ifreq is plain data; the name "lo" fits in IFNAMSIZ; both ioctls take a pointer
+    // to it.
+    unsafe {
+        let mut req: libc::ifreq = std::mem::zeroed();
+        req.ifr_name[0] = b'l' as c_char;
+        req.ifr_name[1] = b'o' as c_char;
+        cvt(libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req))?;
+        req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+        cvt(libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req))?;
+    }
+    Ok(())
+}
+
+/// `setrlimit(2)` with soft = hard = `value`.
+pub(crate) fn set_rlimit(resource: libc::__rlimit_resource_t, value: u64) -> io::Result<()> {
+    let lim = libc::rlimit { rlim_cur: value, rlim_max: value };
+    // SAFETY: `lim` is a valid struct.
+    cvt(unsafe { libc::setrlimit(resource, &lim) }).map(drop)
+}
+
+/// `prctl(PR_CAPBSET_DROP)` for every capability up to `last_cap`, then locks the secure bits
+/// so that no later exec can regain capabilities (`PR_SET_SECUREBITS`).
+pub(crate) fn drop_bounding_set_and_lock(last_cap: u32) -> io::Result<()> {
+    for cap in 0..=last_cap {
+        // SAFETY: integer arguments only.
+        cvt(unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) })?;
+    }
+    let bits = libc::SECBIT_NOROOT
+        | libc::SECBIT_NOROOT_LOCKED
+        | libc::SECBIT_NO_SETUID_FIXUP
+        | libc::SECBIT_NO_SETUID_FIXUP_LOCKED
+        | libc::SECBIT_KEEP_CAPS_LOCKED
+        | libc::SECBIT_NO_CAP_AMBIENT_RAISE
+        | libc::SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED;
+    // SAFETY: integer arguments only.
+    cvt(unsafe { libc::prctl(libc::PR_SET_SECUREBITS, bits as libc::c_ulong, 0, 0, 0) }).map(drop)
+}
+
+/// `prctl(PR_SET_DUMPABLE, 0)`: keeps commands (same uid) out of the zygote's `/proc` entries.
+pub(crate) fn set_not_dumpable() -> io::Result<()> {
+    // SAFETY: integer arguments only.
+    cvt(unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) }).map(drop)
+}
+
+/// `unshare(2)`.
+pub(crate) fn unshare(flags: c_int) -> io::Result<()> {
+    // SAFETY: integer argument only.
+    cvt(unsafe { libc::unshare(flags) }).map(drop)
+}
+
+/// Resets every signal to its default disposition and blocks all of them, then returns a
+/// `signalfd(2)` that reports `SIGCHLD`.
+pub(crate) fn take_over_signals() -> io::Result<OwnedFd> {
+    for sig in 1..libc::SIGRTMAX() {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: SIG_DFL is always a valid disposition.
+        unsafe { libc::signal(sig, libc::SIG_DFL) };
+    }
+    // SAFETY: sigset_t is plain data filled by sigfillset/sigemptyset; the calls only write it.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        cvt(libc::sigprocmask(libc::SIG_SETMASK, &all, ptr::null_mut()))?;
+        let mut chld: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut chld);
+        libc::sigaddset(&mut chld, libc::SIGCHLD);
+        owned(libc::signalfd(-1, &chld, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK))
+    }
+}
+
+/// Drains a non-blocking signalfd.
+pub(crate) fn drain_signalfd(fd: BorrowedFd<'_>) {
+    let mut buf = [0u8; size_of::<libc::signalfd_siginfo>() * 8];
+    while matches!(read(fd, &mut buf), Ok(n) if n > 0) {}
+}
+
+/// Resource use of a reaped child.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct ChildUsage {
+    pub user_us: u64,
+    pub system_us: u64,
+    pub max_rss_kib: u64,
+}
+
+/// `wait4(-1, WNOHANG)`: one exited child, if any: `(pid, wait status, usage)`.
+pub(crate) fn reap_any(block: bool) -> io::Result<Option<(i32, c_int, ChildUsage)>> {
+    let mut status: c_int = 0;
+    // SAFETY: rusage is plain data that wait4 fills.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let flags = if block { libc::__WALL } else { libc::WNOHANG | libc::__WALL };
+    // SAFETY: valid out-pointers.
+    let pid = unsafe { libc::wait4(-1, &mut status, flags, &mut usage) };
+    if pid < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if pid == 0 {
+        return Ok(None);
+    }
+    let us = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
+    Ok(Some((
+        pid,
+        status,
+        ChildUsage { user_us: us(usage.ru_utime), system_us: us(usage.ru_stime), max_rss_kib: usage.ru_maxrss as u64 },
+    )))
+}
+
+/// `kill(-1, SIGKILL)` from the namespace's init: every process of the sandbox but the
+/// zygote itself.
+pub(crate) fn kill_all_others() {
+    // SAFETY: integer arguments only; ESRCH (nothing to kill) is fine.
+    unsafe { libc::kill(-1, libc::SIGKILL) };
+}
+
+// --- Landlock (landlock_create_ruleset(2), landlock_add_rule(2), landlock_restrict_self(2)).
+
+#[repr(C)]
+struct LandlockRulesetAttr {
+    handled_access_fs: u64,
+    handled_access_net: u64,
+    scoped: u64,
+}
+
+#[repr(C, packed)]
+struct LandlockPathBeneathAttr {
+    allowed_access: u64,
+    parent_fd: i32,
+}
+
+/// The Landlock ABI version the kernel offers, or `None` when Landlock is off or missing.
+pub(crate) fn landlock_abi() -> Option<u32> {
+    // SAFETY: the version query takes a NULL attribute and size 0.
+    let r = unsafe { libc::syscall(libc::SYS_landlock_create_ruleset, ptr::null::<c_void>(), 0usize, 1u32) };
+    (r > 0).then_some(r as u32)
+}
+
+/// Creates a ruleset handling the given accesses; `scoped` needs ABI 6.
+pub(crate) fn landlock_create_ruleset(fs: u64, scoped: u64) -> io::Result<OwnedFd> {
+    let attr = LandlockRulesetAttr { handled_access_fs: fs, handled_access_net: 0, scoped };
+    let size = if scoped != 0 { size_of::<LandlockRulesetAttr>() } else { size_of::<u64>() };
+    // SAFETY: `attr` is valid for `size` bytes (a prefix of the struct for older ABIs).
+    let r =
+        unsafe { libc::syscall(libc::SYS_landlock_create_ruleset, &attr as *const LandlockRulesetAttr, size, 0u32) };
+    owned(cvt_long(r)? as c_int)
+}
+
+/// Allows `access` beneath the directory or file open as `parent` (`O_PATH`).
+pub(crate) fn landlock_allow_beneath(ruleset: BorrowedFd<'_>, parent: BorrowedFd<'_>, access: u64) -> io::Result<()> {
+    let attr = LandlockPathBeneathAttr { allowed_access: access, parent_fd: parent.as_raw_fd() };
+    // SAFETY: `attr` is a valid path-beneath rule (type 1).
+    cvt_long(unsafe {
+        libc::syscall(
+            libc::SYS_landlock_add_rule,
+            ruleset.as_raw_fd(),
+            1u32,
+            &attr as *const LandlockPathBeneathAttr,
+            0u32,
+        )
+    })
+    .map(drop)
+}
+
+// --- The command child.
+
+/// A compiled seccomp program ready to install (`struct sock_fprog`'s contents).
+pub(crate) type SeccompProgram = Vec<seccompiler::sock_filter>;
+
+/// What the zygote's command child needs, all prepared before `clone3`.
+pub(crate) struct CommandSpec<'a> {
+    /// Descriptors for the command's stdin, stdout, stderr.
+    pub stdio: [BorrowedFd<'a>; 3],
+    /// Working directory.
+    pub cwd: &'a CStr,
+    /// Paths to try with `execve`, in order (one unless PATH was searched).
+    pub candidates: &'a [CString],
+    /// argv and envp.
+    pub argv: &'a [CString],
+    /// Environment.
+    pub envp: &'a [CString],
+    /// Landlock ruleset to enforce, if any.
+    pub landlock: Option<BorrowedFd<'a>>,
+    /// Seccomp programs to install, in order.
+    pub filters: &'a [&'a SeccompProgram],
+    /// RLIMIT_CPU in seconds, if any.
+    pub cpu_seconds: Option<u64>,
+}
+
+#[repr(C)]
+struct CommandChildArgs {
+    stdio: [c_int; 3],
+    cwd: *const c_char,
+    candidates: *const *const c_char,
+    argv: *const *const c_char,
+    envp: *const *const c_char,
+    landlock_fd: c_int,
+    filters: *const libc::sock_fprog,
+    filter_count: usize,
+    cpu_seconds: u64,
+    failed_step: c_int,
+    errno: c_int,
+}
+
+/// Steps of the command child, reported when it cannot reach `execve`.
+pub(crate) const COMMAND_STEPS: [&str; 10] = [
+    "(none)",
+    "start a session",
+    "set up stdio",
+    "enter the working directory",
+    "limit CPU time",
+    "set no_new_privs",
+    "enforce Landlock",
+    "drop capabilities",
+    "install seccomp",
+    "exec",
+];
+/// The index of the "exec" step in [`COMMAND_STEPS`].
+pub(crate) const COMMAND_STEP_EXEC: usize = 9;
+
+extern "C" fn command_child(arg: *mut c_void) -> ! {
+    // SAFETY: `arg` points to the `CommandChildArgs` of `spawn_command`, alive while this child
+    // runs (the parent is suspended by CLONE_VFORK).
+    let a = unsafe { &mut *(arg as *mut CommandChildArgs) };
+    let fail = |a: &mut CommandChildArgs, step: c_int, ret: isize| -> ! {
+        a.failed_step = step;
+        a.errno = -ret as c_int;
+        // SAFETY: `_exit` ends this child only.
+        unsafe { raw_syscall(libc::SYS_exit_group, 127, 0, 0, 0, 0) };
+        unreachable_loop()
+    };
+    // SAFETY (all raw system calls below): pointer arguments point into prepared, immutable
+    // buffers owned by the suspended zygote frame, or into this child's stack.
+    unsafe {
+        let r = raw_syscall(libc::SYS_setsid, 0, 0, 0, 0, 0);
+        if r < 0 {
+            fail(a, 1, r);
+        }
+        for (i, fd) in a.stdio.iter().enumerate() {
+            let r = if *fd == i as c_int {
+                raw_syscall(libc::SYS_fcntl, i, libc::F_SETFD as usize, 0, 0, 0)
+            } else {
+                raw_syscall(libc::SYS_dup3, *fd as usize, i, 0, 0, 0)
+            };
+            if r < 0 {
+                fail(a, 2, r);
+            }
+        }
+        let r = raw_syscall(libc::SYS_chdir, a.cwd as usize, 0, 0, 0, 0);
+        if r < 0 {
+            fail(a, 3, r);
+        }
+        if a.cpu_seconds > 0 {
+            let lim = libc::rlimit { rlim_cur: a.cpu_seconds, rlim_max: a.cpu_seconds + 1 };
+            let r = raw_syscall(libc::SYS_setrlimit, libc::RLIMIT_CPU as usize, &lim as *const _ as usize, 0, 0, 0);
+            if r < 0 {
+                fail(a, 4, r);
+            }
+        }
+        let r = raw_syscall(libc::SYS_prctl, libc::PR_SET_NO_NEW_PRIVS as usize, 1, 0, 0, 0);
+        if r < 0 {
+            fail(a, 5, r);
+        }
+        if a.landlock_fd >= 0 {
+            let r = raw_syscall(libc::SYS_landlock_restrict_self, a.landlock_fd as usize, 0, 0, 0, 0);
+            if r < 0 {
+                fail(a, 6, r);
+            }
+        }
+        let r = raw_syscall(libc::SYS_close_range, 3, u32::MAX as usize, 0, 0, 0);
+        if r < 0 {
+            fail(a, 2, r);
+        }
+        let r = raw_syscall(
+            libc::SYS_prctl,
+            libc::PR_CAP_AMBIENT as usize,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL as usize,
+            0,
+            0,
+            0,
+        );
+        if r < 0 {
+            fail(a, 7, r);
+        }
+        let header = CapHeader { version: LINUX_CAPABILITY_VERSION_3, pid: 0 };
+        let data = [CapData::default(); 2];
+        let r = raw_syscall(libc::SYS_capset, &header as *const _ as usize, data.as_ptr() as usize, 0, 0, 0);
+        if r < 0 {
+            fail(a, 7, r);
+        }
+        // The zygote keeps every signal blocked (it reads SIGCHLD from a signalfd); the command
+        // starts with none blocked.
+        let empty = [0u64; 1];
+        let r = raw_syscall(libc::SYS_rt_sigprocmask, libc::SIG_SETMASK as usize, empty.as_ptr() as usize, 0, 8, 0);
+        if r < 0 {
+            fail(a, 2, r);
+        }
+        for i in 0..a.filter_count {
+            let r = raw_syscall(
+                libc::SYS_seccomp,
+                libc::SECCOMP_SET_MODE_FILTER as usize,
+                0,
+                a.filters.add(i) as usize,
+                0,
+                0,
+            );
+            if r < 0 {
+                fail(a, 8, r);
+            }
+        }
+        let mut best_error: isize = -(libc::ENOENT as isize);
+        let mut candidate = a.candidates;
+        while !(*candidate).is_null() {
+            let r = raw_syscall(libc::SYS_execve, *candidate as usize, a.argv as usize, a.envp as usize, 0, 0);
+            // Like execvp: a later ENOENT does not hide an earlier, more telling error.
+            if r != -(libc::ENOENT as isize) {
+                best_error = r;
+            }
+            candidate = candidate.add(1);
+        }
+        fail(a, COMMAND_STEP_EXEC as c_int, best_error)
+    }
+}
+
+/// A command whose child failed before `execve`: which step and why.
+#[derive(Debug)]
+pub(crate) struct CommandSpawnFailure {
+    pub step: usize,
+    pub error: io::Error,
+}
+
+/// Starts a command from the zygote: `clone3(CLONE_VM | CLONE_VFORK)` on a reusable stack,
+/// the child confining itself and calling `execve`. Returns its pid, or where it failed.
+pub(crate) fn spawn_command(spec: &CommandSpec<'_>, stack: &mut CommandStack) -> Result<i32, CommandSpawnFailure> {
+    let to_ptrs = |v: &[CString]| -> Vec<*const c_char> {
+        v.iter().map(|s| s.as_ptr()).chain(std::iter::once(ptr::null())).collect()
+    };
+    let candidates = to_ptrs(spec.candidates);
+    let argv = to_ptrs(spec.argv);
+    let envp = to_ptrs(spec.envp);
+    let progs: Vec<libc::sock_fprog> = spec
+        .filters
+        .iter()
+        .map(|p| libc::sock_fprog { len: p.len() as u16, filter: p.as_ptr() as *mut libc::sock_filter })
+        .collect();
+    let mut child_args = CommandChildArgs {
+        stdio: spec.stdio.map(|fd| fd.as_raw_fd()),
+        cwd: spec.cwd.as_ptr(),
+        candidates: candidates.as_ptr(),
+        argv: argv.as_ptr(),
+        envp: envp.as_ptr(),
+        landlock_fd: spec.landlock.map_or(-1, |fd| fd.as_raw_fd()),
+        filters: progs.as_ptr(),
+        filter_count: progs.len(),
+        cpu_seconds: spec.cpu_seconds.unwrap_or(0),
+        failed_step: 0,
+        errno: 0,
+    };
+    let mut args = clone_args_zeroed();
+    args.flags = libc::CLONE_VM as u64 | libc::CLONE_VFORK as u64 | CLONE_CLEAR_SIGHAND;
+    args.exit_signal = libc::SIGCHLD as u64;
+    args.stack = stack.0.as_mut_ptr() as u64;
+    args.stack_size = size_of::<ChildStack>() as u64;
+    // SAFETY: the stack is ours and aligned; `child_args` and every array it points to live in
+    // this frame, suspended by CLONE_VFORK until the child execs or exits; the child makes raw
+    // system calls only.
+    let ret =
+        unsafe { clone3_with_stack(&mut args, command_child, &mut child_args as *mut CommandChildArgs as *mut c_void) };
+    if ret < 0 {
+        return Err(CommandSpawnFailure { step: 0, error: io::Error::from_raw_os_error(-ret as i32) });
+    }
+    // SAFETY: plain reads of locals the child may have written before it exited.
+    let (step, errno) = unsafe { (ptr::read_volatile(&child_args.failed_step), ptr::read_volatile(&child_args.errno)) };
+    if step != 0 {
+        // Reap it now so the zygote's SIGCHLD handling never sees it as the command.
+        let mut status = 0;
+        // SAFETY: valid out-pointer; `ret` is our own child.
+        unsafe { libc::waitpid(ret as i32, &mut status, libc::__WALL) };
+        return Err(CommandSpawnFailure { step: step as usize, error: io::Error::from_raw_os_error(errno) });
+    }
+    Ok(ret as i32)
+}
+
+/// The reusable stack of the zygote's command children.
+pub(crate) struct CommandStack(Box<MaybeUninit<ChildStack>>);
+
+impl CommandStack {
+    /// Allocates one.
+    pub(crate) fn new() -> Self {
+        CommandStack(Box::new(MaybeUninit::uninit()))
+    }
+}
+
+/// Opens `path` with `O_PATH` (for Landlock rules).
+pub(crate) fn open_path(path: &str) -> io::Result<OwnedFd> {
+    open(&cstr(path)?, libc::O_PATH)
+}
+
+/// `faccessat(AT_EACCESS, W_OK)`: may this process (by its effective ids) write `path`?
+pub(crate) fn can_write(path: &CStr) -> bool {
+    // SAFETY: `path` is a valid C string.
+    unsafe { libc::faccessat(libc::AT_FDCWD, path.as_ptr(), libc::W_OK, libc::AT_EACCESS) == 0 }
+}
+
+/// `prctl(PR_GET_SECCOMP)`: whether this kernel has seccomp.
+pub(crate) fn seccomp_available() -> bool {
+    // SAFETY: integer arguments only.
+    unsafe { libc::prctl(libc::PR_GET_SECCOMP, 0, 0, 0, 0) >= 0 }
+}
+
+/// `kill(-1, 0)` from the namespace's init: is any other process left?
+pub(crate) fn any_other_process() -> bool {
+    // SAFETY: signal 0 only checks; integer arguments only.
+    unsafe { libc::kill(-1, 0) == 0 }
+}
+
+/// The zygote's control socket, which its clone child placed on fd 3.
+pub(crate) fn take_control_socket() -> OwnedFd {
+    // SAFETY: the zygote's clone child put the control socket on fd 3 (see `zygote_child`)
+    // and nothing else in this fresh image owns it.
+    unsafe { OwnedFd::from_raw_fd(3) }
+}
+
+/// The zygote's fd 0, which its clone child pointed at `/dev/null`.
+pub(crate) fn borrow_stdin() -> BorrowedFd<'static> {
+    // SAFETY: fd 0 of the zygote is /dev/null for the zygote's whole life (see `zygote_child`)
+    // and is never closed.
+    unsafe { BorrowedFd::borrow_raw(0) }
+}
+
+/// Takes on the sandbox's uid and gid (`setgroups`, `setresgid`, `setresuid`), keeping the
+/// capabilities of the zygote (`SECBIT_NO_SETUID_FIXUP`).
+pub(crate) fn become_user(uid: u32, gid: u32) -> io::Result<()> {
+    // SAFETY: integer arguments, and a NULL group list of length 0.
+    unsafe {
+        cvt(libc::prctl(libc::PR_SET_SECUREBITS, libc::SECBIT_NO_SETUID_FIXUP as libc::c_ulong, 0, 0, 0))?;
+        // With setgroups denied (unprivileged hosts) the host user's groups stay; elsewhere
+        // drop every supplementary group.
+        if libc::setgroups(0, ptr::null()) < 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EPERM) {
+                return Err(e);
+            }
+        }
+        cvt(libc::setresgid(gid, gid, gid))?;
+        cvt(libc::setresuid(uid, uid, uid))?;
+    }
+    Ok(())
+}
+
+/// Whether the process behind `pidfd` has exited (`poll` on the pidfd).
+pub(crate) fn pidfd_exited(pidfd: BorrowedFd<'_>) -> bool {
+    let mut fds = [libc::pollfd { fd: pidfd.as_raw_fd(), events: libc::POLLIN, revents: 0 }];
+    matches!(poll(&mut fds, Some(std::time::Duration::ZERO)), Ok(n) if n > 0)
+}
+
+/// `pidfd_open(getpid())`: whether this kernel has pidfds.
+pub(crate) fn pidfd_supported() -> bool {
+    // SAFETY: integer arguments only; a returned descriptor is closed at once.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, libc::getpid(), 0) };
+    if fd >= 0 {
+        // SAFETY: `fd` is a new descriptor we own.
+        drop(unsafe { OwnedFd::from_raw_fd(fd as c_int) });
+        true
+    } else {
+        false
+    }
+}
+
+/// `CLONE_CLEAR_SIGHAND` (Linux 5.5): the child starts with default signal handlers.
+const CLONE_CLEAR_SIGHAND: u64 = 0x1_0000_0000;

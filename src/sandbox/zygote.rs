@@ -1,0 +1,546 @@
+//! The zygote: the sandbox's init, pid 1 of its pid namespace.
+//!
+//! It is this very program image, re-executed by [`super::sys::spawn_zygote`] and entered
+//! through a constructor before `main` (so the host needs no hook). Being a fresh,
+//! single-threaded image, it may allocate freely while it builds the sandbox: the minimal root,
+//! `/proc`, `/dev`, `/tmp`, the binds, hostname, loopback, limits, the Landlock ruleset and the
+//! seccomp programs. Then it waits on the control socket and starts each command with
+//! `clone3(CLONE_VM | CLONE_VFORK)`: the child only confines itself and execs.
+
+use std::ffi::CString;
+use std::fs;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+
+use super::command::DEFAULT_PATH;
+use super::landlock;
+use super::protocol::{BindSpec, MAX_MESSAGE, Reply, Request, RunRequest, Usage, ZygoteConfig, ZygoteReport};
+use super::seccomp::{self, Filters};
+use super::sys::{self, CommandSpec, CommandStack};
+
+/// Host directories shown read-only (symlinks, as on merged-/usr systems, are recreated).
+use super::policy::VISIBLE_SYSTEM_DIRS as SYSTEM_DIRS;
+
+/// Host files and directories under `/etc` that programs need (loader cache, alternatives,
+/// time zone, certificates), shown read-only when they exist.
+const ETC_ENTRIES: [&str; 9] = [
+    "/etc/ld.so.cache",
+    "/etc/ld.so.conf",
+    "/etc/ld.so.conf.d",
+    "/etc/alternatives",
+    "/etc/localtime",
+    "/etc/ssl",
+    "/etc/ca-certificates",
+    "/etc/mime.types",
+    "/etc/protocols",
+];
+
+/// Device nodes bound from the host.
+const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
+
+/// Where the host's root sits while the new root is built.
+const OLD_ROOT: &str = "/.oldroot";
+
+/// The uid and gid commands run as inside.
+pub(crate) const SANDBOX_UID: u32 = 1000;
+
+type StepResult<T> = Result<T, (String, io::Error)>;
+
+fn step<T>(name: impl Into<String>, r: io::Result<T>) -> StepResult<T> {
+    r.map_err(|e| (name.into(), e))
+}
+
+fn c(path: &str) -> CString {
+    CString::new(path).expect("internal paths have no NUL")
+}
+
+fn cp(path: &Path) -> io::Result<CString> {
+    CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL byte in path"))
+}
+
+fn mount_tmpfs(target: &str, options: &str) -> io::Result<()> {
+    sys::mount(Some(c"tmpfs"), &c(target), Some(c"tmpfs"), libc::MS_NOSUID | libc::MS_NODEV, Some(&c(options)))
+}
+
+/// Binds `source` at `target` (recursively) and sets `attrs` on the whole new subtree.
+fn bind(source: &Path, target: &Path, attrs: u64) -> io::Result<()> {
+    let t = cp(target)?;
+    sys::mount(Some(&cp(source)?), &t, None, libc::MS_BIND | libc::MS_REC, None)?;
+    sys::mount_setattr(&t, attrs, true)
+}
+
+/// Creates a mount point for `source` at `target`: a directory, or an empty file.
+fn make_mount_point(source: &Path, target: &Path) -> io::Result<()> {
+    if let Some(parent) = target.parent() {
+        fs::create_dir_all(parent)?;
+    }
+    if fs::metadata(source)?.is_dir() {
+        match fs::create_dir(target) {
+            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => Err(e),
+            _ => Ok(()),
+        }
+    } else {
+        match fs::OpenOptions::new().write(true).create(true).truncate(false).open(target) {
+            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => Err(e),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn under_old_root(path: &Path) -> PathBuf {
+    Path::new(OLD_ROOT).join(path.strip_prefix("/").unwrap_or(path))
+}
+
+const RO: u64 = sys::MOUNT_ATTR_RDONLY | sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV;
+const RW: u64 = sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV;
+
+/// A user bind, with a handle on its source so it can be bound again after `/tmp` is renewed.
+struct UserBind {
+    spec: BindSpec,
+    source: OwnedFd,
+}
+
+impl UserBind {
+    fn path(&self) -> &Path {
+        Path::new(std::ffi::OsStr::from_bytes(&self.spec.path))
+    }
+    fn mount(&self) -> io::Result<()> {
+        let source = PathBuf::from(format!("/proc/self/fd/{}", self.source.as_raw_fd()));
+        let target = self.path();
+        make_mount_point(&source, target)?;
+        bind(&source, target, if self.spec.writable { RW } else { RO })
+    }
+}
+
+fn build_root(config: &ZygoteConfig) -> StepResult<Vec<UserBind>> {
+    step("make mounts private", sys::mount(None, c"/", None, libc::MS_REC | libc::MS_PRIVATE, None))?;
+    step("mount the new root", mount_tmpfs("/tmp", "size=4m,mode=0755"))?;
+    step("create the old-root mount point", fs::create_dir("/tmp/.oldroot"))?;
+    step("pivot_root", sys::pivot_root(c"/tmp", c"/tmp/.oldroot"))?;
+    step("enter the new root", std::env::set_current_dir("/"))?;
+
+    for dir in SYSTEM_DIRS {
+        let host = under_old_root(Path::new(dir));
+        let Ok(meta) = fs::symlink_metadata(&host) else { continue };
+        if meta.file_type().is_symlink() {
+            let target = step(format!("read link {dir}"), fs::read_link(&host))?;
+            step(format!("link {dir}"), symlink(target, dir))?;
+        } else if meta.is_dir() {
+            step(format!("create {dir}"), fs::create_dir(dir))?;
+            step(format!("bind {dir}"), bind(&host, Path::new(dir), RO))?;
+        }
+    }
+
+    step("create /etc", fs::create_dir("/etc"))?;
+    for entry in ETC_ENTRIES {
+        let host = under_old_root(Path::new(entry));
+        if fs::metadata(&host).is_ok() {
+            step(format!("mount point {entry}"), make_mount_point(&host, Path::new(entry)))?;
+            step(format!("bind {entry}"), bind(&host, Path::new(entry), RO))?;
+        }
+    }
+    if config.share_network {
+        let host = under_old_root(Path::new("/etc/resolv.conf"));
+        if fs::metadata(&host).is_ok() {
+            step("mount point /etc/resolv.conf", make_mount_point(&host, Path::new("/etc/resolv.conf")))?;
+            step("bind /etc/resolv.conf", bind(&host, Path::new("/etc/resolv.conf"), RO))?;
+        }
+    }
+    let uid = SANDBOX_UID;
+    let files = [
+        (
+            "/etc/passwd",
+            format!(
+                "root:x:0:0:root:/root:/bin/sh\nsandbox:x:{uid}:{uid}:sandbox:/tmp:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
+            ),
+        ),
+        ("/etc/group", format!("root:x:0:\nsandbox:x:{uid}:\nnogroup:x:65534:\n")),
+        ("/etc/hostname", "sandpool\n".to_string()),
+        ("/etc/hosts", "127.0.0.1\tlocalhost sandpool\n::1\tlocalhost ip6-localhost ip6-loopback\n".to_string()),
+        ("/etc/nsswitch.conf", "passwd: files\ngroup: files\nhosts: files dns\n".to_string()),
+    ];
+    for (path, text) in files {
+        step(format!("write {path}"), fs::write(path, text))?;
+    }
+
+    step("create /proc", fs::create_dir("/proc"))?;
+    step(
+        "mount /proc",
+        sys::mount(Some(c"proc"), c"/proc", Some(c"proc"), libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC, None),
+    )?;
+
+    step("create /dev", fs::create_dir("/dev"))?;
+    step("mount /dev", mount_tmpfs("/dev", "size=64k,mode=0755"))?;
+    // The tmpfs above is nodev; each node is a bind of the host's own node (a user namespace
+    // cannot mknod), which keeps the host mount's device access.
+    for node in DEVICES {
+        let host = under_old_root(&Path::new("/dev").join(node));
+        if fs::metadata(&host).is_err() {
+            continue;
+        }
+        let target = Path::new("/dev").join(node);
+        step(format!("mount point /dev/{node}"), make_mount_point(&host, &target))?;
+        step(
+            format!("bind /dev/{node}"),
+            sys::mount(
+                Some(&cp(&host).unwrap_or_default()),
+                &cp(&target).unwrap_or_default(),
+                None,
+                libc::MS_BIND,
+                None,
+            ),
+        )?;
+        step(
+            format!("restrict /dev/{node}"),
+            sys::mount_setattr(&cp(&target).unwrap_or_default(), sys::MOUNT_ATTR_NOSUID, false),
+        )?;
+    }
+    for (name, target) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ] {
+        step(format!("link /dev/{name}"), symlink(target, Path::new("/dev").join(name)))?;
+    }
+    step("create /dev/shm", fs::create_dir("/dev/shm"))?;
+    step("create /tmp", fs::create_dir("/tmp"))?;
+    mount_session_dirs(config)?;
+
+    let mut binds = Vec::new();
+    let mut specs = config.binds.clone();
+    specs.sort_by_key(|b| b.path.iter().filter(|&&ch| ch == b'/').count());
+    for spec in specs {
+        let path = Path::new(std::ffi::OsStr::from_bytes(&spec.path)).to_owned();
+        let host = under_old_root(&path);
+        let source = step(
+            format!("open bind source {}", path.display()),
+            sys::open(&cp(&host).unwrap_or_default(), libc::O_PATH),
+        )?;
+        let b = UserBind { spec, source };
+        step(format!("bind {}", path.display()), b.mount())?;
+        binds.push(b);
+    }
+
+    step("detach the host's root", sys::umount2(&c(OLD_ROOT), libc::MNT_DETACH))?;
+    step("remove the old-root mount point", fs::remove_dir(OLD_ROOT))?;
+    step("make / read-only", sys::mount_setattr(c"/", RO, false))?;
+    step("make /dev read-only", sys::mount_setattr(c"/dev", sys::MOUNT_ATTR_RDONLY | sys::MOUNT_ATTR_NOSUID, false))?;
+    Ok(binds)
+}
+
+/// Mounts fresh, size-capped `/tmp` and `/dev/shm`.
+fn mount_session_dirs(config: &ZygoteConfig) -> StepResult<()> {
+    let opts = format!("size={},mode=1777,uid={SANDBOX_UID},gid={SANDBOX_UID}", config.tmp_size.max(4096));
+    step("mount /tmp", mount_tmpfs("/tmp", &opts))?;
+    step("mount /dev/shm", mount_tmpfs("/dev/shm", &opts))?;
+    Ok(())
+}
+
+fn apply_limits(config: &ZygoteConfig) -> StepResult<()> {
+    let set =
+        |name: &str, res, v: u64| step(format!("set {name}"), if v > 0 { sys::set_rlimit(res, v) } else { Ok(()) });
+    set("RLIMIT_NPROC", libc::RLIMIT_NPROC, config.max_processes)?;
+    set("RLIMIT_AS", libc::RLIMIT_AS, config.address_space)?;
+    set("RLIMIT_FSIZE", libc::RLIMIT_FSIZE, config.max_file_size)?;
+    set("RLIMIT_NOFILE", libc::RLIMIT_NOFILE, config.max_open_files)?;
+    step("set RLIMIT_CORE", sys::set_rlimit(libc::RLIMIT_CORE, 0))?;
+    Ok(())
+}
+
+/// A run request turned into C strings, with the paths `execve` will try.
+struct PreparedCommand {
+    argv: Vec<CString>,
+    envp: Vec<CString>,
+    cwd: CString,
+    candidates: Vec<CString>,
+}
+
+impl PreparedCommand {
+    fn new(req: &RunRequest) -> Result<Self, i32> {
+        let to_c = |v: Vec<u8>| CString::new(v).map_err(|_| libc::EINVAL);
+        let program = req.argv.first().cloned().ok_or(libc::EINVAL)?;
+        let candidates = if program.contains(&b'/') {
+            vec![to_c(program)?]
+        } else {
+            // Like execvp: each directory of the command's own PATH, in order.
+            let path = req.env.iter().find_map(|e| e.strip_prefix(b"PATH=")).unwrap_or(DEFAULT_PATH.as_bytes());
+            path.split(|&b| b == b':')
+                .filter(|d| !d.is_empty())
+                .map(|d| to_c([d, b"/", &program].concat()))
+                .collect::<Result<_, _>>()?
+        };
+        Ok(PreparedCommand {
+            argv: req.argv.iter().cloned().map(to_c).collect::<Result<_, _>>()?,
+            envp: req.env.iter().cloned().map(to_c).collect::<Result<_, _>>()?,
+            cwd: to_c(req.cwd.clone())?,
+            candidates,
+        })
+    }
+}
+
+struct Zygote {
+    control: OwnedFd,
+    signals: OwnedFd,
+    config: ZygoteConfig,
+    binds: Vec<UserBind>,
+    filters: Option<Filters>,
+    landlock_abi: Option<u32>,
+    landlock: Option<landlock::Ruleset>,
+    stack: CommandStack,
+    running: Option<i32>,
+}
+
+impl Zygote {
+    fn send(&self, reply: &Reply) {
+        // A failed send means the host is gone; the next receive sees the hang-up.
+        let _ = sys::send_with_fds(self.control.as_fd(), &reply.encode(), &[]);
+    }
+
+    fn writable_paths(&self) -> Vec<String> {
+        let mut paths = vec!["/tmp".to_string(), "/dev/shm".to_string()];
+        for b in &self.binds {
+            if b.spec.writable {
+                paths.push(b.path().to_string_lossy().into_owned());
+            }
+        }
+        paths
+    }
+
+    fn build_landlock(&mut self) -> StepResult<()> {
+        self.landlock = None;
+        if self.config.landlock == 0 {
+            return Ok(());
+        }
+        let Some(abi) = self.landlock_abi else {
+            if self.config.landlock == 2 {
+                return Err((
+                    "enforce Landlock (not supported by this kernel)".into(),
+                    io::Error::from_raw_os_error(libc::EOPNOTSUPP),
+                ));
+            }
+            return Ok(());
+        };
+        let paths = self.writable_paths();
+        let refs: Vec<&str> = paths.iter().map(String::as_str).collect();
+        match landlock::build(abi, &refs) {
+            Ok(r) => self.landlock = Some(r),
+            Err(e) if self.config.landlock == 2 => return Err(("build the Landlock ruleset".into(), e)),
+            Err(_) => {}
+        }
+        Ok(())
+    }
+
+    fn setup(&mut self) -> StepResult<ZygoteReport> {
+        step("take the sandbox's uid", sys::become_user(SANDBOX_UID, SANDBOX_UID))?;
+        self.binds = build_root(&self.config)?;
+        step("set the hostname", sys::set_host_and_domain_name("sandpool", "sandpool"))?;
+        if !self.config.share_network {
+            step("bring up loopback", sys::loopback_up())?;
+        }
+        step("enter /tmp", std::env::set_current_dir("/tmp"))?;
+        apply_limits(&self.config)?;
+        self.landlock_abi = sys::landlock_abi();
+        self.build_landlock()?;
+        if self.config.seccomp != 0 {
+            match seccomp::build() {
+                Ok(f) if sys::seccomp_available() => self.filters = Some(f),
+                Ok(_) if self.config.seccomp == 2 => {
+                    return Err((
+                        "install seccomp (not supported by this kernel)".into(),
+                        io::Error::from_raw_os_error(libc::EOPNOTSUPP),
+                    ));
+                }
+                Ok(_) => {}
+                Err(e) => return Err(("compile the seccomp filter".into(), io::Error::other(e.to_string()))),
+            }
+        }
+        step("drop the capability bounding set", sys::drop_bounding_set_and_lock(self.config.last_cap))?;
+        step("make the init non-dumpable", sys::set_not_dumpable())?;
+        Ok(ZygoteReport {
+            landlock_abi: self.landlock_abi.unwrap_or(0),
+            landlock_enforced: self.landlock.is_some(),
+            landlock_scoped: self.landlock.as_ref().is_some_and(|l| l.scoped),
+            seccomp_enforced: self.filters.is_some(),
+            seccomp_denied: seccomp::denied_count(),
+            loopback_only: !self.config.share_network,
+        })
+    }
+
+    /// Kills every other process of the sandbox and reaps them all, looping until none is
+    /// left (a process forking while the first kill went round survives one pass).
+    fn kill_everything(&mut self) {
+        loop {
+            sys::kill_all_others();
+            while let Ok(Some(_)) = sys::reap_any(true) {}
+            if !sys::any_other_process() {
+                break;
+            }
+        }
+        self.running = None;
+        sys::drain_signalfd(self.signals.as_fd());
+    }
+
+    fn reset(&mut self) -> StepResult<()> {
+        self.kill_everything();
+        step("enter /", std::env::set_current_dir("/"))?;
+        step("unmount /tmp", sys::umount2(c"/tmp", libc::MNT_DETACH))?;
+        step("unmount /dev/shm", sys::umount2(c"/dev/shm", libc::MNT_DETACH))?;
+        mount_session_dirs(&self.config)?;
+        for b in &self.binds {
+            if b.path().starts_with("/tmp") {
+                step(format!("bind {}", b.path().display()), b.mount())?;
+            }
+        }
+        step("renew the IPC namespace", sys::unshare(libc::CLONE_NEWIPC))?;
+        step("enter /tmp", std::env::set_current_dir("/tmp"))?;
+        // The ruleset names the old /tmp: build it again for the new one.
+        self.build_landlock()
+    }
+
+    /// Starts a command; on failure, the reply that says why.
+    fn start(&mut self, req: RunRequest, mut fds: Vec<OwnedFd>) -> Result<(), Reply> {
+        let expected = if req.has_stdin { 3 } else { 2 };
+        if fds.len() != expected || self.running.is_some() {
+            return Err(Reply::SpawnFailed { step: "receive the command".into(), errno: libc::EINVAL });
+        }
+        let stderr = fds.pop().expect("checked length");
+        let stdout = fds.pop().expect("checked length");
+        let stdin = fds.pop();
+        let prepared = match PreparedCommand::new(&req) {
+            Ok(v) => v,
+            Err(errno) => return Err(Reply::SpawnFailed { step: "decode the command".into(), errno }),
+        };
+        let filters: Vec<&sys::SeccompProgram> = match &self.filters {
+            Some(f) => (if req.no_fork { &f.no_fork } else { &f.default }).iter().collect(),
+            None => Vec::new(),
+        };
+        let devnull = sys::borrow_stdin();
+        let spec = CommandSpec {
+            stdio: [stdin.as_ref().map_or(devnull, |f| f.as_fd()), stdout.as_fd(), stderr.as_fd()],
+            cwd: &prepared.cwd,
+            candidates: &prepared.candidates,
+            argv: &prepared.argv,
+            envp: &prepared.envp,
+            landlock: self.landlock.as_ref().map(|l| l.fd.as_fd()),
+            filters: &filters,
+            cpu_seconds: (req.cpu_seconds > 0).then_some(req.cpu_seconds),
+        };
+        match sys::spawn_command(&spec, &mut self.stack) {
+            Ok(pid) => {
+                self.running = Some(pid);
+                Ok(())
+            }
+            Err(f) => Err(Reply::SpawnFailed {
+                step: sys::COMMAND_STEPS.get(f.step).copied().unwrap_or("clone3").to_string(),
+                errno: f.error.raw_os_error().unwrap_or(libc::EIO),
+            }),
+        }
+    }
+
+    fn reap(&mut self) {
+        sys::drain_signalfd(self.signals.as_fd());
+        while let Ok(Some((pid, status, usage))) = sys::reap_any(false) {
+            if Some(pid) == self.running {
+                self.running = None;
+                self.send(&Reply::Exited {
+                    status,
+                    usage: Usage { user_us: usage.user_us, system_us: usage.system_us, max_rss_kib: usage.max_rss_kib },
+                });
+            }
+        }
+    }
+
+    fn serve(&mut self) -> i32 {
+        let mut buf = vec![0u8; MAX_MESSAGE];
+        loop {
+            let mut fds = [
+                libc::pollfd { fd: self.control.as_raw_fd(), events: libc::POLLIN, revents: 0 },
+                libc::pollfd { fd: self.signals.as_raw_fd(), events: libc::POLLIN, revents: 0 },
+            ];
+            if sys::poll(&mut fds, None).is_err() {
+                continue;
+            }
+            if fds[1].revents != 0 {
+                self.reap();
+            }
+            if fds[0].revents == 0 {
+                continue;
+            }
+            let mut received = Vec::new();
+            let n = match sys::recv_with_fds(self.control.as_fd(), &mut buf, &mut received) {
+                Ok(0) | Err(_) => {
+                    // The host closed the channel (or died): take everything down with us.
+                    self.kill_everything();
+                    return 0;
+                }
+                Ok(n) => n,
+            };
+            match Request::decode(&buf[..n]) {
+                Ok(Request::Run(req)) => {
+                    if let Err(reply) = self.start(req, received) {
+                        self.send(&reply);
+                    }
+                }
+                Ok(Request::Kill) => sys::kill_all_others(),
+                Ok(Request::Reset) => match self.reset() {
+                    Ok(()) => self.send(&Reply::ResetDone),
+                    Err((step, e)) => {
+                        self.send(&Reply::ResetFailed { step, errno: e.raw_os_error().unwrap_or(libc::EIO) })
+                    }
+                },
+                Ok(Request::Configure(_)) | Err(_) => {
+                    self.send(&Reply::SpawnFailed { step: "decode the request".into(), errno: libc::EPROTO });
+                }
+            }
+        }
+    }
+}
+
+/// The zygote's `main`: build the sandbox as configured, report, then serve requests until
+/// the host hangs up.
+pub(crate) fn main() -> i32 {
+    let control = sys::take_control_socket();
+    let signals = match sys::take_over_signals() {
+        Ok(fd) => fd,
+        Err(e) => {
+            let reply =
+                Reply::SetupFailed { step: "take over signals".into(), errno: e.raw_os_error().unwrap_or(libc::EIO) };
+            let _ = sys::send_with_fds(control.as_fd(), &reply.encode(), &[]);
+            return 1;
+        }
+    };
+    let mut buf = vec![0u8; MAX_MESSAGE];
+    let mut fds = Vec::new();
+    let config = match sys::recv_with_fds(control.as_fd(), &mut buf, &mut fds) {
+        Ok(n) if n > 0 => match Request::decode(&buf[..n]) {
+            Ok(Request::Configure(c)) => c,
+            _ => return 2,
+        },
+        _ => return 2,
+    };
+    drop(buf);
+    let mut zygote = Zygote {
+        control,
+        signals,
+        config,
+        binds: Vec::new(),
+        filters: None,
+        landlock_abi: None,
+        landlock: None,
+        stack: CommandStack::new(),
+        running: None,
+    };
+    match zygote.setup() {
+        Ok(report) => zygote.send(&Reply::Ready(report)),
+        Err((step, e)) => {
+            zygote.send(&Reply::SetupFailed { step, errno: e.raw_os_error().unwrap_or(libc::EIO) });
+            return 1;
+        }
+    }
+    zygote.serve()
+}
