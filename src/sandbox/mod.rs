@@ -169,6 +169,55 @@ fn recv_reply(control: BorrowedFd<'_>, step: &'static str) -> Result<Reply, Sand
     Ok(Reply::decode(&buf[..n])?)
 }
 
+/// Idmapped copies of the binds' mount trees, so that the sandbox's user acts as the owner of
+/// each bound path (root hosts only: an unprivileged host's sandbox user is already the owner
+/// of what it binds). Where an idmapped mount is impossible (the file system does not support
+/// it), the bind falls back to a plain one and the report says so.
+fn idmapped_trees(policy: &Policy, missing: &mut Vec<String>) -> (Vec<bool>, Vec<OwnedFd>) {
+    use std::os::unix::fs::MetadataExt;
+    let mut has_tree = Vec::new();
+    let mut trees = Vec::new();
+    for b in &policy.binds {
+        let tree = std::fs::metadata(&b.path).and_then(|m| idmapped_tree(&b.path, m.uid(), m.gid()));
+        match tree {
+            Ok(t) => {
+                trees.push(t);
+                has_tree.push(true);
+            }
+            Err(e) => {
+                missing.push(format!(
+                    "idmapped bind of {}: {e}; bound as is, the sandbox's user gets only what host uid {HOST_UID_WHEN_ROOT} may do there",
+                    b.path.display()
+                ));
+                has_tree.push(false);
+            }
+        }
+    }
+    (has_tree, trees)
+}
+
+fn idmapped_tree(path: &std::path::Path, uid: u32, gid: u32) -> io::Result<OwnedFd> {
+    static USERNS: std::sync::Mutex<Vec<((u32, u32), OwnedFd)>> = std::sync::Mutex::new(Vec::new());
+    let c_path = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str()))
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let tree = sys::clone_tree(None, &c_path)?;
+    // One namespace per owner, made once: spawning is not the hot path, but it is frequent.
+    let mut cache = USERNS.lock().unwrap_or_else(|p| p.into_inner());
+    let userns = match cache.iter().position(|(k, _)| *k == (uid, gid)) {
+        Some(i) => &cache[i].1,
+        None => {
+            let ns = sys::userns_with_maps(
+                &format!("{uid} {HOST_UID_WHEN_ROOT} 1\n"),
+                &format!("{gid} {HOST_UID_WHEN_ROOT} 1\n"),
+            )?;
+            cache.push(((uid, gid), ns));
+            &cache.last().expect("just pushed").1
+        }
+    };
+    sys::idmap_tree(tree.as_fd(), userns.as_fd())?;
+    Ok(tree)
+}
+
 fn errno(e: i32) -> io::Error {
     io::Error::from_raw_os_error(e)
 }
@@ -201,6 +250,11 @@ impl Sandbox {
             cg
         };
 
+        let (has_tree, trees) = if privileged {
+            idmapped_trees(policy, &mut missing)
+        } else {
+            (vec![false; policy.binds.len()], Vec::new())
+        };
         let (host_end, zygote_end) =
             sys::seqpacket_pair().map_err(|source| SandboxError::Channel { what: "control socket", source })?;
         let mut namespaces = sys::CLONE_NEWUSER
@@ -240,9 +294,11 @@ impl Sandbox {
             binds: policy
                 .binds
                 .iter()
-                .map(|b| BindSpec {
+                .zip(&has_tree)
+                .map(|(b, &has_tree)| BindSpec {
                     path: std::os::unix::ffi::OsStrExt::as_bytes(b.path.as_os_str()).to_vec(),
                     writable: b.writable,
+                    has_tree,
                 })
                 .collect(),
             max_processes: policy.max_processes,
@@ -253,7 +309,8 @@ impl Sandbox {
             seccomp: requirement(policy.seccomp),
             last_cap: last_cap(),
         };
-        sys::send_with_fds(host_end.as_fd(), &Request::Configure(config).encode(), &[])
+        let tree_fds: Vec<i32> = trees.iter().map(|t| t.as_raw_fd()).collect();
+        sys::send_with_fds(host_end.as_fd(), &Request::Configure(config).encode(), &tree_fds)
             .map_err(|source| SandboxError::Control { step: "sending the configuration", source })?;
         let report = match wait_reply(host_end.as_fd(), pidfd, CONTROL_TIMEOUT, "waiting for the sandbox to be ready")?
         {

@@ -7,6 +7,9 @@ use thiserror::Error;
 
 const MIB: u64 = 1024 * 1024;
 
+/// Most binds one policy may have (each travels as a descriptor in one control message).
+pub const MAX_BINDS: usize = 32;
+
 /// Whether the sandbox gets its own network namespace.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 #[cfg_attr(feature = "cli", derive(serde::Serialize), serde(rename_all = "snake_case"))]
@@ -66,6 +69,12 @@ pub enum PolicyError {
     BindReserved {
         /// The path given.
         path: PathBuf,
+    },
+    /// More binds than a sandbox takes.
+    #[error("at most {max} binds are supported")]
+    TooManyBinds {
+        /// The most accepted.
+        max: usize,
     },
     /// A limit is zero or out of range.
     #[error("{name} must be at least {min} (got {value})")]
@@ -286,6 +295,9 @@ impl PolicyBuilder {
             return Err(e);
         }
         let p = self.policy;
+        if p.binds.len() > MAX_BINDS {
+            return Err(PolicyError::TooManyBinds { max: MAX_BINDS });
+        }
         let check = |name, value: u64, min| {
             if value < min { Err(PolicyError::LimitOutOfRange { name, value, min }) } else { Ok(()) }
         };

@@ -23,6 +23,9 @@ pub struct BindSpec {
     pub path: Vec<u8>,
     /// Writable inside.
     pub writable: bool,
+    /// Whether the host sends the bind's mount tree (idmapped) as a descriptor, in bind
+    /// order, with the configuration; otherwise the zygote binds the host path itself.
+    pub has_tree: bool,
 }
 
 /// How the zygote builds its sandbox.
@@ -267,6 +270,7 @@ impl Request {
                 for b in &c.binds {
                     w.bytes(&b.path);
                     w.bool(b.writable);
+                    w.bool(b.has_tree);
                 }
                 w.u64(c.max_processes);
                 w.u64(c.address_space);
@@ -299,13 +303,12 @@ impl Request {
                 let share_network = r.bool()?;
                 let tmp_size = r.u64()?;
                 let n = r.u32()? as usize;
-                if n > MAX_LIST || n > r.0.len() / 5 {
+                if n > MAX_LIST || n > r.0.len() / 6 {
                     return Err(DecodeError("bind list longer than the message"));
                 }
-                let binds =
-                    (0..n)
-                        .map(|_| Ok(BindSpec { path: r.bytes()?, writable: r.bool()? }))
-                        .collect::<Result<_, DecodeError>>()?;
+                let binds = (0..n)
+                    .map(|_| Ok(BindSpec { path: r.bytes()?, writable: r.bool()?, has_tree: r.bool()? }))
+                    .collect::<Result<_, DecodeError>>()?;
                 Request::Configure(ZygoteConfig {
                     share_network,
                     tmp_size,
@@ -414,7 +417,7 @@ mod tests {
             Request::Configure(ZygoteConfig {
                 share_network: true,
                 tmp_size: 1 << 26,
-                binds: vec![BindSpec { path: b"/data".to_vec(), writable: true }],
+                binds: vec![BindSpec { path: b"/data".to_vec(), writable: true, has_tree: true }],
                 max_processes: 64,
                 address_space: 0,
                 max_file_size: 1 << 30,

@@ -448,13 +448,16 @@ pub(crate) fn memfd_with(name: &CStr, data: &[u8]) -> io::Result<OwnedFd> {
 }
 
 /// Most descriptors one control message carries.
-pub(crate) const MAX_FDS: usize = 4;
+pub(crate) const MAX_FDS: usize = 32;
+
+/// Room for one `SCM_RIGHTS` header plus `MAX_FDS` descriptors (u64s keep it aligned).
+type CmsgBuffer = [u64; 2 + MAX_FDS / 2 + 2];
 
 /// `sendmsg(2)` of one datagram with descriptors attached (`SCM_RIGHTS`).
 pub(crate) fn send_with_fds(sock: BorrowedFd<'_>, data: &[u8], fds: &[RawFd]) -> io::Result<()> {
     assert!(fds.len() <= MAX_FDS);
     let mut iov = libc::iovec { iov_base: data.as_ptr() as *mut c_void, iov_len: data.len() };
-    let mut cmsg_buf = [0u64; 8];
+    let mut cmsg_buf: CmsgBuffer = Default::default();
     // SAFETY: msghdr is plain data; we point it at live locals below.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
     msg.msg_iov = &mut iov;
@@ -465,7 +468,7 @@ pub(crate) fn send_with_fds(sock: BorrowedFd<'_>, data: &[u8], fds: &[RawFd]) ->
         let space = unsafe { libc::CMSG_SPACE(payload as u32) } as usize;
         msg.msg_control = cmsg_buf.as_mut_ptr() as *mut c_void;
         msg.msg_controllen = space;
-        // SAFETY: the control buffer (64 bytes) holds one header plus MAX_FDS ints; CMSG_FIRSTHDR
+        // SAFETY: the control buffer holds one header plus MAX_FDS ints; CMSG_FIRSTHDR
         // returns its start, and we write exactly `payload` bytes of data after the header.
         unsafe {
             let cmsg = libc::CMSG_FIRSTHDR(&msg);
@@ -494,13 +497,13 @@ pub(crate) fn send_with_fds(sock: BorrowedFd<'_>, data: &[u8], fds: &[RawFd]) ->
 /// list that did not fit is an error (`EMSGSIZE`).
 pub(crate) fn recv_with_fds(sock: BorrowedFd<'_>, buf: &mut [u8], fds: &mut Vec<OwnedFd>) -> io::Result<usize> {
     let mut iov = libc::iovec { iov_base: buf.as_mut_ptr() as *mut c_void, iov_len: buf.len() };
-    let mut cmsg_buf = [0u64; 8];
+    let mut cmsg_buf: CmsgBuffer = Default::default();
     // SAFETY: msghdr is plain data; we point it at live locals below.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
     msg.msg_iov = &mut iov;
     msg.msg_iovlen = 1;
     msg.msg_control = cmsg_buf.as_mut_ptr() as *mut c_void;
-    msg.msg_controllen = size_of::<[u64; 8]>();
+    msg.msg_controllen = size_of::<CmsgBuffer>();
     let n = loop {
         // SAFETY: `msg` points at live buffers for the duration of the call.
         let r = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
@@ -1159,3 +1162,116 @@ pub(crate) fn pidfd_supported() -> bool {
 
 /// `CLONE_CLEAR_SIGHAND` (Linux 5.5): the child starts with default signal handlers.
 const CLONE_CLEAR_SIGHAND: u64 = 0x1_0000_0000;
+
+// --- Mount trees (open_tree(2), move_mount(2), idmapped mounts).
+
+const OPEN_TREE_CLONE: u32 = 1;
+const MOVE_MOUNT_F_EMPTY_PATH: u32 = 0x4;
+const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
+
+/// `open_tree(OPEN_TREE_CLONE | AT_RECURSIVE)`: a detached copy of the mount tree at `path`,
+/// or (with `path` empty) of the detached tree `from`.
+pub(crate) fn clone_tree(from: Option<BorrowedFd<'_>>, path: &CStr) -> io::Result<OwnedFd> {
+    let dirfd = from.map_or(libc::AT_FDCWD, |f| f.as_raw_fd());
+    let mut flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as u32 | libc::AT_RECURSIVE as u32;
+    if from.is_some() {
+        flags |= libc::AT_EMPTY_PATH as u32;
+    }
+    // SAFETY: `path` is a valid C string; integer flags.
+    let r = unsafe { libc::syscall(libc::SYS_open_tree, dirfd, path.as_ptr(), flags) };
+    owned(cvt_long(r)? as c_int)
+}
+
+/// `mount_setattr(MOUNT_ATTR_IDMAP)` on a detached tree: its files' owners are seen through the
+/// id maps of the user namespace `userns`.
+pub(crate) fn idmap_tree(tree: BorrowedFd<'_>, userns: BorrowedFd<'_>) -> io::Result<()> {
+    let attr =
+        MountAttr { attr_set: MOUNT_ATTR_IDMAP, attr_clr: 0, propagation: 0, userns_fd: userns.as_raw_fd() as u64 };
+    // SAFETY: an empty path with AT_EMPTY_PATH names `tree`; `attr` is valid for its size.
+    cvt_long(unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            (libc::AT_EMPTY_PATH | libc::AT_RECURSIVE) as c_long,
+            &attr as *const MountAttr,
+            size_of::<MountAttr>(),
+        )
+    })
+    .map(drop)
+}
+
+/// `move_mount(MOVE_MOUNT_F_EMPTY_PATH)`: attaches the detached tree `tree` at `target`.
+pub(crate) fn attach_tree(tree: BorrowedFd<'_>, target: &CStr) -> io::Result<()> {
+    // SAFETY: valid C strings; the empty source path names `tree`.
+    cvt_long(unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            target.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    })
+    .map(drop)
+}
+
+/// Arguments of the id-map holder child: it closes `close_fd`, then waits on `wait_fd`.
+#[repr(C)]
+struct HolderArgs {
+    wait_fd: c_int,
+    close_fd: c_int,
+}
+
+extern "C" fn holder_child(arg: *mut c_void) -> ! {
+    // SAFETY: `arg` points to the `HolderArgs` of `userns_with_maps`, which waits for this
+    // child to exit before its frame ends; only raw system calls follow.
+    unsafe {
+        let a = &*(arg as *const HolderArgs);
+        raw_syscall(libc::SYS_close, a.close_fd as usize, 0, 0, 0, 0);
+        let mut byte = 0u8;
+        raw_syscall(libc::SYS_read, a.wait_fd as usize, &mut byte as *mut u8 as usize, 1, 0, 0);
+        raw_syscall(libc::SYS_exit, 0, 0, 0, 0, 0);
+    }
+    unreachable_loop()
+}
+
+/// A user namespace with the given `uid_map`/`gid_map` lines, as a descriptor (for idmapped
+/// mounts). A short-lived child (sharing our memory, on its own stack, raw system calls only)
+/// holds the namespace while we write its maps and open it.
+pub(crate) fn userns_with_maps(uid_map: &str, gid_map: &str) -> io::Result<OwnedFd> {
+    let (wait_r, wait_w) = pipe()?;
+    let mut holder = HolderArgs { wait_fd: wait_r.as_raw_fd(), close_fd: wait_w.as_raw_fd() };
+    let mut stack = Box::new(MaybeUninit::<ChildStack>::uninit());
+    let mut pidfd: c_int = -1;
+    let mut args = clone_args_zeroed();
+    args.flags = libc::CLONE_VM as u64 | libc::CLONE_PIDFD as u64 | CLONE_NEWUSER;
+    args.pidfd = &mut pidfd as *mut c_int as u64;
+    args.stack = stack.as_mut_ptr() as u64;
+    args.stack_size = size_of::<ChildStack>() as u64;
+    let old_mask = block_all_signals();
+    // SAFETY: the stack and `holder` outlive the child: we wait for its exit below before
+    // either is dropped; the child makes raw system calls only.
+    let ret = unsafe { clone3_with_stack(&mut args, holder_child, &mut holder as *mut HolderArgs as *mut c_void) };
+    restore_signals(&old_mask);
+    if ret < 0 {
+        return Err(io::Error::from_raw_os_error(-ret as i32));
+    }
+    // SAFETY: CLONE_PIDFD stored a new descriptor that we own.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+    let pid = ret;
+    let result = (|| {
+        std::fs::write(format!("/proc/{pid}/uid_map"), uid_map)?;
+        std::fs::write(format!("/proc/{pid}/gid_map"), gid_map)?;
+        open(&cstr(&format!("/proc/{pid}/ns/user"))?, libc::O_RDONLY)
+    })();
+    drop(wait_w); // the child's read returns: it exits
+    let _ = pidfd_send_signal(pidfd.as_fd_borrowed(), libc::SIGKILL);
+    let waited = wait_pidfd(pidfd.as_fd_borrowed(), true);
+    drop(wait_r);
+    // Only now is the child gone and its stack free.
+    drop(stack);
+    waited?;
+    result
+}

@@ -98,25 +98,35 @@ fn under_old_root(path: &Path) -> PathBuf {
 const RO: u64 = sys::MOUNT_ATTR_RDONLY | sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV;
 const RW: u64 = sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV;
 
-/// A user bind, with a handle on its source so it can be bound again after `/tmp` is renewed.
+/// A user bind: where it goes, and its mount tree until it is attached.
 struct UserBind {
     spec: BindSpec,
-    source: OwnedFd,
+    tree: Option<OwnedFd>,
 }
 
 impl UserBind {
     fn path(&self) -> &Path {
         Path::new(std::ffi::OsStr::from_bytes(&self.spec.path))
     }
-    fn mount(&self) -> io::Result<()> {
-        let source = PathBuf::from(format!("/proc/self/fd/{}", self.source.as_raw_fd()));
-        let target = self.path();
-        make_mount_point(&source, target)?;
-        bind(&source, target, if self.spec.writable { RW } else { RO })
+
+    /// Attaches the bind's detached tree at its path, with its access mode.
+    fn mount(&mut self) -> io::Result<()> {
+        let tree = self.tree.take().ok_or_else(|| io::Error::from_raw_os_error(libc::EBADF))?;
+        let target = self.path().to_owned();
+        make_mount_point(Path::new(&format!("/proc/self/fd/{}", tree.as_raw_fd())), &target)?;
+        let t = cp(&target)?;
+        sys::attach_tree(tree.as_fd(), &t)?;
+        sys::mount_setattr(&t, if self.spec.writable { RW } else { RO }, true)
+    }
+
+    /// Takes a detached copy of the attached bind, to attach again after `/tmp` is renewed.
+    fn keep_copy(&mut self) -> io::Result<()> {
+        self.tree = Some(sys::clone_tree(None, &cp(self.path())?)?);
+        Ok(())
     }
 }
 
-fn build_root(config: &ZygoteConfig) -> StepResult<Vec<UserBind>> {
+fn build_root(config: &ZygoteConfig, mut trees: Vec<OwnedFd>) -> StepResult<Vec<UserBind>> {
     step("make mounts private", sys::mount(None, c"/", None, libc::MS_REC | libc::MS_PRIVATE, None))?;
     step("mount the new root", mount_tmpfs("/tmp", "size=4m,mode=0755"))?;
     step("create the old-root mount point", fs::create_dir("/tmp/.oldroot"))?;
@@ -211,20 +221,27 @@ fn build_root(config: &ZygoteConfig) -> StepResult<Vec<UserBind>> {
     step("create /tmp", fs::create_dir("/tmp"))?;
     mount_session_dirs(config)?;
 
-    let mut binds = Vec::new();
-    let mut specs = config.binds.clone();
-    specs.sort_by_key(|b| b.path.iter().filter(|&&ch| ch == b'/').count());
-    for spec in specs {
+    // Trees sent by the host come in bind order; take them before sorting.
+    trees.reverse();
+    let mut specs = Vec::new();
+    for spec in &config.binds {
         let path = Path::new(std::ffi::OsStr::from_bytes(&spec.path)).to_owned();
-        let host = under_old_root(&path);
-        let source = step(
-            format!("open bind source {}", path.display()),
-            sys::open(&cp(&host).unwrap_or_default(), libc::O_PATH),
-        )?;
-        let b = UserBind { spec, source };
-        step(format!("bind {}", path.display()), b.mount())?;
-        binds.push(b);
+        let tree = if spec.has_tree {
+            trees.pop().ok_or_else(|| {
+                (format!("receive the tree of {}", path.display()), io::Error::from_raw_os_error(libc::EPROTO))
+            })?
+        } else {
+            let host = cp(&under_old_root(&path)).map_err(|e| (format!("bind {}", path.display()), e))?;
+            step(format!("open bind source {}", path.display()), sys::clone_tree(None, &host))?
+        };
+        specs.push(UserBind { spec: spec.clone(), tree: Some(tree) });
     }
+    // Parents before children, so a bind inside another lands on top of it.
+    specs.sort_by_key(|b| b.spec.path.iter().filter(|&&ch| ch == b'/').count());
+    for b in &mut specs {
+        step(format!("bind {}", b.path().display()), b.mount())?;
+    }
+    let binds = specs;
 
     step("detach the host's root", sys::umount2(&c(OLD_ROOT), libc::MNT_DETACH))?;
     step("remove the old-root mount point", fs::remove_dir(OLD_ROOT))?;
@@ -335,9 +352,9 @@ impl Zygote {
         Ok(())
     }
 
-    fn setup(&mut self) -> StepResult<ZygoteReport> {
+    fn setup(&mut self, trees: Vec<OwnedFd>) -> StepResult<ZygoteReport> {
         step("take the sandbox's uid", sys::become_user(SANDBOX_UID, SANDBOX_UID))?;
-        self.binds = build_root(&self.config)?;
+        self.binds = build_root(&self.config, trees)?;
         step("set the hostname", sys::set_host_and_domain_name("sandpool", "sandpool"))?;
         if !self.config.share_network {
             step("bring up loopback", sys::loopback_up())?;
@@ -388,11 +405,16 @@ impl Zygote {
     fn reset(&mut self) -> StepResult<()> {
         self.kill_everything();
         step("enter /", std::env::set_current_dir("/"))?;
+        for b in &mut self.binds {
+            if b.path().starts_with("/tmp") {
+                step(format!("keep {}", b.path().display()), b.keep_copy())?;
+            }
+        }
         step("unmount /tmp", sys::umount2(c"/tmp", libc::MNT_DETACH))?;
         step("unmount /dev/shm", sys::umount2(c"/dev/shm", libc::MNT_DETACH))?;
         mount_session_dirs(&self.config)?;
-        for b in &self.binds {
-            if b.path().starts_with("/tmp") {
+        for b in &mut self.binds {
+            if b.tree.is_some() {
                 step(format!("bind {}", b.path().display()), b.mount())?;
             }
         }
@@ -524,6 +546,7 @@ pub(crate) fn main() -> i32 {
         _ => return 2,
     };
     drop(buf);
+    let trees = fds;
     let mut zygote = Zygote {
         control,
         signals,
@@ -535,7 +558,7 @@ pub(crate) fn main() -> i32 {
         stack: CommandStack::new(),
         running: None,
     };
-    match zygote.setup() {
+    match zygote.setup(trees) {
         Ok(report) => zygote.send(&Reply::Ready(report)),
         Err((step, e)) => {
             zygote.send(&Reply::SetupFailed { step, errno: e.raw_os_error().unwrap_or(libc::EIO) });
