@@ -393,13 +393,25 @@ impl Zygote {
     fn kill_everything(&mut self) {
         loop {
             sys::kill_all_others();
-            while let Ok(Some(_)) = sys::reap_any(true) {}
+            while let Ok(Some((pid, status, usage))) = sys::reap_any(true) {
+                self.reaped(pid, status, usage);
+            }
             if !sys::any_other_process() {
                 break;
             }
         }
-        self.running = None;
         sys::drain_signalfd(self.signals.as_fd());
+    }
+
+    /// Records a reaped child; reports it if it was the running command.
+    fn reaped(&mut self, pid: i32, status: i32, usage: sys::ChildUsage) {
+        if Some(pid) == self.running {
+            self.running = None;
+            self.send(&Reply::Exited {
+                status,
+                usage: Usage { user_us: usage.user_us, system_us: usage.system_us, max_rss_kib: usage.max_rss_kib },
+            });
+        }
     }
 
     fn reset(&mut self) -> StepResult<()> {
@@ -467,13 +479,7 @@ impl Zygote {
     fn reap(&mut self) {
         sys::drain_signalfd(self.signals.as_fd());
         while let Ok(Some((pid, status, usage))) = sys::reap_any(false) {
-            if Some(pid) == self.running {
-                self.running = None;
-                self.send(&Reply::Exited {
-                    status,
-                    usage: Usage { user_us: usage.user_us, system_us: usage.system_us, max_rss_kib: usage.max_rss_kib },
-                });
-            }
+            self.reaped(pid, status, usage);
         }
     }
 
@@ -508,7 +514,9 @@ impl Zygote {
                         self.send(&reply);
                     }
                 }
-                Ok(Request::Kill) => sys::kill_all_others(),
+                // Everything dies and is reaped before the command's end is reported, so the
+                // next command starts in a sandbox with nothing left running.
+                Ok(Request::Kill) => self.kill_everything(),
                 Ok(Request::Reset) => match self.reset() {
                     Ok(()) => self.send(&Reply::ResetDone),
                     Err((step, e)) => {

@@ -1,0 +1,101 @@
+//! Helpers shared by the sandbox tests: the compiled probe, temp dirs, and running the same
+//! action inside and outside a sandbox.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command as HostCommand;
+use std::sync::OnceLock;
+
+use sandpool::sandbox::{Command, Output, Policy, Sandbox};
+
+/// A fresh directory under the system temp dir, world-readable, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static N: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "sandpool-test-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        set_mode(&dir, 0o755);
+        TempDir(dir)
+    }
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// The probe (`tests/probe/probe.c`), compiled once per test process with the host's `cc`.
+pub fn probe() -> &'static Path {
+    static PROBE: OnceLock<PathBuf> = OnceLock::new();
+    PROBE.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("sandpool-probe-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        set_mode(&dir, 0o755);
+        let out = dir.join("probe");
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/probe/probe.c");
+        let status = HostCommand::new("cc")
+            .args(["-O2", "-static", "-o"])
+            .arg(&out)
+            .arg(&src)
+            .status()
+            .expect("a C compiler (cc) is needed to build the test probe");
+        assert!(status.success(), "compiling the probe failed");
+        out
+    })
+}
+
+/// The directory that holds the probe, to bind read-only.
+pub fn probe_dir() -> &'static Path {
+    probe().parent().unwrap()
+}
+
+/// Runs the probe on the host, outside any sandbox.
+pub fn probe_outside(args: &[&str]) -> String {
+    let out = HostCommand::new(probe()).args(args).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A policy that shows the probe (and `extra` binds done by the caller).
+pub fn probe_policy() -> sandpool::sandbox::PolicyBuilder {
+    Policy::builder().ro(probe_dir())
+}
+
+/// Runs the probe in `sandbox`.
+pub fn probe_inside(sandbox: &mut Sandbox, args: &[&str]) -> String {
+    let out = sandbox.run(&Command::new(probe()).args(args)).unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Runs `sh -c script` in `sandbox`.
+pub fn sh(sandbox: &mut Sandbox, script: &str) -> Output {
+    sandbox.run(&Command::new("/bin/sh").args(["-c", script])).unwrap()
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+/// Whether this test process runs as root.
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .is_some_and(|l| l.split_whitespace().nth(2) == Some("0"))
+}

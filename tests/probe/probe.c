@@ -1,0 +1,107 @@
+/* A small probe for sandpool's security tests: performs one action with raw system calls and
+ * prints "ok" or "err <errno>" (or a number for counting actions). Built statically so that
+ * its own startup makes as few system calls as possible. */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/ptrace.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <unistd.h>
+
+static int report(long r) {
+    if (r < 0) { printf("err %d\n", errno); return 1; }
+    printf("ok\n");
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) { fprintf(stderr, "usage: probe ACTION [ARG]\n"); return 2; }
+    const char *a = argv[1];
+    const char *arg = argc > 2 ? argv[2] : "";
+    if (!strcmp(a, "read")) {
+        int fd = open(arg, O_RDONLY);
+        if (fd < 0) return report(-1);
+        char buf[64];
+        return report(read(fd, buf, sizeof buf));
+    }
+    if (!strcmp(a, "write")) {
+        int fd = open(arg, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd < 0) return report(-1);
+        return report(write(fd, "probe\n", 6));
+    }
+    if (!strcmp(a, "ptrace")) return report(ptrace(PTRACE_TRACEME, 0, 0, 0));
+    if (!strcmp(a, "unshare")) return report(unshare(CLONE_NEWUSER));
+    if (!strcmp(a, "mount")) {
+        /* Outside a sandbox, a fresh user+mount namespace makes this allowed for anyone. */
+        unshare(CLONE_NEWUSER | CLONE_NEWNS);
+        return report(mount("none", "/tmp", "tmpfs", 0, NULL));
+    }
+    if (!strcmp(a, "chroot")) {
+        unshare(CLONE_NEWUSER);
+        return report(chroot("/"));
+    }
+    /* Invalid arguments: a kernel that sees the call answers EINVAL/EFAULT/EOPNOTSUPP, a
+     * seccomp filter that refuses it answers EPERM first. */
+    if (!strcmp(a, "bpf")) return report(syscall(SYS_bpf, 0xffff, NULL, 0));
+    if (!strcmp(a, "keyctl")) return report(syscall(SYS_keyctl, 0xffff, 0, 0, 0, 0));
+    if (!strcmp(a, "perf")) return report(syscall(SYS_perf_event_open, NULL, 0, -1, -1, 0));
+    if (!strcmp(a, "io_uring")) return report(syscall(SYS_io_uring_setup, 1, NULL));
+    if (!strcmp(a, "setns")) return report(syscall(SYS_setns, -1, 0));
+    if (!strcmp(a, "kill")) return report(kill(atoi(arg), 0));
+    if (!strcmp(a, "connect")) {
+        int s = socket(AF_INET, SOCK_STREAM, 0);
+        if (s < 0) return report(-1);
+        struct sockaddr_in sa = {0};
+        sa.sin_family = AF_INET;
+        sa.sin_port = htons(atoi(arg));
+        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        return report(connect(s, (struct sockaddr *)&sa, sizeof sa));
+    }
+    if (!strcmp(a, "forkmany")) {
+        /* Fork up to N sleeping children; print how many forks succeeded. */
+        int n = atoi(arg), made = 0;
+        pid_t kids[4096];
+        if (n > 4096) n = 4096;
+        for (int i = 0; i < n; i++) {
+            pid_t p = fork();
+            if (p == 0) { pause(); _exit(0); }
+            if (p < 0) break;
+            kids[made++] = p;
+        }
+        printf("%d\n", made);
+        for (int i = 0; i < made; i++) { kill(kids[i], SIGKILL); waitpid(kids[i], NULL, 0); }
+        return 0;
+    }
+    if (!strcmp(a, "alloc")) {
+        /* Allocate and touch N MiB. */
+        size_t n = (size_t)atol(arg) << 20;
+        char *p = malloc(n);
+        if (!p) return report(-1);
+        for (size_t i = 0; i < n; i += 4096) p[i] = 1;
+        printf("ok\n");
+        return 0;
+    }
+    if (!strcmp(a, "procs")) {
+        /* Count the processes in /proc, this probe included. */
+        DIR *d = opendir("/proc");
+        if (!d) return report(-1);
+        int n = 0;
+        struct dirent *e;
+        while ((e = readdir(d))) if (e->d_name[0] >= '1' && e->d_name[0] <= '9') n++;
+        printf("%d\n", n);
+        return 0;
+    }
+    fprintf(stderr, "unknown action %s\n", a);
+    return 2;
+}

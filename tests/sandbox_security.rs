@@ -1,0 +1,242 @@
+//! What a sandbox must keep out. Every test first shows that its probe works where nothing
+//! stops it (on the host, or with the layer off), then that the sandbox stops it. CI runs this
+//! file both as root and as an unprivileged uid.
+
+mod common;
+
+use std::io::Read;
+use std::time::Duration;
+
+use common::*;
+use sandpool::sandbox::{Command, ExitStatus, KillReason, Policy, Requirement, Sandbox};
+
+#[test]
+fn host_files_outside_binds_do_not_exist() {
+    let dir = TempDir::new("secret");
+    let secret = dir.path().join("secret.txt");
+    std::fs::write(&secret, "top secret").unwrap();
+    set_mode(&secret, 0o644);
+    let secret = secret.to_str().unwrap();
+    assert_eq!(probe_outside(&["read", secret]), "ok", "the probe reads the file on the host");
+
+    let mut sb = Sandbox::spawn(&probe_policy().build().unwrap()).unwrap();
+    assert_eq!(probe_inside(&mut sb, &["read", "/etc/passwd"]), "ok", "the probe reads what the sandbox shows");
+    assert_eq!(probe_inside(&mut sb, &["read", secret]), "err 2", "a host file outside the binds does not exist");
+    assert_eq!(probe_inside(&mut sb, &["read", "/etc/shadow"]), "err 2", "/etc/shadow does not exist inside");
+    for hidden in ["/root", "/home", "/var", "/sys", "/run"] {
+        assert_eq!(probe_inside(&mut sb, &["read", hidden]), "err 2", "{hidden} is not in the sandbox");
+    }
+}
+
+#[test]
+fn read_only_binds_cannot_be_written_and_read_write_binds_can() {
+    let ro = TempDir::new("ro");
+    let rw = TempDir::new("rw");
+    std::fs::write(ro.path().join("f"), "data").unwrap();
+    set_mode(&ro.path().join("f"), 0o644);
+    let ro_file = ro.path().join("f");
+    let ro_file = ro_file.to_str().unwrap();
+    let rw_file = rw.path().join("out");
+    assert_eq!(probe_outside(&["write", ro_file]), "ok", "the probe writes the file on the host");
+
+    let policy = probe_policy().ro(ro.path()).rw(rw.path()).build().unwrap();
+    let mut sb = Sandbox::spawn(&policy).unwrap();
+    assert_eq!(probe_inside(&mut sb, &["read", ro_file]), "ok");
+    assert_eq!(probe_inside(&mut sb, &["write", ro_file]), "err 30", "a read-only bind refuses writes (EROFS)");
+    assert_eq!(probe_inside(&mut sb, &["write", rw_file.to_str().unwrap()]), "ok", "a read-write bind takes writes");
+    assert_eq!(std::fs::read_to_string(&rw_file).unwrap(), "probe\n", "and the host sees them");
+}
+
+#[test]
+fn tmp_writes_do_not_reach_the_host() {
+    let name = format!("/tmp/sandpool-leak-{}", std::process::id());
+    let mut sb = Sandbox::spawn(&probe_policy().build().unwrap()).unwrap();
+    assert_eq!(probe_inside(&mut sb, &["write", &name]), "ok");
+    assert_eq!(probe_inside(&mut sb, &["read", &name]), "ok", "the file exists inside");
+    assert!(!std::path::Path::new(&name).exists(), "but not on the host");
+    assert_eq!(probe_inside(&mut sb, &["write", "/usr/sandpool-probe"]), "err 30", "system dirs are read-only");
+    assert_eq!(probe_inside(&mut sb, &["write", "/sandpool-probe"]), "err 30", "the root is read-only");
+}
+
+#[test]
+fn host_processes_are_neither_visible_nor_signalable() {
+    let mut child = std::process::Command::new("sleep").arg("60").spawn().unwrap();
+    let pid = child.id().to_string();
+    assert_eq!(probe_outside(&["kill", &pid]), "ok", "the probe can signal the host process from the host");
+
+    let mut sb = Sandbox::spawn(&probe_policy().build().unwrap()).unwrap();
+    assert_eq!(probe_inside(&mut sb, &["kill", &pid]), "err 3", "no such process inside (ESRCH)");
+    assert_eq!(probe_inside(&mut sb, &["read", &format!("/proc/{pid}/status")]), "err 2");
+    // Only the sandbox's own processes are there: its init and the probe.
+    assert_eq!(probe_inside(&mut sb, &["procs"]), "2");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn dangerous_system_calls_fail_with_eperm() {
+    // Outside, each call reaches the kernel (success, or an error other than EPERM for the
+    // deliberately invalid arguments); inside, the filter answers EPERM.
+    let mut sb = Sandbox::spawn(&probe_policy().build().unwrap()).unwrap();
+    for action in ["ptrace", "mount", "unshare", "chroot", "bpf", "keyctl", "perf", "io_uring", "setns"] {
+        let outside = probe_outside(&[action]);
+        assert_ne!(outside, "err 1", "{action}: the probe must reach the kernel outside the sandbox");
+        assert_eq!(probe_inside(&mut sb, &[action]), "err 1", "{action} must fail with EPERM inside");
+    }
+}
+
+#[test]
+fn the_filter_is_what_refuses_them() {
+    // With seccomp off, an invalid bpf call reaches the kernel again (EINVAL, not EPERM): the
+    // EPERM above comes from the filter, not from the probe.
+    let policy = probe_policy().seccomp(Requirement::Off).build().unwrap();
+    let mut sb = Sandbox::spawn(&policy).unwrap();
+    assert!(!sb.isolation().seccomp.enforced);
+    assert_eq!(probe_inside(&mut sb, &["bpf"]), "err 22");
+}
+
+#[test]
+fn capabilities_are_empty_and_no_new_privs_is_set() {
+    let script = "grep -E '^(CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs):' /proc/self/status";
+    let host = std::process::Command::new("sh").args(["-c", script]).output().unwrap();
+    let host = String::from_utf8_lossy(&host.stdout).into_owned();
+    assert!(host.contains("NoNewPrivs:\t0"), "the probe reads the flag on the host: {host}");
+
+    let mut sb = Sandbox::spawn(&Policy::default()).unwrap();
+    let inside = stdout(&sh(&mut sb, script));
+    for line in [
+        "CapPrm:\t0000000000000000",
+        "CapEff:\t0000000000000000",
+        "CapBnd:\t0000000000000000",
+        "CapAmb:\t0000000000000000",
+        "NoNewPrivs:\t1",
+    ] {
+        assert!(inside.contains(line), "missing {line:?} in {inside}");
+    }
+    let id = stdout(&sh(&mut sb, "id -u; id -g"));
+    assert_eq!(id, "1000\n1000");
+}
+
+#[test]
+fn only_loopback_exists_and_a_host_listener_is_unreachable() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    assert_eq!(probe_outside(&["connect", &port]), "ok", "the probe reaches the listener from the host");
+
+    let mut sb = Sandbox::spawn(&probe_policy().build().unwrap()).unwrap();
+    assert!(sb.isolation().loopback_only);
+    assert_eq!(probe_inside(&mut sb, &["connect", &port]), "err 111", "refused: nothing listens in the sandbox");
+    let ifaces = stdout(&sh(&mut sb, "tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '"));
+    assert_eq!(ifaces, "lo");
+    // Loopback inside works (programs that talk to themselves over TCP keep working).
+    let out = sh(&mut sb, "grep -q ' 0100007F:' /proc/net/tcp || echo no-listeners");
+    assert_eq!(stdout(&out), "no-listeners");
+}
+
+#[test]
+fn a_fork_bomb_stays_within_the_process_limit() {
+    assert_eq!(probe_outside(&["forkmany", "40"]), "40", "the probe forks 40 times on the host");
+    let policy = probe_policy().max_processes(16).build().unwrap();
+    let mut sb = Sandbox::spawn(&policy).unwrap();
+    let made: u32 = probe_inside(&mut sb, &["forkmany", "40"]).parse().unwrap();
+    assert!(made < 16, "at most 16 processes in the sandbox, the init and the probe among them; made {made}");
+    assert!(made > 0, "forking itself works");
+
+    // A real bomb: it ends by the timeout, the host keeps working, the sandbox can be reset.
+    let bomb =
+        Command::new("/bin/sh").args(["-c", "b() { b | b & }; b; sleep 60"]).timeout(Duration::from_millis(1500));
+    let out = sb.run(&bomb).unwrap();
+    assert!(out.timed_out || out.exit_code().is_some());
+    assert!(std::process::Command::new("true").status().unwrap().success(), "the host still forks");
+    sb.reset().unwrap();
+    assert_eq!(probe_inside(&mut sb, &["procs"]), "2", "reset took the bomb down");
+}
+
+#[test]
+fn a_memory_hog_is_stopped() {
+    assert_eq!(probe_outside(&["alloc", "256"]), "ok", "the probe allocates 256 MiB on the host");
+    let policy = probe_policy().memory_mib(64).build().unwrap();
+    let mut sb = Sandbox::spawn(&policy).unwrap();
+    let out = sb.run(&Command::new(probe()).args(["alloc", "256"])).unwrap();
+    let stopped = out.signal() == Some(libc::SIGKILL) || stdout(&out) == "err 12";
+    assert!(stopped, "killed by the memory cgroup or refused by RLIMIT_AS: {out:?}");
+    assert_eq!(probe_inside(&mut sb, &["alloc", "16"]), "ok", "within the limit it works");
+}
+
+#[test]
+fn an_output_flood_is_truncated_and_killed() {
+    let mut sb = Sandbox::spawn(&Policy::default()).unwrap();
+    let out = sb.run(&Command::new("yes").output_limit(1 << 20)).unwrap();
+    assert_eq!(out.stdout.len(), 1 << 20);
+    assert!(out.stdout_truncated && !out.stderr_truncated);
+    assert_eq!(out.killed_by_sandbox, Some(KillReason::OutputLimit));
+    assert_eq!(out.status, ExitStatus::Signaled(libc::SIGKILL));
+    // Under the cap nothing is cut.
+    let out = sb.run(&Command::new("head").args(["-c", "1000", "/dev/zero"]).output_limit(1 << 20)).unwrap();
+    assert_eq!((out.stdout.len(), out.stdout_truncated, out.killed_by_sandbox), (1000, false, None));
+}
+
+#[test]
+fn a_timeout_is_enforced_on_the_whole_command() {
+    let mut sb = Sandbox::spawn(&probe_policy().build().unwrap()).unwrap();
+    let cmd = Command::new("/bin/sh").args(["-c", "sleep 60 & sleep 60"]).timeout(Duration::from_millis(300));
+    let out = sb.run(&cmd).unwrap();
+    assert!(out.timed_out);
+    assert_eq!(out.killed_by_sandbox, Some(KillReason::Timeout));
+    assert_eq!(out.status, ExitStatus::Signaled(libc::SIGKILL));
+    assert_eq!(probe_inside(&mut sb, &["procs"]), "2", "the background sleep died too");
+    // A command that ends in time is not flagged.
+    let out = sb.run(&Command::new("true").timeout(Duration::from_secs(30))).unwrap();
+    assert!(!out.timed_out && out.success());
+}
+
+#[test]
+fn reset_leaves_nothing_of_the_previous_session() {
+    let mut sb = Sandbox::spawn(&probe_policy().build().unwrap()).unwrap();
+    let out = sh(&mut sb, "echo secret > /tmp/f; echo shm > /dev/shm/s; sleep 1000 >/dev/null 2>&1 &");
+    assert!(out.success());
+    // Same session: the file and the process are still there (the checks can see them).
+    assert_eq!(stdout(&sh(&mut sb, "cat /tmp/f /dev/shm/s")), "secret\nshm");
+    assert_eq!(probe_inside(&mut sb, &["procs"]), "3", "init, the background sleep, the probe");
+    sb.reset().unwrap();
+    // Only the probe's bind (a bind under /tmp survives resets) is left.
+    let probe_name = probe_dir().file_name().unwrap().to_str().unwrap();
+    assert_eq!(stdout(&sh(&mut sb, "ls -A /tmp /dev/shm")), format!("/dev/shm:\n\n/tmp:\n{probe_name}"));
+    assert_eq!(probe_inside(&mut sb, &["procs"]), "2");
+}
+
+#[test]
+fn stdin_env_and_cwd_reach_the_command() {
+    let mut sb = Sandbox::spawn(&Policy::default()).unwrap();
+    let out = sb.run(&Command::new("cat").stdin(b"from stdin".to_vec())).unwrap();
+    assert_eq!(out.stdout, b"from stdin");
+    let script = "echo $K; pwd; env | cut -d= -f1 | sort | tr '\\n' ' '";
+    let out = sb.run(&Command::new("/bin/sh").args(["-c", script]).env("K", "v").cwd("/usr")).unwrap();
+    assert_eq!(stdout(&out), "v\n/usr\nHOME K LANG PATH PWD TMPDIR", "no host variable gets in");
+}
+
+#[test]
+fn missing_programs_are_typed_errors() {
+    let mut sb = Sandbox::spawn(&Policy::default()).unwrap();
+    let err = sb.run(&Command::new("definitely-not-a-program")).unwrap_err();
+    assert!(matches!(err, sandpool::sandbox::SandboxError::ProgramNotFound { .. }), "{err:?}");
+    let err = sb.run(&Command::new("/etc/passwd")).unwrap_err();
+    assert!(matches!(err, sandpool::sandbox::SandboxError::Exec { .. }), "{err:?}");
+    assert!(sb.run(&Command::new("true")).unwrap().success(), "and the sandbox is still usable");
+}
+
+#[test]
+fn the_isolation_report_matches_what_the_kernel_applied() {
+    let sb = Sandbox::spawn(&Policy::default()).unwrap();
+    let iso = sb.isolation();
+    assert!(iso.landlock.enforced && iso.seccomp.enforced && iso.no_new_privs);
+    let mut status = String::new();
+    std::fs::File::open(format!("/proc/{}/status", sb.pid())).unwrap().read_to_string(&mut status).unwrap();
+    // The init itself runs as the sandbox's host uid.
+    let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    assert!(uid_line.split_whitespace().skip(1).all(|u| u == iso.host_uid.to_string()), "{uid_line}");
+    let memory = iso.limit("memory").unwrap();
+    if is_root() {
+        assert_ne!(memory.enforced_by, sandpool::sandbox::Enforcement::Rlimit, "root gets a memory cgroup here");
+    }
+}
