@@ -67,8 +67,8 @@ fn host_processes_are_neither_visible_nor_signalable() {
     let mut sb = Sandbox::spawn(&probe_policy().build().unwrap()).unwrap();
     assert_eq!(probe_inside(&mut sb, &["kill", &pid]), "err 3", "no such process inside (ESRCH)");
     assert_eq!(probe_inside(&mut sb, &["read", &format!("/proc/{pid}/status")]), "err 2");
-    // Only the sandbox's own processes are there: its init and the probe.
-    assert_eq!(probe_inside(&mut sb, &["procs"]), "2");
+    // Only the sandbox's own processes are there: its init, its spawner, and the probe.
+    assert_eq!(probe_inside(&mut sb, &["procs"]), "3");
     child.kill().unwrap();
     child.wait().unwrap();
 }
@@ -83,6 +83,17 @@ fn dangerous_system_calls_fail_with_eperm() {
         assert_ne!(outside, "err 1", "{action}: the probe must reach the kernel outside the sandbox");
         assert_eq!(probe_inside(&mut sb, &[action]), "err 1", "{action} must fail with EPERM inside");
     }
+}
+
+#[test]
+fn commands_cannot_signal_the_sandbox_own_processes() {
+    // The init (pid 1) and the spawner (pid 2) are outside the command's Landlock domain.
+    let mut sb = Sandbox::spawn(&probe_policy().build().unwrap()).unwrap();
+    let own = sh(&mut sb, "sleep 5 & kill -0 $! && echo can-signal-own-child");
+    assert_eq!(stdout(&own), "can-signal-own-child", "the probe's way of signalling works");
+    assert_eq!(probe_inside(&mut sb, &["kill", "1"]), "err 1");
+    assert_eq!(probe_inside(&mut sb, &["kill", "2"]), "err 1");
+    assert!(sb.run(&Command::new("true")).unwrap().success(), "the sandbox still serves");
 }
 
 #[test]
@@ -149,7 +160,7 @@ fn a_fork_bomb_stays_within_the_process_limit() {
     assert!(out.timed_out || out.exit_code().is_some());
     assert!(std::process::Command::new("true").status().unwrap().success(), "the host still forks");
     sb.reset().unwrap();
-    assert_eq!(probe_inside(&mut sb, &["procs"]), "2", "reset took the bomb down");
+    assert_eq!(probe_inside(&mut sb, &["procs"]), "3", "reset took the bomb down: init, spawner, probe");
 }
 
 #[test]
@@ -184,7 +195,7 @@ fn a_timeout_is_enforced_on_the_whole_command() {
     assert!(out.timed_out);
     assert_eq!(out.killed_by_sandbox, Some(KillReason::Timeout));
     assert_eq!(out.status, ExitStatus::Signaled(libc::SIGKILL));
-    assert_eq!(probe_inside(&mut sb, &["procs"]), "2", "the background sleep died too");
+    assert_eq!(probe_inside(&mut sb, &["procs"]), "3", "the background sleep died too: init, spawner, probe");
     // A command that ends in time is not flagged.
     let out = sb.run(&Command::new("true").timeout(Duration::from_secs(30))).unwrap();
     assert!(!out.timed_out && out.success());
@@ -197,12 +208,12 @@ fn reset_leaves_nothing_of_the_previous_session() {
     assert!(out.success());
     // Same session: the file and the process are still there (the checks can see them).
     assert_eq!(stdout(&sh(&mut sb, "cat /tmp/f /dev/shm/s")), "secret\nshm");
-    assert_eq!(probe_inside(&mut sb, &["procs"]), "3", "init, the background sleep, the probe");
+    assert_eq!(probe_inside(&mut sb, &["procs"]), "4", "init, spawner, the background sleep, the probe");
     sb.reset().unwrap();
     // Only the probe's bind (a bind under /tmp survives resets) is left.
     let probe_name = probe_dir().file_name().unwrap().to_str().unwrap();
     assert_eq!(stdout(&sh(&mut sb, "ls -A /tmp /dev/shm")), format!("/dev/shm:\n\n/tmp:\n{probe_name}"));
-    assert_eq!(probe_inside(&mut sb, &["procs"]), "2");
+    assert_eq!(probe_inside(&mut sb, &["procs"]), "3");
 }
 
 #[test]

@@ -61,3 +61,13 @@ pub(crate) fn build(abi: u32, writable: &[&str]) -> io::Result<Ruleset> {
     }
     Ok(Ruleset { fd, scoped: scoped != 0 })
 }
+
+/// A ruleset that handles no access and only scopes abstract unix sockets and signals (ABI 6):
+/// a process that enforces it enters a nested domain and can no longer signal the processes
+/// of the enclosing one.
+pub(crate) fn scope_only(abi: u32) -> io::Result<Option<OwnedFd>> {
+    if abi < 6 {
+        return Ok(None);
+    }
+    sys::landlock_create_ruleset(0, SCOPE_ABSTRACT_UNIX_SOCKET | SCOPE_SIGNAL).map(Some)
+}

@@ -97,7 +97,10 @@ pub(crate) fn last_cap() -> u32 {
 /// which takes every process of the sandbox with it, reaps it and removes its cgroups.
 #[derive(Debug)]
 pub struct Sandbox {
+    /// To the zygote: resets.
     control: OwnedFd,
+    /// To the spawner: commands and kills.
+    runner: OwnedFd,
     pidfd: OwnedFd,
     pid: i32,
     cgroups: SandboxCgroups,
@@ -137,7 +140,7 @@ fn wait_reply(
     pidfd: BorrowedFd<'_>,
     timeout: Duration,
     step: &'static str,
-) -> Result<Reply, SandboxError> {
+) -> Result<(Reply, Vec<OwnedFd>), SandboxError> {
     let deadline = Instant::now() + timeout;
     loop {
         let mut fds = [
@@ -158,15 +161,22 @@ fn wait_reply(
     }
 }
 
-fn recv_reply(control: BorrowedFd<'_>, step: &'static str) -> Result<Reply, SandboxError> {
+fn recv_reply(control: BorrowedFd<'_>, step: &'static str) -> Result<(Reply, Vec<OwnedFd>), SandboxError> {
     let mut buf = [0u8; 4096];
     let mut fds = Vec::new();
     let n = sys::recv_with_fds(control, &mut buf, &mut fds).map_err(|source| SandboxError::Control { step, source })?;
     if n == 0 {
         return Err(SandboxError::Dead);
     }
-    // Replies never carry descriptors; any that came are dropped (closed) here.
-    Ok(Reply::decode(&buf[..n])?)
+    Ok((Reply::decode(&buf[..n])?, fds))
+}
+
+/// The runner socket that comes with `Ready` and `ResetDone`.
+fn take_runner(mut fds: Vec<OwnedFd>) -> Result<OwnedFd, SandboxError> {
+    if fds.len() != 1 {
+        return Err(SandboxError::Protocol(protocol_error()));
+    }
+    Ok(fds.pop().expect("one descriptor"))
 }
 
 /// Idmapped copies of the binds' mount trees, so that the sandbox's user acts as the owner of
@@ -312,12 +322,14 @@ impl Sandbox {
         let tree_fds: Vec<i32> = trees.iter().map(|t| t.as_raw_fd()).collect();
         sys::send_with_fds(host_end.as_fd(), &Request::Configure(config).encode(), &tree_fds)
             .map_err(|source| SandboxError::Control { step: "sending the configuration", source })?;
-        let report = match wait_reply(host_end.as_fd(), pidfd, CONTROL_TIMEOUT, "waiting for the sandbox to be ready")?
-        {
-            Reply::Ready(report) => report,
-            Reply::SetupFailed { step, errno: e } => return Err(SandboxError::Setup { step, source: errno(e) }),
-            _ => return Err(SandboxError::Protocol(protocol_error())),
-        };
+        let (report, runner) =
+            match wait_reply(host_end.as_fd(), pidfd, CONTROL_TIMEOUT, "waiting for the sandbox to be ready")? {
+                (Reply::Ready(report), fds) => (report, take_runner(fds)?),
+                (Reply::SetupFailed { step, errno: e }, _) => {
+                    return Err(SandboxError::Setup { step, source: errno(e) });
+                }
+                _ => return Err(SandboxError::Protocol(protocol_error())),
+            };
         if policy.landlock == Requirement::BestEffort && !report.landlock_enforced {
             missing.push(format!("landlock: not enforced (kernel ABI {})", report.landlock_abi));
         }
@@ -328,6 +340,7 @@ impl Sandbox {
         let pidfd = guard.pidfd.take().expect("guard holds the pidfd");
         Ok(Sandbox {
             control: host_end,
+            runner,
             pidfd,
             pid: zygote.pid,
             cgroups,
@@ -401,7 +414,7 @@ impl Sandbox {
         fds.push(out_w.as_raw_fd());
         fds.push(err_w.as_raw_fd());
         let start = Instant::now();
-        if let Err(source) = sys::send_with_fds(self.control.as_fd(), &request.encode(), &fds) {
+        if let Err(source) = sys::send_with_fds(self.runner.as_fd(), &request.encode(), &fds) {
             self.dead = true;
             return Err(SandboxError::Control { step: "sending the command", source });
         }
@@ -414,7 +427,7 @@ impl Sandbox {
             let mut fds = [
                 libc::pollfd { fd: streams[0].poll_fd(), events: libc::POLLIN, revents: 0 },
                 libc::pollfd { fd: streams[1].poll_fd(), events: libc::POLLIN, revents: 0 },
-                libc::pollfd { fd: self.control.as_raw_fd(), events: libc::POLLIN, revents: 0 },
+                libc::pollfd { fd: self.runner.as_raw_fd(), events: libc::POLLIN, revents: 0 },
                 libc::pollfd { fd: self.pidfd.as_raw_fd(), events: libc::POLLIN, revents: 0 },
             ];
             let left = deadline.saturating_duration_since(Instant::now());
@@ -440,8 +453,8 @@ impl Sandbox {
                 }
             }
             if fds[2].revents & libc::POLLIN != 0 {
-                match recv_reply(self.control.as_fd(), "waiting for the command") {
-                    Ok(reply) => break reply,
+                match recv_reply(self.runner.as_fd(), "waiting for the command") {
+                    Ok((reply, _)) => break reply,
                     Err(e) => {
                         self.dead = true;
                         return Err(e);
@@ -503,7 +516,7 @@ impl Sandbox {
     }
 
     fn send_kill(&mut self) -> Result<(), SandboxError> {
-        sys::send_with_fds(self.control.as_fd(), &Request::Kill.encode(), &[]).map_err(|source| {
+        sys::send_with_fds(self.runner.as_fd(), &Request::Kill.encode(), &[]).map_err(|source| {
             self.dead = true;
             SandboxError::Control { step: "asking the sandbox to kill the command", source }
         })
@@ -521,8 +534,17 @@ impl Sandbox {
                 wait_reply(self.control.as_fd(), self.pidfd.as_fd(), CONTROL_TIMEOUT, "waiting for the reset")
             });
         match result {
-            Ok(Reply::ResetDone) => Ok(()),
-            Ok(Reply::ResetFailed { step, errno: e }) => {
+            Ok((Reply::ResetDone, fds)) => match take_runner(fds) {
+                Ok(runner) => {
+                    self.runner = runner;
+                    Ok(())
+                }
+                Err(e) => {
+                    self.dead = true;
+                    Err(e)
+                }
+            },
+            Ok((Reply::ResetFailed { step, errno: e }, _)) => {
                 self.dead = true;
                 Err(SandboxError::Reset { step, source: errno(e) })
             }

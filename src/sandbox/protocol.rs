@@ -75,11 +75,13 @@ pub struct RunRequest {
 pub enum Request {
     /// First message: build the sandbox.
     Configure(ZygoteConfig),
-    /// Start a command; stdin (if any), stdout and stderr travel as descriptors.
+    /// Start a command (to the spawner); stdin (if any), stdout and stderr travel as
+    /// descriptors.
     Run(RunRequest),
-    /// Kill every process of the sandbox but the zygote.
+    /// Kill every process of the sandbox but the zygote and the spawner (to the spawner).
     Kill,
-    /// Wipe the session: kill everything, fresh `/tmp`, fresh IPC namespace.
+    /// Wipe the session: kill everything, fresh `/tmp`, fresh IPC namespace, new spawner (to
+    /// the zygote).
     Reset,
 }
 
@@ -114,7 +116,7 @@ pub struct Usage {
 /// A message from the zygote to the host.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Reply {
-    /// The sandbox is built.
+    /// The sandbox is built; the spawner's socket (for `Run` and `Kill`) comes with it.
     Ready(ZygoteReport),
     /// Building the sandbox failed at `step`.
     SetupFailed {
@@ -137,7 +139,7 @@ pub enum Reply {
         /// The OS error number.
         errno: i32,
     },
-    /// The session was wiped.
+    /// The session was wiped; the new spawner's socket comes with it.
     ResetDone,
     /// The session could not be wiped: the sandbox must not be reused.
     ResetFailed {

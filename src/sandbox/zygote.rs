@@ -300,6 +300,8 @@ impl PreparedCommand {
     }
 }
 
+/// The sandbox's init: builds the sandbox, keeps the privileges that resets need, and never
+/// runs a command itself.
 struct Zygote {
     control: OwnedFd,
     signals: OwnedFd,
@@ -308,14 +310,12 @@ struct Zygote {
     filters: Option<Filters>,
     landlock_abi: Option<u32>,
     landlock: Option<landlock::Ruleset>,
-    stack: CommandStack,
-    running: Option<i32>,
 }
 
 impl Zygote {
-    fn send(&self, reply: &Reply) {
+    fn send(&self, reply: &Reply, fds: &[i32]) {
         // A failed send means the host is gone; the next receive sees the hang-up.
-        let _ = sys::send_with_fds(self.control.as_fd(), &reply.encode(), &[]);
+        let _ = sys::send_with_fds(self.control.as_fd(), &reply.encode(), fds);
     }
 
     fn writable_paths(&self) -> Vec<String> {
@@ -388,14 +388,26 @@ impl Zygote {
         })
     }
 
-    /// Kills every other process of the sandbox and reaps them all, looping until none is
-    /// left (a process forking while the first kill went round survives one pass).
+    /// Forks the spawner, which confines itself and serves commands on a new socket; returns
+    /// the host's end of that socket.
+    fn start_spawner(&mut self) -> StepResult<OwnedFd> {
+        let (host_end, spawner_end) = step("create the runner socket", sys::seqpacket_pair())?;
+        match step("fork the spawner", sys::fork_zygote())? {
+            Some(_) => Ok(host_end),
+            None => {
+                drop(host_end);
+                let code = Spawner::start(spawner_end, self);
+                sys::exit_now(code)
+            }
+        }
+    }
+
+    /// Kills every other process of the sandbox (the spawner too) and reaps them, looping
+    /// until none is left: a process forking while the kill went round survives one pass.
     fn kill_everything(&mut self) {
         loop {
             sys::kill_all_others();
-            while let Ok(Some((pid, status, usage))) = sys::reap_any(true) {
-                self.reaped(pid, status, usage);
-            }
+            while let Ok(Some(_)) = sys::reap_any(true) {}
             if !sys::any_other_process() {
                 break;
             }
@@ -403,18 +415,7 @@ impl Zygote {
         sys::drain_signalfd(self.signals.as_fd());
     }
 
-    /// Records a reaped child; reports it if it was the running command.
-    fn reaped(&mut self, pid: i32, status: i32, usage: sys::ChildUsage) {
-        if Some(pid) == self.running {
-            self.running = None;
-            self.send(&Reply::Exited {
-                status,
-                usage: Usage { user_us: usage.user_us, system_us: usage.system_us, max_rss_kib: usage.max_rss_kib },
-            });
-        }
-    }
-
-    fn reset(&mut self) -> StepResult<()> {
+    fn reset(&mut self) -> StepResult<OwnedFd> {
         self.kill_everything();
         step("enter /", std::env::set_current_dir("/"))?;
         for b in &mut self.binds {
@@ -433,54 +434,8 @@ impl Zygote {
         step("renew the IPC namespace", sys::unshare(libc::CLONE_NEWIPC))?;
         step("enter /tmp", std::env::set_current_dir("/tmp"))?;
         // The ruleset names the old /tmp: build it again for the new one.
-        self.build_landlock()
-    }
-
-    /// Starts a command; on failure, the reply that says why.
-    fn start(&mut self, req: RunRequest, mut fds: Vec<OwnedFd>) -> Result<(), Reply> {
-        let expected = if req.has_stdin { 3 } else { 2 };
-        if fds.len() != expected || self.running.is_some() {
-            return Err(Reply::SpawnFailed { step: "receive the command".into(), errno: libc::EINVAL });
-        }
-        let stderr = fds.pop().expect("checked length");
-        let stdout = fds.pop().expect("checked length");
-        let stdin = fds.pop();
-        let prepared = match PreparedCommand::new(&req) {
-            Ok(v) => v,
-            Err(errno) => return Err(Reply::SpawnFailed { step: "decode the command".into(), errno }),
-        };
-        let filters: Vec<&sys::SeccompProgram> = match &self.filters {
-            Some(f) => (if req.no_fork { &f.no_fork } else { &f.default }).iter().collect(),
-            None => Vec::new(),
-        };
-        let devnull = sys::borrow_stdin();
-        let spec = CommandSpec {
-            stdio: [stdin.as_ref().map_or(devnull, |f| f.as_fd()), stdout.as_fd(), stderr.as_fd()],
-            cwd: &prepared.cwd,
-            candidates: &prepared.candidates,
-            argv: &prepared.argv,
-            envp: &prepared.envp,
-            landlock: self.landlock.as_ref().map(|l| l.fd.as_fd()),
-            filters: &filters,
-            cpu_seconds: (req.cpu_seconds > 0).then_some(req.cpu_seconds),
-        };
-        match sys::spawn_command(&spec, &mut self.stack) {
-            Ok(pid) => {
-                self.running = Some(pid);
-                Ok(())
-            }
-            Err(f) => Err(Reply::SpawnFailed {
-                step: sys::COMMAND_STEPS.get(f.step).copied().unwrap_or("clone3").to_string(),
-                errno: f.error.raw_os_error().unwrap_or(libc::EIO),
-            }),
-        }
-    }
-
-    fn reap(&mut self) {
-        sys::drain_signalfd(self.signals.as_fd());
-        while let Ok(Some((pid, status, usage))) = sys::reap_any(false) {
-            self.reaped(pid, status, usage);
-        }
+        self.build_landlock()?;
+        self.start_spawner()
     }
 
     fn serve(&mut self) -> i32 {
@@ -494,7 +449,10 @@ impl Zygote {
                 continue;
             }
             if fds[1].revents != 0 {
-                self.reap();
+                // The spawner or an orphan ended: reap it (the host notices a dead spawner by
+                // its socket).
+                sys::drain_signalfd(self.signals.as_fd());
+                while let Ok(Some(_)) = sys::reap_any(false) {}
             }
             if fds[0].revents == 0 {
                 continue;
@@ -509,30 +467,172 @@ impl Zygote {
                 Ok(n) => n,
             };
             match Request::decode(&buf[..n]) {
-                Ok(Request::Run(req)) => {
-                    if let Err(reply) = self.start(req, received) {
-                        self.send(&reply);
-                    }
-                }
-                // Everything dies and is reaped before the command's end is reported, so the
-                // next command starts in a sandbox with nothing left running.
-                Ok(Request::Kill) => self.kill_everything(),
                 Ok(Request::Reset) => match self.reset() {
-                    Ok(()) => self.send(&Reply::ResetDone),
+                    Ok(runner) => self.send(&Reply::ResetDone, &[runner.as_raw_fd()]),
                     Err((step, e)) => {
-                        self.send(&Reply::ResetFailed { step, errno: e.raw_os_error().unwrap_or(libc::EIO) })
+                        self.send(&Reply::ResetFailed { step, errno: e.raw_os_error().unwrap_or(libc::EIO) }, &[])
                     }
                 },
-                Ok(Request::Configure(_)) | Err(_) => {
-                    self.send(&Reply::SpawnFailed { step: "decode the request".into(), errno: libc::EPROTO });
-                }
+                _ => self.send(&Reply::ResetFailed { step: "decode the request".into(), errno: libc::EPROTO }, &[]),
             }
         }
     }
 }
 
-/// The zygote's `main`: build the sandbox as configured, report, then serve requests until
-/// the host hangs up.
+/// The sandbox's spawner: a child of the zygote that confines itself once (Landlock, seccomp,
+/// `no_new_privs`, no capabilities) so that each command inherits all of it for free, starts
+/// commands, reports their end, and kills everything on request. As a child subreaper it
+/// inherits every process its commands leave behind.
+struct Spawner {
+    runner: OwnedFd,
+    signals: OwnedFd,
+    no_fork: Option<sys::SeccompProgram>,
+    scope: Option<OwnedFd>,
+    stack: CommandStack,
+    running: Option<i32>,
+}
+
+impl Spawner {
+    /// Runs in the freshly forked child of the zygote; returns the exit code.
+    fn start(runner: OwnedFd, zygote: &Zygote) -> i32 {
+        let landlock = zygote.landlock.as_ref().map(|l| l.fd.as_fd());
+        if sys::confine_spawner(landlock).is_err() {
+            return 1;
+        }
+        if let Some(f) = &zygote.filters {
+            for prog in &f.base {
+                if seccompiler::apply_filter(prog).is_err() {
+                    return 1;
+                }
+            }
+        }
+        let no_fork = zygote.filters.as_ref().map(|f| f.no_fork.clone());
+        // Drop every descriptor of the zygote's (control socket, ruleset, trees) but stdio.
+        let Ok(runner) = sys::keep_only_as_fd3(runner) else { return 1 };
+        let Ok(signals) = sys::take_over_signals() else { return 1 };
+        let scope = match zygote.landlock.as_ref().and(zygote.landlock_abi) {
+            Some(abi) => match landlock::scope_only(abi) {
+                Ok(fd) => fd,
+                Err(_) => return 1,
+            },
+            None => None,
+        };
+        let mut spawner = Spawner { runner, signals, no_fork, scope, stack: CommandStack::new(), running: None };
+        spawner.serve()
+    }
+
+    fn send(&self, reply: &Reply) {
+        let _ = sys::send_with_fds(self.runner.as_fd(), &reply.encode(), &[]);
+    }
+
+    /// Records a reaped child; reports it if it was the running command.
+    fn reaped(&mut self, pid: i32, status: i32, usage: sys::ChildUsage) {
+        if Some(pid) == self.running {
+            self.running = None;
+            self.send(&Reply::Exited {
+                status,
+                usage: Usage { user_us: usage.user_us, system_us: usage.system_us, max_rss_kib: usage.max_rss_kib },
+            });
+        }
+    }
+
+    /// Kills every process of the sandbox but the zygote and itself, and reaps them all (as a
+    /// subreaper it is their parent), so the next command starts with nothing left running.
+    fn kill_everything(&mut self) {
+        loop {
+            sys::kill_all_others();
+            while let Ok(Some((pid, status, usage))) = sys::reap_any(true) {
+                self.reaped(pid, status, usage);
+            }
+            if !sys::any_other_process() {
+                break;
+            }
+        }
+        sys::drain_signalfd(self.signals.as_fd());
+    }
+
+    /// Starts a command; on failure, the reply that says why.
+    fn start_command(&mut self, req: RunRequest, mut fds: Vec<OwnedFd>) -> Result<(), Reply> {
+        let expected = if req.has_stdin { 3 } else { 2 };
+        if fds.len() != expected || self.running.is_some() {
+            return Err(Reply::SpawnFailed { step: "receive the command".into(), errno: libc::EINVAL });
+        }
+        let stderr = fds.pop().expect("checked length");
+        let stdout = fds.pop().expect("checked length");
+        let stdin = fds.pop();
+        let prepared = match PreparedCommand::new(&req) {
+            Ok(v) => v,
+            Err(errno) => return Err(Reply::SpawnFailed { step: "decode the command".into(), errno }),
+        };
+        let filters: Vec<&sys::SeccompProgram> = match (&self.no_fork, req.no_fork) {
+            (Some(p), true) => vec![p],
+            _ => Vec::new(),
+        };
+        let devnull = sys::borrow_stdin();
+        let spec = CommandSpec {
+            stdio: [stdin.as_ref().map_or(devnull, |f| f.as_fd()), stdout.as_fd(), stderr.as_fd()],
+            cwd: &prepared.cwd,
+            candidates: &prepared.candidates,
+            argv: &prepared.argv,
+            envp: &prepared.envp,
+            filters: &filters,
+            scope: self.scope.as_ref().map(|f| f.as_fd()),
+            cpu_seconds: (req.cpu_seconds > 0).then_some(req.cpu_seconds),
+        };
+        match sys::spawn_command(&spec, &mut self.stack) {
+            Ok(pid) => {
+                self.running = Some(pid);
+                Ok(())
+            }
+            Err(f) => Err(Reply::SpawnFailed {
+                step: sys::COMMAND_STEPS.get(f.step).copied().unwrap_or("clone").to_string(),
+                errno: f.error.raw_os_error().unwrap_or(libc::EIO),
+            }),
+        }
+    }
+
+    fn serve(&mut self) -> i32 {
+        let mut buf = vec![0u8; MAX_MESSAGE];
+        loop {
+            let mut fds = [
+                libc::pollfd { fd: self.runner.as_raw_fd(), events: libc::POLLIN, revents: 0 },
+                libc::pollfd { fd: self.signals.as_raw_fd(), events: libc::POLLIN, revents: 0 },
+            ];
+            if sys::poll(&mut fds, None).is_err() {
+                continue;
+            }
+            if fds[1].revents != 0 {
+                sys::drain_signalfd(self.signals.as_fd());
+                while let Ok(Some((pid, status, usage))) = sys::reap_any(false) {
+                    self.reaped(pid, status, usage);
+                }
+            }
+            if fds[0].revents == 0 {
+                continue;
+            }
+            let mut received = Vec::new();
+            let n = match sys::recv_with_fds(self.runner.as_fd(), &mut buf, &mut received) {
+                Ok(0) | Err(_) => {
+                    self.kill_everything();
+                    return 0;
+                }
+                Ok(n) => n,
+            };
+            match Request::decode(&buf[..n]) {
+                Ok(Request::Run(req)) => {
+                    if let Err(reply) = self.start_command(req, received) {
+                        self.send(&reply);
+                    }
+                }
+                Ok(Request::Kill) => self.kill_everything(),
+                _ => self.send(&Reply::SpawnFailed { step: "decode the request".into(), errno: libc::EPROTO }),
+            }
+        }
+    }
+}
+
+/// The zygote's `main`: build the sandbox as configured, start the spawner, report, then serve
+/// resets until the host hangs up.
 pub(crate) fn main() -> i32 {
     let control = sys::take_control_socket();
     let signals = match sys::take_over_signals() {
@@ -545,8 +645,8 @@ pub(crate) fn main() -> i32 {
         }
     };
     let mut buf = vec![0u8; MAX_MESSAGE];
-    let mut fds = Vec::new();
-    let config = match sys::recv_with_fds(control.as_fd(), &mut buf, &mut fds) {
+    let mut trees = Vec::new();
+    let config = match sys::recv_with_fds(control.as_fd(), &mut buf, &mut trees) {
         Ok(n) if n > 0 => match Request::decode(&buf[..n]) {
             Ok(Request::Configure(c)) => c,
             _ => return 2,
@@ -554,22 +654,12 @@ pub(crate) fn main() -> i32 {
         _ => return 2,
     };
     drop(buf);
-    let trees = fds;
-    let mut zygote = Zygote {
-        control,
-        signals,
-        config,
-        binds: Vec::new(),
-        filters: None,
-        landlock_abi: None,
-        landlock: None,
-        stack: CommandStack::new(),
-        running: None,
-    };
-    match zygote.setup(trees) {
-        Ok(report) => zygote.send(&Reply::Ready(report)),
+    let mut zygote =
+        Zygote { control, signals, config, binds: Vec::new(), filters: None, landlock_abi: None, landlock: None };
+    match zygote.setup(trees).and_then(|report| Ok((report, zygote.start_spawner()?))) {
+        Ok((report, runner)) => zygote.send(&Reply::Ready(report), &[runner.as_raw_fd()]),
         Err((step, e)) => {
-            zygote.send(&Reply::SetupFailed { step, errno: e.raw_os_error().unwrap_or(libc::EIO) });
+            zygote.send(&Reply::SetupFailed { step, errno: e.raw_os_error().unwrap_or(libc::EIO) }, &[]);
             return 1;
         }
     }
