@@ -101,15 +101,15 @@ impl PoolConfig {
     pub fn recycle(&self) -> RecycleMode {
         self.recycle
     }
-    /// Number of per-thread shards (magazines) in front of the idle ring. Default 0 means
-    /// automatic: four per CPU, rounded up to a power of two, at most 64.
+    /// Number of per-thread shards (magazines) in front of the idle ring, rounded up to a
+    /// power of two. Default 0 means automatic: four per CPU, at most 64.
     pub fn shards(&self) -> usize {
         self.shards
     }
     /// The shard count actually used.
     pub(crate) fn effective_shards(&self) -> usize {
         if self.shards > 0 {
-            return self.shards;
+            return self.shards.next_power_of_two().min(1024);
         }
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         (cpus * 4).next_power_of_two().min(64)

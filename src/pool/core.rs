@@ -220,7 +220,6 @@ impl<M: Manager> Core<M> {
 
     /// A lease of `shard` ended normally.
     pub(crate) fn release(&self, shard: &Shard<M>, mut idle: Idle<M::Resource>) {
-        shard.counters.released.fetch_add(1, Ordering::Relaxed);
         if self.hot.shutdown.load(Ordering::Relaxed) {
             self.destroy(idle, Some(shard));
             return;

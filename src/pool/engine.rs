@@ -67,7 +67,7 @@ impl<M: Manager> Pool<M> {
 
     #[inline]
     fn my_shard(&self) -> &Arc<Shard<M>> {
-        &self.shards[thread_index() % self.shards.len()]
+        &self.shards[thread_index() & (self.shards.len() - 1)]
     }
 
     /// Takes an idle resource: own magazine, central ring, then the other magazines.
@@ -163,10 +163,6 @@ impl<M: Manager> Pool<M> {
     }
 
     fn lease_cold(&self, shard: &Arc<Shard<M>>, idle: Idle<M::Resource>) -> Lease<M> {
-        self.core
-            .counters
-            .handed_cold
-            .fetch_add(1, Ordering::Relaxed);
         Lease::new(Arc::clone(shard), idle)
     }
 
@@ -245,17 +241,16 @@ impl<M: Manager> Pool<M> {
     pub fn stats(&self) -> Stats {
         let core = &*self.core;
         let c = &core.counters;
-        let (mut hits, mut released, mut idle) = (0u64, 0u64, core.ring.len());
+        let (mut hits, mut leased, mut idle) = (0u64, 0usize, core.ring.len());
         for s in self.shards.iter() {
             hits += s.counters.hits.load(Ordering::Relaxed);
-            released += s.counters.released.load(Ordering::Relaxed);
+            leased += Arc::strong_count(s) - 1;
             idle += s.idle_len();
         }
-        let handed = hits + c.handed_cold.load(Ordering::Relaxed);
         Stats {
             live: core.live.load(Ordering::SeqCst),
             idle,
-            leased: handed.saturating_sub(released) as usize,
+            leased,
             being_made: core.making.load(Ordering::Relaxed),
             recycling: c.recycling.load(Ordering::Relaxed),
             waiting: core.hot.waiting.load(Ordering::Relaxed),

@@ -32,7 +32,6 @@ impl<M: Manager> Lease<M> {
     pub fn discard(mut this: Self) {
         if let Some(idle) = this.idle.take() {
             let core = &this.shard.core;
-            this.shard.counters.released.fetch_add(1, Ordering::Relaxed);
             core.counters.discarded.fetch_add(1, Ordering::Relaxed);
             core.destroy(idle, Some(&this.shard));
         }

@@ -18,12 +18,12 @@ use super::sync::{Arc, AtomicU64, CachePadded, Ring};
 pub(crate) struct HotCounters {
     /// Acquires served from an idle resource without waiting.
     pub(crate) hits: AtomicU64,
-    /// Leases ended (released or discarded) whose lease belonged to this shard.
-    pub(crate) released: AtomicU64,
 }
 
 /// One shard: a magazine plus hot counters. A lease keeps its shard alive (an `Arc` whose
-/// count only this shard's threads touch), and the shard keeps the pool's core alive.
+/// count only this shard's threads touch), and the shard keeps the pool's core alive. The
+/// pool holds one reference to each shard; every other strong reference is a lease, so
+/// `Arc::strong_count - 1` is the number of this shard's leases (no extra counter).
 pub(crate) struct Shard<M: Manager> {
     pub(crate) counters: CachePadded<HotCounters>,
     pub(crate) magazine: Option<Ring<Idle<M::Resource>>>,

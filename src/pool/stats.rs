@@ -80,7 +80,6 @@ pub struct Stats {
 #[derive(Default)]
 pub(crate) struct Counters {
     pub(crate) misses: CachePadded<AtomicU64>,
-    pub(crate) handed_cold: AtomicU64,
     pub(crate) waits: AtomicU64,
     pub(crate) wait_timeouts: AtomicU64,
     pub(crate) created: CachePadded<AtomicU64>,
