@@ -5,7 +5,7 @@ use super::idle::Idle;
 use super::magazine::Shard;
 use super::manager::Manager;
 use super::stats::{Counters, Reason};
-use super::sync::{AtomicBool, AtomicU64, AtomicUsize, CachePadded, Ordering, Ring};
+use super::sync::{AtomicBool, AtomicU64, AtomicUsize, CachePadded, Ordering, Ring, fence};
 use super::waiters::{Handoff, Waiters};
 
 /// Values read on every acquire/release and written rarely: one cache line, shared
@@ -268,7 +268,14 @@ impl<M: Manager> Core<M> {
     }
 
     /// Hands idle resources or free capacity to waiters while there are both.
+    ///
+    /// Called after something became available (a push to idle, a freed unit of
+    /// `max_size`). The fence pairs with the one a waiter issues after registering: either
+    /// the waiter sees what was made available, or we see the waiter. (A push to the ring
+    /// is itself a `SeqCst` operation, so the hot release path checks `waiting` without
+    /// calling this unless someone waits.)
     pub(crate) fn kick(&self, shard: Option<&Shard<M>>) {
+        fence(Ordering::SeqCst);
         loop {
             if self.hot.waiting.load(Ordering::SeqCst) == 0 || self.is_shut_down() {
                 return;
@@ -299,6 +306,7 @@ impl<M: Manager> Core<M> {
             }
             Handoff::Capacity => {
                 self.live.fetch_sub(1, Ordering::SeqCst);
+                fence(Ordering::SeqCst);
             }
             Handoff::ShutDown => {}
         }

@@ -25,7 +25,7 @@ const MAX_MAGAZINE: usize = 8;
 /// resource; resources still leased are destroyed when their lease ends.
 pub struct Pool<M: Manager> {
     pub(crate) core: Arc<Core<M>>,
-    pub(crate) shards: Arc<[Arc<Shard<M>>]>,
+    pub(crate) shards: Arc<Vec<Arc<Shard<M>>>>,
     sweeper: Option<Sweeper>,
 }
 
@@ -42,7 +42,7 @@ impl<M: Manager> Pool<M> {
         let shards: Vec<Arc<Shard<M>>> = (0..nshards)
             .map(|_| Arc::new(Shard::new(Arc::clone(&core), mag)))
             .collect();
-        let shards: Arc<[Arc<Shard<M>>]> = shards.into();
+        let shards = Arc::new(shards);
         let sweeper = match interval {
             Some(every) => Sweeper::spawn(Arc::clone(&core), Arc::clone(&shards), every)
                 .map_err(PoolError::Spawn)?,

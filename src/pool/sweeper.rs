@@ -140,7 +140,7 @@ impl Sweeper {
     #[cfg(not(loom))]
     pub(crate) fn spawn<M: Manager>(
         core: Arc<Core<M>>,
-        shards: Arc<[Arc<Shard<M>>]>,
+        shards: Arc<Vec<Arc<Shard<M>>>>,
         every: std::time::Duration,
     ) -> std::io::Result<Option<Sweeper>> {
         let stop = std::sync::Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
@@ -174,7 +174,7 @@ impl Sweeper {
     #[cfg(loom)]
     pub(crate) fn spawn<M: Manager>(
         _core: Arc<Core<M>>,
-        _shards: Arc<[Arc<Shard<M>>]>,
+        _shards: Arc<Vec<Arc<Shard<M>>>>,
         _every: std::time::Duration,
     ) -> std::io::Result<Option<Sweeper>> {
         Ok(None)

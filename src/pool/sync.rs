@@ -56,10 +56,13 @@ pub(crate) fn thread_index() -> usize {
 /// A small stable number for the current (loom) thread, deterministic per execution.
 #[cfg(loom)]
 pub(crate) fn thread_index() -> usize {
-    use std::hash::{DefaultHasher, Hash, Hasher};
-    let mut h = DefaultHasher::new();
-    loom::thread::current().id().hash(&mut h);
-    h.finish() as usize
+    // loom's ThreadId hashes its execution too; its Debug form, `ThreadId(N)`, carries
+    // only the per-execution number, which is what keeps the model deterministic.
+    let s = format!("{:?}", loom::thread::current().id());
+    s.trim_start_matches("ThreadId(")
+        .trim_end_matches(')')
+        .parse()
+        .unwrap_or(0)
 }
 
 #[cfg(loom)]
