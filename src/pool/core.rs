@@ -93,12 +93,18 @@ impl<M: Manager> Core<M> {
         }
     }
 
+    /// Whether a resource is older than `max_lifetime`.
+    #[inline]
+    pub(crate) fn past_lifetime(&self, idle: &Idle<M::Resource>) -> bool {
+        self.now().saturating_sub(idle.created) >= self.lifetime_ms
+    }
+
     /// Why a released resource must be destroyed rather than reused, if it must.
     #[inline]
     fn spent(&self, idle: &Idle<M::Resource>) -> Option<Reason> {
         if idle.uses >= self.max_uses {
             Some(Reason::MaxUses)
-        } else if self.now().saturating_sub(idle.created) >= self.lifetime_ms {
+        } else if self.past_lifetime(idle) {
             Some(Reason::Lifetime)
         } else {
             None

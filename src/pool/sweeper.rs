@@ -45,6 +45,11 @@ pub(crate) fn sweep<M: Manager>(core: &Core<M>, shards: &[Arc<Shard<M>>]) -> Swe
             break;
         };
         core.counters.recycling.fetch_sub(1, Ordering::Relaxed);
+        if core.past_lifetime(&idle) {
+            rep.evicted += 1;
+            core.evict(idle, Reason::Lifetime, None);
+            continue;
+        }
         match core.recycle(idle, None) {
             Some(idle) => {
                 rep.recycled += 1;
