@@ -83,7 +83,7 @@ pub fn main(args: BenchArgs) -> ExitCode {
     } else {
         writeln!(
             out,
-            "pool engine: acquire+release round trips, pool of {pool_size}, {:.1} s each",
+            "pool engine: acquire+release round trips, pool of {pool_size}, {} s each",
             args.duration
         )
         .and_then(|_| bench::print_table(&mut out, &rows, &bench::BASELINES))
