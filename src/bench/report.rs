@@ -1,0 +1,108 @@
+//! [`ModeReport`] rows, the table printer and the JSON writer.
+
+use serde::Serialize;
+use std::io::{self, Write};
+
+/// One measured mode at one thread count (one row of the table, one JSON object).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModeReport {
+    /// Mode name (`engine`, `array-queue`, `warm`, ...).
+    pub name: String,
+    /// Threads running the operation.
+    pub threads: usize,
+    /// Successful operations.
+    pub ops: u64,
+    /// Successful operations per second, all threads together.
+    pub ops_per_sec: f64,
+    /// Median latency, µs.
+    pub p50_us: f64,
+    /// 90th percentile latency, µs.
+    pub p90_us: f64,
+    /// 99th percentile latency, µs.
+    pub p99_us: f64,
+    /// 99.9th percentile latency, µs.
+    pub p999_us: f64,
+    /// Largest latency, µs.
+    pub max_us: f64,
+    /// Failed operations.
+    pub errors: u64,
+}
+
+/// `row`'s throughput over the best of `baselines` at the same thread count.
+pub fn ratio_to_best(rows: &[ModeReport], row: &ModeReport, baselines: &[&str]) -> Option<f64> {
+    let best = rows
+        .iter()
+        .filter(|r| r.threads == row.threads && baselines.contains(&r.name.as_str()))
+        .map(|r| r.ops_per_sec)
+        .fold(f64::NAN, f64::max);
+    (best.is_finite() && best > 0.0).then(|| row.ops_per_sec / best)
+}
+
+fn human(x: f64) -> String {
+    if x >= 1e9 {
+        format!("{:.2}G", x / 1e9)
+    } else if x >= 1e6 {
+        format!("{:.2}M", x / 1e6)
+    } else if x >= 1e3 {
+        format!("{:.1}k", x / 1e3)
+    } else {
+        format!("{x:.0}")
+    }
+}
+
+/// Prints the table: ops, ops/s, p50/p90/p99/p999/max in µs, errors, and each row's ratio
+/// to the best of `baselines` at its thread count.
+pub fn print_table(out: &mut dyn Write, rows: &[ModeReport], baselines: &[&str]) -> io::Result<()> {
+    writeln!(
+        out,
+        "{:<16} {:>7} {:>12} {:>10} {:>9} {:>9} {:>9} {:>9} {:>10} {:>7} {:>10}",
+        "mode",
+        "threads",
+        "ops",
+        "ops/s",
+        "p50 µs",
+        "p90 µs",
+        "p99 µs",
+        "p999 µs",
+        "max µs",
+        "errors",
+        "vs best bl"
+    )?;
+    let mut last_threads = None;
+    for r in rows {
+        if last_threads.is_some() && last_threads != Some(r.threads) {
+            writeln!(out)?;
+        }
+        last_threads = Some(r.threads);
+        let ratio = match ratio_to_best(rows, r, baselines) {
+            Some(x) => format!("{x:.2}x"),
+            None => "-".into(),
+        };
+        writeln!(
+            out,
+            "{:<16} {:>7} {:>12} {:>10} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>10.3} {:>7} {:>10}",
+            r.name,
+            r.threads,
+            r.ops,
+            human(r.ops_per_sec),
+            r.p50_us,
+            r.p90_us,
+            r.p99_us,
+            r.p999_us,
+            r.max_us,
+            r.errors,
+            ratio
+        )?;
+    }
+    Ok(())
+}
+
+/// Writes `{"modes": [...]}`.
+pub fn write_json(out: &mut dyn Write, rows: &[ModeReport]) -> io::Result<()> {
+    #[derive(Serialize)]
+    struct Doc<'a> {
+        modes: &'a [ModeReport],
+    }
+    serde_json::to_writer_pretty(&mut *out, &Doc { modes: rows })?;
+    writeln!(out)
+}

@@ -1,0 +1,198 @@
+//! The sweeper: the pure [`Pool::sweep_once`] logic and the thread that runs it.
+
+use super::core::Core;
+use super::engine::Pool;
+use super::magazine::Shard;
+use super::manager::Manager;
+use super::stats::Reason;
+use super::sync::{Arc, Ordering};
+
+/// What one [`Pool::sweep_once`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SweepReport {
+    /// Released resources recycled in the background and put back to idle.
+    pub recycled: u64,
+    /// Background recycles that failed (the resource was destroyed).
+    pub recycle_failures: u64,
+    /// Idle resources evicted (age, lifetime, failed check).
+    pub evicted: u64,
+    /// Resources made to refill to `min_idle`.
+    pub created: u64,
+    /// Refill creates that failed.
+    pub create_failures: u64,
+}
+
+impl<M: Manager> Pool<M> {
+    /// Runs one sweep on the calling thread: recycles released resources (background
+    /// mode), evicts idle resources past `max_idle_age`/`max_lifetime` or failing
+    /// [`Manager::check`], and refills to `min_idle`. The sweeper thread calls this every
+    /// `sweep_interval`; tests and models call it directly.
+    pub fn sweep_once(&self) -> SweepReport {
+        sweep(&self.core, &self.shards)
+    }
+}
+
+/// One sweep over the core and all shards.
+pub(crate) fn sweep<M: Manager>(core: &Core<M>, shards: &[Arc<Shard<M>>]) -> SweepReport {
+    let mut rep = SweepReport::default();
+    if core.is_shut_down() {
+        return rep;
+    }
+    // 1. Background recycling.
+    for _ in 0..core.recycle_q.len() {
+        let Some(idle) = core.recycle_q.pop() else {
+            break;
+        };
+        core.counters.recycling.fetch_sub(1, Ordering::Relaxed);
+        if core.past_lifetime(&idle) {
+            rep.evicted += 1;
+            core.evict(idle, Reason::Lifetime, None);
+            continue;
+        }
+        match core.recycle(idle, None) {
+            Some(idle) => {
+                rep.recycled += 1;
+                core.put_idle(None, idle);
+            }
+            None => rep.recycle_failures += 1,
+        }
+    }
+    // 2. Eviction and health checks, one resource at a time so the rest stay available.
+    let now = core.now();
+    let mut examine = |shard: Option<&Shard<M>>| {
+        let n = match shard {
+            Some(s) => s.idle_len(),
+            None => core.ring.len(),
+        };
+        for _ in 0..n {
+            let popped = match shard {
+                Some(s) => s.pop(),
+                None => core.ring.pop(),
+            };
+            let Some(mut idle) = popped else { break };
+            if let Some(reason) = core.stale(&idle, now) {
+                rep.evicted += 1;
+                core.evict(idle, reason, shard);
+                continue;
+            }
+            if let Err(e) = core.manager.check(&mut idle.res) {
+                tracing::warn!(error = %e, "sandpool: health check failed; evicting");
+                rep.evicted += 1;
+                core.evict(idle, Reason::CheckFailed, shard);
+                continue;
+            }
+            core.store_idle(shard, idle);
+        }
+    };
+    for s in shards {
+        examine(Some(s));
+    }
+    examine(None);
+    // 3. Refill to min_idle in the background.
+    let min = core.config.min_idle;
+    let idle_now = core.ring.len() + shards.iter().map(|s| s.idle_len()).sum::<usize>();
+    for _ in idle_now..min {
+        if core.is_shut_down() || !core.try_reserve() {
+            break;
+        }
+        match core.create(None) {
+            Ok(idle) => {
+                rep.created += 1;
+                store_anywhere(core, shards, idle);
+            }
+            Err(e) => {
+                rep.create_failures += 1;
+                tracing::warn!(error = %e, "sandpool: refill create failed");
+                break;
+            }
+        }
+    }
+    rep
+}
+
+/// Puts a fresh resource in the central ring, or any magazine with room.
+fn store_anywhere<M: Manager>(
+    core: &Core<M>,
+    shards: &[Arc<Shard<M>>],
+    idle: super::idle::Idle<M::Resource>,
+) {
+    let mut idle = match core.ring.push(idle) {
+        Ok(()) => return core.after_push(None),
+        Err(i) => i,
+    };
+    for s in shards {
+        if let Some(m) = &s.magazine {
+            idle = match m.push(idle) {
+                Ok(()) => return core.after_push(Some(s)),
+                Err(i) => i,
+            };
+        }
+    }
+    core.store_idle(None, idle);
+}
+
+/// The sweeper thread's handle.
+pub(crate) struct Sweeper {
+    #[cfg(not(loom))]
+    stop: std::sync::Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
+    #[cfg(not(loom))]
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Sweeper {
+    /// Starts the thread (under `cfg(loom)` no thread is started: models sweep by hand).
+    #[cfg(not(loom))]
+    pub(crate) fn spawn<M: Manager>(
+        core: Arc<Core<M>>,
+        shards: Arc<Vec<Arc<Shard<M>>>>,
+        every: std::time::Duration,
+    ) -> std::io::Result<Option<Sweeper>> {
+        let stop = std::sync::Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
+        let stop2 = std::sync::Arc::clone(&stop);
+        let start = std::time::Instant::now();
+        let thread = std::thread::Builder::new()
+            .name("sandpool-sweeper".into())
+            .spawn(move || {
+                let (lock, cv) = &*stop2;
+                let mut stopped = lock.lock().unwrap_or_else(|p| p.into_inner());
+                loop {
+                    let (g, _) = cv
+                        .wait_timeout(stopped, every)
+                        .unwrap_or_else(|p| p.into_inner());
+                    stopped = g;
+                    if *stopped {
+                        return;
+                    }
+                    drop(stopped);
+                    let now =
+                        start.elapsed().as_millis() as u64 + core.skew.load(Ordering::Relaxed);
+                    core.hot.epoch.fetch_max(now, Ordering::Relaxed);
+                    sweep(&core, &shards);
+                    stopped = lock.lock().unwrap_or_else(|p| p.into_inner());
+                }
+            })?;
+        Ok(Some(Sweeper { stop, thread }))
+    }
+
+    /// Under `cfg(loom)` no thread is started.
+    #[cfg(loom)]
+    pub(crate) fn spawn<M: Manager>(
+        _core: Arc<Core<M>>,
+        _shards: Arc<Vec<Arc<Shard<M>>>>,
+        _every: std::time::Duration,
+    ) -> std::io::Result<Option<Sweeper>> {
+        Ok(None)
+    }
+
+    /// Stops the thread and waits for it.
+    pub(crate) fn stop(self) {
+        #[cfg(not(loom))]
+        {
+            let (lock, cv) = &*self.stop;
+            *lock.lock().unwrap_or_else(|p| p.into_inner()) = true;
+            cv.notify_all();
+            let _ = self.thread.join();
+        }
+    }
+}
