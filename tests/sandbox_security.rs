@@ -217,6 +217,25 @@ fn reset_leaves_nothing_of_the_previous_session() {
 }
 
 #[test]
+fn reset_keeps_binds_under_tmp_and_wipes_the_rest() {
+    let rw = TempDir::new("rw-under-tmp");
+    assert!(rw.path().starts_with("/tmp"), "this test needs the bind under /tmp");
+    std::fs::write(rw.path().join("kept"), "user data").unwrap();
+    set_mode(&rw.path().join("kept"), 0o666);
+    let dir = rw.path().to_str().unwrap().to_string();
+    let mut sb = Sandbox::spawn(&Policy::builder().rw(rw.path()).build().unwrap()).unwrap();
+    let script = format!(
+        "echo new > {dir}/made-inside && mkdir -p /tmp/a/b/c && touch /tmp/a/b/c/f && chmod 700 /tmp && \
+         ipcmk -M 4096 >/dev/null && ipcs -m | grep -c '^0x'"
+    );
+    assert_eq!(stdout(&sh(&mut sb, &script)), "1", "the session made a shared memory segment");
+    sb.reset().unwrap();
+    let after = format!("ls -A /tmp | grep -v '^{}$'; stat -c %a /tmp; ls {dir}; ipcs -m | grep -c '^0x'", rw.path().file_name().unwrap().to_str().unwrap());
+    assert_eq!(stdout(&sh(&mut sb, &after)), "1777\nkept\nmade-inside\n0");
+    assert_eq!(std::fs::read_to_string(rw.path().join("kept")).unwrap(), "user data", "the bind's content is intact");
+}
+
+#[test]
 fn stdin_env_and_cwd_reach_the_command() {
     let mut sb = Sandbox::spawn(&Policy::default()).unwrap();
     let out = sb.run(&Command::new("cat").stdin(b"from stdin".to_vec())).unwrap();

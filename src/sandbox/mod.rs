@@ -171,7 +171,7 @@ fn recv_reply(control: BorrowedFd<'_>, step: &'static str) -> Result<(Reply, Vec
     Ok((Reply::decode(&buf[..n])?, fds))
 }
 
-/// The runner socket that comes with `Ready` and `ResetDone`.
+/// The spawner's socket, which comes with `Ready`.
 fn take_runner(mut fds: Vec<OwnedFd>) -> Result<OwnedFd, SandboxError> {
     if fds.len() != 1 {
         return Err(SandboxError::Protocol(protocol_error()));
@@ -467,6 +467,13 @@ impl Sandbox {
             }
         };
         let duration = start.elapsed();
+        if kill_sent.is_some() && matches!(result, Reply::Exited { .. }) {
+            // The spawner confirms the kill after the command's end: take that answer now.
+            if let Err(e) = self.wait_killed() {
+                self.dead = true;
+                return Err(e);
+            }
+        }
         let (status, usage) = match result {
             Reply::Exited { status, usage } => (status, usage),
             Reply::SpawnFailed { step, errno: e } => {
@@ -528,22 +535,13 @@ impl Sandbox {
         if self.dead {
             return Err(SandboxError::Dead);
         }
-        let result = sys::send_with_fds(self.control.as_fd(), &Request::Reset.encode(), &[])
-            .map_err(|source| SandboxError::Control { step: "asking for a reset", source })
-            .and_then(|()| {
-                wait_reply(self.control.as_fd(), self.pidfd.as_fd(), CONTROL_TIMEOUT, "waiting for the reset")
-            });
+        let result = self.kill_session().and_then(|()| {
+            sys::send_with_fds(self.control.as_fd(), &Request::Reset.encode(), &[])
+                .map_err(|source| SandboxError::Control { step: "asking for a reset", source })?;
+            wait_reply(self.control.as_fd(), self.pidfd.as_fd(), CONTROL_TIMEOUT, "waiting for the reset")
+        });
         match result {
-            Ok((Reply::ResetDone, fds)) => match take_runner(fds) {
-                Ok(runner) => {
-                    self.runner = runner;
-                    Ok(())
-                }
-                Err(e) => {
-                    self.dead = true;
-                    Err(e)
-                }
-            },
+            Ok((Reply::ResetDone, _)) => Ok(()),
             Ok((Reply::ResetFailed { step, errno: e }, _)) => {
                 self.dead = true;
                 Err(SandboxError::Reset { step, source: errno(e) })
@@ -555,6 +553,23 @@ impl Sandbox {
             Err(e) => {
                 self.dead = true;
                 Err(e)
+            }
+        }
+    }
+
+    /// Has the spawner kill every process of the session and waits for it to say so.
+    fn kill_session(&mut self) -> Result<(), SandboxError> {
+        self.send_kill()?;
+        self.wait_killed()
+    }
+
+    /// Waits for the spawner's `Killed`, skipping the `Exited` of a command killed on the way.
+    fn wait_killed(&mut self) -> Result<(), SandboxError> {
+        loop {
+            match wait_reply(self.runner.as_fd(), self.pidfd.as_fd(), CONTROL_TIMEOUT, "waiting for the kill")? {
+                (Reply::Killed, _) => return Ok(()),
+                (Reply::Exited { .. }, _) => continue,
+                _ => return Err(SandboxError::Protocol(protocol_error())),
             }
         }
     }

@@ -80,8 +80,9 @@ pub enum Request {
     Run(RunRequest),
     /// Kill every process of the sandbox but the zygote and the spawner (to the spawner).
     Kill,
-    /// Wipe the session: kill everything, fresh `/tmp`, fresh IPC namespace, new spawner (to
-    /// the zygote).
+    /// Wipe what the session left in the file system and IPC namespace: empty `/tmp`,
+    /// `/dev/shm`, `/dev/mqueue`, no System V IPC object (to the zygote, once the spawner
+    /// has answered `Kill`).
     Reset,
 }
 
@@ -139,8 +140,11 @@ pub enum Reply {
         /// The OS error number.
         errno: i32,
     },
-    /// The session was wiped; the new spawner's socket comes with it.
+    /// The session was wiped.
     ResetDone,
+    /// Every process but the zygote and the spawner is gone (the spawner's answer to `Kill`,
+    /// after the killed command's `Exited` if one was running).
+    Killed,
     /// The session could not be wiped: the sandbox must not be reused.
     ResetFailed {
         /// What the zygote was doing.
@@ -257,6 +261,7 @@ mod tag {
     pub const SPAWN_FAILED: u8 = 104;
     pub const RESET_DONE: u8 = 105;
     pub const RESET_FAILED: u8 = 106;
+    pub const KILLED: u8 = 107;
 }
 
 impl Request {
@@ -373,6 +378,7 @@ impl Reply {
                 w.i32(*errno);
             }
             Reply::ResetDone => w.u8(tag::RESET_DONE),
+            Reply::Killed => w.u8(tag::KILLED),
             Reply::ResetFailed { step, errno } => {
                 w.u8(tag::RESET_FAILED);
                 w.bytes(step.as_bytes());
@@ -401,6 +407,7 @@ impl Reply {
             },
             tag::SPAWN_FAILED => Reply::SpawnFailed { step: r.string()?, errno: r.i32()? },
             tag::RESET_DONE => Reply::ResetDone,
+            tag::KILLED => Reply::Killed,
             tag::RESET_FAILED => Reply::ResetFailed { step: r.string()?, errno: r.i32()? },
             _ => return Err(DecodeError("unknown reply")),
         };
@@ -452,6 +459,7 @@ mod tests {
             Reply::Exited { status: 9, usage: Usage { user_us: 1, system_us: 2, max_rss_kib: 3 } },
             Reply::SpawnFailed { step: "exec".into(), errno: 2 },
             Reply::ResetDone,
+            Reply::Killed,
             Reply::ResetFailed { step: "remount /tmp".into(), errno: 16 },
         ];
         for m in msgs {

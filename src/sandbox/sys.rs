@@ -767,12 +767,6 @@ pub(crate) fn set_not_dumpable() -> io::Result<()> {
     cvt(unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) }).map(drop)
 }
 
-/// `unshare(2)`.
-pub(crate) fn unshare(flags: c_int) -> io::Result<()> {
-    // SAFETY: integer argument only.
-    cvt(unsafe { libc::unshare(flags) }).map(drop)
-}
-
 /// Resets every signal to its default disposition and blocks all of them, then returns a
 /// `signalfd(2)` that reports `SIGCHLD`.
 pub(crate) fn take_over_signals() -> io::Result<OwnedFd> {
@@ -1345,4 +1339,41 @@ pub(crate) fn confine_spawner(landlock: Option<BorrowedFd<'_>>) -> Result<(), (&
 pub(crate) fn exit_now(code: i32) -> ! {
     // SAFETY: ends the process; nothing after it runs.
     unsafe { libc::_exit(code) }
+}
+
+/// The id of the mount `path` lives on (`statx(STATX_MNT_ID)`, not following a last symlink).
+pub(crate) fn mount_id(path: &CStr) -> io::Result<u64> {
+    // SAFETY: statx is plain data the call fills.
+    let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: valid C string and out-pointer.
+    cvt(unsafe {
+        libc::statx(libc::AT_FDCWD, path.as_ptr(), libc::AT_SYMLINK_NOFOLLOW, libc::STATX_MNT_ID, &mut stx)
+    })?;
+    Ok(stx.stx_mnt_id)
+}
+
+/// Removes every System V shared memory segment, semaphore set and message queue of the
+/// IPC namespace, as listed in `/proc/sysvipc/{shm,sem,msg}` (`IPC_RMID`).
+pub(crate) fn remove_sysv_ipc() -> io::Result<()> {
+    for kind in ["shm", "sem", "msg"] {
+        let table = std::fs::read_to_string(format!("/proc/sysvipc/{kind}"))?;
+        for id in table.lines().skip(1).filter_map(|l| l.split_whitespace().nth(1)?.parse::<c_int>().ok()) {
+            // SAFETY: IPC_RMID takes no buffer (NULL); `id` is an identifier from the table.
+            let r = unsafe {
+                match kind {
+                    "shm" => libc::shmctl(id, libc::IPC_RMID, ptr::null_mut()),
+                    "sem" => libc::semctl(id, 0, libc::IPC_RMID),
+                    _ => libc::msgctl(id, libc::IPC_RMID, ptr::null_mut()),
+                }
+            };
+            // EINVAL/EIDRM: already gone.
+            if r < 0 {
+                let e = io::Error::last_os_error();
+                if !matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(libc::EIDRM)) {
+                    return Err(e);
+                }
+            }
+        }
+    }
+    Ok(())
 }

@@ -119,11 +119,6 @@ impl UserBind {
         sys::mount_setattr(&t, if self.spec.writable { RW } else { RO }, true)
     }
 
-    /// Takes a detached copy of the attached bind, to attach again after `/tmp` is renewed.
-    fn keep_copy(&mut self) -> io::Result<()> {
-        self.tree = Some(sys::clone_tree(None, &cp(self.path())?)?);
-        Ok(())
-    }
 }
 
 fn build_root(config: &ZygoteConfig, mut trees: Vec<OwnedFd>) -> StepResult<Vec<UserBind>> {
@@ -218,6 +213,7 @@ fn build_root(config: &ZygoteConfig, mut trees: Vec<OwnedFd>) -> StepResult<Vec<
         step(format!("link /dev/{name}"), symlink(target, Path::new("/dev").join(name)))?;
     }
     step("create /dev/shm", fs::create_dir("/dev/shm"))?;
+    step("create /dev/mqueue", fs::create_dir("/dev/mqueue"))?;
     step("create /tmp", fs::create_dir("/tmp"))?;
     mount_session_dirs(config)?;
 
@@ -250,12 +246,63 @@ fn build_root(config: &ZygoteConfig, mut trees: Vec<OwnedFd>) -> StepResult<Vec<
     Ok(binds)
 }
 
-/// Mounts fresh, size-capped `/tmp` and `/dev/shm`.
+/// Most files and directories the session's `/tmp` (and `/dev/shm`) may hold: bounds what a
+/// reset has to delete.
+const SESSION_INODES: u64 = 65_536;
+
+/// Mounts the size-capped `/tmp` and `/dev/shm`, and `/dev/mqueue`.
 fn mount_session_dirs(config: &ZygoteConfig) -> StepResult<()> {
-    let opts = format!("size={},mode=1777,uid={SANDBOX_UID},gid={SANDBOX_UID}", config.tmp_size.max(4096));
+    let opts = format!(
+        "size={},nr_inodes={SESSION_INODES},mode=1777,uid={SANDBOX_UID},gid={SANDBOX_UID}",
+        config.tmp_size.max(4096)
+    );
     step("mount /tmp", mount_tmpfs("/tmp", &opts))?;
     step("mount /dev/shm", mount_tmpfs("/dev/shm", &opts))?;
+    step(
+        "mount /dev/mqueue",
+        sys::mount(Some(c"mqueue"), c"/dev/mqueue", Some(c"mqueue"), libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC, None),
+    )?;
     Ok(())
+}
+
+/// Deletes everything in `dir` that lives on `dir`'s own mount; a bind mounted below it (and
+/// what it shows) is left alone. Iterative, so no depth of nesting overflows the stack.
+fn empty_dir(dir: &Path) -> io::Result<()> {
+    let mount = sys::mount_id(&cp(dir)?)?;
+    // Directories still to empty, and those to remove once emptied (deepest last).
+    let mut to_visit = vec![dir.to_path_buf()];
+    let mut to_remove = Vec::new();
+    while let Some(d) = to_visit.pop() {
+        for entry in fs::read_dir(&d)? {
+            let path = entry?.path();
+            let c_path = cp(&path)?;
+            if sys::mount_id(&c_path)? != mount {
+                continue; // a bind (or its mount point): not the session's
+            }
+            let meta = fs::symlink_metadata(&path)?;
+            if meta.is_dir() {
+                to_remove.push(path.clone());
+                to_visit.push(path);
+            } else {
+                fs::remove_file(&path)?;
+            }
+        }
+    }
+    for d in to_remove.iter().rev() {
+        match fs::remove_dir(d) {
+            // A directory that holds a bind's mount point stays.
+            Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) || e.raw_os_error() == Some(libc::EBUSY) => {}
+            other => other?,
+        }
+    }
+    Ok(())
+}
+
+/// Gives a session directory back its mode and owner (a command may have changed them).
+fn restore_session_dir(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::os::unix::fs::chown(dir, Some(SANDBOX_UID), Some(SANDBOX_UID))?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o1777))
 }
 
 fn apply_limits(config: &ZygoteConfig) -> StepResult<()> {
@@ -310,6 +357,8 @@ struct Zygote {
     filters: Option<Filters>,
     landlock_abi: Option<u32>,
     landlock: Option<landlock::Ruleset>,
+    spawner: Option<i32>,
+    spawner_alive: bool,
 }
 
 impl Zygote {
@@ -393,7 +442,11 @@ impl Zygote {
     fn start_spawner(&mut self) -> StepResult<OwnedFd> {
         let (host_end, spawner_end) = step("create the runner socket", sys::seqpacket_pair())?;
         match step("fork the spawner", sys::fork_zygote())? {
-            Some(_) => Ok(host_end),
+            Some(pid) => {
+                self.spawner = Some(pid);
+                self.spawner_alive = true;
+                Ok(host_end)
+            }
             None => {
                 drop(host_end);
                 let code = Spawner::start(spawner_end, self);
@@ -415,27 +468,22 @@ impl Zygote {
         sys::drain_signalfd(self.signals.as_fd());
     }
 
-    fn reset(&mut self) -> StepResult<OwnedFd> {
-        self.kill_everything();
-        step("enter /", std::env::set_current_dir("/"))?;
-        for b in &mut self.binds {
-            if b.path().starts_with("/tmp") {
-                step(format!("keep {}", b.path().display()), b.keep_copy())?;
-            }
+    /// Wipes what the last session left: the files in `/tmp`, `/dev/shm` and `/dev/mqueue`
+    /// (not what lies in binds below them), their modes, and every System V IPC object. The
+    /// spawner has already killed every process. The mounts stay, so the Landlock domain of
+    /// the spawner and its commands, which names them, stays right.
+    fn reset(&mut self) -> StepResult<()> {
+        if !self.spawner_alive {
+            return Err(("find the spawner (it died)".into(), io::Error::from_raw_os_error(libc::ESRCH)));
         }
-        step("unmount /tmp", sys::umount2(c"/tmp", libc::MNT_DETACH))?;
-        step("unmount /dev/shm", sys::umount2(c"/dev/shm", libc::MNT_DETACH))?;
-        mount_session_dirs(&self.config)?;
-        for b in &mut self.binds {
-            if b.tree.is_some() {
-                step(format!("bind {}", b.path().display()), b.mount())?;
-            }
+        for dir in ["/tmp", "/dev/shm", "/dev/mqueue"] {
+            step(format!("empty {dir}"), empty_dir(Path::new(dir)))?;
         }
-        step("renew the IPC namespace", sys::unshare(libc::CLONE_NEWIPC))?;
-        step("enter /tmp", std::env::set_current_dir("/tmp"))?;
-        // The ruleset names the old /tmp: build it again for the new one.
-        self.build_landlock()?;
-        self.start_spawner()
+        for dir in ["/tmp", "/dev/shm"] {
+            step(format!("restore {dir}"), restore_session_dir(Path::new(dir)))?;
+        }
+        step("remove System V IPC objects", sys::remove_sysv_ipc())?;
+        Ok(())
     }
 
     fn serve(&mut self) -> i32 {
@@ -449,10 +497,14 @@ impl Zygote {
                 continue;
             }
             if fds[1].revents != 0 {
-                // The spawner or an orphan ended: reap it (the host notices a dead spawner by
-                // its socket).
+                // The spawner ended (killed from inside, or crashed): the host notices by its
+                // socket, and no reset will succeed any more.
                 sys::drain_signalfd(self.signals.as_fd());
-                while let Ok(Some(_)) = sys::reap_any(false) {}
+                while let Ok(Some((pid, ..))) = sys::reap_any(false) {
+                    if Some(pid) == self.spawner {
+                        self.spawner_alive = false;
+                    }
+                }
             }
             if fds[0].revents == 0 {
                 continue;
@@ -468,7 +520,7 @@ impl Zygote {
             };
             match Request::decode(&buf[..n]) {
                 Ok(Request::Reset) => match self.reset() {
-                    Ok(runner) => self.send(&Reply::ResetDone, &[runner.as_raw_fd()]),
+                    Ok(()) => self.send(&Reply::ResetDone, &[]),
                     Err((step, e)) => {
                         self.send(&Reply::ResetFailed { step, errno: e.raw_os_error().unwrap_or(libc::EIO) }, &[])
                     }
@@ -624,7 +676,10 @@ impl Spawner {
                         self.send(&reply);
                     }
                 }
-                Ok(Request::Kill) => self.kill_everything(),
+                Ok(Request::Kill) => {
+                    self.kill_everything();
+                    self.send(&Reply::Killed);
+                }
                 _ => self.send(&Reply::SpawnFailed { step: "decode the request".into(), errno: libc::EPROTO }),
             }
         }
@@ -654,8 +709,17 @@ pub(crate) fn main() -> i32 {
         _ => return 2,
     };
     drop(buf);
-    let mut zygote =
-        Zygote { control, signals, config, binds: Vec::new(), filters: None, landlock_abi: None, landlock: None };
+    let mut zygote = Zygote {
+        control,
+        signals,
+        config,
+        binds: Vec::new(),
+        filters: None,
+        landlock_abi: None,
+        landlock: None,
+        spawner: None,
+        spawner_alive: false,
+    };
     match zygote.setup(trees).and_then(|report| Ok((report, zygote.start_spawner()?))) {
         Ok((report, runner)) => zygote.send(&Reply::Ready(report), &[runner.as_raw_fd()]),
         Err((step, e)) => {
