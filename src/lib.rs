@@ -7,12 +7,17 @@
 //! - [`sandbox`]: one isolated Linux sandbox ([`sandbox::Sandbox`]): a small init process in
 //!   its own namespaces, confined by Landlock, seccomp and resource limits, that runs
 //!   commands at the speed of a bare `vfork+exec`.
+//! - [`manager`]: the two joined: [`SandboxPool`] hands out ready sandboxes and wipes them
+//!   in the background between leases.
 //! - The `sandpool` command (feature `cli`): `run`, `bench` and `doctor`.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod manager;
 pub mod pool;
 pub mod sandbox;
+
+pub use manager::{SandboxLease, SandboxManager, SandboxPool, SandboxPoolBuilder, SandboxPoolError, SandboxPoolStats};
 
 #[cfg(feature = "cli")]
 pub mod bench;

@@ -64,20 +64,13 @@ impl Manager for Mock {
         Ok(())
     }
     fn destroy(&self, r: u64) {
-        assert!(
-            self.0.alive.lock().unwrap().remove(&r),
-            "destroyed {r} twice"
-        );
+        assert!(self.0.alive.lock().unwrap().remove(&r), "destroyed {r} twice");
         self.0.destroyed.fetch_add(1, SeqCst);
     }
 }
 
 fn cfg() -> sandpool::pool::PoolConfigBuilder {
-    PoolConfig::builder()
-        .sweep_interval(None)
-        .shards(2)
-        .max_size(4)
-        .acquire_timeout(None)
+    PoolConfig::builder().sweep_interval(None).shards(2).max_size(4).acquire_timeout(None)
 }
 
 fn pool(b: sandpool::pool::PoolConfigBuilder) -> (Pool<Mock>, Arc<Tally>) {
@@ -91,41 +84,22 @@ fn config_defaults_are_valid_and_builder_rejects_bad_values() {
     let d = PoolConfig::default();
     assert_eq!(PoolConfig::builder().build().unwrap(), d);
     assert!(d.min_idle() <= d.max_idle() && d.max_idle() <= d.max_size());
-    assert_eq!(
-        PoolConfig::builder().max_size(0).build(),
-        Err(ConfigError::ZeroMaxSize)
-    );
+    assert_eq!(PoolConfig::builder().max_size(0).build(), Err(ConfigError::ZeroMaxSize));
     assert!(matches!(
         PoolConfig::builder().max_size(2).max_idle(3).build(),
         Err(ConfigError::MaxIdleAboveMaxSize { .. })
     ));
     assert!(matches!(
-        PoolConfig::builder()
-            .max_size(4)
-            .max_idle(2)
-            .min_idle(3)
-            .build(),
+        PoolConfig::builder().max_size(4).max_idle(2).min_idle(3).build(),
         Err(ConfigError::MinIdleAboveMaxIdle { .. })
     ));
     assert!(matches!(
-        PoolConfig::builder()
-            .max_idle_age(Some(Duration::ZERO))
-            .build(),
+        PoolConfig::builder().max_idle_age(Some(Duration::ZERO)).build(),
         Err(ConfigError::ZeroDuration("max_idle_age"))
     ));
-    assert_eq!(
-        PoolConfig::builder().max_uses(Some(0)).build(),
-        Err(ConfigError::ZeroMaxUses)
-    );
+    assert_eq!(PoolConfig::builder().max_uses(Some(0)).build(), Err(ConfigError::ZeroMaxUses));
     // max_idle follows max_size unless set.
-    assert_eq!(
-        PoolConfig::builder()
-            .max_size(3)
-            .build()
-            .unwrap()
-            .max_idle(),
-        3
-    );
+    assert_eq!(PoolConfig::builder().max_size(3).build().unwrap().max_idle(), 3);
 }
 
 #[test]
@@ -134,10 +108,7 @@ fn miss_creates_then_release_makes_a_hit() {
     let a = p.acquire().unwrap();
     let id = *a;
     let s = p.stats();
-    assert_eq!(
-        (s.live, s.leased, s.idle, s.misses, s.hits, s.created),
-        (1, 1, 0, 1, 0, 1)
-    );
+    assert_eq!((s.live, s.leased, s.idle, s.misses, s.hits, s.created), (1, 1, 0, 1, 0, 1));
     drop(a);
     let s = p.stats();
     assert_eq!((s.live, s.leased, s.idle), (1, 0, 1));
@@ -195,10 +166,7 @@ fn discard_destroys_and_frees_capacity() {
     let a = p.acquire().unwrap();
     sandpool::pool::Lease::discard(a);
     let s = p.stats();
-    assert_eq!(
-        (s.live, s.idle, s.leased, s.discarded, s.destroyed),
-        (0, 0, 0, 1, 1)
-    );
+    assert_eq!((s.live, s.idle, s.leased, s.discarded, s.destroyed), (0, 0, 0, 1, 1));
     assert_eq!(t.live(), 0);
     assert!(p.try_acquire().is_ok());
 }
@@ -209,10 +177,7 @@ fn failed_inline_recycle_destroys_and_counts() {
     t.fail_recycles.store(1, SeqCst);
     drop(p.acquire().unwrap());
     let s = p.stats();
-    assert_eq!(
-        (s.live, s.idle, s.recycle_failures, s.destroyed),
-        (0, 0, 1, 1)
-    );
+    assert_eq!((s.live, s.idle, s.recycle_failures, s.destroyed), (0, 0, 1, 1));
 }
 
 #[test]
@@ -229,10 +194,7 @@ fn background_recycle_returns_to_idle_only_after_the_sweep() {
     let r = p.sweep_once();
     assert_eq!((r.recycled, r.recycle_failures), (1, 1));
     let s = p.stats();
-    assert_eq!(
-        (s.idle, s.recycling, s.live, s.recycle_failures),
-        (1, 0, 1, 1)
-    );
+    assert_eq!((s.idle, s.recycling, s.live, s.recycle_failures), (1, 0, 1, 1));
     assert_eq!(t.live(), 1);
 }
 
@@ -299,11 +261,7 @@ fn sweep_refills_to_min_idle_so_acquire_never_creates() {
     assert_eq!(p.stats().idle, 3);
     let a = p.acquire().unwrap();
     let b = p.acquire().unwrap();
-    assert_eq!(
-        t.created.load(SeqCst),
-        3,
-        "a warm pool never creates on the caller's path"
-    );
+    assert_eq!(t.created.load(SeqCst), 3, "a warm pool never creates on the caller's path");
     assert_eq!(p.stats().hits, 2);
     drop((a, b));
     t.fail_creates.store(1, SeqCst);
@@ -428,12 +386,8 @@ fn dropping_the_pool_destroys_everything_including_late_leases() {
 fn the_sweeper_thread_refills_in_the_background() {
     let m = Mock::default();
     let t = Arc::clone(&m.0);
-    let cfg = PoolConfig::builder()
-        .max_size(4)
-        .min_idle(2)
-        .sweep_interval(Some(Duration::from_millis(5)))
-        .build()
-        .unwrap();
+    let cfg =
+        PoolConfig::builder().max_size(4).min_idle(2).sweep_interval(Some(Duration::from_millis(5))).build().unwrap();
     let p = Pool::new(m, cfg).unwrap();
     // No deadline on purpose (no timing thresholds): the test harness times out a hang.
     while p.stats().idle < 2 {

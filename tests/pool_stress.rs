@@ -52,14 +52,8 @@ impl Manager for Mock {
         Ok(())
     }
     fn destroy(&self, r: u64) {
-        assert!(
-            self.0.alive.lock().unwrap().remove(&r),
-            "destroyed {r} twice"
-        );
-        assert!(
-            !self.0.leased.lock().unwrap().contains(&r),
-            "destroyed {r} while leased"
-        );
+        assert!(self.0.alive.lock().unwrap().remove(&r), "destroyed {r} twice");
+        assert!(!self.0.leased.lock().unwrap().contains(&r), "destroyed {r} while leased");
         self.0.destroyed.fetch_add(1, SeqCst);
         self.0.live.fetch_sub(1, SeqCst);
     }
@@ -67,11 +61,7 @@ impl Manager for Mock {
 
 /// Marks a lease as held, failing if its resource is already out on another lease.
 fn hold(t: &Tally, l: &Lease<Mock>) {
-    assert!(
-        t.leased.lock().unwrap().insert(**l),
-        "resource {} handed out twice",
-        **l
-    );
+    assert!(t.leased.lock().unwrap().insert(**l), "resource {} handed out twice", **l);
 }
 fn unhold(t: &Tally, l: &Lease<Mock>) {
     assert!(t.leased.lock().unwrap().remove(&**l));
@@ -91,11 +81,7 @@ fn check_quiescent(p: &Pool<Mock>, t: &Tally) {
     assert_eq!(s.created, created);
     assert_eq!(s.destroyed, destroyed);
     assert_eq!(s.live as u64, created - destroyed, "{s:?}");
-    assert_eq!(
-        s.live,
-        s.idle + s.leased + s.being_made + s.recycling,
-        "{s:?}"
-    );
+    assert_eq!(s.live, s.idle + s.leased + s.being_made + s.recycling, "{s:?}");
     assert_eq!(s.leased, 0);
     assert_eq!(s.waiting, 0);
     assert!(s.live <= MAX_SIZE);
@@ -138,11 +124,7 @@ fn stress(mode: RecycleMode) {
                     let mut seed = 0x9E37_79B9_7F4A_7C15 ^ (i + 1) ^ (round << 8);
                     for _ in 0..3000 {
                         let r = xorshift(&mut seed);
-                        let got = if r.is_multiple_of(4) {
-                            p.try_acquire()
-                        } else {
-                            p.acquire()
-                        };
+                        let got = if r.is_multiple_of(4) { p.try_acquire() } else { p.acquire() };
                         match got {
                             Ok(l) => {
                                 hold(&t, &l);
@@ -196,11 +178,7 @@ fn stress_background_recycle() {
 fn leases_returned_after_drop_are_destroyed() {
     let m = Mock::default();
     let t = Arc::clone(&m.0);
-    let cfg = PoolConfig::builder()
-        .max_size(MAX_SIZE)
-        .sweep_interval(Some(Duration::from_millis(1)))
-        .build()
-        .unwrap();
+    let cfg = PoolConfig::builder().max_size(MAX_SIZE).sweep_interval(Some(Duration::from_millis(1))).build().unwrap();
     let p = Pool::new(m, cfg).unwrap();
     let mut leases = Vec::new();
     while leases.len() < 3 {
@@ -209,10 +187,7 @@ fn leases_returned_after_drop_are_destroyed() {
         }
     }
     drop(p);
-    let hs: Vec<_> = leases
-        .into_iter()
-        .map(|l| thread::spawn(move || drop(l)))
-        .collect();
+    let hs: Vec<_> = leases.into_iter().map(|l| thread::spawn(move || drop(l))).collect();
     for h in hs {
         h.join().unwrap();
     }

@@ -230,7 +230,10 @@ fn reset_keeps_binds_under_tmp_and_wipes_the_rest() {
     );
     assert_eq!(stdout(&sh(&mut sb, &script)), "1", "the session made a shared memory segment");
     sb.reset().unwrap();
-    let after = format!("ls -A /tmp | grep -v '^{}$'; stat -c %a /tmp; ls {dir}; ipcs -m | grep -c '^0x'", rw.path().file_name().unwrap().to_str().unwrap());
+    let after = format!(
+        "ls -A /tmp | grep -v '^{}$'; stat -c %a /tmp; ls {dir}; ipcs -m | grep -c '^0x'",
+        rw.path().file_name().unwrap().to_str().unwrap()
+    );
     assert_eq!(stdout(&sh(&mut sb, &after)), "1777\nkept\nmade-inside\n0");
     assert_eq!(std::fs::read_to_string(rw.path().join("kept")).unwrap(), "user data", "the bind's content is intact");
 }

@@ -17,10 +17,7 @@ impl Default for Recorder {
 impl Recorder {
     /// An empty recorder (1 ns to 1 hour).
     pub fn new() -> Self {
-        Recorder {
-            hist: Histogram::new_with_bounds(1, 3_600_000_000_000, 3)
-                .expect("valid histogram bounds"),
-        }
+        Recorder { hist: Histogram::new_with_bounds(1, 3_600_000_000_000, 3).expect("valid histogram bounds") }
     }
 
     /// Records one latency.

@@ -56,17 +56,7 @@ pub fn print_table(out: &mut dyn Write, rows: &[ModeReport], baselines: &[&str])
     writeln!(
         out,
         "{:<16} {:>7} {:>12} {:>10} {:>9} {:>9} {:>9} {:>9} {:>10} {:>7} {:>10}",
-        "mode",
-        "threads",
-        "ops",
-        "ops/s",
-        "p50 µs",
-        "p90 µs",
-        "p99 µs",
-        "p999 µs",
-        "max µs",
-        "errors",
-        "vs best bl"
+        "mode", "threads", "ops", "ops/s", "p50 µs", "p90 µs", "p99 µs", "p999 µs", "max µs", "errors", "vs best bl"
     )?;
     let mut last_threads = None;
     for r in rows {

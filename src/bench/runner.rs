@@ -36,12 +36,7 @@ pub enum Progress<'a> {
 /// Fast operations are timed on a sample (every 32nd, once the first 256 show a mean
 /// under 5 µs) so that reading the clock does not dominate what is measured; throughput
 /// always counts every operation. `Err` results count as errors, not as ops.
-pub fn measure<E>(
-    name: &str,
-    threads: usize,
-    duration: Duration,
-    op: impl Fn() -> Result<(), E> + Sync,
-) -> ModeReport {
+pub fn measure<E>(name: &str, threads: usize, duration: Duration, op: impl Fn() -> Result<(), E> + Sync) -> ModeReport {
     let threads = threads.max(1);
     let stop = AtomicBool::new(false);
     let barrier = Barrier::new(threads + 1);
@@ -156,12 +151,7 @@ pub fn run_engine_modes(
     let mut rows = Vec::with_capacity(total);
     for &threads in thread_counts {
         for mode in &modes {
-            progress(Progress::Start {
-                mode,
-                threads,
-                index: rows.len(),
-                total,
-            });
+            progress(Progress::Start { mode, threads, index: rows.len(), total });
             let subject = subject_for(mode, pool_size).expect("known mode");
             let row = measure(mode, threads, duration, || subject.round_trip());
             progress(Progress::Done(&row));

@@ -53,10 +53,7 @@ impl Default for PoolConfig {
 impl PoolConfig {
     /// A builder starting from the defaults.
     pub fn builder() -> PoolConfigBuilder {
-        PoolConfigBuilder {
-            cfg: PoolConfig::default(),
-            max_idle_set: false,
-        }
+        PoolConfigBuilder { cfg: PoolConfig::default(), max_idle_set: false }
     }
     /// Idle resources the sweeper keeps ready (made in the background). Default 0.
     pub fn min_idle(&self) -> usize {
@@ -216,22 +213,14 @@ impl PoolConfigBuilder {
             c.max_idle = c.max_size;
         }
         if c.max_idle > c.max_size {
-            return Err(ConfigError::MaxIdleAboveMaxSize {
-                max_idle: c.max_idle,
-                max_size: c.max_size,
-            });
+            return Err(ConfigError::MaxIdleAboveMaxSize { max_idle: c.max_idle, max_size: c.max_size });
         }
         if c.min_idle > c.max_idle {
-            return Err(ConfigError::MinIdleAboveMaxIdle {
-                min_idle: c.min_idle,
-                max_idle: c.max_idle,
-            });
+            return Err(ConfigError::MinIdleAboveMaxIdle { min_idle: c.min_idle, max_idle: c.max_idle });
         }
-        for (name, d) in [
-            ("max_idle_age", c.max_idle_age),
-            ("max_lifetime", c.max_lifetime),
-            ("sweep_interval", c.sweep_interval),
-        ] {
+        for (name, d) in
+            [("max_idle_age", c.max_idle_age), ("max_lifetime", c.max_lifetime), ("sweep_interval", c.sweep_interval)]
+        {
             if d == Some(Duration::ZERO) {
                 return Err(ConfigError::ZeroDuration(name));
             }

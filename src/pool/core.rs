@@ -119,10 +119,7 @@ impl<M: Manager> Core<M> {
             if cur >= max {
                 return false;
             }
-            match self
-                .live
-                .compare_exchange_weak(cur, cur + 1, Ordering::SeqCst, Ordering::Relaxed)
-            {
+            match self.live.compare_exchange_weak(cur, cur + 1, Ordering::SeqCst, Ordering::Relaxed) {
                 Ok(_) => return true,
                 Err(v) => cur = v,
             }
@@ -145,17 +142,10 @@ impl<M: Manager> Core<M> {
             Ok(res) => {
                 self.counters.created.fetch_add(1, Ordering::Relaxed);
                 let now = self.now();
-                Ok(Idle {
-                    res,
-                    created: now,
-                    idle_since: now,
-                    uses: 0,
-                })
+                Ok(Idle { res, created: now, idle_since: now, uses: 0 })
             }
             Err(e) => {
-                self.counters
-                    .create_failures
-                    .fetch_add(1, Ordering::Relaxed);
+                self.counters.create_failures.fetch_add(1, Ordering::Relaxed);
                 self.unreserve(shard);
                 Err(e)
             }
@@ -183,11 +173,7 @@ impl<M: Manager> Core<M> {
     }
 
     /// Pushes to the shard's magazine, else to the central ring.
-    fn push_idle(
-        &self,
-        shard: Option<&Shard<M>>,
-        idle: Idle<M::Resource>,
-    ) -> Result<(), Idle<M::Resource>> {
+    fn push_idle(&self, shard: Option<&Shard<M>>, idle: Idle<M::Resource>) -> Result<(), Idle<M::Resource>> {
         if !self.idle_enabled {
             return Err(idle);
         }
@@ -255,17 +241,11 @@ impl<M: Manager> Core<M> {
     }
 
     /// Recycles a released resource; destroys it (and counts it) on failure.
-    pub(crate) fn recycle(
-        &self,
-        mut idle: Idle<M::Resource>,
-        shard: Option<&Shard<M>>,
-    ) -> Option<Idle<M::Resource>> {
+    pub(crate) fn recycle(&self, mut idle: Idle<M::Resource>, shard: Option<&Shard<M>>) -> Option<Idle<M::Resource>> {
         match self.manager.recycle(&mut idle.res) {
             Ok(()) => Some(idle),
             Err(e) => {
-                self.counters
-                    .recycle_failures
-                    .fetch_add(1, Ordering::Relaxed);
+                self.counters.recycle_failures.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(error = %e, "sandpool: recycle failed; destroying the resource");
                 self.destroy(idle, shard);
                 None

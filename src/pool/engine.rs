@@ -39,20 +39,13 @@ impl<M: Manager> Pool<M> {
         let ring_cap = config.max_idle - mag * nshards;
         let interval = config.sweep_interval;
         let core = Arc::new(Core::new(manager, config, ring_cap));
-        let shards: Vec<Arc<Shard<M>>> = (0..nshards)
-            .map(|_| Arc::new(Shard::new(Arc::clone(&core), mag)))
-            .collect();
+        let shards: Vec<Arc<Shard<M>>> = (0..nshards).map(|_| Arc::new(Shard::new(Arc::clone(&core), mag))).collect();
         let shards = Arc::new(shards);
         let sweeper = match interval {
-            Some(every) => Sweeper::spawn(Arc::clone(&core), Arc::clone(&shards), every)
-                .map_err(PoolError::Spawn)?,
+            Some(every) => Sweeper::spawn(Arc::clone(&core), Arc::clone(&shards), every).map_err(PoolError::Spawn)?,
             None => None,
         };
-        Ok(Pool {
-            core,
-            shards,
-            sweeper,
-        })
+        Ok(Pool { core, shards, sweeper })
     }
 
     /// The configuration.
@@ -74,10 +67,7 @@ impl<M: Manager> Pool<M> {
     #[inline]
     fn take_idle(&self, shard: &Arc<Shard<M>>) -> Option<Idle<M::Resource>> {
         loop {
-            let idle = shard
-                .pop()
-                .or_else(|| self.core.ring.pop())
-                .or_else(|| self.steal(shard))?;
+            let idle = shard.pop().or_else(|| self.core.ring.pop()).or_else(|| self.steal(shard))?;
             let now = self.core.now();
             match self.core.stale(&idle, now) {
                 None => return Some(idle),
@@ -88,10 +78,7 @@ impl<M: Manager> Pool<M> {
 
     #[cold]
     fn steal(&self, shard: &Arc<Shard<M>>) -> Option<Idle<M::Resource>> {
-        self.shards
-            .iter()
-            .filter(|s| !Arc::ptr_eq(s, shard))
-            .find_map(|s| s.pop())
+        self.shards.iter().filter(|s| !Arc::ptr_eq(s, shard)).find_map(|s| s.pop())
     }
 
     /// Takes a resource, waiting up to `acquire_timeout` if the pool is at `max_size`.
@@ -103,10 +90,7 @@ impl<M: Manager> Pool<M> {
     }
 
     /// Like [`acquire`](Pool::acquire) with its own timeout (`None`: wait forever).
-    pub fn acquire_within(
-        &self,
-        timeout: Option<Duration>,
-    ) -> Result<Lease<M>, PoolError<M::Error>> {
+    pub fn acquire_within(&self, timeout: Option<Duration>) -> Result<Lease<M>, PoolError<M::Error>> {
         self.acquire_inner(true, timeout)
     }
 
@@ -117,11 +101,7 @@ impl<M: Manager> Pool<M> {
     }
 
     #[inline]
-    fn acquire_inner(
-        &self,
-        wait: bool,
-        timeout: Option<Duration>,
-    ) -> Result<Lease<M>, PoolError<M::Error>> {
+    fn acquire_inner(&self, wait: bool, timeout: Option<Duration>) -> Result<Lease<M>, PoolError<M::Error>> {
         let shard = self.my_shard();
         let core = &*self.core;
         if core.hot.shutdown.load(Ordering::Relaxed) {
@@ -149,9 +129,7 @@ impl<M: Manager> Pool<M> {
             return self.make(shard);
         }
         if !wait {
-            return Err(PoolError::Exhausted {
-                waited: Duration::ZERO,
-            });
+            return Err(PoolError::Exhausted { waited: Duration::ZERO });
         }
         self.wait_for(shard, timeout)
     }
@@ -166,20 +144,13 @@ impl<M: Manager> Pool<M> {
         Lease::new(Arc::clone(shard), idle)
     }
 
-    fn wait_for(
-        &self,
-        shard: &Arc<Shard<M>>,
-        timeout: Option<Duration>,
-    ) -> Result<Lease<M>, PoolError<M::Error>> {
+    fn wait_for(&self, shard: &Arc<Shard<M>>, timeout: Option<Duration>) -> Result<Lease<M>, PoolError<M::Error>> {
         let core = &*self.core;
         let start = Instant::now();
         let deadline = timeout.map(|t| start + t);
         core.counters.waits.fetch_add(1, Ordering::Relaxed);
         let me = Arc::new(Waiter::new());
-        if !core
-            .waiters
-            .register(&me, &core.hot.waiting, &core.hot.shutdown)
-        {
+        if !core.waiters.register(&me, &core.hot.waiting, &core.hot.shutdown) {
             return Err(PoolError::ShutDown);
         }
         // Pairs with the SeqCst push + `waiting` load of a releaser: either it sees us or
@@ -205,9 +176,7 @@ impl<M: Manager> Pool<M> {
                 None => {
                     if core.waiters.remove(&me, &core.hot.waiting) {
                         core.counters.wait_timeouts.fetch_add(1, Ordering::Relaxed);
-                        return Err(PoolError::Exhausted {
-                            waited: start.elapsed(),
-                        });
+                        return Err(PoolError::Exhausted { waited: start.elapsed() });
                     }
                     match me.wait(None) {
                         Some(h) => h,
@@ -303,9 +272,6 @@ impl<M: Manager> Drop for Pool<M> {
 
 impl<M: Manager> fmt::Debug for Pool<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Pool")
-            .field("config", &self.core.config)
-            .field("stats", &self.stats())
-            .finish()
+        f.debug_struct("Pool").field("config", &self.core.config).field("stats", &self.stats()).finish()
     }
 }

@@ -21,10 +21,7 @@ pub struct Lease<M: Manager> {
 impl<M: Manager> Lease<M> {
     pub(crate) fn new(shard: Arc<Shard<M>>, mut idle: Idle<M::Resource>) -> Self {
         idle.uses += 1;
-        Lease {
-            idle: Some(idle),
-            shard,
-        }
+        Lease { idle: Some(idle), shard }
     }
 
     /// Destroys the resource instead of giving it back (for a resource the holder knows is

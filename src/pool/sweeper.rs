@@ -112,11 +112,7 @@ pub(crate) fn sweep<M: Manager>(core: &Core<M>, shards: &[Arc<Shard<M>>]) -> Swe
 }
 
 /// Puts a fresh resource in the central ring, or any magazine with room.
-fn store_anywhere<M: Manager>(
-    core: &Core<M>,
-    shards: &[Arc<Shard<M>>],
-    idle: super::idle::Idle<M::Resource>,
-) {
+fn store_anywhere<M: Manager>(core: &Core<M>, shards: &[Arc<Shard<M>>], idle: super::idle::Idle<M::Resource>) {
     let mut idle = match core.ring.push(idle) {
         Ok(()) => return core.after_push(None),
         Err(i) => i,
@@ -151,27 +147,22 @@ impl Sweeper {
         let stop = std::sync::Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
         let stop2 = std::sync::Arc::clone(&stop);
         let start = std::time::Instant::now();
-        let thread = std::thread::Builder::new()
-            .name("sandpool-sweeper".into())
-            .spawn(move || {
-                let (lock, cv) = &*stop2;
-                let mut stopped = lock.lock().unwrap_or_else(|p| p.into_inner());
-                loop {
-                    let (g, _) = cv
-                        .wait_timeout(stopped, every)
-                        .unwrap_or_else(|p| p.into_inner());
-                    stopped = g;
-                    if *stopped {
-                        return;
-                    }
-                    drop(stopped);
-                    let now =
-                        start.elapsed().as_millis() as u64 + core.skew.load(Ordering::Relaxed);
-                    core.hot.epoch.fetch_max(now, Ordering::Relaxed);
-                    sweep(&core, &shards);
-                    stopped = lock.lock().unwrap_or_else(|p| p.into_inner());
+        let thread = std::thread::Builder::new().name("sandpool-sweeper".into()).spawn(move || {
+            let (lock, cv) = &*stop2;
+            let mut stopped = lock.lock().unwrap_or_else(|p| p.into_inner());
+            loop {
+                let (g, _) = cv.wait_timeout(stopped, every).unwrap_or_else(|p| p.into_inner());
+                stopped = g;
+                if *stopped {
+                    return;
                 }
-            })?;
+                drop(stopped);
+                let now = start.elapsed().as_millis() as u64 + core.skew.load(Ordering::Relaxed);
+                core.hot.epoch.fetch_max(now, Ordering::Relaxed);
+                sweep(&core, &shards);
+                stopped = lock.lock().unwrap_or_else(|p| p.into_inner());
+            }
+        })?;
         Ok(Some(Sweeper { stop, thread }))
     }
 

@@ -59,10 +59,7 @@ pub(crate) fn thread_index() -> usize {
     // loom's ThreadId hashes its execution too; its Debug form, `ThreadId(N)`, carries
     // only the per-execution number, which is what keeps the model deterministic.
     let s = format!("{:?}", loom::thread::current().id());
-    s.trim_start_matches("ThreadId(")
-        .trim_end_matches(')')
-        .parse()
-        .unwrap_or(0)
+    s.trim_start_matches("ThreadId(").trim_end_matches(')').parse().unwrap_or(0)
 }
 
 #[cfg(loom)]
@@ -83,10 +80,7 @@ mod loom_ring {
     impl<T> Ring<T> {
         pub(crate) fn new(cap: usize) -> Self {
             assert!(cap > 0, "capacity must be non-zero");
-            Ring {
-                cap,
-                q: Mutex::new(VecDeque::with_capacity(cap)),
-            }
+            Ring { cap, q: Mutex::new(VecDeque::with_capacity(cap)) }
         }
         pub(crate) fn push(&self, value: T) -> Result<(), T> {
             let r = {

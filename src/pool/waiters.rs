@@ -29,10 +29,7 @@ pub(crate) struct Waiter<R> {
 
 impl<R> Waiter<R> {
     pub(crate) fn new() -> Self {
-        Waiter {
-            slot: Mutex::new(None),
-            cv: Condvar::new(),
-        }
+        Waiter { slot: Mutex::new(None), cv: Condvar::new() }
     }
 
     /// Gives the waiter its handoff and wakes it.
@@ -78,18 +75,11 @@ pub(crate) struct Waiters<R> {
 
 impl<R> Waiters<R> {
     pub(crate) fn new() -> Self {
-        Waiters {
-            q: Mutex::new(VecDeque::new()),
-        }
+        Waiters { q: Mutex::new(VecDeque::new()) }
     }
 
     /// Queues `w` unless the pool is shut down.
-    pub(crate) fn register(
-        &self,
-        w: &Arc<Waiter<R>>,
-        waiting: &AtomicUsize,
-        shutdown: &AtomicBool,
-    ) -> bool {
+    pub(crate) fn register(&self, w: &Arc<Waiter<R>>, waiting: &AtomicUsize, shutdown: &AtomicBool) -> bool {
         let mut q = lock(&self.q);
         if shutdown.load(Ordering::SeqCst) {
             return false;

@@ -108,6 +108,8 @@ pub struct Sandbox {
     isolation: Isolation,
     dead: bool,
     reaped: bool,
+    /// A command ran since the last reset.
+    used: bool,
 }
 
 /// Kills and reaps a half-made zygote if spawning fails after the clone.
@@ -348,6 +350,7 @@ impl Sandbox {
             isolation,
             dead: false,
             reaped: false,
+            used: false,
         })
     }
 
@@ -371,6 +374,11 @@ impl Sandbox {
         self.pidfd.as_fd()
     }
 
+    /// Whether no command ran since it was made or last reset.
+    pub fn is_clean(&self) -> bool {
+        !self.used
+    }
+
     /// Whether its init is alive and no fatal error has been seen (one `poll` on the pidfd).
     pub fn is_alive(&self) -> bool {
         !self.dead && !sys::pidfd_exited(self.pidfd.as_fd())
@@ -386,6 +394,7 @@ impl Sandbox {
         if self.dead {
             return Err(SandboxError::Dead);
         }
+        self.used = true;
         let command::EncodedCommand { argv, env, cwd } = cmd.encode()?;
         let program = cmd.get_program().to_string_lossy().into_owned();
         let timeout = cmd.get_timeout().unwrap_or(self.policy.timeout);
@@ -541,7 +550,10 @@ impl Sandbox {
             wait_reply(self.control.as_fd(), self.pidfd.as_fd(), CONTROL_TIMEOUT, "waiting for the reset")
         });
         match result {
-            Ok((Reply::ResetDone, _)) => Ok(()),
+            Ok((Reply::ResetDone, _)) => {
+                self.used = false;
+                Ok(())
+            }
             Ok((Reply::ResetFailed { step, errno: e }, _)) => {
                 self.dead = true;
                 Err(SandboxError::Reset { step, source: errno(e) })

@@ -1377,3 +1377,9 @@ pub(crate) fn remove_sysv_ipc() -> io::Result<()> {
     }
     Ok(())
 }
+
+/// `prctl(PR_SET_NAME)`: the name `ps` shows for this process (at most 15 bytes).
+pub(crate) fn set_process_name(name: &CStr) {
+    // SAFETY: `name` is a valid C string; the kernel copies at most 16 bytes.
+    unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr(), 0, 0, 0) };
+}

@@ -118,7 +118,6 @@ impl UserBind {
         sys::attach_tree(tree.as_fd(), &t)?;
         sys::mount_setattr(&t, if self.spec.writable { RW } else { RO }, true)
     }
-
 }
 
 fn build_root(config: &ZygoteConfig, mut trees: Vec<OwnedFd>) -> StepResult<Vec<UserBind>> {
@@ -260,7 +259,13 @@ fn mount_session_dirs(config: &ZygoteConfig) -> StepResult<()> {
     step("mount /dev/shm", mount_tmpfs("/dev/shm", &opts))?;
     step(
         "mount /dev/mqueue",
-        sys::mount(Some(c"mqueue"), c"/dev/mqueue", Some(c"mqueue"), libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC, None),
+        sys::mount(
+            Some(c"mqueue"),
+            c"/dev/mqueue",
+            Some(c"mqueue"),
+            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            None,
+        ),
     )?;
     Ok(())
 }
@@ -547,6 +552,7 @@ struct Spawner {
 impl Spawner {
     /// Runs in the freshly forked child of the zygote; returns the exit code.
     fn start(runner: OwnedFd, zygote: &Zygote) -> i32 {
+        sys::set_process_name(c"sandpool-spawn");
         let landlock = zygote.landlock.as_ref().map(|l| l.fd.as_fd());
         if sys::confine_spawner(landlock).is_err() {
             return 1;
@@ -689,6 +695,7 @@ impl Spawner {
 /// The zygote's `main`: build the sandbox as configured, start the spawner, report, then serve
 /// resets until the host hangs up.
 pub(crate) fn main() -> i32 {
+    sys::set_process_name(c"sandpool-zygote");
     let control = sys::take_control_socket();
     let signals = match sys::take_over_signals() {
         Ok(fd) => fd,

@@ -37,11 +37,7 @@ pub struct BenchArgs {
 
 fn parse_secs(s: &str) -> Result<f64, String> {
     let v: f64 = s.parse().map_err(|e| format!("{e}"))?;
-    if v.is_finite() && v > 0.0 {
-        Ok(v)
-    } else {
-        Err("must be a positive number of seconds".into())
-    }
+    if v.is_finite() && v > 0.0 { Ok(v) } else { Err("must be a positive number of seconds".into()) }
 }
 
 /// Runs `sandpool bench`.
@@ -57,11 +53,7 @@ pub fn main(args: BenchArgs) -> ExitCode {
         eprintln!("sandpool bench: --threads must be at least 1");
         return ExitCode::from(2);
     }
-    let threads = if args.threads.is_empty() {
-        DEFAULT_ENGINE_THREADS.to_vec()
-    } else {
-        args.threads.clone()
-    };
+    let threads = if args.threads.is_empty() { DEFAULT_ENGINE_THREADS.to_vec() } else { args.threads.clone() };
     let pool_size = args.pool_size.unwrap_or(DEFAULT_ENGINE_POOL_SIZE).max(1);
     let duration = Duration::from_secs_f64(args.duration);
     let total = (threads.len() * (1 + bench::BASELINES.len())) as u64;
@@ -71,9 +63,7 @@ pub fn main(args: BenchArgs) -> ExitCode {
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let rows = bench::run_engine_modes(&threads, duration, pool_size, &|p| match p {
-        Progress::Start { mode, threads, .. } => {
-            bar.set_message(format!("{mode} × {threads} threads"))
-        }
+        Progress::Start { mode, threads, .. } => bar.set_message(format!("{mode} × {threads} threads")),
         Progress::Done(_) => bar.inc(1),
     });
     bar.finish_and_clear();
@@ -81,12 +71,8 @@ pub fn main(args: BenchArgs) -> ExitCode {
     let r = if args.json {
         bench::write_json(&mut out, &rows)
     } else {
-        writeln!(
-            out,
-            "pool engine: acquire+release round trips, pool of {pool_size}, {} s each",
-            args.duration
-        )
-        .and_then(|_| bench::print_table(&mut out, &rows, &bench::BASELINES))
+        writeln!(out, "pool engine: acquire+release round trips, pool of {pool_size}, {} s each", args.duration)
+            .and_then(|_| bench::print_table(&mut out, &rows, &bench::BASELINES))
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,464 @@
+//! The warm sandbox pool: [`SandboxPool`], the engine ([`crate::pool`]) driving sandboxes
+//! ([`crate::sandbox`]) through [`SandboxManager`].
+//!
+//! ```no_run
+//! use sandpool::{SandboxPool, sandbox::{Command, Policy}};
+//! let pool = SandboxPool::builder(Policy::default()).max_size(8).min_idle(4).build()?;
+//! let mut sandbox = pool.acquire()?;            // a ready sandbox, in nanoseconds when warm
+//! let out = sandbox.run(&Command::new("echo").arg("hi"))?;
+//! assert_eq!(out.stdout, b"hi\n");
+//! drop(sandbox);                                // wiped in the background, then reused
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! A lease is a session: its `run`s share `/tmp`. When it ends, the pool's recycler threads
+//! reset the sandbox (every process killed, `/tmp` emptied) off the caller's path, and only a
+//! sandbox whose reset succeeded is handed out again. A sandbox whose command timed out,
+//! whose init died, or whose reset failed is destroyed, and the sweeper makes a new one to
+//! keep `min_idle` ready. The sweeper also checks idle sandboxes (one `poll` of their
+//! pidfds, never on the acquire path), so one killed from outside while idle is replaced.
+
+use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam::channel::{Receiver, Sender};
+use crossbeam::utils::CachePadded;
+use thiserror::Error;
+
+use crate::pool::{ConfigError, Lease, Manager, Pool, PoolConfig, PoolError, RecycleMode, Stats};
+use crate::sandbox::{Command, Output, Policy, Sandbox, SandboxError};
+
+/// Counters of what happened to sandboxes, beyond the engine's [`Stats`].
+#[derive(Debug, Default)]
+struct SandboxCounters {
+    resets: CachePadded<AtomicU64>,
+    reset_failures: AtomicU64,
+    deaths_detected: AtomicU64,
+    destroy_failures: AtomicU64,
+    broken_leases: AtomicU64,
+    resetting: CachePadded<AtomicUsize>,
+}
+
+/// Plugs [`Sandbox`]es into the engine: make = [`Sandbox::spawn`], recycle = [`Sandbox::reset`]
+/// (when the sandbox was used), check = is its init alive, destroy = kill through the pidfd.
+#[derive(Debug)]
+pub struct SandboxManager {
+    policy: Policy,
+    counters: Arc<SandboxCounters>,
+}
+
+impl SandboxManager {
+    /// A manager making sandboxes with `policy`.
+    pub fn new(policy: Policy) -> Self {
+        SandboxManager { policy, counters: Arc::default() }
+    }
+
+    /// The policy sandboxes are made with.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    fn reset(&self, sandbox: &mut Sandbox) -> Result<(), SandboxError> {
+        let result = sandbox.reset();
+        match &result {
+            Ok(()) => self.counters.resets.fetch_add(1, Ordering::Relaxed),
+            Err(e) => {
+                tracing::warn!(pid = sandbox.pid(), error = %e, "sandpool: sandbox reset failed; destroying it");
+                self.counters.reset_failures.fetch_add(1, Ordering::Relaxed)
+            }
+        };
+        result
+    }
+}
+
+impl Manager for SandboxManager {
+    type Resource = Sandbox;
+    type Error = SandboxError;
+
+    fn create(&self) -> Result<Sandbox, SandboxError> {
+        Sandbox::spawn(&self.policy)
+    }
+
+    /// The pool's recycler threads reset a used sandbox before its lease goes back to the
+    /// engine; this resets one that comes back some other way (never the hot path).
+    fn recycle(&self, sandbox: &mut Sandbox) -> Result<(), SandboxError> {
+        if sandbox.is_clean() { Ok(()) } else { self.reset(sandbox) }
+    }
+
+    fn check(&self, sandbox: &mut Sandbox) -> Result<(), SandboxError> {
+        if sandbox.is_alive() {
+            Ok(())
+        } else {
+            self.counters.deaths_detected.fetch_add(1, Ordering::Relaxed);
+            Err(SandboxError::Dead)
+        }
+    }
+
+    fn destroy(&self, sandbox: Sandbox) {
+        let pid = sandbox.pid();
+        if let Err(e) = sandbox.destroy() {
+            self.counters.destroy_failures.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(pid, error = %e, "sandpool: destroying a sandbox failed");
+        }
+    }
+}
+
+/// Why a [`SandboxPool`] could not be built.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum SandboxPoolError {
+    /// The pool configuration was refused.
+    #[error("invalid pool configuration")]
+    Config(#[from] ConfigError),
+    /// The engine could not start (its sweeper thread).
+    #[error("could not start the pool")]
+    Start(#[source] PoolError<SandboxError>),
+    /// A recycler thread could not be started.
+    #[error("could not start a recycler thread")]
+    Recycler(#[source] std::io::Error),
+}
+
+/// A snapshot of a [`SandboxPool`]: the engine's [`Stats`] plus what happened to sandboxes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SandboxPoolStats {
+    /// The engine's counters (live, idle, leased, hits, created, destroyed, ...). Sandboxes
+    /// being reset count as leased until their reset ends.
+    pub pool: Stats,
+    /// Successful resets.
+    pub resets: u64,
+    /// Failed resets (the sandbox was destroyed).
+    pub reset_failures: u64,
+    /// Idle sandboxes found dead by the sweeper, plus leased ones whose init was found dead.
+    pub deaths_detected: u64,
+    /// Sandboxes destroyed at the end of a lease because a command timed out or the sandbox
+    /// broke.
+    pub broken_leases: u64,
+    /// Destroys that reported an error.
+    pub destroy_failures: u64,
+    /// Sandboxes waiting for or undergoing a reset right now.
+    pub resetting: usize,
+}
+
+/// A released lease on its way to a recycler: reset it and give it back, or destroy it.
+struct Returned {
+    lease: Lease<SandboxManager>,
+    destroy: bool,
+}
+
+struct Shared {
+    counters: Arc<SandboxCounters>,
+    shutdown: AtomicBool,
+    returns: Sender<Returned>,
+}
+
+/// Builds a [`SandboxPool`]; every setting has a documented default.
+#[derive(Debug)]
+pub struct SandboxPoolBuilder {
+    policy: Policy,
+    max_size: usize,
+    min_idle: Option<usize>,
+    max_uses: Option<u64>,
+    max_lifetime: Option<Duration>,
+    max_idle_age: Option<Duration>,
+    acquire_timeout: Option<Duration>,
+    sweep_interval: Duration,
+    recyclers: usize,
+}
+
+impl SandboxPoolBuilder {
+    /// Most sandboxes alive at once (idle + leased + being made or reset). Default: 16.
+    pub fn max_size(mut self, n: usize) -> Self {
+        self.max_size = n;
+        self
+    }
+    /// Sandboxes kept ready, made in the background. Default: `max_size`, at most 4.
+    pub fn min_idle(mut self, n: usize) -> Self {
+        self.min_idle = Some(n);
+        self
+    }
+    /// Leases a sandbox serves before it is replaced. Default: unlimited.
+    pub fn max_uses(mut self, n: Option<u64>) -> Self {
+        self.max_uses = n;
+        self
+    }
+    /// Age after which a sandbox is replaced. Default: none.
+    pub fn max_lifetime(mut self, d: Option<Duration>) -> Self {
+        self.max_lifetime = d;
+        self
+    }
+    /// Idle time after which a sandbox is destroyed (above `min_idle` it is not remade).
+    /// Default: 10 minutes.
+    pub fn max_idle_age(mut self, d: Option<Duration>) -> Self {
+        self.max_idle_age = d;
+        self
+    }
+    /// How long `acquire` waits when every sandbox is in use. Default: 30 s.
+    pub fn acquire_timeout(mut self, d: Option<Duration>) -> Self {
+        self.acquire_timeout = d;
+        self
+    }
+    /// How often the sweeper checks idle sandboxes and refills. Default: 200 ms.
+    pub fn sweep_interval(mut self, d: Duration) -> Self {
+        self.sweep_interval = d;
+        self
+    }
+    /// Threads that reset released sandboxes. Default: 2.
+    pub fn recycler_threads(mut self, n: usize) -> Self {
+        self.recyclers = n.max(1);
+        self
+    }
+
+    /// Starts the pool: the engine, its sweeper (which makes `min_idle` sandboxes in the
+    /// background) and the recycler threads.
+    pub fn build(self) -> Result<SandboxPool, SandboxPoolError> {
+        let config = PoolConfig::builder()
+            .max_size(self.max_size)
+            .min_idle(self.min_idle.unwrap_or(self.max_size.min(4)))
+            .max_uses(self.max_uses)
+            .max_lifetime(self.max_lifetime)
+            .max_idle_age(self.max_idle_age)
+            .acquire_timeout(self.acquire_timeout)
+            .sweep_interval(Some(self.sweep_interval))
+            .recycle(RecycleMode::Inline)
+            .build()?;
+        let manager = SandboxManager::new(self.policy);
+        let counters = Arc::clone(&manager.counters);
+        let pool = Arc::new(Pool::new(manager, config).map_err(SandboxPoolError::Start)?);
+        let (tx, rx) = crossbeam::channel::unbounded();
+        let shared = Arc::new(Shared { counters, shutdown: AtomicBool::new(false), returns: tx });
+        let mut recyclers = Vec::new();
+        for i in 0..self.recyclers {
+            let rx = rx.clone();
+            let shared = Arc::clone(&shared);
+            let pool = Arc::clone(&pool);
+            let handle = std::thread::Builder::new()
+                .name(format!("sandpool-recycler-{i}"))
+                .spawn(move || recycle_loop(&pool, &shared, &rx))
+                .map_err(SandboxPoolError::Recycler)?;
+            recyclers.push(handle);
+        }
+        Ok(SandboxPool { pool, shared, recyclers })
+    }
+}
+
+/// Resets released sandboxes until the pool shuts down.
+fn recycle_loop(pool: &Pool<SandboxManager>, shared: &Shared, rx: &Receiver<Returned>) {
+    let manager = pool.manager();
+    loop {
+        let returned = match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(r) => r,
+            Err(crossbeam::channel::RecvTimeoutError::Timeout) => {
+                if shared.shutdown.load(Ordering::Acquire) {
+                    return;
+                }
+                continue;
+            }
+            Err(crossbeam::channel::RecvTimeoutError::Disconnected) => return,
+        };
+        let Returned { mut lease, destroy } = returned;
+        let shutting_down = shared.shutdown.load(Ordering::Acquire);
+        if destroy || shutting_down || manager.reset(&mut lease).is_err() {
+            if destroy {
+                shared.counters.broken_leases.fetch_add(1, Ordering::Relaxed);
+            }
+            Lease::discard(lease);
+        } else {
+            drop(lease); // clean: back to idle
+        }
+        shared.counters.resetting.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A warm pool of sandboxes. See the [module docs](self).
+pub struct SandboxPool {
+    pool: Arc<Pool<SandboxManager>>,
+    shared: Arc<Shared>,
+    recyclers: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for SandboxPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SandboxPool").field("stats", &self.stats()).finish_non_exhaustive()
+    }
+}
+
+impl SandboxPool {
+    /// A builder for a pool of sandboxes made with `policy`.
+    pub fn builder(policy: Policy) -> SandboxPoolBuilder {
+        SandboxPoolBuilder {
+            policy,
+            max_size: 16,
+            min_idle: None,
+            max_uses: None,
+            max_lifetime: None,
+            max_idle_age: Some(Duration::from_secs(600)),
+            acquire_timeout: Some(Duration::from_secs(30)),
+            sweep_interval: Duration::from_millis(200),
+            recyclers: 2,
+        }
+    }
+
+    fn lease(&self, lease: Lease<SandboxManager>) -> SandboxLease {
+        SandboxLease { lease: Some(lease), shared: Arc::clone(&self.shared), broken: false }
+    }
+
+    /// Takes a ready sandbox, waiting up to the acquire timeout if all are in use.
+    pub fn acquire(&self) -> Result<SandboxLease, PoolError<SandboxError>> {
+        self.pool.acquire().map(|l| self.lease(l))
+    }
+
+    /// Takes a ready sandbox without waiting.
+    pub fn try_acquire(&self) -> Result<SandboxLease, PoolError<SandboxError>> {
+        self.pool.try_acquire().map(|l| self.lease(l))
+    }
+
+    /// Runs one command in a sandbox of its own: acquire, run, release.
+    pub fn run(&self, cmd: &Command) -> Result<Output, SandboxPoolRunError> {
+        let mut lease = self.acquire()?;
+        Ok(lease.run(cmd)?)
+    }
+
+    /// Runs one sweep now (checks idle sandboxes, refills to `min_idle`); the sweeper does
+    /// this on its own every `sweep_interval`.
+    pub fn sweep_once(&self) -> crate::pool::SweepReport {
+        self.pool.sweep_once()
+    }
+
+    /// Waits until `min_idle` sandboxes are ready (sweeping on this thread), or `timeout`.
+    /// Returns whether they are.
+    pub fn warm_up(&self, timeout: Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if self.pool.stats().idle >= self.pool.config().min_idle() {
+                return true;
+            }
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            self.pool.sweep_once();
+        }
+    }
+
+    /// A snapshot of the pool's state and counters.
+    pub fn stats(&self) -> SandboxPoolStats {
+        let c = &self.shared.counters;
+        SandboxPoolStats {
+            pool: self.pool.stats(),
+            resets: c.resets.load(Ordering::Relaxed),
+            reset_failures: c.reset_failures.load(Ordering::Relaxed),
+            deaths_detected: c.deaths_detected.load(Ordering::Relaxed),
+            broken_leases: c.broken_leases.load(Ordering::Relaxed),
+            destroy_failures: c.destroy_failures.load(Ordering::Relaxed),
+            resetting: c.resetting.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The engine's configuration.
+    pub fn config(&self) -> &PoolConfig {
+        self.pool.config()
+    }
+}
+
+impl Drop for SandboxPool {
+    /// Stops the recyclers (sandboxes still waiting for a reset are destroyed), then the
+    /// engine, which destroys every idle sandbox; sandboxes still leased are destroyed when
+    /// their lease ends.
+    fn drop(&mut self) {
+        self.shared.shutdown.store(true, Ordering::Release);
+        self.pool.close();
+        for h in self.recyclers.drain(..) {
+            let _ = h.join();
+        }
+    }
+}
+
+/// Why [`SandboxPool::run`] failed.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum SandboxPoolRunError {
+    /// No sandbox could be acquired.
+    #[error("could not acquire a sandbox")]
+    Acquire(#[from] PoolError<SandboxError>),
+    /// The sandbox could not run the command.
+    #[error("could not run the command")]
+    Run(#[from] SandboxError),
+}
+
+/// A sandbox on loan from a [`SandboxPool`]: a session whose `run`s share `/tmp`.
+/// Dereferences to the [`Sandbox`]; dropping it hands the sandbox to a recycler thread (the
+/// caller never waits for the reset).
+pub struct SandboxLease {
+    lease: Option<Lease<SandboxManager>>,
+    shared: Arc<Shared>,
+    broken: bool,
+}
+
+impl SandboxLease {
+    /// Runs a command in this lease's sandbox. A timed-out command or a broken sandbox marks
+    /// the lease so that the sandbox is destroyed (not reused) when the lease ends.
+    pub fn run(&mut self, cmd: &Command) -> Result<Output, SandboxError> {
+        let result = self.sandbox_mut().run(cmd);
+        match &result {
+            Ok(out) if out.timed_out => self.broken = true,
+            Err(SandboxError::Dead) => {
+                self.shared.counters.deaths_detected.fetch_add(1, Ordering::Relaxed);
+                self.broken = true;
+            }
+            Err(e) if e.is_fatal() => self.broken = true,
+            _ => {}
+        }
+        result
+    }
+
+    /// Ends the lease destroying the sandbox instead of reusing it.
+    pub fn discard(mut self) {
+        self.broken = true;
+    }
+
+    /// Whether the sandbox will be destroyed rather than reused when the lease ends.
+    pub fn is_broken(&self) -> bool {
+        self.broken
+    }
+
+    fn sandbox_mut(&mut self) -> &mut Sandbox {
+        self.lease.as_mut().expect("lease present until drop")
+    }
+}
+
+impl Deref for SandboxLease {
+    type Target = Sandbox;
+    fn deref(&self) -> &Sandbox {
+        self.lease.as_ref().expect("lease present until drop")
+    }
+}
+
+impl DerefMut for SandboxLease {
+    fn deref_mut(&mut self) -> &mut Sandbox {
+        self.sandbox_mut()
+    }
+}
+
+impl Drop for SandboxLease {
+    fn drop(&mut self) {
+        let Some(lease) = self.lease.take() else { return };
+        if self.shared.shutdown.load(Ordering::Acquire) {
+            Lease::discard(lease);
+            return;
+        }
+        if !self.broken && lease.is_clean() {
+            // Never used: nothing to wipe.
+            drop(lease);
+            return;
+        }
+        self.shared.counters.resetting.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = self.shared.returns.send(Returned { lease, destroy: self.broken }) {
+            // No recycler listens any more: destroy it here.
+            self.shared.counters.resetting.fetch_sub(1, Ordering::Relaxed);
+            Lease::discard(e.into_inner().lease);
+        }
+    }
+}

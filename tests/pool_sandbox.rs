@@ -1,0 +1,86 @@
+//! The warm sandbox pool under load, and isolation between leases.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sandpool::SandboxPool;
+use sandpool::sandbox::{Command, Policy};
+
+/// Waits until every released sandbox has been reset or destroyed (a hang turns into a
+/// failure after a generous deadline; no timing is asserted).
+fn quiesce(pool: &SandboxPool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let s = pool.stats();
+        if s.resetting == 0 && s.pool.leased == 0 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the pool did not settle: {s:?}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn thousands_of_leases_from_several_threads_all_correct() {
+    let pool = Arc::new(SandboxPool::builder(Policy::default()).max_size(4).min_idle(2).build().unwrap());
+    assert!(pool.warm_up(Duration::from_secs(30)));
+    let threads = 4;
+    let per_thread = 500;
+    let workers: Vec<_> = (0..threads)
+        .map(|t| {
+            let pool = Arc::clone(&pool);
+            std::thread::spawn(move || {
+                for i in 0..per_thread {
+                    let mut lease = pool.acquire().unwrap();
+                    let tag = format!("{t}-{i}");
+                    if i % 25 == 0 {
+                        // A session: the second run sees what the first left in /tmp.
+                        let first = Command::new("/bin/sh").args(["-c", &format!("echo {tag} > /tmp/s")]);
+                        assert!(lease.run(&first).unwrap().success());
+                        let out = lease.run(&Command::new("cat").arg("/tmp/s")).unwrap();
+                        assert_eq!(out.stdout, format!("{tag}\n").into_bytes());
+                    } else {
+                        let out = lease.run(&Command::new("echo").arg(&tag)).unwrap();
+                        assert_eq!(out.stdout, format!("{tag}\n").into_bytes(), "every result is the command's own");
+                    }
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+    quiesce(&pool);
+    pool.sweep_once();
+    let s = pool.stats();
+    let total = (threads * per_thread) as u64;
+    assert_eq!(s.pool.hits + s.pool.misses, total, "every acquire counted: {s:?}");
+    assert_eq!(s.pool.leased, 0, "no lease lost");
+    assert_eq!(s.pool.created - s.pool.destroyed, s.pool.live as u64, "none lost: {s:?}");
+    assert!(s.pool.live <= 4, "never above max_size");
+    assert_eq!(s.resets, total - s.reset_failures - s.broken_leases);
+    assert_eq!(s.reset_failures, 0);
+}
+
+#[test]
+fn the_next_lease_of_a_sandbox_sees_nothing_of_the_previous_one() {
+    let pool = SandboxPool::builder(Policy::default()).max_size(1).min_idle(1).build().unwrap();
+    let mut first = pool.acquire().unwrap();
+    let pid = first.pid();
+    let out = first
+        .run(&Command::new("/bin/sh").args(["-c", "echo secret > /tmp/left; sleep 1000 >/dev/null 2>&1 & echo ok"]))
+        .unwrap();
+    assert_eq!(out.stdout, b"ok\n");
+    // Within the lease both are there (the check below can see them).
+    let seen = first
+        .run(&Command::new("/bin/sh").args(["-c", "cat /tmp/left; cat /proc/[0-9]*/comm | grep -c sleep"]))
+        .unwrap();
+    assert_eq!(seen.stdout, b"secret\n1\n");
+    drop(first);
+    let mut second = pool.acquire().unwrap();
+    assert_eq!(second.pid(), pid, "the same sandbox, reused");
+    let seen =
+        second.run(&Command::new("/bin/sh").args(["-c", "ls -A /tmp; cat /proc/[0-9]*/comm | grep -c sleep"])).unwrap();
+    assert_eq!(seen.stdout, b"0\n", "no file, no process left: {:?}", String::from_utf8_lossy(&seen.stdout));
+    assert_eq!(pool.stats().resets, 1);
+}

@@ -1,0 +1,149 @@
+//! The pool under load and faults: inits killed from outside, commands that time out or flood
+//! their output. Alone in its file: it counts this process's children and descriptors.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use sandpool::SandboxPool;
+use sandpool::sandbox::{Command, KillReason, Policy, SandboxError};
+
+/// Pids of this process's sandbox inits (children named `sandpool-zygote`).
+fn zygotes() -> Vec<i32> {
+    let me = std::process::id().to_string();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // "pid (comm) state ppid ...": comm may hold spaces, so split after the last ')'.
+            let (head, tail) = stat.rsplit_once(')')?;
+            let comm = head.split_once('(')?.1;
+            let ppid = tail.split_whitespace().nth(1)?;
+            (comm == "sandpool-zygote" && ppid == me).then_some(pid)
+        })
+        .collect()
+}
+
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+fn cgroups_of_this_process() -> usize {
+    ["memory", "pids"]
+        .iter()
+        .filter_map(|c| std::fs::read_dir(format!("/sys/fs/cgroup/{c}/sandpool")).ok())
+        .flat_map(|rd| rd.flatten())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&format!("sb-{}-", std::process::id())))
+        .count()
+}
+
+#[test]
+fn the_pool_keeps_serving_through_kills_timeouts_and_floods() {
+    // Warm the process-wide handles so the descriptor count below compares like with like.
+    drop(sandpool::sandbox::Sandbox::spawn(&Policy::default()).unwrap());
+    let fds_before = open_fds();
+
+    let pool = Arc::new(
+        SandboxPool::builder(Policy::default())
+            .max_size(4)
+            .min_idle(3)
+            .sweep_interval(Duration::from_millis(50))
+            .build()
+            .unwrap(),
+    );
+    assert!(pool.warm_up(Duration::from_secs(30)));
+    assert_eq!(zygotes().len(), pool.stats().pool.live, "the probe of live inits works");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let kills = Arc::new(AtomicU64::new(0));
+    let killer = {
+        let (stop, kills) = (stop.clone(), kills.clone());
+        std::thread::spawn(move || {
+            let mut n = 0usize;
+            while !stop.load(Ordering::Relaxed) {
+                let inits = zygotes();
+                if !inits.is_empty() {
+                    n = n.wrapping_mul(31).wrapping_add(7);
+                    let victim = inits[n % inits.len()];
+                    if std::process::Command::new("kill").args(["-9", &victim.to_string()]).status().unwrap().success()
+                    {
+                        kills.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(15));
+            }
+        })
+    };
+
+    let ok = Arc::new(AtomicU64::new(0));
+    let dead = Arc::new(AtomicU64::new(0));
+    let workers: Vec<_> = (0..3)
+        .map(|t| {
+            let (pool, ok, dead) = (pool.clone(), ok.clone(), dead.clone());
+            std::thread::spawn(move || {
+                for i in 0..150 {
+                    let mut lease = match pool.acquire() {
+                        Ok(l) => l,
+                        Err(e) => panic!("the pool stopped serving: {e}"),
+                    };
+                    let (cmd, kind) = match i % 10 {
+                        3 => (Command::new("sleep").arg("10").timeout(Duration::from_millis(50)), "timeout"),
+                        7 => (Command::new("yes").output_limit(64 * 1024), "flood"),
+                        _ => (Command::new("echo").arg(format!("{t}-{i}")), "echo"),
+                    };
+                    match lease.run(&cmd) {
+                        Ok(out) => {
+                            match kind {
+                                "timeout" => assert!(out.timed_out),
+                                "flood" => {
+                                    assert!(out.stdout_truncated);
+                                    assert_eq!(out.killed_by_sandbox, Some(KillReason::OutputLimit));
+                                }
+                                _ => assert_eq!(out.stdout, format!("{t}-{i}\n").into_bytes()),
+                            }
+                            ok.fetch_add(1, Ordering::Relaxed);
+                        }
+                        // Killed from outside while leased: a clear error, and the lease
+                        // discards the sandbox.
+                        Err(SandboxError::Dead | SandboxError::Control { .. }) => {
+                            assert!(lease.is_broken());
+                            dead.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(e) => panic!("unexpected error: {e:?}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+    stop.store(true, Ordering::Relaxed);
+    killer.join().unwrap();
+    assert!(kills.load(Ordering::Relaxed) > 0, "the fault injection really killed inits");
+    assert!(ok.load(Ordering::Relaxed) > 0);
+
+    // Let recyclers finish, the sweeper notice the dead idle ones and refill.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        pool.sweep_once();
+        let s = pool.stats();
+        if s.resetting == 0 && s.pool.leased == 0 && s.pool.being_made == 0 && zygotes().len() == s.pool.live {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the pool did not settle: {s:?}, {} inits", zygotes().len());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let s = pool.stats();
+    assert_eq!(s.pool.created - s.pool.destroyed, s.pool.live as u64, "{s:?}");
+    assert!(s.pool.live >= 3, "refilled to min_idle after the kills: {s:?}");
+    assert!(s.deaths_detected + s.reset_failures > 0, "deaths were noticed: {s:?}");
+    assert!(s.broken_leases > 0, "timed-out sandboxes were replaced, not reused: {s:?}");
+
+    drop(pool);
+    assert!(zygotes().is_empty(), "dropping the pool leaves no process");
+    assert_eq!(cgroups_of_this_process(), 0, "and no cgroup");
+    assert_eq!(open_fds(), fds_before, "and no descriptor");
+}
