@@ -40,7 +40,8 @@ pub fn set_mode(path: &Path, mode: u32) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
 }
 
-/// The probe (`tests/probe/probe.c`), compiled once per test process with the host's `cc`.
+/// The probe (`tests/probe/probe.c`), compiled once per test process with the host's `cc`,
+/// statically, so it runs inside a sandbox that shows only system directories.
 pub fn probe() -> &'static Path {
     static PROBE: OnceLock<PathBuf> = OnceLock::new();
     PROBE.get_or_init(|| {
@@ -48,7 +49,10 @@ pub fn probe() -> &'static Path {
         std::fs::create_dir_all(&dir).unwrap();
         set_mode(&dir, 0o755);
         let out = dir.join("probe");
-        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/probe/probe.c");
+        // The source travels inside the test binary, so the binary runs anywhere (CI copies it
+        // out of the checkout to run it as an unprivileged uid).
+        let src = dir.join("probe.c");
+        std::fs::write(&src, include_str!("../probe/probe.c")).unwrap();
         let status = HostCommand::new("cc")
             .args(["-O2", "-static", "-o"])
             .arg(&out)

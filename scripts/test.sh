@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Runs every test of sandpool. As root, it then runs the sandbox and pool tests a second time
+# as an unprivileged uid (setpriv), since a sandbox must hold for both.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+cargo test --all-targets
+cargo test --doc
+
+if [ "$(id -u)" = 0 ]; then
+  uid="${SANDPOOL_TEST_UID:-4242}"
+  dir="$(mktemp -d)"
+  trap 'rm -rf "$dir"' EXIT
+  chmod 755 "$dir"
+  for t in sandbox_security sandbox_teardown sandbox_fork_safety pool_sandbox pool_sandbox_faults; do
+    bin="$(cargo test --test "$t" --no-run --message-format=json 2>/dev/null | python3 -c '
+import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("profile", {}).get("test") and m.get("executable"):
+        print(m["executable"])' | tail -n 1)"
+    # Copied out of the checkout, which an unprivileged uid may not be able to enter.
+    install -m 755 "$bin" "$dir/$t"
+    echo "== $t as uid $uid"
+    (cd /tmp && setpriv --reuid="$uid" --regid="$uid" --clear-groups "$dir/$t")
+  done
+fi
