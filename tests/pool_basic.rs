@@ -400,3 +400,12 @@ fn the_sweeper_thread_refills_in_the_background() {
     drop(p);
     assert_eq!(t.live(), 0);
 }
+
+#[test]
+fn pool_and_lease_are_thread_safe() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<Pool<Mock>>();
+    send_sync::<sandpool::pool::Lease<Mock>>();
+    send::<PoolError<MockError>>();
+}

@@ -17,5 +17,5 @@ mod sandbox;
 pub use baselines::{ArrayQueuePool, BenchPool, EnginePool, MutexVecDequePool, ParkingLotPool};
 pub use recorder::Recorder;
 pub use report::{ModeReport, print_table, ratio_to_best, write_json};
-pub use sandbox::{BARE, COLD, OpFailed, SandboxBench, WARM, p50_ratio};
 pub use runner::{BASELINES, ENGINE, Progress, measure, run_engine_modes, run_iters, subject_for};
+pub use sandbox::{BARE, COLD, OpFailed, SandboxBench, WARM, p50_ratio};

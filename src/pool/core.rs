@@ -173,6 +173,7 @@ impl<M: Manager> Core<M> {
     }
 
     /// Pushes to the shard's magazine, else to the central ring.
+    #[inline]
     fn push_idle(&self, shard: Option<&Shard<M>>, idle: Idle<M::Resource>) -> Result<(), Idle<M::Resource>> {
         if !self.idle_enabled {
             return Err(idle);
@@ -188,6 +189,7 @@ impl<M: Manager> Core<M> {
     }
 
     /// After a push to idle: drain if the pool shut down meanwhile, wake a waiter if any.
+    #[inline]
     pub(crate) fn after_push(&self, shard: Option<&Shard<M>>) {
         if self.hot.shutdown.load(Ordering::SeqCst) {
             self.drain(shard);
@@ -197,6 +199,7 @@ impl<M: Manager> Core<M> {
     }
 
     /// Puts a resource back to idle without restamping it (sweeper re-insertion).
+    #[inline]
     pub(crate) fn store_idle(&self, shard: Option<&Shard<M>>, idle: Idle<M::Resource>) {
         match self.push_idle(shard, idle) {
             Ok(()) => self.after_push(shard),
@@ -205,12 +208,14 @@ impl<M: Manager> Core<M> {
     }
 
     /// Puts a ready resource back to idle, stamped now.
+    #[inline]
     pub(crate) fn put_idle(&self, shard: Option<&Shard<M>>, mut idle: Idle<M::Resource>) {
         idle.idle_since = self.now();
         self.store_idle(shard, idle);
     }
 
     /// A lease of `shard` ended normally.
+    #[inline]
     pub(crate) fn release(&self, shard: &Shard<M>, mut idle: Idle<M::Resource>) {
         if self.hot.shutdown.load(Ordering::Relaxed) {
             self.destroy(idle, Some(shard));
@@ -241,6 +246,7 @@ impl<M: Manager> Core<M> {
     }
 
     /// Recycles a released resource; destroys it (and counts it) on failure.
+    #[inline]
     pub(crate) fn recycle(&self, mut idle: Idle<M::Resource>, shard: Option<&Shard<M>>) -> Option<Idle<M::Resource>> {
         match self.manager.recycle(&mut idle.res) {
             Ok(()) => Some(idle),

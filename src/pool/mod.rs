@@ -12,6 +12,11 @@
 //! warm pool never makes a resource on the caller's path. Its logic is
 //! [`Pool::sweep_once`], which tests and models call directly.
 //!
+//! A [`Lease`] owns its resource and may outlive the pool, so it holds a reference-counted
+//! handle to the shard it came from (a count only that shard's threads touch): a round trip
+//! costs two ring operations, that count's increment and decrement, and one hit counter,
+//! all on cache lines private to the shard in the steady state.
+//!
 //! # Example
 //!
 //! ```
