@@ -3,6 +3,8 @@
 //! - `bare_vfork_exec`: `/bin/true` through `std::process::Command::output()` (posix_spawn:
 //!   `clone(CLONE_VM | CLONE_VFORK)` + exec, stdout/stderr piped): no isolation, the floor;
 //! - `run_in_live_sandbox`: `/bin/true` in a live sandbox (output captured the same way);
+//! - `warm_pool`: acquire + run + release through a `SandboxPool` (the reset happens on the
+//!   pool's recycler threads);
 //! - `cold_spawn`: making a sandbox and destroying it, from this small host;
 //! - `cold_spawn_1gib_host`: the same with 1 GiB resident in this process (the spawn must not
 //!   copy the host: its cost should not grow with the host's size).
@@ -14,6 +16,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use sandpool::SandboxPool;
 use sandpool::sandbox::{Command, Policy, Sandbox};
 
 fn bench(c: &mut Criterion) {
@@ -27,6 +30,15 @@ fn bench(c: &mut Criterion) {
     let cmd = Command::new("/bin/true");
     g.bench_function("run_in_live_sandbox", |b| b.iter(|| black_box(sb.run(&cmd).unwrap())));
     drop(sb);
+    let pool = SandboxPool::builder(policy.clone()).max_size(4).min_idle(4).build().unwrap();
+    pool.warm_up(Duration::from_secs(30));
+    g.bench_function("warm_pool", |b| {
+        b.iter(|| {
+            let mut lease = pool.acquire().unwrap();
+            black_box(lease.run(&cmd).unwrap())
+        })
+    });
+    drop(pool);
     g.sample_size(100);
     g.bench_function("cold_spawn", |b| b.iter(|| drop(black_box(Sandbox::spawn(&policy).unwrap()))));
     // 1 GiB resident: allocated and touched, so every page is mapped.

@@ -1,5 +1,5 @@
-//! `sandpool bench`: measure the pool engine (`--engine`) and, with the sandbox, warm, cold
-//! and bare execution side by side.
+//! `sandpool bench`: warm, cold and bare execution side by side, and with `--engine` the pool
+//! engine against its baselines.
 use indicatif::{ProgressBar, ProgressStyle};
 use sandpool::bench::{self, Progress};
 use std::io::Write;
@@ -40,39 +40,76 @@ fn parse_secs(s: &str) -> Result<f64, String> {
     if v.is_finite() && v > 0.0 { Ok(v) } else { Err("must be a positive number of seconds".into()) }
 }
 
+/// Thread counts of the sandbox modes when `--threads` is not given.
+pub const DEFAULT_SANDBOX_THREADS: [usize; 2] = [1, 2];
+
+/// The original design's cost per command (a `Mutex<VecDeque>` of configs, a cold sandbox
+/// per command), measured on the reference machine (DESIGN.md).
+const ORIGINAL_DESIGN_US: f64 = 11_000.0;
+/// `bwrap` per command on the reference machine (DESIGN.md).
+const BWRAP_US: f64 = 4_200.0;
+
 /// Runs `sandpool bench`.
 pub fn main(args: BenchArgs) -> ExitCode {
-    if !args.engine {
-        eprintln!(
-            "sandpool bench: the sandbox modes (warm, cold, bare) come with the sandbox; \
-             use --engine to measure the pool engine"
-        );
-        return ExitCode::SUCCESS;
-    }
     if args.threads.contains(&0) {
         eprintln!("sandpool bench: --threads must be at least 1");
         return ExitCode::from(2);
     }
-    let threads = if args.threads.is_empty() { DEFAULT_ENGINE_THREADS.to_vec() } else { args.threads.clone() };
-    let pool_size = args.pool_size.unwrap_or(DEFAULT_ENGINE_POOL_SIZE).max(1);
+    if args.pool_size == Some(0) {
+        eprintln!("sandpool bench: --pool-size must be at least 1");
+        return ExitCode::from(2);
+    }
     let duration = Duration::from_secs_f64(args.duration);
-    let total = (threads.len() * (1 + bench::BASELINES.len())) as u64;
-    let bar = ProgressBar::new(total);
+    let sandbox_threads = if args.threads.is_empty() { DEFAULT_SANDBOX_THREADS.to_vec() } else { args.threads.clone() };
+    let engine_threads = if args.threads.is_empty() { DEFAULT_ENGINE_THREADS.to_vec() } else { args.threads.clone() };
+    let engine_pool = args.pool_size.unwrap_or(DEFAULT_ENGINE_POOL_SIZE).max(1);
+    let sandbox = bench::SandboxBench {
+        argv: args.program.iter().map(std::ffi::OsString::from).collect(),
+        pool_size: args.pool_size,
+        policy: sandpool::sandbox::Policy::default(),
+    };
+    // Fail early, with the reason, if this host cannot make a sandbox or run the program.
+    if let Err(e) = sandpool::sandbox::Sandbox::spawn(&sandbox.policy)
+        .and_then(|mut s| s.run(&sandpool::sandbox::Command::new(&sandbox.argv[0]).args(&sandbox.argv[1..])))
+    {
+        eprintln!("sandpool bench: cannot run {:?} in a sandbox here: {e} (see `sandpool doctor`)", sandbox.argv);
+        return ExitCode::from(1);
+    }
+
+    let mut total = (sandbox_threads.len() * 3) as u64;
+    if args.engine {
+        total += (engine_threads.len() * (1 + bench::BASELINES.len())) as u64;
+    }
+    let bar = if args.json { ProgressBar::hidden() } else { ProgressBar::new(total) };
     bar.set_style(
         ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let rows = bench::run_engine_modes(&threads, duration, pool_size, &|p| match p {
+    let progress = |p: Progress<'_>| match p {
         Progress::Start { mode, threads, .. } => bar.set_message(format!("{mode} × {threads} threads")),
         Progress::Done(_) => bar.inc(1),
-    });
+    };
+    let sandbox_rows = match sandbox.run_all(&sandbox_threads, duration, &progress) {
+        Ok(rows) => rows,
+        Err(e) => {
+            bar.finish_and_clear();
+            eprintln!("sandpool bench: {}", super::run::describe(&e));
+            return ExitCode::from(1);
+        }
+    };
+    let engine_rows = if args.engine {
+        bench::run_engine_modes(&engine_threads, duration, engine_pool, &progress)
+    } else {
+        Vec::new()
+    };
     bar.finish_and_clear();
+
     let mut out = std::io::stdout().lock();
     let r = if args.json {
-        bench::write_json(&mut out, &rows)
+        let all: Vec<_> = sandbox_rows.iter().chain(&engine_rows).cloned().collect();
+        bench::write_json(&mut out, &all)
     } else {
-        writeln!(out, "pool engine: acquire+release round trips, pool of {pool_size}, {} s each", args.duration)
-            .and_then(|_| bench::print_table(&mut out, &rows, &bench::BASELINES))
+        print_report(&mut out, &args, &sandbox_rows, &engine_rows, &sandbox_threads, engine_pool)
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
@@ -81,4 +118,48 @@ pub fn main(args: BenchArgs) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn print_report(
+    out: &mut dyn Write,
+    args: &BenchArgs,
+    sandbox_rows: &[bench::ModeReport],
+    engine_rows: &[bench::ModeReport],
+    threads: &[usize],
+    engine_pool: usize,
+) -> std::io::Result<()> {
+    writeln!(out, "sandbox: {:?}, {} s per mode (vs best bl = ops/s over bare)", args.program, args.duration)?;
+    bench::print_table(out, sandbox_rows, &[bench::BARE])?;
+    writeln!(out)?;
+    for &t in threads {
+        let find = |n: &str| sandbox_rows.iter().find(|r| r.name == n && r.threads == t);
+        let (Some(warm), Some(bare), Some(cold)) = (find(bench::WARM), find(bench::BARE), find(bench::COLD)) else {
+            continue;
+        };
+        writeln!(
+            out,
+            "{t} thread(s): warm p50 {:.2}× bare, p99 {:.2}× bare, throughput {:.2}× bare; warm {:.1}× faster than cold (p50)",
+            warm.p50_us / bare.p50_us,
+            warm.p99_us / bare.p99_us,
+            warm.ops_per_sec / bare.ops_per_sec,
+            cold.p50_us / warm.p50_us,
+        )?;
+        if t == threads[0] {
+            writeln!(
+                out,
+                "  warm p50 {:.0} µs: {:.1}× faster than the original design's {:.0} ms per command, {:.1}× faster than bwrap's {:.1} ms (both measured on the reference machine, DESIGN.md)",
+                warm.p50_us,
+                ORIGINAL_DESIGN_US / warm.p50_us,
+                ORIGINAL_DESIGN_US / 1000.0,
+                BWRAP_US / warm.p50_us,
+                BWRAP_US / 1000.0,
+            )?;
+        }
+    }
+    if !engine_rows.is_empty() {
+        writeln!(out)?;
+        writeln!(out, "pool engine: acquire+release round trips, pool of {engine_pool}, {} s each", args.duration)?;
+        bench::print_table(out, engine_rows, &bench::BASELINES)?;
+    }
+    Ok(())
 }
