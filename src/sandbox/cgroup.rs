@@ -47,6 +47,25 @@ fn own_v2_dir() -> Option<PathBuf> {
     None
 }
 
+/// Removes the cgroups that sandbox hosts killed before they could clean up left behind:
+/// `sb-<pid>-<n>` directories whose host process is gone. A cgroup that still holds a process
+/// cannot be removed, so nothing alive is touched.
+fn remove_stale(parent: &Path) {
+    let Ok(entries) = fs::read_dir(parent) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix("sb-")).and_then(|n| n.split('-').next()) else {
+            continue;
+        };
+        if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
+            match fs::remove_dir(entry.path()) {
+                Ok(()) => tracing::info!(cgroup = %entry.path().display(), "removed a stale sandbox cgroup"),
+                Err(e) => tracing::debug!(cgroup = %entry.path().display(), error = %e, "stale cgroup kept"),
+            }
+        }
+    }
+}
+
 fn detect() -> CgroupSupport {
     let mut s = CgroupSupport::default();
     let v2 = own_v2_dir();
@@ -78,6 +97,9 @@ fn detect() -> CgroupSupport {
             } else {
                 s.notes.push(format!("{controller}: no writable cgroup v1 or delegated v2 controller"));
             }
+        }
+        if let Some(h) = &home {
+            remove_stale(&h.parent);
         }
         if slot == 0 {
             s.memory = home;
@@ -197,5 +219,25 @@ impl SandboxCgroups {
 impl Drop for SandboxCgroups {
     fn drop(&mut self) {
         let _ = self.remove();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stale_sandbox_cgroups_of_dead_hosts_are_removed_and_live_ones_kept() {
+        let parent = std::env::temp_dir().join(format!("sandpool-cgroup-test-{}", std::process::id()));
+        let dead = parent.join("sb-4000000000-0"); // above pid_max: never a live process
+        let live = parent.join(format!("sb-{}-0", std::process::id()));
+        let other = parent.join("not-ours");
+        for d in [&dead, &live, &other] {
+            fs::create_dir_all(d).unwrap();
+        }
+        remove_stale(&parent);
+        assert!(!dead.exists());
+        assert!(live.exists() && other.exists());
+        fs::remove_dir_all(&parent).unwrap();
     }
 }
