@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use sandpool::SandboxPool;
+use sandpool::pool::PoolError;
 use sandpool::sandbox::{Command, KillReason, Policy, SandboxError};
 
 /// Pids of this process's sandbox inits (children named `sandpool-zygote`).
@@ -79,13 +80,20 @@ fn the_pool_keeps_serving_through_kills_timeouts_and_floods() {
 
     let ok = Arc::new(AtomicU64::new(0));
     let dead = Arc::new(AtomicU64::new(0));
+    let create_failed = Arc::new(AtomicU64::new(0));
     let workers: Vec<_> = (0..3)
         .map(|t| {
-            let (pool, ok, dead) = (pool.clone(), ok.clone(), dead.clone());
+            let (pool, ok, dead, create_failed) = (pool.clone(), ok.clone(), dead.clone(), create_failed.clone());
             std::thread::spawn(move || {
                 for i in 0..150 {
                     let mut lease = match pool.acquire() {
                         Ok(l) => l,
+                        // A sandbox being made for this acquire was killed by the fault
+                        // injector: a typed error; the next acquire tries again.
+                        Err(PoolError::Create(_)) => {
+                            create_failed.fetch_add(1, Ordering::Relaxed);
+                            continue;
+                        }
                         Err(e) => panic!("the pool stopped serving: {e}"),
                     };
                     let (cmd, kind) = match i % 10 {
@@ -123,7 +131,10 @@ fn the_pool_keeps_serving_through_kills_timeouts_and_floods() {
     stop.store(true, Ordering::Relaxed);
     killer.join().unwrap();
     assert!(kills.load(Ordering::Relaxed) > 0, "the fault injection really killed inits");
-    assert!(ok.load(Ordering::Relaxed) > 0);
+    let (ok, dead, create_failed) =
+        (ok.load(Ordering::Relaxed), dead.load(Ordering::Relaxed), create_failed.load(Ordering::Relaxed));
+    assert_eq!(ok + dead + create_failed, 450, "every attempt accounted for");
+    assert!(ok > dead + create_failed, "the pool kept serving: {ok} ok, {dead} dead, {create_failed} failed creates");
 
     // Let recyclers finish, the sweeper notice the dead idle ones and refill.
     let deadline = Instant::now() + Duration::from_secs(60);

@@ -97,9 +97,10 @@ pub(crate) fn last_cap() -> u32 {
 /// which takes every process of the sandbox with it, reaps it and removes its cgroups.
 #[derive(Debug)]
 pub struct Sandbox {
-    /// To the zygote: resets.
-    control: OwnedFd,
-    /// To the spawner: commands and kills.
+    /// To the zygote: it took its configuration; now only held, since closing it tells the
+    /// zygote to take the whole sandbox down.
+    _control: OwnedFd,
+    /// To the spawner: commands, kills and resets.
     runner: OwnedFd,
     pidfd: OwnedFd,
     pid: i32,
@@ -341,7 +342,7 @@ impl Sandbox {
         let isolation = build_isolation(policy, &report, &cgroups, host_uid, missing);
         let pidfd = guard.pidfd.take().expect("guard holds the pidfd");
         Ok(Sandbox {
-            control: host_end,
+            _control: host_end,
             runner,
             pidfd,
             pid: zygote.pid,
@@ -544,11 +545,11 @@ impl Sandbox {
         if self.dead {
             return Err(SandboxError::Dead);
         }
-        let result = self.kill_session().and_then(|()| {
-            sys::send_with_fds(self.control.as_fd(), &Request::Reset.encode(), &[])
-                .map_err(|source| SandboxError::Control { step: "asking for a reset", source })?;
-            wait_reply(self.control.as_fd(), self.pidfd.as_fd(), CONTROL_TIMEOUT, "waiting for the reset")
-        });
+        let result = sys::send_with_fds(self.runner.as_fd(), &Request::Reset.encode(), &[])
+            .map_err(|source| SandboxError::Control { step: "asking for a reset", source })
+            .and_then(|()| {
+                wait_reply(self.runner.as_fd(), self.pidfd.as_fd(), CONTROL_TIMEOUT, "waiting for the reset")
+            });
         match result {
             Ok((Reply::ResetDone, _)) => {
                 self.used = false;
@@ -567,12 +568,6 @@ impl Sandbox {
                 Err(e)
             }
         }
-    }
-
-    /// Has the spawner kill every process of the session and waits for it to say so.
-    fn kill_session(&mut self) -> Result<(), SandboxError> {
-        self.send_kill()?;
-        self.wait_killed()
     }
 
     /// Waits for the spawner's `Killed`, skipping the `Exited` of a command killed on the way.

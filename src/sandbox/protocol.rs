@@ -80,9 +80,8 @@ pub enum Request {
     Run(RunRequest),
     /// Kill every process of the sandbox but the zygote and the spawner (to the spawner).
     Kill,
-    /// Wipe what the session left in the file system and IPC namespace: empty `/tmp`,
-    /// `/dev/shm`, `/dev/mqueue`, no System V IPC object (to the zygote, once the spawner
-    /// has answered `Kill`).
+    /// Wipe the session (to the spawner): kill every process, empty `/tmp`, `/dev/shm`,
+    /// `/dev/mqueue`, remove every System V IPC object.
     Reset,
 }
 

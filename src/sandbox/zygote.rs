@@ -303,6 +303,20 @@ fn empty_dir(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// Wipes what the last session left once its processes are gone: the files in `/tmp`,
+/// `/dev/shm` and `/dev/mqueue` (not what lies in binds below them), their modes, and every
+/// System V IPC object. The spawner does it: all of it belongs to the sandbox's user, and its
+/// Landlock domain allows it. The mounts stay, so the domain, which names them, stays right.
+fn reset_session() -> StepResult<()> {
+    for dir in ["/tmp", "/dev/shm", "/dev/mqueue"] {
+        step(format!("empty {dir}"), empty_dir(Path::new(dir)))?;
+    }
+    for dir in ["/tmp", "/dev/shm"] {
+        step(format!("restore {dir}"), restore_session_dir(Path::new(dir)))?;
+    }
+    step("remove System V IPC objects", sys::remove_sysv_ipc())
+}
+
 /// Gives a session directory back its mode and owner (a command may have changed them).
 fn restore_session_dir(dir: &Path) -> io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
@@ -362,8 +376,6 @@ struct Zygote {
     filters: Option<Filters>,
     landlock_abi: Option<u32>,
     landlock: Option<landlock::Ruleset>,
-    spawner: Option<i32>,
-    spawner_alive: bool,
 }
 
 impl Zygote {
@@ -373,7 +385,7 @@ impl Zygote {
     }
 
     fn writable_paths(&self) -> Vec<String> {
-        let mut paths = vec!["/tmp".to_string(), "/dev/shm".to_string()];
+        let mut paths = vec!["/tmp".to_string(), "/dev/shm".to_string(), "/dev/mqueue".to_string()];
         for b in &self.binds {
             if b.spec.writable {
                 paths.push(b.path().to_string_lossy().into_owned());
@@ -447,11 +459,7 @@ impl Zygote {
     fn start_spawner(&mut self) -> StepResult<OwnedFd> {
         let (host_end, spawner_end) = step("create the runner socket", sys::seqpacket_pair())?;
         match step("fork the spawner", sys::fork_zygote())? {
-            Some(pid) => {
-                self.spawner = Some(pid);
-                self.spawner_alive = true;
-                Ok(host_end)
-            }
+            Some(_) => Ok(host_end),
             None => {
                 drop(host_end);
                 let code = Spawner::start(spawner_end, self);
@@ -473,24 +481,6 @@ impl Zygote {
         sys::drain_signalfd(self.signals.as_fd());
     }
 
-    /// Wipes what the last session left: the files in `/tmp`, `/dev/shm` and `/dev/mqueue`
-    /// (not what lies in binds below them), their modes, and every System V IPC object. The
-    /// spawner has already killed every process. The mounts stay, so the Landlock domain of
-    /// the spawner and its commands, which names them, stays right.
-    fn reset(&mut self) -> StepResult<()> {
-        if !self.spawner_alive {
-            return Err(("find the spawner (it died)".into(), io::Error::from_raw_os_error(libc::ESRCH)));
-        }
-        for dir in ["/tmp", "/dev/shm", "/dev/mqueue"] {
-            step(format!("empty {dir}"), empty_dir(Path::new(dir)))?;
-        }
-        for dir in ["/tmp", "/dev/shm"] {
-            step(format!("restore {dir}"), restore_session_dir(Path::new(dir)))?;
-        }
-        step("remove System V IPC objects", sys::remove_sysv_ipc())?;
-        Ok(())
-    }
-
     fn serve(&mut self) -> i32 {
         let mut buf = vec![0u8; MAX_MESSAGE];
         loop {
@@ -503,34 +493,22 @@ impl Zygote {
             }
             if fds[1].revents != 0 {
                 // The spawner ended (killed from inside, or crashed): the host notices by its
-                // socket, and no reset will succeed any more.
+                // socket. Reap it.
                 sys::drain_signalfd(self.signals.as_fd());
-                while let Ok(Some((pid, ..))) = sys::reap_any(false) {
-                    if Some(pid) == self.spawner {
-                        self.spawner_alive = false;
-                    }
-                }
+                while let Ok(Some(_)) = sys::reap_any(false) {}
             }
             if fds[0].revents == 0 {
                 continue;
             }
             let mut received = Vec::new();
-            let n = match sys::recv_with_fds(self.control.as_fd(), &mut buf, &mut received) {
+            match sys::recv_with_fds(self.control.as_fd(), &mut buf, &mut received) {
                 Ok(0) | Err(_) => {
                     // The host closed the channel (or died): take everything down with us.
                     self.kill_everything();
                     return 0;
                 }
-                Ok(n) => n,
-            };
-            match Request::decode(&buf[..n]) {
-                Ok(Request::Reset) => match self.reset() {
-                    Ok(()) => self.send(&Reply::ResetDone, &[]),
-                    Err((step, e)) => {
-                        self.send(&Reply::ResetFailed { step, errno: e.raw_os_error().unwrap_or(libc::EIO) }, &[])
-                    }
-                },
-                _ => self.send(&Reply::ResetFailed { step: "decode the request".into(), errno: libc::EPROTO }, &[]),
+                // Nothing else is asked of the zygote once it is ready.
+                Ok(_) => self.send(&Reply::SetupFailed { step: "decode the request".into(), errno: libc::EPROTO }, &[]),
             }
         }
     }
@@ -686,14 +664,23 @@ impl Spawner {
                     self.kill_everything();
                     self.send(&Reply::Killed);
                 }
+                Ok(Request::Reset) => {
+                    self.kill_everything();
+                    match reset_session() {
+                        Ok(()) => self.send(&Reply::ResetDone),
+                        Err((step, e)) => {
+                            self.send(&Reply::ResetFailed { step, errno: e.raw_os_error().unwrap_or(libc::EIO) })
+                        }
+                    }
+                }
                 _ => self.send(&Reply::SpawnFailed { step: "decode the request".into(), errno: libc::EPROTO }),
             }
         }
     }
 }
 
-/// The zygote's `main`: build the sandbox as configured, start the spawner, report, then serve
-/// resets until the host hangs up.
+/// The zygote's `main`: build the sandbox as configured, start the spawner, report, then wait
+/// until the host hangs up.
 pub(crate) fn main() -> i32 {
     sys::set_process_name(c"sandpool-zygote");
     let control = sys::take_control_socket();
@@ -716,17 +703,8 @@ pub(crate) fn main() -> i32 {
         _ => return 2,
     };
     drop(buf);
-    let mut zygote = Zygote {
-        control,
-        signals,
-        config,
-        binds: Vec::new(),
-        filters: None,
-        landlock_abi: None,
-        landlock: None,
-        spawner: None,
-        spawner_alive: false,
-    };
+    let mut zygote =
+        Zygote { control, signals, config, binds: Vec::new(), filters: None, landlock_abi: None, landlock: None };
     match zygote.setup(trees).and_then(|report| Ok((report, zygote.start_spawner()?))) {
         Ok((report, runner)) => zygote.send(&Reply::Ready(report), &[runner.as_raw_fd()]),
         Err((step, e)) => {
