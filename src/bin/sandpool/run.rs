@@ -165,7 +165,6 @@ pub fn main(args: RunArgs) -> ExitCode {
     };
     let oom = sandbox.oom_killed();
     let isolation = sandbox.isolation().clone();
-    drop(sandbox);
 
     let code = if output.timed_out {
         EXIT_TIMEOUT
@@ -206,6 +205,9 @@ pub fn main(args: RunArgs) -> ExitCode {
             eprintln!("sandpool: the sandbox ran out of memory (limit {} MiB); a process was killed", args.memory);
         }
     }
+    // Tear the sandbox down (kill, reap, remove its cgroups) after the output is out: the
+    // kernel takes a few milliseconds to dismantle its namespaces.
+    drop(sandbox);
     ExitCode::from(code)
 }
 
