@@ -177,7 +177,7 @@ fn recv_reply(control: BorrowedFd<'_>, step: &'static str) -> Result<(Reply, Vec
 /// The spawner's socket, which comes with `Ready`.
 fn take_runner(mut fds: Vec<OwnedFd>) -> Result<OwnedFd, SandboxError> {
     if fds.len() != 1 {
-        return Err(SandboxError::Protocol(protocol_error()));
+        return Err(SandboxError::Protocol(protocol::DecodeError::unexpected()));
     }
     Ok(fds.pop().expect("one descriptor"))
 }
@@ -331,7 +331,7 @@ impl Sandbox {
                 (Reply::SetupFailed { step, errno: e }, _) => {
                     return Err(SandboxError::Setup { step, source: errno(e) });
                 }
-                _ => return Err(SandboxError::Protocol(protocol_error())),
+                _ => return Err(SandboxError::Protocol(protocol::DecodeError::unexpected())),
             };
         if policy.landlock == Requirement::BestEffort && !report.landlock_enforced {
             missing.push(format!("landlock: not enforced (kernel ABI {})", report.landlock_abi));
@@ -499,7 +499,7 @@ impl Sandbox {
             }
             _ => {
                 self.dead = true;
-                return Err(SandboxError::Protocol(protocol_error()));
+                return Err(SandboxError::Protocol(protocol::DecodeError::unexpected()));
             }
         };
         // The command has exited: what it wrote is in the pipes. Take it without waiting for
@@ -561,7 +561,7 @@ impl Sandbox {
             }
             Ok(_) => {
                 self.dead = true;
-                Err(SandboxError::Protocol(protocol_error()))
+                Err(SandboxError::Protocol(protocol::DecodeError::unexpected()))
             }
             Err(e) => {
                 self.dead = true;
@@ -576,7 +576,7 @@ impl Sandbox {
             match wait_reply(self.runner.as_fd(), self.pidfd.as_fd(), CONTROL_TIMEOUT, "waiting for the kill")? {
                 (Reply::Killed, _) => return Ok(()),
                 (Reply::Exited { .. }, _) => continue,
-                _ => return Err(SandboxError::Protocol(protocol_error())),
+                _ => return Err(SandboxError::Protocol(protocol::DecodeError::unexpected())),
             }
         }
     }
@@ -612,13 +612,6 @@ impl Drop for Sandbox {
         if let Err(e) = self.teardown() {
             tracing::warn!(pid = self.pid, error = %e, "sandbox teardown failed");
         }
-    }
-}
-
-fn protocol_error() -> protocol::DecodeError {
-    match Reply::decode(&[]) {
-        Err(e) => e,
-        Ok(_) => unreachable!("an empty datagram never decodes"),
     }
 }
 

@@ -165,6 +165,13 @@ impl fmt::Display for DecodeError {
 
 impl std::error::Error for DecodeError {}
 
+impl DecodeError {
+    /// A well-formed message that has no place at this point of the conversation.
+    pub(crate) fn unexpected() -> Self {
+        DecodeError("unexpected message")
+    }
+}
+
 struct Writer(Vec<u8>);
 
 impl Writer {

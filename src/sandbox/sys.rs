@@ -13,7 +13,7 @@
 use std::ffi::{CStr, CString, c_char, c_int, c_long, c_void};
 use std::io;
 use std::mem::{MaybeUninit, size_of};
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr;
 
 #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
@@ -358,20 +358,11 @@ pub(crate) fn spawn_zygote(
     // SAFETY: plain reads of a local the child may have written through a raw pointer.
     let (step, errno) = unsafe { (ptr::read_volatile(&child_args.failed_step), ptr::read_volatile(&child_args.errno)) };
     if step != 0 {
-        let _ = wait_pidfd(pidfd.as_fd_borrowed(), true);
+        let _ = wait_pidfd(pidfd.as_fd(), true);
         let name = ZYGOTE_STEPS.get(step as usize).copied().unwrap_or("exec the zygote");
         return Err((name, io::Error::from_raw_os_error(errno)));
     }
     Ok(SpawnedZygote { pid: ret as i32, pidfd })
-}
-
-trait AsFdBorrowed {
-    fn as_fd_borrowed(&self) -> BorrowedFd<'_>;
-}
-impl AsFdBorrowed for OwnedFd {
-    fn as_fd_borrowed(&self) -> BorrowedFd<'_> {
-        std::os::fd::AsFd::as_fd(self)
-    }
 }
 
 fn clone_args_zeroed() -> libc::clone_args {
@@ -1275,8 +1266,8 @@ pub(crate) fn userns_with_maps(uid_map: &str, gid_map: &str) -> io::Result<Owned
         open(&cstr(&format!("/proc/{pid}/ns/user"))?, libc::O_RDONLY)
     })();
     drop(wait_w); // the child's read returns: it exits
-    let _ = pidfd_send_signal(pidfd.as_fd_borrowed(), libc::SIGKILL);
-    let waited = wait_pidfd(pidfd.as_fd_borrowed(), true);
+    let _ = pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL);
+    let waited = wait_pidfd(pidfd.as_fd(), true);
     drop(wait_r);
     // Only now is the child gone and its stack free.
     drop(stack);

@@ -366,6 +366,22 @@ impl PreparedCommand {
     }
 }
 
+/// Waits until `socket` has a message (or hang-up) or `signals` reports a child's end; says
+/// which (the signalfd is drained).
+fn wait_for(socket: &OwnedFd, signals: &OwnedFd) -> (bool, bool) {
+    let mut fds = [
+        libc::pollfd { fd: socket.as_raw_fd(), events: libc::POLLIN, revents: 0 },
+        libc::pollfd { fd: signals.as_raw_fd(), events: libc::POLLIN, revents: 0 },
+    ];
+    if sys::poll(&mut fds, None).is_err() {
+        return (false, false);
+    }
+    if fds[1].revents != 0 {
+        sys::drain_signalfd(signals.as_fd());
+    }
+    (fds[0].revents != 0, fds[1].revents != 0)
+}
+
 /// The sandbox's init: builds the sandbox, keeps the privileges that resets need, and never
 /// runs a command itself.
 struct Zygote {
@@ -484,20 +500,13 @@ impl Zygote {
     fn serve(&mut self) -> i32 {
         let mut buf = vec![0u8; MAX_MESSAGE];
         loop {
-            let mut fds = [
-                libc::pollfd { fd: self.control.as_raw_fd(), events: libc::POLLIN, revents: 0 },
-                libc::pollfd { fd: self.signals.as_raw_fd(), events: libc::POLLIN, revents: 0 },
-            ];
-            if sys::poll(&mut fds, None).is_err() {
-                continue;
-            }
-            if fds[1].revents != 0 {
+            let (message, child_ended) = wait_for(&self.control, &self.signals);
+            if child_ended {
                 // The spawner ended (killed from inside, or crashed): the host notices by its
                 // socket. Reap it.
-                sys::drain_signalfd(self.signals.as_fd());
                 while let Ok(Some(_)) = sys::reap_any(false) {}
             }
-            if fds[0].revents == 0 {
+            if !message {
                 continue;
             }
             let mut received = Vec::new();
@@ -630,20 +639,13 @@ impl Spawner {
     fn serve(&mut self) -> i32 {
         let mut buf = vec![0u8; MAX_MESSAGE];
         loop {
-            let mut fds = [
-                libc::pollfd { fd: self.runner.as_raw_fd(), events: libc::POLLIN, revents: 0 },
-                libc::pollfd { fd: self.signals.as_raw_fd(), events: libc::POLLIN, revents: 0 },
-            ];
-            if sys::poll(&mut fds, None).is_err() {
-                continue;
-            }
-            if fds[1].revents != 0 {
-                sys::drain_signalfd(self.signals.as_fd());
+            let (message, child_ended) = wait_for(&self.runner, &self.signals);
+            if child_ended {
                 while let Ok(Some((pid, status, usage))) = sys::reap_any(false) {
                     self.reaped(pid, status, usage);
                 }
             }
-            if fds[0].revents == 0 {
+            if !message {
                 continue;
             }
             let mut received = Vec::new();
