@@ -11,25 +11,27 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! A lease is a session: its `run`s share `/tmp`. When it ends, the pool's recycler threads
-//! reset the sandbox (every process killed, `/tmp` emptied) off the caller's path, and only a
-//! sandbox whose reset succeeded is handed out again. A sandbox whose command timed out,
+//! A lease is a session: its `run`s share `/tmp`. When it ends, the releasing thread only asks
+//! the sandbox to reset (one `sendmsg`); the sandbox's spawner kills every process and empties
+//! `/tmp` while the caller goes on, and the pool's collector thread, waiting on all resets at
+//! once with `epoll`, gives the sandbox back to the pool only once its reset succeeded. A sandbox whose command timed out,
 //! whose init died, or whose reset failed is destroyed, and the sweeper makes a new one to
 //! keep `min_idle` ready. The sweeper also checks idle sandboxes (one `poll` of their
 //! pidfds, never on the acquire path), so one killed from outside while idle is replaced.
 
+use std::collections::{HashMap, HashSet};
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam::channel::{Receiver, Sender};
 use crossbeam::utils::CachePadded;
 use thiserror::Error;
 
 use crate::pool::{ConfigError, Lease, Manager, Pool, PoolConfig, PoolError, RecycleMode, Stats};
-use crate::sandbox::{Command, Output, Policy, Sandbox, SandboxError};
+use crate::sandbox::{Command, Output, Policy, Readiness, Sandbox, SandboxError};
 
 /// Counters of what happened to sandboxes, beyond the engine's [`Stats`].
 #[derive(Debug, Default)]
@@ -62,7 +64,12 @@ impl SandboxManager {
     }
 
     fn reset(&self, sandbox: &mut Sandbox) -> Result<(), SandboxError> {
-        let result = sandbox.reset();
+        sandbox.start_reset().and_then(|()| self.finish_reset(sandbox))
+    }
+
+    /// Collects a started reset, counting it.
+    fn finish_reset(&self, sandbox: &mut Sandbox) -> Result<(), SandboxError> {
+        let result = sandbox.finish_reset();
         match &result {
             Ok(()) => self.counters.resets.fetch_add(1, Ordering::Relaxed),
             Err(e) => {
@@ -82,8 +89,8 @@ impl Manager for SandboxManager {
         Sandbox::spawn(&self.policy)
     }
 
-    /// The pool's recycler threads reset a used sandbox before its lease goes back to the
-    /// engine; this resets one that comes back some other way (never the hot path).
+    /// The pool's collector gives a used sandbox back to the engine only once its reset is
+    /// done; this resets one that comes back some other way (never the hot path).
     fn recycle(&self, sandbox: &mut Sandbox) -> Result<(), SandboxError> {
         if sandbox.is_clean() { Ok(()) } else { self.reset(sandbox) }
     }
@@ -116,9 +123,9 @@ pub enum SandboxPoolError {
     /// The engine could not start (its sweeper thread).
     #[error("could not start the pool")]
     Start(#[source] PoolError<SandboxError>),
-    /// A recycler thread could not be started.
-    #[error("could not start a recycler thread")]
-    Recycler(#[source] std::io::Error),
+    /// The reset collector (its thread or its `epoll` set) could not be started.
+    #[error("could not start the reset collector")]
+    Collector(#[source] std::io::Error),
 }
 
 /// A snapshot of a [`SandboxPool`]: the engine's [`Stats`] plus what happened to sandboxes.
@@ -143,9 +150,11 @@ pub struct SandboxPoolStats {
     pub resetting: usize,
 }
 
-/// A released lease on its way to a recycler: reset it and give it back, or destroy it.
+/// A released lease on its way to the collector: its reset was started (`token` names it in
+/// the readiness set), or it is to be destroyed.
 struct Returned {
     lease: Lease<SandboxManager>,
+    token: u64,
     destroy: bool,
 }
 
@@ -153,6 +162,7 @@ struct Shared {
     counters: Arc<SandboxCounters>,
     shutdown: AtomicBool,
     returns: Sender<Returned>,
+    readiness: Readiness,
 }
 
 /// Builds a [`SandboxPool`]; every setting has a documented default.
@@ -166,7 +176,6 @@ pub struct SandboxPoolBuilder {
     max_idle_age: Option<Duration>,
     acquire_timeout: Option<Duration>,
     sweep_interval: Duration,
-    recyclers: usize,
 }
 
 impl SandboxPoolBuilder {
@@ -206,14 +215,8 @@ impl SandboxPoolBuilder {
         self.sweep_interval = d;
         self
     }
-    /// Threads that reset released sandboxes. Default: 2.
-    pub fn recycler_threads(mut self, n: usize) -> Self {
-        self.recyclers = n.max(1);
-        self
-    }
-
     /// Starts the pool: the engine, its sweeper (which makes `min_idle` sandboxes in the
-    /// background) and the recycler threads.
+    /// background) and the reset collector thread.
     pub fn build(self) -> Result<SandboxPool, SandboxPoolError> {
         let config = PoolConfig::builder()
             .max_size(self.max_size)
@@ -229,47 +232,87 @@ impl SandboxPoolBuilder {
         let counters = Arc::clone(&manager.counters);
         let pool = Arc::new(Pool::new(manager, config).map_err(SandboxPoolError::Start)?);
         let (tx, rx) = crossbeam::channel::unbounded();
-        let shared = Arc::new(Shared { counters, shutdown: AtomicBool::new(false), returns: tx });
-        let mut recyclers = Vec::new();
-        for i in 0..self.recyclers {
-            let rx = rx.clone();
+        let readiness = Readiness::new().map_err(SandboxPoolError::Collector)?;
+        let shared = Arc::new(Shared { counters, shutdown: AtomicBool::new(false), returns: tx, readiness });
+        let collector = {
             let shared = Arc::clone(&shared);
             let pool = Arc::clone(&pool);
-            let handle = std::thread::Builder::new()
-                .name(format!("sandpool-recycler-{i}"))
-                .spawn(move || recycle_loop(&pool, &shared, &rx))
-                .map_err(SandboxPoolError::Recycler)?;
-            recyclers.push(handle);
-        }
-        Ok(SandboxPool { pool, shared, recyclers })
+            std::thread::Builder::new()
+                .name("sandpool-resets".into())
+                .spawn(move || collect_resets(&pool, &shared, &rx))
+                .map_err(SandboxPoolError::Collector)?
+        };
+        Ok(SandboxPool { pool, shared, collector: Some(collector) })
     }
 }
 
-/// Resets released sandboxes until the pool shuts down.
-fn recycle_loop(pool: &Pool<SandboxManager>, shared: &Shared, rx: &Receiver<Returned>) {
+/// How long a started reset may take before the sandbox is given up on.
+const RESET_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The collector: takes released sandboxes whose reset the releasing thread started, waits
+/// (one `epoll` set for all of them) until each answers, and gives it back to the pool if the
+/// reset succeeded or destroys it. Destroys the ones released broken.
+fn collect_resets(pool: &Pool<SandboxManager>, shared: &Shared, rx: &Receiver<Returned>) {
     let manager = pool.manager();
-    loop {
-        let returned = match rx.recv_timeout(Duration::from_millis(100)) {
-            Ok(r) => r,
-            Err(crossbeam::channel::RecvTimeoutError::Timeout) => {
-                if shared.shutdown.load(Ordering::Acquire) {
-                    return;
-                }
-                continue;
-            }
-            Err(crossbeam::channel::RecvTimeoutError::Disconnected) => return,
-        };
-        let Returned { mut lease, destroy } = returned;
-        let shutting_down = shared.shutdown.load(Ordering::Acquire);
-        if destroy || shutting_down || manager.reset(&mut lease).is_err() {
-            if destroy {
-                shared.counters.broken_leases.fetch_add(1, Ordering::Relaxed);
-            }
-            Lease::discard(lease);
-        } else {
+    let counters = &shared.counters;
+    let mut pending: HashMap<u64, (Lease<SandboxManager>, Instant)> = HashMap::new();
+    // Answers seen before their lease came out of the channel (the releasing thread arms the
+    // readiness set before it sends the lease).
+    let mut early: HashSet<u64> = HashSet::new();
+    let mut ready = Vec::new();
+    let finish = |mut lease: Lease<SandboxManager>| {
+        if manager.finish_reset(&mut lease).is_ok() {
             drop(lease); // clean: back to idle
+        } else {
+            Lease::discard(lease);
         }
-        shared.counters.resetting.fetch_sub(1, Ordering::Relaxed);
+        counters.resetting.fetch_sub(1, Ordering::Relaxed);
+    };
+    let give_up = |lease: Lease<SandboxManager>| {
+        Lease::discard(lease);
+        counters.resetting.fetch_sub(1, Ordering::Relaxed);
+    };
+    loop {
+        ready.clear();
+        if let Err(e) = shared.readiness.wait(&mut ready, Duration::from_millis(100)) {
+            tracing::warn!(error = %e, "sandpool: waiting for resets failed");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let shutting_down = shared.shutdown.load(Ordering::Acquire);
+        while let Ok(Returned { lease, token, destroy }) = rx.try_recv() {
+            if destroy || shutting_down {
+                if destroy {
+                    counters.broken_leases.fetch_add(1, Ordering::Relaxed);
+                }
+                give_up(lease);
+            } else if early.remove(&token) {
+                finish(lease);
+            } else {
+                pending.insert(token, (lease, Instant::now()));
+            }
+        }
+        for token in ready.drain(..) {
+            match pending.remove(&token) {
+                Some((lease, _)) => finish(lease),
+                None => {
+                    early.insert(token);
+                }
+            }
+        }
+        // A spawner that never answers (stopped, wedged): give the sandbox up.
+        let stuck: Vec<u64> =
+            pending.iter().filter(|(_, (_, since))| since.elapsed() > RESET_TIMEOUT).map(|(t, _)| *t).collect();
+        for token in stuck {
+            if let Some((lease, _)) = pending.remove(&token) {
+                tracing::warn!(pid = lease.pid(), "sandpool: a reset did not answer; destroying the sandbox");
+                counters.reset_failures.fetch_add(1, Ordering::Relaxed);
+                give_up(lease);
+            }
+        }
+        if shutting_down {
+            pending.drain().for_each(|(_, (lease, _))| give_up(lease));
+            return;
+        }
     }
 }
 
@@ -277,7 +320,7 @@ fn recycle_loop(pool: &Pool<SandboxManager>, shared: &Shared, rx: &Receiver<Retu
 pub struct SandboxPool {
     pool: Arc<Pool<SandboxManager>>,
     shared: Arc<Shared>,
-    recyclers: Vec<JoinHandle<()>>,
+    collector: Option<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for SandboxPool {
@@ -298,7 +341,6 @@ impl SandboxPool {
             max_idle_age: Some(Duration::from_secs(600)),
             acquire_timeout: Some(Duration::from_secs(30)),
             sweep_interval: Duration::from_millis(200),
-            recyclers: 2,
         }
     }
 
@@ -364,13 +406,14 @@ impl SandboxPool {
 }
 
 impl Drop for SandboxPool {
-    /// Stops the recyclers (sandboxes still waiting for a reset are destroyed), then the
+    /// Stops the collector (sandboxes still waiting for a reset are destroyed), then the
     /// engine, which destroys every idle sandbox; sandboxes still leased are destroyed when
     /// their lease ends.
     fn drop(&mut self) {
         self.shared.shutdown.store(true, Ordering::Release);
         self.pool.close();
-        for h in self.recyclers.drain(..) {
+        self.shared.readiness.wake();
+        if let Some(h) = self.collector.take() {
             let _ = h.join();
         }
     }
@@ -389,8 +432,8 @@ pub enum SandboxPoolRunError {
 }
 
 /// A sandbox on loan from a [`SandboxPool`]: a session whose `run`s share `/tmp`.
-/// Dereferences to the [`Sandbox`]; dropping it hands the sandbox to a recycler thread (the
-/// caller never waits for the reset).
+/// Dereferences to the [`Sandbox`]; dropping it starts the reset and hands the sandbox to the
+/// collector (the caller never waits for the reset).
 pub struct SandboxLease {
     lease: Option<Lease<SandboxManager>>,
     shared: Arc<Shared>,
@@ -443,9 +486,12 @@ impl DerefMut for SandboxLease {
 }
 
 impl Drop for SandboxLease {
+    /// Starts the reset (one `sendmsg`, one `epoll_ctl`: the caller never waits for it) and
+    /// hands the sandbox to the collector; a broken one goes there to be destroyed.
     fn drop(&mut self) {
-        let Some(lease) = self.lease.take() else { return };
-        if self.shared.shutdown.load(Ordering::Acquire) {
+        let Some(mut lease) = self.lease.take() else { return };
+        let shared = &self.shared;
+        if shared.shutdown.load(Ordering::Acquire) {
             Lease::discard(lease);
             return;
         }
@@ -454,11 +500,29 @@ impl Drop for SandboxLease {
             drop(lease);
             return;
         }
-        self.shared.counters.resetting.fetch_add(1, Ordering::Relaxed);
-        if let Err(e) = self.shared.returns.send(Returned { lease, destroy: self.broken }) {
-            // No recycler listens any more: destroy it here.
-            self.shared.counters.resetting.fetch_sub(1, Ordering::Relaxed);
-            Lease::discard(e.into_inner().lease);
+        let token = lease.pid() as u64;
+        let mut destroy = self.broken;
+        if !destroy {
+            // Armed before the hand-over, while this thread still owns the socket.
+            let started = lease
+                .start_reset()
+                .map_err(|e| e.to_string())
+                .and_then(|()| shared.readiness.watch_once(&lease, token).map_err(|e| e.to_string()));
+            if let Err(e) = started {
+                tracing::warn!(pid = lease.pid(), error = %e, "sandpool: could not start a reset");
+                shared.counters.reset_failures.fetch_add(1, Ordering::Relaxed);
+                destroy = true;
+            }
+        }
+        shared.counters.resetting.fetch_add(1, Ordering::Relaxed);
+        match shared.returns.send(Returned { lease, token, destroy }) {
+            Ok(()) if destroy => shared.readiness.wake(),
+            Ok(()) => {}
+            Err(e) => {
+                // The collector is gone: destroy it here.
+                shared.counters.resetting.fetch_sub(1, Ordering::Relaxed);
+                Lease::discard(e.into_inner().lease);
+            }
         }
     }
 }

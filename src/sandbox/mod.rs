@@ -31,6 +31,7 @@ mod policy;
 pub mod probe;
 #[doc(hidden)]
 pub mod protocol;
+mod readiness;
 mod seccomp;
 mod sys;
 mod zygote;
@@ -44,6 +45,7 @@ pub use command::{Command, CommandError, DEFAULT_PATH, ExitStatus, KillReason, M
 pub use error::SandboxError;
 pub use isolation::{Enforcement, Isolation, LandlockStatus, Limit, Namespaces, SeccompStatus};
 pub use policy::{Bind, Network, Policy, PolicyBuilder, PolicyError, Requirement};
+pub use readiness::Readiness;
 
 use cgroup::SandboxCgroups;
 use protocol::{BindSpec, Reply, Request, RunRequest, ZygoteConfig, ZygoteReport};
@@ -539,18 +541,32 @@ impl Sandbox {
         })
     }
 
-    /// Wipes the session: kills every process it left, gives it a fresh, empty `/tmp` and
-    /// `/dev/shm` and a fresh IPC namespace. On error the sandbox must not be reused.
+    /// Wipes the session: kills every process it left, empties `/tmp`, `/dev/shm` and
+    /// `/dev/mqueue`, removes System V IPC objects. On error the sandbox must not be reused.
     pub fn reset(&mut self) -> Result<(), SandboxError> {
+        self.start_reset()?;
+        self.finish_reset()
+    }
+
+    /// Asks for a reset without waiting for it (one `sendmsg`); [`Sandbox::finish_reset`]
+    /// collects the answer, which arrives on [`Sandbox::runner_fd`]. Lets a pool start resets
+    /// from the releasing thread and collect them elsewhere.
+    pub fn start_reset(&mut self) -> Result<(), SandboxError> {
         if self.dead {
             return Err(SandboxError::Dead);
         }
-        let result = sys::send_with_fds(self.runner.as_fd(), &Request::Reset.encode(), &[])
-            .map_err(|source| SandboxError::Control { step: "asking for a reset", source })
-            .and_then(|()| {
-                wait_reply(self.runner.as_fd(), self.pidfd.as_fd(), CONTROL_TIMEOUT, "waiting for the reset")
-            });
-        match result {
+        sys::send_with_fds(self.runner.as_fd(), &Request::Reset.encode(), &[]).map_err(|source| {
+            self.dead = true;
+            SandboxError::Control { step: "asking for a reset", source }
+        })
+    }
+
+    /// Waits for the answer to [`Sandbox::start_reset`].
+    pub fn finish_reset(&mut self) -> Result<(), SandboxError> {
+        if self.dead {
+            return Err(SandboxError::Dead);
+        }
+        match wait_reply(self.runner.as_fd(), self.pidfd.as_fd(), CONTROL_TIMEOUT, "waiting for the reset") {
             Ok((Reply::ResetDone, _)) => {
                 self.used = false;
                 Ok(())
@@ -568,6 +584,12 @@ impl Sandbox {
                 Err(e)
             }
         }
+    }
+
+    /// The socket the sandbox's answers arrive on: readable once a started reset is done
+    /// (for `epoll`-based collectors).
+    pub fn runner_fd(&self) -> BorrowedFd<'_> {
+        self.runner.as_fd()
     }
 
     /// Waits for the spawner's `Killed`, skipping the `Exited` of a command killed on the way.

@@ -780,7 +780,7 @@ pub(crate) fn take_over_signals() -> io::Result<OwnedFd> {
     }
 }
 
-/// Drains a non-blocking signalfd.
+/// Drains a non-blocking signalfd (or eventfd).
 pub(crate) fn drain_signalfd(fd: BorrowedFd<'_>) {
     let mut buf = [0u8; size_of::<libc::signalfd_siginfo>() * 8];
     while matches!(read(fd, &mut buf), Ok(n) if n > 0) {}
@@ -1373,4 +1373,55 @@ pub(crate) fn remove_sysv_ipc() -> io::Result<()> {
 pub(crate) fn set_process_name(name: &CStr) {
     // SAFETY: `name` is a valid C string; the kernel copies at most 16 bytes.
     unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr(), 0, 0, 0) };
+}
+
+// --- epoll(7), for the pool's reset collector.
+
+/// `epoll_create1(EPOLL_CLOEXEC)`.
+pub(crate) fn epoll_create() -> io::Result<OwnedFd> {
+    // SAFETY: integer argument only.
+    owned(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })
+}
+
+/// `epoll_ctl`: watches `fd` for input, once (`EPOLLONESHOT`), tagged with `token`; `rearm`
+/// modifies an existing registration instead of adding one.
+pub(crate) fn epoll_watch_once(epoll: BorrowedFd<'_>, fd: BorrowedFd<'_>, token: u64, rearm: bool) -> io::Result<()> {
+    let mut event = libc::epoll_event { events: (libc::EPOLLIN | libc::EPOLLONESHOT) as u32, u64: token };
+    let op = if rearm { libc::EPOLL_CTL_MOD } else { libc::EPOLL_CTL_ADD };
+    // SAFETY: `event` is a valid struct for the call.
+    cvt(unsafe { libc::epoll_ctl(epoll.as_raw_fd(), op, fd.as_raw_fd(), &mut event) }).map(drop)
+}
+
+/// `epoll_ctl(EPOLL_CTL_ADD)`: watches `fd` for input for good (level-triggered).
+pub(crate) fn epoll_watch(epoll: BorrowedFd<'_>, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
+    let mut event = libc::epoll_event { events: libc::EPOLLIN as u32, u64: token };
+    // SAFETY: `event` is a valid struct for the call.
+    cvt(unsafe { libc::epoll_ctl(epoll.as_raw_fd(), libc::EPOLL_CTL_ADD, fd.as_raw_fd(), &mut event) }).map(drop)
+}
+
+/// `epoll_wait`: the tokens of ready descriptors, waiting up to `timeout`.
+pub(crate) fn epoll_wait(epoll: BorrowedFd<'_>, tokens: &mut Vec<u64>, timeout: std::time::Duration) -> io::Result<()> {
+    let mut events = [libc::epoll_event { events: 0, u64: 0 }; 64];
+    let ms = timeout.as_millis().min(i32::MAX as u128) as c_int;
+    // SAFETY: `events` is a valid array of 64 entries.
+    let n = unsafe { libc::epoll_wait(epoll.as_raw_fd(), events.as_mut_ptr(), events.len() as c_int, ms) };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        return if e.kind() == io::ErrorKind::Interrupted { Ok(()) } else { Err(e) };
+    }
+    tokens.extend(events[..n as usize].iter().map(|e| e.u64));
+    Ok(())
+}
+
+/// `eventfd(EFD_CLOEXEC | EFD_NONBLOCK)`.
+pub(crate) fn eventfd() -> io::Result<OwnedFd> {
+    // SAFETY: integer arguments only.
+    owned(unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) })
+}
+
+/// Adds one to an eventfd (wakes its reader).
+pub(crate) fn eventfd_signal(fd: BorrowedFd<'_>) {
+    let one = 1u64.to_ne_bytes();
+    // SAFETY: writes 8 bytes from a local buffer; a full counter (EAGAIN) already wakes.
+    unsafe { libc::write(fd.as_raw_fd(), one.as_ptr() as *const c_void, one.len()) };
 }
