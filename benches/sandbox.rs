@@ -4,7 +4,7 @@
 //!   `clone(CLONE_VM | CLONE_VFORK)` + exec, stdout/stderr piped): no isolation, the floor;
 //! - `run_in_live_sandbox`: `/bin/true` in a live sandbox (output captured the same way);
 //! - `warm_pool`: acquire + run + release through a `SandboxPool` (the reset happens on the
-//!   pool's recycler threads);
+//!   sandbox's spawner while the pool's collector waits for it);
 //! - `cold_spawn`: making a sandbox and destroying it, from this small host;
 //! - `cold_spawn_1gib_host`: the same with 1 GiB resident in this process (the spawn must not
 //!   copy the host: its cost should not grow with the host's size).

@@ -136,7 +136,7 @@ fn the_pool_keeps_serving_through_kills_timeouts_and_floods() {
     assert_eq!(ok + dead + create_failed, 450, "every attempt accounted for");
     assert!(ok > dead + create_failed, "the pool kept serving: {ok} ok, {dead} dead, {create_failed} failed creates");
 
-    // Let recyclers finish, the sweeper notice the dead idle ones and refill.
+    // Let the resets finish, the sweeper notice the dead idle ones and refill.
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         pool.sweep_once();

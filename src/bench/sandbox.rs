@@ -51,7 +51,7 @@ impl SandboxBench {
     }
 
     /// `warm`: acquire a ready sandbox, run, release (the reset happens off the caller's
-    /// path, on the pool's recycler threads).
+    /// path: the sandbox's spawner does it, the pool's collector thread takes it back).
     pub fn warm(&self, threads: usize, duration: Duration) -> Result<ModeReport, crate::SandboxPoolError> {
         let size = self.pool_size.unwrap_or((threads * 2).max(4));
         let pool = SandboxPool::builder(self.policy.clone()).max_size(size).min_idle(size).build()?;
