@@ -86,6 +86,17 @@ fn dangerous_system_calls_fail_with_eperm() {
 }
 
 #[test]
+fn clone3_answers_enosys_and_the_x32_abi_is_refused() {
+    let mut sb = Sandbox::spawn(&probe_policy().build().unwrap()).unwrap();
+    assert_eq!(probe_outside(&["clone3"]), "err 22", "the kernel sees clone3 outside");
+    assert_eq!(probe_inside(&mut sb, &["clone3"]), "err 38", "libc then falls back to clone");
+    if cfg!(target_arch = "x86_64") {
+        assert_ne!(probe_outside(&["x32"]), "err 1");
+        assert_eq!(probe_inside(&mut sb, &["x32"]), "err 1");
+    }
+}
+
+#[test]
 fn commands_cannot_signal_the_sandbox_own_processes() {
     // The init (pid 1) and the spawner (pid 2) are outside the command's Landlock domain.
     let mut sb = Sandbox::spawn(&probe_policy().build().unwrap()).unwrap();
