@@ -4,8 +4,8 @@
 //! IPC, UTS and cgroup namespaces, with a minimal root (read-only system directories, a fresh
 //! `/proc`, a tiny `/dev`, a private size-capped `/tmp`), resource limits, and — on every
 //! command it starts — Landlock, seccomp, `no_new_privs` and no capabilities. Making one costs
-//! about a millisecond; running a command in a live one costs about what a bare `vfork+exec`
-//! does.
+//! a few milliseconds (namespaces, mounts, a re-exec); running a command in a live one costs
+//! about what a bare `vfork+exec` does.
 //!
 //! ```no_run
 //! use sandpool::sandbox::{Command, Policy, Sandbox};
