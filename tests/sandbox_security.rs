@@ -260,6 +260,21 @@ fn stdin_env_and_cwd_reach_the_command() {
 }
 
 #[test]
+fn ordinary_programs_work_under_the_default_policy() {
+    // The filter and the minimal root must not break everyday tools: a shell pipeline, Python
+    // with threads and subprocesses, and the C compiler end to end.
+    let mut sb = Sandbox::spawn(&Policy::default()).unwrap();
+    let out = sh(&mut sb, "echo abc | tr a-z A-Z | sed s/B/b/");
+    assert_eq!(stdout(&out), "AbC");
+    let py = "import threading, subprocess, json; t = threading.Thread(target=lambda: None); t.start(); t.join(); \
+              print(json.dumps(subprocess.run(['echo', 'sub'], capture_output=True, text=True).stdout))";
+    let out = sb.run(&Command::new("python3").args(["-c", py])).unwrap();
+    assert_eq!(stdout(&out), "\"sub\\n\"", "{}", String::from_utf8_lossy(&out.stderr));
+    let out = sh(&mut sb, "printf 'int main(void){return 42;}' > m.c && cc m.c -o m && ./m; echo $?");
+    assert_eq!(stdout(&out), "42", "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
 fn missing_programs_are_typed_errors() {
     let mut sb = Sandbox::spawn(&Policy::default()).unwrap();
     let err = sb.run(&Command::new("definitely-not-a-program")).unwrap_err();
