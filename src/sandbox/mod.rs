@@ -58,6 +58,10 @@ pub const SANDBOX_UID: u32 = zygote::SANDBOX_UID;
 /// host maps its own uid, the only one it may.)
 pub const HOST_UID_WHEN_ROOT: u32 = 1_000_000_000;
 
+/// Processes of the sandbox itself (its init and its spawner), allowed on top of the policy's
+/// process limit.
+const OWN_PROCESSES: u64 = 2;
+
 /// How long the host waits for the zygote to answer a setup or reset before declaring it dead.
 const CONTROL_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -253,7 +257,7 @@ impl Sandbox {
         let cgroups = if policy.cgroups == Requirement::Off {
             SandboxCgroups::default()
         } else {
-            let cg = SandboxCgroups::create(policy.memory_bytes, policy.max_processes)
+            let cg = SandboxCgroups::create(policy.memory_bytes, policy.max_processes + OWN_PROCESSES)
                 .map_err(|(step, source)| SandboxError::Cgroup { step, source })?;
             if cg.memory.is_none() || cg.pids.is_none() {
                 let why = cgroup::support().notes.join("; ");
@@ -316,7 +320,7 @@ impl Sandbox {
                     has_tree,
                 })
                 .collect(),
-            max_processes: policy.max_processes,
+            max_processes: policy.max_processes + OWN_PROCESSES,
             address_space: if cgroups.memory.is_some() { 0 } else { policy.memory_bytes },
             max_file_size: policy.max_file_size,
             max_open_files: policy.max_open_files,
@@ -699,12 +703,17 @@ fn build_isolation(
             },
         },
         match cgroups.pids {
-            Some(e) => Limit { name: "processes", value: policy.max_processes, enforced_by: e, note: "whole sandbox" },
+            Some(e) => Limit {
+                name: "processes",
+                value: policy.max_processes,
+                enforced_by: e,
+                note: "whole sandbox, its init and spawner not counted",
+            },
             None => Limit {
                 name: "processes",
                 value: policy.max_processes,
                 enforced_by: Enforcement::Rlimit,
-                note: "whole sandbox (RLIMIT_NPROC, counted in its own user namespace)",
+                note: "whole sandbox (RLIMIT_NPROC, counted in its own user namespace), its init and spawner not counted",
             },
         },
         Limit {

@@ -165,7 +165,7 @@ impl Policy {
     pub fn memory_bytes(&self) -> u64 {
         self.memory_bytes
     }
-    /// Most processes (tasks) alive in the sandbox at once.
+    /// Most processes (tasks) the commands may have alive at once.
     pub fn max_processes(&self) -> u64 {
         self.max_processes
     }
@@ -226,7 +226,8 @@ impl PolicyBuilder {
         self
     }
 
-    /// Most processes alive in the sandbox at once (the zygote counts as one). Default: 64.
+    /// Most processes (and threads) the commands may have alive at once; the sandbox's own
+    /// init and spawner come on top. Default: 64.
     pub fn max_processes(mut self, n: u64) -> Self {
         self.policy.max_processes = n;
         self
@@ -301,8 +302,8 @@ impl PolicyBuilder {
         let check = |name, value: u64, min| {
             if value < min { Err(PolicyError::LimitOutOfRange { name, value, min }) } else { Ok(()) }
         };
-        check("memory limit (bytes)", p.memory_bytes, 16 * MIB)?;
-        check("process limit", p.max_processes, 2)?;
+        check("memory limit (bytes)", p.memory_bytes, 4 * MIB)?;
+        check("process limit", p.max_processes, 1)?;
         check("timeout (ms)", p.timeout.as_millis().min(u64::MAX as u128) as u64, 1)?;
         check("/tmp size (bytes)", p.tmp_size, MIB)?;
         check("output limit (bytes)", p.output_limit as u64, 1)?;
