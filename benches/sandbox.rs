@@ -23,8 +23,10 @@ fn bench(c: &mut Criterion) {
     let policy = Policy::default();
     let mut g = c.benchmark_group("sandbox");
     g.sample_size(200).measurement_time(Duration::from_secs(5));
+    // The floor gets the same minimal environment as a sandboxed command.
+    let env = Command::new("/bin/true").environment();
     g.bench_function("bare_vfork_exec", |b| {
-        b.iter(|| black_box(std::process::Command::new("/bin/true").output().unwrap()))
+        b.iter(|| black_box(std::process::Command::new("/bin/true").env_clear().envs(env.clone()).output().unwrap()))
     });
     let mut sb = Sandbox::spawn(&policy).unwrap();
     let cmd = Command::new("/bin/true");

@@ -38,11 +38,16 @@ impl SandboxBench {
         Command::new(&self.argv[0]).args(&self.argv[1..])
     }
 
-    /// `bare`: the program through `std::process::Command::output()` (posix_spawn, pipes).
+    /// `bare`: the program through `std::process::Command::output()` (posix_spawn, pipes),
+    /// with the same minimal environment a sandboxed command gets (the host's environment
+    /// would make every exec slower and the floor unfair).
     pub fn bare(&self, threads: usize, duration: Duration) -> ModeReport {
+        let env = self.command().environment();
         measure(BARE, threads, duration, || {
             let out = std::process::Command::new(&self.argv[0])
                 .args(&self.argv[1..])
+                .env_clear()
+                .envs(env.iter().map(|(k, v)| (k, v)))
                 .stdin(Stdio::null())
                 .output()
                 .map_err(|_| OpFailed)?;
