@@ -188,17 +188,41 @@ fn take_runner(mut fds: Vec<OwnedFd>) -> Result<OwnedFd, SandboxError> {
     Ok(fds.pop().expect("one descriptor"))
 }
 
-/// Idmapped copies of the binds' mount trees, so that the sandbox's user acts as the owner of
-/// each bound path (root hosts only: an unprivileged host's sandbox user is already the owner
-/// of what it binds). Where an idmapped mount is impossible (the file system does not support
-/// it), the bind falls back to a plain one and the report says so.
+/// Idmapped copies of the mount trees of the binds the sandbox's user could not use otherwise
+/// (a read-only bind whose root others cannot read, a read-write one others cannot write), so
+/// that the sandbox acts as the owner of the bound path. Root hosts only: an unprivileged
+/// host's sandbox user already is the owner of what it binds. Where an idmapped mount is
+/// impossible (the file system does not support it), the bind falls back to a plain one and
+/// the report says so.
 fn idmapped_trees(policy: &Policy, missing: &mut Vec<String>) -> (Vec<bool>, Vec<OwnedFd>) {
     use std::os::unix::fs::MetadataExt;
     let mut has_tree = Vec::new();
     let mut trees = Vec::new();
     for b in &policy.binds {
-        let tree = std::fs::metadata(&b.path).and_then(|m| idmapped_tree(&b.path, m.uid(), m.gid()));
-        match tree {
+        let meta = match std::fs::metadata(&b.path) {
+            Ok(m) => m,
+            Err(e) => {
+                missing.push(format!("bind of {}: {e}", b.path.display()));
+                has_tree.push(false);
+                continue;
+            }
+        };
+        // Only where the sandbox's user could not otherwise use the bind's root: mapping its
+        // owner hands the sandbox every file of that owner below it, which `--ro /etc` must
+        // not do for /etc/shadow.
+        let others = meta.mode() & 0o007;
+        let (r, w, x) = (others & 4 != 0, others & 2 != 0, others & 1 != 0);
+        let usable = match (meta.is_dir(), b.writable) {
+            (true, true) => r && w && x,
+            (true, false) => r && x,
+            (false, true) => r && w,
+            (false, false) => r,
+        };
+        if usable {
+            has_tree.push(false);
+            continue;
+        }
+        match idmapped_tree(&b.path, meta.uid(), meta.gid()) {
             Ok(t) => {
                 trees.push(t);
                 has_tree.push(true);

@@ -65,7 +65,9 @@ pub enum PolicyError {
     #[error("binding / would expose the whole host; bind the directories the command needs")]
     BindRoot,
     /// A bind would replace a path the sandbox builds itself.
-    #[error("{path:?} is built by the sandbox itself and cannot be bound (reserved: /proc, /dev)")]
+    #[error(
+        "{path:?} is built by the sandbox itself and cannot be bound (reserved: /proc, /dev, /tmp; bind a directory below /tmp instead)"
+    )]
     BindReserved {
         /// The path given.
         path: PathBuf,
@@ -331,6 +333,10 @@ fn check_bind(path: &Path) -> Result<PathBuf, PolicyError> {
             return Err(PolicyError::BindReserved { path: path.to_owned() });
         }
     }
+    // The sandbox's /tmp is its own (emptied at each reset); binds below it are fine.
+    if canonical == Path::new("/tmp") {
+        return Err(PolicyError::BindReserved { path: path.to_owned() });
+    }
     Ok(canonical)
 }
 
@@ -402,6 +408,7 @@ mod tests {
         ));
         assert!(matches!(Policy::builder().rw("/").build(), Err(PolicyError::BindRoot)));
         assert!(matches!(Policy::builder().ro("/proc/self").build(), Err(PolicyError::BindReserved { .. })));
+        assert!(matches!(Policy::builder().rw("/tmp").build(), Err(PolicyError::BindReserved { .. })));
         assert!(matches!(Policy::builder().max_processes(0).build(), Err(PolicyError::LimitOutOfRange { .. })));
         let p = Policy::builder().ro("/usr/./bin").build().unwrap();
         assert_eq!(p.binds()[0].path, Path::new("/usr/bin"));

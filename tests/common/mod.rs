@@ -45,21 +45,34 @@ pub fn set_mode(path: &Path, mode: u32) {
 pub fn probe() -> &'static Path {
     static PROBE: OnceLock<PathBuf> = OnceLock::new();
     PROBE.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("sandpool-probe-{}", std::process::id()));
+        // One probe per user and source version, shared by every test process: nothing piles
+        // up in /tmp, and concurrent compiles race harmlessly (each renames its own result).
+        let source = include_str!("../probe/probe.c");
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        std::hash::Hash::hash(source, &mut hasher);
+        let uid = std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m)).unwrap_or(0);
+        let dir =
+            std::env::temp_dir().join(format!("sandpool-probe-{uid}-{:016x}", std::hash::Hasher::finish(&hasher)));
+        let out = dir.join("probe");
+        if out.exists() {
+            return out;
+        }
         std::fs::create_dir_all(&dir).unwrap();
         set_mode(&dir, 0o755);
-        let out = dir.join("probe");
         // The source travels inside the test binary, so the binary runs anywhere (CI copies it
         // out of the checkout to run it as an unprivileged uid).
-        let src = dir.join("probe.c");
-        std::fs::write(&src, include_str!("../probe/probe.c")).unwrap();
+        let src = dir.join(format!("probe-{}.c", std::process::id()));
+        std::fs::write(&src, source).unwrap();
+        let tmp = dir.join(format!("probe-{}", std::process::id()));
         let status = HostCommand::new("cc")
             .args(["-O2", "-static", "-o"])
-            .arg(&out)
+            .arg(&tmp)
             .arg(&src)
             .status()
             .expect("a C compiler (cc) is needed to build the test probe");
         assert!(status.success(), "compiling the probe failed");
+        std::fs::remove_file(&src).unwrap();
+        std::fs::rename(&tmp, &out).unwrap();
         out
     })
 }
