@@ -48,6 +48,16 @@ fn read_only_binds_cannot_be_written_and_read_write_binds_can() {
 }
 
 #[test]
+fn binding_etc_read_only_does_not_expose_shadow() {
+    // Root hosts idmap a bind only when the sandbox could not use its root otherwise; /etc is
+    // world-readable, so it is bound as is and /etc/shadow keeps its host permissions.
+    let policy = probe_policy().ro("/etc").build().unwrap();
+    let mut sb = Sandbox::spawn(&policy).unwrap();
+    assert_eq!(probe_inside(&mut sb, &["read", "/etc/passwd"]), "ok", "the bind is there");
+    assert_eq!(probe_inside(&mut sb, &["read", "/etc/shadow"]), "err 13");
+}
+
+#[test]
 fn tmp_writes_do_not_reach_the_host() {
     let name = format!("/tmp/sandpool-leak-{}", std::process::id());
     let mut sb = Sandbox::spawn(&probe_policy().build().unwrap()).unwrap();
