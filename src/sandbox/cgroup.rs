@@ -119,7 +119,7 @@ pub(crate) fn support() -> &'static CgroupSupport {
 /// A sandbox's own cgroups, removed on drop (once its processes are gone).
 #[derive(Debug, Default)]
 pub(crate) struct SandboxCgroups {
-    dirs: Vec<PathBuf>,
+    dirs: Vec<(PathBuf, Enforcement)>,
     pub memory: Option<Enforcement>,
     pub pids: Option<Enforcement>,
 }
@@ -138,7 +138,7 @@ impl SandboxCgroups {
         if let Some(home) = &support.memory {
             let dir = home.parent.join(&name);
             fs::create_dir(&dir).map_err(|e| (format!("create {}", dir.display()), e))?;
-            cg.dirs.push(dir.clone());
+            cg.dirs.push((dir.clone(), home.version));
             let limit = memory_bytes.to_string();
             match home.version {
                 Enforcement::CgroupV2 => {
@@ -159,9 +159,9 @@ impl SandboxCgroups {
         }
         if let Some(home) = &support.pids {
             let dir = home.parent.join(&name);
-            if !cg.dirs.contains(&dir) {
+            if !cg.dirs.iter().any(|(d, _)| *d == dir) {
                 fs::create_dir(&dir).map_err(|e| (format!("create {}", dir.display()), e))?;
-                cg.dirs.push(dir.clone());
+                cg.dirs.push((dir.clone(), home.version));
             }
             write(&dir.join("pids.max"), &max_processes.to_string()).map_err(|e| ("set pids.max".into(), e))?;
             cg.pids = Some(home.version);
@@ -169,18 +169,38 @@ impl SandboxCgroups {
         Ok(cg)
     }
 
-    /// Moves process `pid` (and so all its future children) into the cgroups.
+    /// The v1 cgroups' `tasks` files, handed to the sandbox's user (`uid`, `gid`) so that the
+    /// zygote moves itself in by writing `0` there. Moving another process takes the
+    /// threadgroup lock, whose RCU grace period costs about a millisecond per cgroup here; a
+    /// thread moving itself does not.
+    pub(crate) fn self_join_files(&self, uid: u32, gid: u32) -> Result<Vec<PathBuf>, (String, io::Error)> {
+        let mut files = Vec::new();
+        for (dir, version) in &self.dirs {
+            if *version == Enforcement::CgroupV1 {
+                let tasks = dir.join("tasks");
+                std::os::unix::fs::chown(&tasks, Some(uid), Some(gid))
+                    .map_err(|e| (format!("hand {} to the sandbox", tasks.display()), e))?;
+                files.push(tasks);
+            }
+        }
+        Ok(files)
+    }
+
+    /// Moves process `pid` (and so all its future children) into the cgroups the zygote does
+    /// not join itself (v2).
     pub(crate) fn attach(&self, pid: i32) -> Result<(), (String, io::Error)> {
-        for dir in &self.dirs {
-            write(&dir.join("cgroup.procs"), &pid.to_string())
-                .map_err(|e| (format!("attach to {}", dir.display()), e))?;
+        for (dir, version) in &self.dirs {
+            if *version != Enforcement::CgroupV1 {
+                write(&dir.join("cgroup.procs"), &pid.to_string())
+                    .map_err(|e| (format!("attach to {}", dir.display()), e))?;
+            }
         }
         Ok(())
     }
 
     /// Whether the memory cgroup recorded an out-of-memory kill.
     pub(crate) fn oom_killed(&self) -> bool {
-        self.dirs.iter().any(|d| {
+        self.dirs.iter().any(|(d, _)| {
             fs::read_to_string(d.join("memory.events"))
                 .or_else(|_| fs::read_to_string(d.join("memory.oom_control")))
                 .is_ok_and(|t| {
@@ -194,7 +214,7 @@ impl SandboxCgroups {
     /// finishes tearing the last task down.
     pub(crate) fn remove(&mut self) -> io::Result<()> {
         let mut last = Ok(());
-        for dir in self.dirs.drain(..) {
+        for (dir, _) in self.dirs.drain(..) {
             let mut attempt = 0;
             loop {
                 match fs::remove_dir(&dir) {

@@ -324,6 +324,9 @@ impl Sandbox {
         let pidfd = guard.pidfd.as_ref().expect("just set").as_fd();
 
         cgroups.attach(zygote.pid).map_err(|(step, source)| SandboxError::Cgroup { step, source })?;
+        let self_join = cgroups
+            .self_join_files(host_uid, host_gid)
+            .map_err(|(step, source)| SandboxError::Cgroup { step, source })?;
         write_id_maps(zygote.pid, host_uid, host_gid, privileged).map_err(SandboxError::IdMap)?;
 
         let requirement = |r: Requirement| match r {
@@ -351,6 +354,10 @@ impl Sandbox {
             landlock: requirement(policy.landlock),
             seccomp: requirement(policy.seccomp),
             last_cap: last_cap(),
+            cgroup_tasks: self_join
+                .iter()
+                .map(|p| std::os::unix::ffi::OsStrExt::as_bytes(p.as_os_str()).to_vec())
+                .collect(),
         };
         let tree_fds: Vec<i32> = trees.iter().map(|t| t.as_raw_fd()).collect();
         sys::send_with_fds(host_end.as_fd(), &Request::Configure(config).encode(), &tree_fds)

@@ -51,6 +51,8 @@ pub struct ZygoteConfig {
     pub seccomp: u8,
     /// Highest capability number of this kernel.
     pub last_cap: u32,
+    /// cgroup v1 `tasks` files the zygote joins (by writing `0`) before anything else.
+    pub cgroup_tasks: Vec<Vec<u8>>,
 }
 
 /// Asks the zygote to start one command.
@@ -292,6 +294,7 @@ impl Request {
                 w.u8(c.landlock);
                 w.u8(c.seccomp);
                 w.u32(c.last_cap);
+                w.list(&c.cgroup_tasks);
             }
             Request::Run(r) => {
                 w.u8(tag::RUN);
@@ -333,6 +336,7 @@ impl Request {
                     landlock: r.u8()?,
                     seccomp: r.u8()?,
                     last_cap: r.u32()?,
+                    cgroup_tasks: r.list()?,
                 })
             }
             tag::RUN => Request::Run(RunRequest {
@@ -440,6 +444,7 @@ mod tests {
                 landlock: 2,
                 seccomp: 1,
                 last_cap: 40,
+                cgroup_tasks: vec![b"/sys/fs/cgroup/pids/sandpool/sb-1-0/tasks".to_vec()],
             }),
             Request::Run(RunRequest {
                 argv: vec![b"/bin/echo".to_vec(), b"hi".to_vec()],

@@ -436,6 +436,12 @@ impl Zygote {
 
     fn setup(&mut self, trees: Vec<OwnedFd>) -> StepResult<ZygoteReport> {
         step("take the sandbox's uid", sys::become_user(SANDBOX_UID, SANDBOX_UID))?;
+        // Join the cgroups first, before anything is charged or forked (the host's file
+        // system is still in view: the root is not pivoted yet).
+        for tasks in &self.config.cgroup_tasks {
+            let path = Path::new(std::ffi::OsStr::from_bytes(tasks));
+            step(format!("join the cgroup {}", path.display()), fs::write(path, "0"))?;
+        }
         self.binds = build_root(&self.config, trees)?;
         step("set the hostname", sys::set_host_and_domain_name("sandpool", "sandpool"))?;
         if !self.config.share_network {
