@@ -913,7 +913,7 @@ struct CommandChildArgs {
 }
 
 /// Steps of the command child, reported when it cannot reach `execve`.
-pub(crate) const COMMAND_STEPS: [&str; 8] = [
+pub(crate) const COMMAND_STEPS: [&str; 9] = [
     "(none)",
     "start a session",
     "set up stdio",
@@ -921,10 +921,11 @@ pub(crate) const COMMAND_STEPS: [&str; 8] = [
     "limit CPU time",
     "install seccomp",
     "enter its own Landlock domain",
+    "offer itself to the OOM killer",
     "exec",
 ];
 /// The index of the "exec" step in [`COMMAND_STEPS`].
-pub(crate) const COMMAND_STEP_EXEC: usize = 7;
+pub(crate) const COMMAND_STEP_EXEC: usize = 8;
 
 /// The command child: its own session, stdio, working directory and CPU limit, the extra
 /// filters, then `execve`. Everything else (no_new_privs, Landlock, seccomp, no capabilities)
@@ -946,6 +947,29 @@ extern "C" fn command_child(arg: *mut c_void) -> ! {
         let r = raw_syscall(libc::SYS_setsid, 0, 0, 0, 0, 0);
         if r < 0 {
             fail(a, 1, r);
+        }
+        // Out of memory, the command and its children go first, not the sandbox's own init or
+        // spawner (raising one's score needs no privilege). The spawner is not dumpable, which
+        // would leave our /proc entries root's: become dumpable first (exec decides again).
+        let r = raw_syscall(libc::SYS_prctl, libc::PR_SET_DUMPABLE as usize, 1, 0, 0, 0);
+        if r < 0 {
+            fail(a, 7, r);
+        }
+        let fd = raw_syscall(
+            libc::SYS_openat,
+            libc::AT_FDCWD as usize,
+            c"/proc/self/oom_score_adj".as_ptr() as usize,
+            (libc::O_WRONLY | libc::O_CLOEXEC) as usize,
+            0,
+            0,
+        );
+        if fd < 0 {
+            fail(a, 7, fd);
+        }
+        let r = raw_syscall(libc::SYS_write, fd as usize, c"1000".as_ptr() as usize, 4, 0, 0);
+        raw_syscall(libc::SYS_close, fd as usize, 0, 0, 0, 0);
+        if r < 0 {
+            fail(a, 7, r);
         }
         if a.scope_fd >= 0 {
             let r = raw_syscall(libc::SYS_landlock_restrict_self, a.scope_fd as usize, 0, 0, 0, 0);
@@ -1276,6 +1300,13 @@ pub(crate) fn userns_with_maps(uid_map: &str, gid_map: &str) -> io::Result<Owned
 }
 
 // --- The spawner.
+
+/// `setsid(2)`: leaves the host's session and process group, so the host's terminal signals
+/// (Ctrl-C to the foreground group) do not reach the sandbox.
+pub(crate) fn new_session() -> io::Result<()> {
+    // SAFETY: no arguments.
+    cvt(unsafe { libc::setsid() }).map(drop)
+}
 
 /// `fork(2)` of the single-threaded zygote: `Ok(None)` in the child.
 pub(crate) fn fork_zygote() -> io::Result<Option<i32>> {

@@ -692,6 +692,9 @@ impl Spawner {
 pub(crate) fn main() -> i32 {
     sys::set_process_name(c"sandpool-zygote");
     let control = sys::take_control_socket();
+    // Its own session: the host's terminal signals stay with the host. (Cannot fail: a fresh
+    // process is never a group leader.)
+    let _ = sys::new_session();
     let signals = match sys::take_over_signals() {
         Ok(fd) => fd,
         Err(e) => {
