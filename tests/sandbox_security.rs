@@ -304,6 +304,12 @@ fn the_isolation_report_matches_what_the_kernel_applied() {
     // The init itself runs as the sandbox's host uid.
     let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
     assert!(uid_line.split_whitespace().skip(1).all(|u| u == iso.host_uid.to_string()), "{uid_line}");
+    // The init left the host's session: a Ctrl-C at the host's terminal does not reach it.
+    let field = |pid: String, n: usize| -> String {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        stat.rsplit_once(')').unwrap().1.split_whitespace().nth(n).unwrap().to_string()
+    };
+    assert_ne!(field(sb.pid().to_string(), 3), field("self".into(), 3), "not in the host's session");
     let memory = iso.limit("memory").unwrap();
     if is_root() {
         assert_ne!(memory.enforced_by, sandpool::sandbox::Enforcement::Rlimit, "root gets a memory cgroup here");
