@@ -45,6 +45,7 @@ fn the_pool_keeps_serving_through_kills_timeouts_and_floods() {
     // Warm the process-wide handles so the descriptor count below compares like with like.
     drop(sandpool::sandbox::Sandbox::spawn(&Policy::default()).unwrap());
     let fds_before = open_fds();
+    let mounts_before = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
 
     let pool = Arc::new(
         SandboxPool::builder(Policy::default())
@@ -157,4 +158,5 @@ fn the_pool_keeps_serving_through_kills_timeouts_and_floods() {
     assert!(zygotes().is_empty(), "dropping the pool leaves no process");
     assert_eq!(cgroups_of_this_process(), 0, "and no cgroup");
     assert_eq!(open_fds(), fds_before, "and no descriptor");
+    assert_eq!(std::fs::read_to_string("/proc/self/mountinfo").unwrap(), mounts_before, "and no mount on the host");
 }
