@@ -27,7 +27,7 @@ pub struct OpFailed;
 pub struct SandboxBench {
     /// Program and arguments.
     pub argv: Vec<OsString>,
-    /// Sandboxes in the warm pool (`None`: twice the thread count, at least 4).
+    /// Sandboxes in the warm pool (`None`: two per thread, one running while the other resets).
     pub pool_size: Option<usize>,
     /// The policy of every sandbox.
     pub policy: Policy,
@@ -58,7 +58,7 @@ impl SandboxBench {
     /// `warm`: acquire a ready sandbox, run, release (the reset happens off the caller's
     /// path: the sandbox's spawner does it, the pool's collector thread takes it back).
     pub fn warm(&self, threads: usize, duration: Duration) -> Result<ModeReport, crate::SandboxPoolError> {
-        let size = self.pool_size.unwrap_or((threads * 2).max(4));
+        let size = self.pool_size.unwrap_or(threads * 2);
         let pool = SandboxPool::builder(self.policy.clone()).max_size(size).min_idle(size).build()?;
         pool.warm_up(Duration::from_secs(60));
         let cmd = self.command();
