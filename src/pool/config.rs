@@ -99,7 +99,8 @@ impl PoolConfig {
         self.recycle
     }
     /// Number of per-thread shards (magazines) in front of the idle ring, rounded up to a
-    /// power of two. Default 0 means automatic: four per CPU, at most 64.
+    /// power of two. Default 0 means automatic: four per CPU, at least 16 (so that up to 16
+    /// busy threads each get a shard of their own), at most 64.
     pub fn shards(&self) -> usize {
         self.shards
     }
@@ -109,7 +110,7 @@ impl PoolConfig {
             return self.shards.next_power_of_two().min(1024);
         }
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-        (cpus * 4).next_power_of_two().min(64)
+        (cpus * 4).max(16).next_power_of_two().min(64)
     }
 }
 
