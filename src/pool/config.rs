@@ -99,7 +99,9 @@ impl PoolConfig {
         self.recycle
     }
     /// Number of per-thread shards (magazines) in front of the idle ring, rounded up to a
-    /// power of two. Default 0 means automatic: four per CPU, at most 64.
+    /// power of two. Default 0 means automatic: four per CPU, raised towards 16 (so that up to
+    /// 16 busy threads each get a shard of their own) as far as `max_idle` leaves every
+    /// magazine at least two idle resources, at most 64.
     pub fn shards(&self) -> usize {
         self.shards
     }
@@ -109,7 +111,10 @@ impl PoolConfig {
             return self.shards.next_power_of_two().min(1024);
         }
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-        (cpus * 4).next_power_of_two().min(64)
+        // Most shards whose magazines still get two entries each (see `Pool::new`).
+        let fill = (self.max_idle / 4).max(1);
+        let roomy = if fill.is_power_of_two() { fill } else { fill.next_power_of_two() / 2 };
+        (cpus * 4).next_power_of_two().max(roomy.min(16)).min(64)
     }
 }
 
