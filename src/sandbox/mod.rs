@@ -490,6 +490,8 @@ impl Sandbox {
                 continue;
             }
             if let Err(source) = sys::poll(&mut fds, Some(left)) {
+                // The command's end would arrive later and confuse the next run.
+                self.dead = true;
                 return Err(SandboxError::Control { step: "waiting for the command", source });
             }
             for (i, s) in streams.iter_mut().enumerate() {
