@@ -58,6 +58,22 @@ fn binding_etc_read_only_does_not_expose_shadow() {
 }
 
 #[test]
+fn single_files_can_be_bound_read_only_and_read_write() {
+    let dir = TempDir::new("files");
+    let (ro, rw) = (dir.path().join("ro.txt"), dir.path().join("rw.txt"));
+    for f in [&ro, &rw] {
+        std::fs::write(f, "data\n").unwrap();
+        set_mode(f, 0o600);
+    }
+    let mut sb = Sandbox::spawn(&probe_policy().ro(&ro).rw(&rw).build().unwrap()).unwrap();
+    assert_eq!(probe_inside(&mut sb, &["read", ro.to_str().unwrap()]), "ok");
+    assert_eq!(probe_inside(&mut sb, &["write", ro.to_str().unwrap()]), "err 30");
+    assert_eq!(probe_inside(&mut sb, &["write", rw.to_str().unwrap()]), "ok");
+    assert_eq!(std::fs::read_to_string(&rw).unwrap(), "probe\n");
+    assert_eq!(probe_inside(&mut sb, &["read", dir.path().join("other").to_str().unwrap()]), "err 2");
+}
+
+#[test]
 fn tmp_writes_do_not_reach_the_host() {
     let name = format!("/tmp/sandpool-leak-{}", std::process::id());
     let mut sb = Sandbox::spawn(&probe_policy().build().unwrap()).unwrap();

@@ -57,7 +57,12 @@ pub(crate) fn build(abi: u32, writable: &[&str]) -> io::Result<Ruleset> {
         (READ_FILE | READ_DIR | WRITE_FILE) & handled,
     )?;
     for path in writable {
-        sys::landlock_allow_beneath(fd.as_fd(), sys::open_path(path)?.as_fd(), handled & !IOCTL_DEV)?;
+        let mut access = handled & !IOCTL_DEV;
+        if !std::fs::metadata(path)?.is_dir() {
+            // A rule on a file may only name the rights that apply to files.
+            access &= EXECUTE | WRITE_FILE | READ_FILE | TRUNCATE;
+        }
+        sys::landlock_allow_beneath(fd.as_fd(), sys::open_path(path)?.as_fd(), access)?;
     }
     Ok(Ruleset { fd, scoped: scoped != 0 })
 }
