@@ -62,7 +62,7 @@ pub struct Namespaces {
     pub mount: bool,
     /// Own network namespace.
     pub network: bool,
-    /// Own IPC namespace (renewed at each reset).
+    /// Own IPC namespace (its System V objects removed at each reset).
     pub ipc: bool,
     /// Own UTS namespace (hostname `sandpool`).
     pub uts: bool,

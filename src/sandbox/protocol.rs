@@ -471,7 +471,7 @@ mod tests {
             Reply::SpawnFailed { step: "exec".into(), errno: 2 },
             Reply::ResetDone,
             Reply::Killed,
-            Reply::ResetFailed { step: "remount /tmp".into(), errno: 16 },
+            Reply::ResetFailed { step: "empty /tmp".into(), errno: 16 },
         ];
         for m in msgs {
             assert_eq!(Reply::decode(&m.encode()).unwrap(), m);
