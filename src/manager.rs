@@ -153,7 +153,7 @@ pub struct SandboxPoolStats {
 /// A released lease on its way to the collector: its reset was started (`token` names it in
 /// the readiness set), or it is to be destroyed.
 struct Returned {
-    lease: Lease<SandboxManager>,
+    lease: Lease<'static, SandboxManager>,
     token: u64,
     destroy: bool,
 }
@@ -255,12 +255,12 @@ const RESET_TIMEOUT: Duration = Duration::from_secs(30);
 fn collect_resets(pool: &Pool<SandboxManager>, shared: &Shared, rx: &Receiver<Returned>) {
     let manager = pool.manager();
     let counters = &shared.counters;
-    let mut pending: HashMap<u64, (Lease<SandboxManager>, Instant)> = HashMap::new();
+    let mut pending: HashMap<u64, (Lease<'static, SandboxManager>, Instant)> = HashMap::new();
     // Answers seen before their lease came out of the channel (the releasing thread arms the
     // readiness set before it sends the lease).
     let mut early: HashSet<u64> = HashSet::new();
     let mut ready = Vec::new();
-    let finish = |mut lease: Lease<SandboxManager>| {
+    let finish = |mut lease: Lease<'static, SandboxManager>| {
         if manager.finish_reset(&mut lease).is_ok() {
             drop(lease); // clean: back to idle
         } else {
@@ -268,7 +268,7 @@ fn collect_resets(pool: &Pool<SandboxManager>, shared: &Shared, rx: &Receiver<Re
         }
         counters.resetting.fetch_sub(1, Ordering::Relaxed);
     };
-    let give_up = |lease: Lease<SandboxManager>| {
+    let give_up = |lease: Lease<'static, SandboxManager>| {
         Lease::discard(lease);
         counters.resetting.fetch_sub(1, Ordering::Relaxed);
     };
@@ -344,18 +344,18 @@ impl SandboxPool {
         }
     }
 
-    fn lease(&self, lease: Lease<SandboxManager>) -> SandboxLease {
+    fn lease(&self, lease: Lease<'static, SandboxManager>) -> SandboxLease {
         SandboxLease { lease: Some(lease), shared: Arc::clone(&self.shared), broken: false }
     }
 
     /// Takes a ready sandbox, waiting up to the acquire timeout if all are in use.
     pub fn acquire(&self) -> Result<SandboxLease, PoolError<SandboxError>> {
-        self.pool.acquire().map(|l| self.lease(l))
+        self.pool.acquire_owned().map(|l| self.lease(l))
     }
 
     /// Takes a ready sandbox without waiting.
     pub fn try_acquire(&self) -> Result<SandboxLease, PoolError<SandboxError>> {
-        self.pool.try_acquire().map(|l| self.lease(l))
+        self.pool.try_acquire().map(Lease::into_owned).map(|l| self.lease(l))
     }
 
     /// Runs one command in a sandbox of its own: acquire, run, release.
@@ -435,7 +435,7 @@ pub enum SandboxPoolRunError {
 /// Dereferences to the [`Sandbox`]; dropping it starts the reset and hands the sandbox to the
 /// collector (the caller never waits for the reset).
 pub struct SandboxLease {
-    lease: Option<Lease<SandboxManager>>,
+    lease: Option<Lease<'static, SandboxManager>>,
     shared: Arc<Shared>,
     broken: bool,
 }

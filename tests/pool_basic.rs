@@ -1,6 +1,6 @@
 //! Single-threaded and small multi-threaded behaviour of the pool engine on a mock manager.
 
-use sandpool::pool::{ConfigError, Manager, Pool, PoolConfig, PoolError, RecycleMode};
+use sandpool::pool::{ConfigError, Lease, Manager, Pool, PoolConfig, PoolError, RecycleMode};
 use std::collections::HashSet;
 use std::error::Error as _;
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
@@ -368,10 +368,10 @@ fn close_wakes_waiters_and_fails_later_acquires() {
 fn dropping_the_pool_destroys_everything_including_late_leases() {
     let (p, t) = pool(cfg().max_size(4).min_idle(2));
     p.sweep_once();
-    let a = p.acquire().unwrap();
+    let a = p.acquire_owned().unwrap();
     let b = p.acquire().unwrap();
     drop(b);
-    let c = p.acquire().unwrap();
+    let c = Lease::into_owned(p.acquire().unwrap());
     assert_eq!(t.live(), 2);
     drop(p);
     assert_eq!(t.live(), 2, "leased resources live until their lease ends");
@@ -408,4 +408,96 @@ fn pool_and_lease_are_thread_safe() {
     send_sync::<Pool<Mock>>();
     send_sync::<sandpool::pool::Lease<Mock>>();
     send::<PoolError<MockError>>();
+}
+
+/// A thread gets back the resource it released last (its magazine is LIFO), before older ones.
+#[test]
+fn a_thread_reuses_what_it_released_last() {
+    // 8 shards of 4 entries each: this thread's magazine takes all it releases.
+    let (p, _t) = pool(cfg().max_size(64).shards(8));
+    let (a, b, c) = (p.acquire().unwrap(), p.acquire().unwrap(), p.acquire().unwrap());
+    let (ia, ib, ic) = (*a, *b, *c);
+    drop(b);
+    drop(a);
+    drop(c);
+    assert_eq!(*p.acquire().unwrap(), ic, "last released first");
+    let first = p.acquire().unwrap();
+    let second = p.acquire().unwrap();
+    assert_eq!((*first, *second), (ic, ia), "then in reverse release order");
+    drop((first, second));
+    assert_ne!(ib, ia);
+}
+
+/// What a thread left in its magazine when it ended is still handed out to other threads,
+/// and destroyed when the pool is dropped.
+#[test]
+fn resources_left_by_an_ended_thread_are_stolen_and_drained() {
+    let (p, t) = pool(cfg().max_size(8).shards(2));
+    // This thread takes its own shard first, so the helper's is a different one.
+    let mine = p.acquire().unwrap();
+    let ids: Vec<u64> = thread::scope(|s| {
+        s.spawn(|| {
+            let leases: Vec<_> = (0..4).map(|_| p.acquire().unwrap()).collect();
+            leases.iter().map(|l| **l).collect()
+        })
+        .join()
+        .unwrap()
+    });
+    assert_eq!(p.stats().idle, 4);
+    // This thread has released nothing: whatever it gets comes from the ring or is stolen.
+    let held: Vec<_> = (0..4).map(|_| p.acquire_owned().unwrap()).collect();
+    let got: HashSet<u64> = held.iter().map(|l| **l).collect();
+    assert_eq!(got, ids.iter().copied().collect(), "no resource made while idle ones exist");
+    assert_eq!(t.created.load(SeqCst), 5);
+    drop((held, mine));
+    drop(p);
+    assert_eq!(t.live(), 0);
+}
+
+/// The sweeper examines what sits in magazines too: stale entries are evicted, healthy
+/// ones stay available (in the magazine's inbox) to their thread and to others.
+#[test]
+fn the_sweep_reaches_into_magazines() {
+    let (p, t) = pool(cfg().max_size(8).shards(2).max_idle_age(Some(Duration::from_secs(5))));
+    // One resource released 6 s before the sweep (stale), one 1 s before (fresh), both
+    // into a helper thread's magazine.
+    thread::scope(|s| {
+        s.spawn(|| {
+            let (old, young) = (p.acquire().unwrap(), p.acquire().unwrap());
+            drop(old);
+            p.advance_epoch(Duration::from_secs(5));
+            drop(young);
+            p.advance_epoch(Duration::from_secs(1));
+        });
+    });
+    assert_eq!(p.stats().idle, 2);
+    let r = p.sweep_once();
+    assert_eq!(r.evicted, 1);
+    let s = p.stats();
+    assert_eq!((s.idle, s.live, s.evictions.idle_age), (1, 1, 1));
+    // The survivor is stolen by this thread, not made anew.
+    drop(p.acquire().unwrap());
+    assert_eq!(t.created.load(SeqCst), 2);
+}
+
+/// However many threads release at once, idle resources never exceed `max_idle`; the rest
+/// are destroyed as surplus.
+#[test]
+fn max_idle_holds_with_many_releasing_threads() {
+    let (p, t) = pool(cfg().max_size(32).max_idle(10).shards(4));
+    let leases: Vec<_> = (0..32).map(|_| p.acquire_owned().unwrap()).collect();
+    let mut chunks: Vec<Vec<_>> = Vec::new();
+    let mut it = leases.into_iter();
+    for _ in 0..8 {
+        chunks.push(it.by_ref().take(4).collect());
+    }
+    thread::scope(|s| {
+        for chunk in chunks {
+            s.spawn(move || drop(chunk));
+        }
+    });
+    let st = p.stats();
+    assert!(st.idle <= 10, "idle {} above max_idle", st.idle);
+    assert_eq!(st.idle as u64 + st.evictions.surplus, 32);
+    assert_eq!(t.live(), st.idle as u64);
 }

@@ -182,7 +182,7 @@ fn leases_returned_after_drop_are_destroyed() {
     let p = Pool::new(m, cfg).unwrap();
     let mut leases = Vec::new();
     while leases.len() < 3 {
-        if let Ok(l) = p.acquire() {
+        if let Ok(l) = p.acquire_owned() {
             leases.push(l);
         }
     }

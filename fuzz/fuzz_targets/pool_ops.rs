@@ -193,14 +193,7 @@ impl Model {
     }
     fn born(&mut self, id: u64) {
         let now = self.now;
-        self.meta.insert(
-            id,
-            Meta {
-                created: now,
-                idle_since: now,
-                uses: 0,
-            },
-        );
+        self.meta.insert(id, Meta { created: now, idle_since: now, uses: 0 });
         self.books.created += 1;
     }
     fn go_idle(&mut self, id: u64) {
@@ -240,11 +233,7 @@ fuzz_target!(|input: Input| {
         .max_lifetime(lifetime)
         .acquire_timeout(Some(Duration::ZERO))
         .sweep_interval(None)
-        .recycle(if c.background {
-            RecycleMode::Background
-        } else {
-            RecycleMode::Inline
-        })
+        .recycle(if c.background { RecycleMode::Background } else { RecycleMode::Inline })
         .shards(1 << (c.shards % 3))
         .build()
         .expect("valid by construction");
@@ -265,7 +254,7 @@ fuzz_target!(|input: Input| {
         recycling: BTreeSet::new(),
         books: Books::default(),
     };
-    let mut leases: Vec<Lease<Mock>> = Vec::new();
+    let mut leases: Vec<Lease<'static, Mock>> = Vec::new();
     let (mut pend_create, mut pend_recycle, mut pend_check) = (false, false, false);
 
     for op in input.ops.iter().take(256) {
@@ -297,27 +286,15 @@ fuzz_target!(|input: Input| {
             }
             Op::Acquire | Op::TryAcquire => {
                 let waits = matches!(op, Op::Acquire);
-                let r = if waits {
-                    pool.acquire()
-                } else {
-                    pool.try_acquire()
-                };
+                let r = if waits { pool.acquire() } else { pool.try_acquire() }.map(Lease::into_owned);
                 let (created, destroyed) = {
                     let l = log.lock().unwrap();
                     (l.created.clone(), l.destroyed.clone())
                 };
-                let stale: BTreeSet<u64> = m
-                    .idle
-                    .iter()
-                    .copied()
-                    .filter(|&i| m.stale(i).is_some())
-                    .collect();
+                let stale: BTreeSet<u64> = m.idle.iter().copied().filter(|&i| m.stale(i).is_some()).collect();
                 let fresh: BTreeSet<u64> = m.idle.difference(&stale).copied().collect();
                 for &d in &destroyed {
-                    assert!(
-                        stale.contains(&d),
-                        "acquire destroyed {d}, not a stale idle one"
-                    );
+                    assert!(stale.contains(&d), "acquire destroyed {d}, not a stale idle one");
                     let why = m.stale(d).unwrap();
                     m.evicted(d, why);
                 }
@@ -415,31 +392,19 @@ fuzz_target!(|input: Input| {
                 pool.sweep_once();
                 let (created, destroyed, recycled, checked) = {
                     let l = log.lock().unwrap();
-                    (
-                        l.created.clone(),
-                        l.destroyed.clone(),
-                        l.recycled.clone(),
-                        l.checked.clone(),
-                    )
+                    (l.created.clone(), l.destroyed.clone(), l.recycled.clone(), l.checked.clone())
                 };
                 let destroyed: BTreeSet<u64> = destroyed.into_iter().collect();
                 // 1. Background recycles: every pending one, exactly once, except those
                 //    past their lifetime, which are evicted without a recycle.
-                let expired: Vec<u64> = m
-                    .recycling
-                    .iter()
-                    .copied()
-                    .filter(|&i| m.now - m.meta[&i].created >= m.lifetime_ms)
-                    .collect();
+                let expired: Vec<u64> =
+                    m.recycling.iter().copied().filter(|&i| m.now - m.meta[&i].created >= m.lifetime_ms).collect();
                 for id in expired {
                     assert!(destroyed.contains(&id), "expired {id} was not evicted");
                     m.evicted(id, Why::Lifetime);
                 }
                 let attempted: BTreeSet<u64> = recycled.iter().map(|r| r.0).collect();
-                assert_eq!(
-                    attempted, m.recycling,
-                    "sweep must recycle every pending one"
-                );
+                assert_eq!(attempted, m.recycling, "sweep must recycle every pending one");
                 assert_eq!(attempted.len(), recycled.len());
                 for &(id, ok) in &recycled {
                     m.recycling.remove(&id);
@@ -456,17 +421,9 @@ fuzz_target!(|input: Input| {
                     }
                 }
                 // 2. Stale idle all evicted; a failed check evicts the checked one.
-                let stale: Vec<u64> = m
-                    .idle
-                    .iter()
-                    .copied()
-                    .filter(|&i| m.stale(i).is_some())
-                    .collect();
+                let stale: Vec<u64> = m.idle.iter().copied().filter(|&i| m.stale(i).is_some()).collect();
                 for id in stale {
-                    assert!(
-                        destroyed.contains(&id),
-                        "stale idle {id} survived the sweep"
-                    );
+                    assert!(destroyed.contains(&id), "stale idle {id} survived the sweep");
                     let why = m.stale(id).unwrap();
                     m.evicted(id, why);
                 }
@@ -479,14 +436,10 @@ fuzz_target!(|input: Input| {
                     }
                 }
                 // Every surviving idle resource was checked once.
-                let checked_ok: BTreeSet<u64> =
-                    checked.iter().filter(|c| c.1).map(|c| c.0).collect();
+                let checked_ok: BTreeSet<u64> = checked.iter().filter(|c| c.1).map(|c| c.0).collect();
                 assert_eq!(checked_ok, m.idle);
                 // 3. Refill to min_idle within max_size.
-                let want = m
-                    .min_idle
-                    .saturating_sub(m.idle.len())
-                    .min(m.max_size - m.live());
+                let want = m.min_idle.saturating_sub(m.idle.len()).min(m.max_size - m.live());
                 if pend_create && want > 0 {
                     assert!(created.is_empty());
                     pend_create = false;
@@ -537,8 +490,5 @@ fuzz_target!(|input: Input| {
     drop(leases);
     drop(pool);
     drop(keep);
-    assert!(
-        log.lock().unwrap().alive.is_empty(),
-        "resources left alive after drop"
-    );
+    assert!(log.lock().unwrap().alive.is_empty(), "resources left alive after drop");
 });

@@ -48,10 +48,7 @@ impl Manager for Mock {
         Ok(self.0.next.fetch_add(1, SeqCst))
     }
     fn destroy(&self, r: u64) {
-        assert!(
-            !self.0.leased.lock().unwrap().contains(&r),
-            "destroyed while leased"
-        );
+        assert!(!self.0.leased.lock().unwrap().contains(&r), "destroyed while leased");
         self.0.live.fetch_sub(1, SeqCst);
         self.0.destroyed.fetch_add(1, SeqCst);
     }
@@ -83,16 +80,9 @@ fn new_pool(max_size: usize, min_idle: usize, shards: usize) -> (Arc<Pool<Mock>>
 fn quiescent(p: &Pool<Mock>, m: &Mock) {
     let s = p.stats();
     let t = &m.0;
-    assert_eq!(
-        s.live as u64,
-        t.created.load(SeqCst) - t.destroyed.load(SeqCst)
-    );
+    assert_eq!(s.live as u64, t.created.load(SeqCst) - t.destroyed.load(SeqCst));
     assert_eq!(s.live, t.live.load(SeqCst));
-    assert_eq!(
-        s.live,
-        s.idle + s.leased + s.being_made + s.recycling,
-        "{s:?}"
-    );
+    assert_eq!(s.live, s.idle + s.leased + s.being_made + s.recycling, "{s:?}");
     assert_eq!((s.leased, s.waiting), (0, 0));
 }
 
@@ -181,7 +171,7 @@ fn blocked_acquire_is_woken_by_discard() {
 fn shutdown_with_a_lease_outstanding() {
     model(|| {
         let (p, m) = new_pool(2, 0, 1);
-        let a = p.acquire().unwrap();
+        let a = p.acquire_owned().unwrap();
         drop(p.acquire().unwrap()); // one idle
         let t = thread::spawn(move || drop(a));
         drop(p); // the only handle: drops the pool

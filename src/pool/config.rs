@@ -98,9 +98,10 @@ impl PoolConfig {
     pub fn recycle(&self) -> RecycleMode {
         self.recycle
     }
-    /// Number of per-thread shards (magazines) in front of the idle ring, rounded up to a
+    /// Number of shards, each a per-thread magazine in front of the idle ring (the first
+    /// threads to use the pool claim one each; later ones use the ring), rounded up to a
     /// power of two. Default 0 means automatic: four per CPU, raised towards 16 (so that up to
-    /// 16 busy threads each get a shard of their own) as far as `max_idle` leaves every
+    /// 16 busy threads each get a magazine of their own) as far as `max_idle` leaves every
     /// magazine at least two idle resources, at most 64.
     pub fn shards(&self) -> usize {
         self.shards

@@ -2,10 +2,13 @@
 
 use super::config::{PoolConfig, RecycleMode};
 use super::idle::Idle;
-use super::magazine::Shard;
+use super::magazine::{Local, Shard};
 use super::manager::Manager;
 use super::stats::{Counters, Reason};
-use super::sync::{AtomicBool, AtomicU64, AtomicUsize, CachePadded, Ordering, Ring, fence};
+use super::sync::{
+    Arc, AtomicBool, AtomicU64, AtomicUsize, CachePadded, Ordering, PerThread, Registry, Ring, fence, heavy_barrier,
+    light_barrier,
+};
 use super::waiters::{Handoff, Waiters};
 
 /// Values read on every acquire/release and written rarely: one cache line, shared
@@ -36,6 +39,10 @@ pub(crate) struct Core<M: Manager> {
     pub(crate) recycle_q: Ring<Idle<M::Resource>>,
     pub(crate) waiters: Waiters<M::Resource>,
     pub(crate) counters: Counters,
+    /// Each thread's magazine and hit counter.
+    locals: PerThread<Local<M::Resource>>,
+    /// The shards of every thread's `Local`, for stealing, sweeping and stats.
+    pub(crate) shards: Registry<Shard<M::Resource>>,
     idle_enabled: bool,
     idle_age_ms: u64,
     lifetime_ms: u64,
@@ -47,7 +54,7 @@ fn ms(d: Option<std::time::Duration>) -> u64 {
 }
 
 impl<M: Manager> Core<M> {
-    pub(crate) fn new(manager: M, config: PoolConfig, ring_cap: usize) -> Self {
+    pub(crate) fn new(manager: M, config: PoolConfig, ring_cap: usize, magazines: usize, magazine_cap: usize) -> Self {
         Core {
             hot: CachePadded::new(ReadMostly {
                 epoch: AtomicU64::new(0),
@@ -61,6 +68,14 @@ impl<M: Manager> Core<M> {
             recycle_q: Ring::new(config.max_size),
             waiters: Waiters::new(),
             counters: Counters::default(),
+            locals: PerThread::new(),
+            shards: {
+                let shards = Registry::new();
+                for _ in 0..if magazine_cap > 0 { magazines } else { 0 } {
+                    shards.push(Arc::new(Shard::with_magazine(magazine_cap)));
+                }
+                shards
+            },
             idle_enabled: config.max_idle > 0,
             idle_age_ms: ms(config.max_idle_age),
             lifetime_ms: ms(config.max_lifetime),
@@ -127,14 +142,14 @@ impl<M: Manager> Core<M> {
     }
 
     /// Gives back one unit of `max_size` and lets a waiter have it.
-    pub(crate) fn unreserve(&self, shard: Option<&Shard<M>>) {
+    pub(crate) fn unreserve(&self, local: Option<&Local<M::Resource>>) {
         self.live.fetch_sub(1, Ordering::SeqCst);
-        self.kick(shard);
+        self.kick(local);
     }
 
     /// Makes a resource under a reservation the caller holds. On failure the reservation
     /// is given back.
-    pub(crate) fn create(&self, shard: Option<&Shard<M>>) -> Result<Idle<M::Resource>, M::Error> {
+    pub(crate) fn create(&self, local: Option<&Local<M::Resource>>) -> Result<Idle<M::Resource>, M::Error> {
         self.making.fetch_add(1, Ordering::Relaxed);
         let r = self.manager.create();
         self.making.fetch_sub(1, Ordering::Relaxed);
@@ -142,11 +157,11 @@ impl<M: Manager> Core<M> {
             Ok(res) => {
                 self.counters.created.fetch_add(1, Ordering::Relaxed);
                 let now = self.now();
-                Ok(Idle { res, created: now, idle_since: now, uses: 0 })
+                Ok(Idle::new(res, now))
             }
             Err(e) => {
                 self.counters.create_failures.fetch_add(1, Ordering::Relaxed);
-                self.unreserve(shard);
+                self.unreserve(local);
                 Err(e)
             }
         }
@@ -154,32 +169,67 @@ impl<M: Manager> Core<M> {
 
     /// Destroys a resource without waking anyone.
     fn destroy_quiet(&self, idle: Idle<M::Resource>) {
-        self.manager.destroy(idle.res);
+        self.manager.destroy(idle.into_resource());
         self.counters.destroyed.fetch_add(1, Ordering::Relaxed);
         self.live.fetch_sub(1, Ordering::SeqCst);
     }
 
     /// Destroys a resource and lets a waiter have the freed capacity.
-    pub(crate) fn destroy(&self, idle: Idle<M::Resource>, shard: Option<&Shard<M>>) {
+    pub(crate) fn destroy(&self, idle: Idle<M::Resource>, local: Option<&Local<M::Resource>>) {
         self.destroy_quiet(idle);
-        self.kick(shard);
+        self.kick(local);
     }
 
     /// Destroys a resource for `reason`.
-    pub(crate) fn evict(&self, idle: Idle<M::Resource>, reason: Reason, shard: Option<&Shard<M>>) {
+    pub(crate) fn evict(&self, idle: Idle<M::Resource>, reason: Reason, local: Option<&Local<M::Resource>>) {
         self.counters.evicted(reason);
         tracing::debug!(?reason, "sandpool: evicting a resource");
-        self.destroy(idle, shard);
+        self.destroy(idle, local);
     }
 
-    /// Pushes to the shard's magazine, else to the central ring.
+    /// This thread's `Local`, made on first use (a magazine if one is left).
     #[inline]
-    fn push_idle(&self, shard: Option<&Shard<M>>, idle: Idle<M::Resource>) -> Result<(), Idle<M::Resource>> {
+    pub(crate) fn local(&self) -> &Local<M::Resource> {
+        self.locals.get_or(|| self.new_local())
+    }
+
+    #[cold]
+    fn new_local(&self) -> Local<M::Resource> {
+        if let Some(local) = self.shards.with(|shards| shards.iter().find_map(Shard::claim)) {
+            return local;
+        }
+        let local = Local::without_magazine();
+        self.shards.push(Arc::clone(&local.shard));
+        local
+    }
+
+    /// Takes an idle resource from anywhere: `local`'s magazine, the central ring, then
+    /// the other shards (stealing their oldest). Does not check staleness.
+    #[inline]
+    pub(crate) fn pop_any(&self, local: Option<&Local<M::Resource>>) -> Option<Idle<M::Resource>> {
+        local.and_then(Local::pop).or_else(|| self.ring.pop()).or_else(|| self.steal(local))
+    }
+
+    #[cold]
+    fn steal(&self, local: Option<&Local<M::Resource>>) -> Option<Idle<M::Resource>> {
+        self.shards.with(|shards| {
+            shards.iter().filter(|s| local.is_none_or(|l| !Arc::ptr_eq(s, &l.shard))).find_map(|s| s.steal())
+        })
+    }
+
+    /// Idle resources in the ring and every shard.
+    pub(crate) fn idle_len(&self) -> usize {
+        self.ring.len() + self.shards.with(|shards| shards.iter().map(|s| s.idle_len()).sum::<usize>())
+    }
+
+    /// Pushes to `local`'s magazine, else to the central ring.
+    #[inline]
+    fn push_idle(&self, local: Option<&Local<M::Resource>>, idle: Idle<M::Resource>) -> Result<(), Idle<M::Resource>> {
         if !self.idle_enabled {
             return Err(idle);
         }
-        let idle = match shard.and_then(|s| s.magazine.as_ref()) {
-            Some(m) => match m.push(idle) {
+        let idle = match local {
+            Some(l) => match l.push(idle) {
                 Ok(()) => return Ok(()),
                 Err(i) => i,
             },
@@ -189,40 +239,44 @@ impl<M: Manager> Core<M> {
     }
 
     /// After a push to idle: drain if the pool shut down meanwhile, wake a waiter if any.
+    ///
+    /// The light barrier pairs with the heavy one in `close` and in a waiter after it
+    /// registers: either they see what was pushed, or this sees their flag.
     #[inline]
-    pub(crate) fn after_push(&self, shard: Option<&Shard<M>>) {
-        if self.hot.shutdown.load(Ordering::SeqCst) {
-            self.drain(shard);
-        } else if self.hot.waiting.load(Ordering::SeqCst) > 0 {
-            self.kick(shard);
+    pub(crate) fn after_push(&self, local: Option<&Local<M::Resource>>) {
+        light_barrier();
+        if self.hot.shutdown.load(Ordering::Relaxed) {
+            self.drain(local);
+        } else if self.hot.waiting.load(Ordering::Relaxed) > 0 {
+            self.kick(local);
         }
     }
 
     /// Puts a resource back to idle without restamping it (sweeper re-insertion).
     #[inline]
-    pub(crate) fn store_idle(&self, shard: Option<&Shard<M>>, idle: Idle<M::Resource>) {
-        match self.push_idle(shard, idle) {
-            Ok(()) => self.after_push(shard),
-            Err(idle) => self.evict(idle, Reason::Surplus, shard),
+    pub(crate) fn store_idle(&self, local: Option<&Local<M::Resource>>, idle: Idle<M::Resource>) {
+        match self.push_idle(local, idle) {
+            Ok(()) => self.after_push(local),
+            Err(idle) => self.evict(idle, Reason::Surplus, local),
         }
     }
 
     /// Puts a ready resource back to idle, stamped now.
     #[inline]
-    pub(crate) fn put_idle(&self, shard: Option<&Shard<M>>, mut idle: Idle<M::Resource>) {
+    pub(crate) fn put_idle(&self, local: Option<&Local<M::Resource>>, mut idle: Idle<M::Resource>) {
         idle.idle_since = self.now();
-        self.store_idle(shard, idle);
+        self.store_idle(local, idle);
     }
 
-    /// A lease of `shard` ended normally.
+    /// A lease ended normally (on this thread).
     #[inline]
-    pub(crate) fn release(&self, shard: &Shard<M>, mut idle: Idle<M::Resource>) {
+    pub(crate) fn release(&self, mut idle: Idle<M::Resource>) {
         if self.hot.shutdown.load(Ordering::Relaxed) {
-            self.destroy(idle, Some(shard));
+            self.destroy(idle, None);
             return;
         }
         if let Some(reason) = self.spent(&idle) {
-            self.evict(idle, reason, Some(shard));
+            self.evict(idle, reason, None);
             return;
         }
         if self.config.recycle == RecycleMode::Background {
@@ -230,7 +284,7 @@ impl<M: Manager> Core<M> {
             match self.recycle_q.push(idle) {
                 Ok(()) => {
                     if self.hot.shutdown.load(Ordering::SeqCst) {
-                        self.drain(Some(shard));
+                        self.drain(None);
                     }
                     return;
                 }
@@ -240,20 +294,25 @@ impl<M: Manager> Core<M> {
                 }
             }
         }
-        if let Some(idle) = self.recycle(idle, Some(shard)) {
-            self.put_idle(Some(shard), idle);
+        let local = self.local();
+        if let Some(idle) = self.recycle(idle, Some(local)) {
+            self.put_idle(Some(local), idle);
         }
     }
 
     /// Recycles a released resource; destroys it (and counts it) on failure.
     #[inline]
-    pub(crate) fn recycle(&self, mut idle: Idle<M::Resource>, shard: Option<&Shard<M>>) -> Option<Idle<M::Resource>> {
+    pub(crate) fn recycle(
+        &self,
+        mut idle: Idle<M::Resource>,
+        local: Option<&Local<M::Resource>>,
+    ) -> Option<Idle<M::Resource>> {
         match self.manager.recycle(&mut idle.res) {
             Ok(()) => Some(idle),
             Err(e) => {
                 self.counters.recycle_failures.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(error = %e, "sandpool: recycle failed; destroying the resource");
-                self.destroy(idle, shard);
+                self.destroy(idle, local);
                 None
             }
         }
@@ -262,38 +321,36 @@ impl<M: Manager> Core<M> {
     /// Hands idle resources or free capacity to waiters while there are both.
     ///
     /// Called after something became available (a push to idle, a freed unit of
-    /// `max_size`). The fence pairs with the one a waiter issues after registering: either
-    /// the waiter sees what was made available, or we see the waiter. (A push to the ring
-    /// is itself a `SeqCst` operation, so the hot release path checks `waiting` without
-    /// calling this unless someone waits.)
-    pub(crate) fn kick(&self, shard: Option<&Shard<M>>) {
+    /// `max_size`). The fence pairs with the barrier a waiter issues after registering:
+    /// either the waiter sees what was made available, or we see the waiter.
+    pub(crate) fn kick(&self, local: Option<&Local<M::Resource>>) {
         fence(Ordering::SeqCst);
         loop {
             if self.hot.waiting.load(Ordering::SeqCst) == 0 || self.is_shut_down() {
                 return;
             }
-            let gift = match shard.and_then(|s| s.pop()).or_else(|| self.ring.pop()) {
+            let gift = match self.pop_any(local) {
                 Some(idle) => Handoff::Resource(idle),
                 None if self.try_reserve() => Handoff::Capacity,
                 None => return,
             };
             match self.waiters.pop_front(&self.hot.waiting) {
                 Some(w) => w.deliver(gift),
-                None => self.take_back(gift, shard),
+                None => self.take_back(gift, local),
             }
         }
     }
 
     /// Returns a gift no waiter took (no waking: the caller loops).
-    pub(crate) fn take_back(&self, gift: Handoff<M::Resource>, shard: Option<&Shard<M>>) {
+    pub(crate) fn take_back(&self, gift: Handoff<M::Resource>, local: Option<&Local<M::Resource>>) {
         match gift {
             Handoff::Resource(idle) => {
-                if let Err(idle) = self.push_idle(shard, idle) {
+                if let Err(idle) = self.push_idle(local, idle) {
                     self.counters.evicted(Reason::Surplus);
                     self.destroy_quiet(idle);
                 }
                 if self.is_shut_down() {
-                    self.drain(shard);
+                    self.drain(local);
                 }
             }
             Handoff::Capacity => {
@@ -304,10 +361,11 @@ impl<M: Manager> Core<M> {
         }
     }
 
-    /// Destroys everything idle in `shard`, the central ring and the recycle queue.
-    pub(crate) fn drain(&self, shard: Option<&Shard<M>>) {
-        if let Some(s) = shard {
-            while let Some(idle) = s.pop() {
+    /// Destroys everything idle in `local`'s magazine, the central ring and the recycle
+    /// queue.
+    pub(crate) fn drain(&self, local: Option<&Local<M::Resource>>) {
+        if let Some(l) = local {
+            while let Some(idle) = l.pop() {
                 self.destroy_quiet(idle);
             }
         }
@@ -320,15 +378,22 @@ impl<M: Manager> Core<M> {
         }
     }
 
-    /// Shuts the pool down: wakes every waiter with `ShutDown` and destroys all idle.
-    pub(crate) fn close(&self, shards: &[super::sync::Arc<Shard<M>>]) {
+    /// Shuts the pool down: wakes every waiter with `ShutDown` and destroys all idle
+    /// (every shard's magazine and inbox too; a release racing this sees `shutdown` after
+    /// its push and drains its own magazine).
+    pub(crate) fn close(&self) {
         self.hot.shutdown.store(true, Ordering::SeqCst);
+        heavy_barrier();
         for w in self.waiters.take_all(&self.hot.waiting) {
             w.deliver(Handoff::ShutDown);
         }
-        for s in shards {
-            self.drain(Some(s));
-        }
+        self.shards.with(|shards| {
+            for s in shards {
+                while let Some(idle) = s.steal() {
+                    self.destroy_quiet(idle);
+                }
+            }
+        });
         self.drain(None);
     }
 }

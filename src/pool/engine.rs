@@ -5,16 +5,16 @@ use super::core::Core;
 use super::error::PoolError;
 use super::idle::Idle;
 use super::lease::Lease;
-use super::magazine::Shard;
+use super::magazine::Local;
 use super::manager::Manager;
 use super::stats::Stats;
 use super::sweeper::Sweeper;
-use super::sync::{Arc, Ordering, fence, thread_index};
+use super::sync::{Arc, Ordering, heavy_barrier, init_barriers};
 use super::waiters::{Handoff, Waiter};
 use std::fmt;
 use std::time::{Duration, Instant};
 
-/// Most idle resources one shard's magazine holds.
+/// Most idle resources one thread's magazine holds.
 const MAX_MAGAZINE: usize = 8;
 
 /// A pool of resources made by a [`Manager`].
@@ -22,10 +22,10 @@ const MAX_MAGAZINE: usize = 8;
 /// `Pool` is `Send + Sync` and not `Clone`: share it by reference or in an `Arc`. Dropping
 /// it stops the sweeper, wakes blocked callers with [`PoolError::ShutDown`] (only possible
 /// after [`close`](Pool::close), since `acquire` borrows the pool) and destroys every idle
-/// resource; resources still leased are destroyed when their lease ends.
+/// resource; resources still on an owned lease ([`Lease::into_owned`]) are destroyed when
+/// their lease ends.
 pub struct Pool<M: Manager> {
     pub(crate) core: Arc<Core<M>>,
-    pub(crate) shards: Arc<Vec<Arc<Shard<M>>>>,
     sweeper: Option<Sweeper>,
 }
 
@@ -34,18 +34,17 @@ impl<M: Manager> Pool<M> {
     /// up to `min_idle` are made in the background by the sweeper, or by the first
     /// [`sweep_once`](Pool::sweep_once) when there is no sweeper.
     pub fn new(manager: M, config: PoolConfig) -> Result<Self, PoolError<M::Error>> {
+        init_barriers();
         let nshards = config.effective_shards().max(1);
         let mag = (config.max_idle / (2 * nshards)).min(MAX_MAGAZINE);
         let ring_cap = config.max_idle - mag * nshards;
         let interval = config.sweep_interval;
-        let core = Arc::new(Core::new(manager, config, ring_cap));
-        let shards: Vec<Arc<Shard<M>>> = (0..nshards).map(|_| Arc::new(Shard::new(Arc::clone(&core), mag))).collect();
-        let shards = Arc::new(shards);
+        let core = Arc::new(Core::new(manager, config, ring_cap, nshards, mag));
         let sweeper = match interval {
-            Some(every) => Sweeper::spawn(Arc::clone(&core), Arc::clone(&shards), every).map_err(PoolError::Spawn)?,
+            Some(every) => Sweeper::spawn(Arc::clone(&core), every).map_err(PoolError::Spawn)?,
             None => None,
         };
-        Ok(Pool { core, shards, sweeper })
+        Ok(Pool { core, sweeper })
     }
 
     /// The configuration.
@@ -58,93 +57,94 @@ impl<M: Manager> Pool<M> {
         &self.core.manager
     }
 
+    /// Takes a fresh idle resource (own magazine, central ring, then stealing), evicting
+    /// stale ones on the way.
     #[inline]
-    fn my_shard(&self) -> &Arc<Shard<M>> {
-        &self.shards[thread_index() & (self.shards.len() - 1)]
-    }
-
-    /// Takes an idle resource: own magazine, central ring, then the other magazines.
-    #[inline]
-    fn take_idle(&self, shard: &Arc<Shard<M>>) -> Option<Idle<M::Resource>> {
+    fn take_idle(&self, local: &Local<M::Resource>) -> Option<Idle<M::Resource>> {
+        let core = &*self.core;
         loop {
-            let idle = shard.pop().or_else(|| self.core.ring.pop()).or_else(|| self.steal(shard))?;
-            let now = self.core.now();
-            match self.core.stale(&idle, now) {
+            let idle = core.pop_any(Some(local))?;
+            match core.stale(&idle, core.now()) {
                 None => return Some(idle),
-                Some(reason) => self.core.evict(idle, reason, Some(shard)),
+                Some(reason) => core.evict(idle, reason, Some(local)),
             }
         }
-    }
-
-    #[cold]
-    fn steal(&self, shard: &Arc<Shard<M>>) -> Option<Idle<M::Resource>> {
-        self.shards.iter().filter(|s| !Arc::ptr_eq(s, shard)).find_map(|s| s.pop())
     }
 
     /// Takes a resource, waiting up to `acquire_timeout` if the pool is at `max_size`.
     ///
     /// Served from idle when possible (no system call, no lock); otherwise makes one on
     /// this thread if below `max_size`; otherwise waits in FIFO order for a release.
-    pub fn acquire(&self) -> Result<Lease<M>, PoolError<M::Error>> {
+    ///
+    /// The lease borrows the pool; [`Lease::into_owned`] (or
+    /// [`acquire_owned`](Pool::acquire_owned)) makes one that can outlive it.
+    pub fn acquire(&self) -> Result<Lease<'_, M>, PoolError<M::Error>> {
         self.acquire_inner(true, self.core.config.acquire_timeout)
     }
 
+    /// Like [`acquire`](Pool::acquire), returning a lease that holds the pool's shared
+    /// state alive and may be sent anywhere and outlive the pool (one reference count
+    /// more per lease).
+    pub fn acquire_owned(&self) -> Result<Lease<'static, M>, PoolError<M::Error>> {
+        self.acquire().map(Lease::into_owned)
+    }
+
     /// Like [`acquire`](Pool::acquire) with its own timeout (`None`: wait forever).
-    pub fn acquire_within(&self, timeout: Option<Duration>) -> Result<Lease<M>, PoolError<M::Error>> {
+    pub fn acquire_within(&self, timeout: Option<Duration>) -> Result<Lease<'_, M>, PoolError<M::Error>> {
         self.acquire_inner(true, timeout)
     }
 
     /// Takes a resource without ever waiting: [`PoolError::Exhausted`] when none is idle,
     /// the pool is at `max_size`, or callers are already waiting (they go first).
-    pub fn try_acquire(&self) -> Result<Lease<M>, PoolError<M::Error>> {
+    pub fn try_acquire(&self) -> Result<Lease<'_, M>, PoolError<M::Error>> {
         self.acquire_inner(false, None)
     }
 
     #[inline]
-    fn acquire_inner(&self, wait: bool, timeout: Option<Duration>) -> Result<Lease<M>, PoolError<M::Error>> {
-        let shard = self.my_shard();
+    fn acquire_inner(&self, wait: bool, timeout: Option<Duration>) -> Result<Lease<'_, M>, PoolError<M::Error>> {
         let core = &*self.core;
         if core.hot.shutdown.load(Ordering::Relaxed) {
             return Err(PoolError::ShutDown);
         }
+        let local = core.local();
         let nobody_waits = core.hot.waiting.load(Ordering::Relaxed) == 0;
-        if nobody_waits && let Some(idle) = self.take_idle(shard) {
-            shard.counters.hits.fetch_add(1, Ordering::Relaxed);
-            return Ok(Lease::new(Arc::clone(shard), idle));
+        if nobody_waits && let Some(idle) = self.take_idle(local) {
+            local.count_hit();
+            return Ok(Lease::new(&self.core, idle));
         }
-        self.slow_acquire(shard, nobody_waits, wait, timeout)
+        self.slow_acquire(local, nobody_waits, wait, timeout)
     }
 
     #[cold]
     fn slow_acquire(
         &self,
-        shard: &Arc<Shard<M>>,
+        local: &Local<M::Resource>,
         nobody_waits: bool,
         wait: bool,
         timeout: Option<Duration>,
-    ) -> Result<Lease<M>, PoolError<M::Error>> {
+    ) -> Result<Lease<'_, M>, PoolError<M::Error>> {
         let core = &*self.core;
         core.counters.misses.fetch_add(1, Ordering::Relaxed);
         if nobody_waits && core.try_reserve() {
-            return self.make(shard);
+            return self.make(local);
         }
         if !wait {
             return Err(PoolError::Exhausted { waited: Duration::ZERO });
         }
-        self.wait_for(shard, timeout)
+        self.wait_for(local, timeout)
     }
 
     /// Makes a resource under a reservation already held and leases it.
-    fn make(&self, shard: &Arc<Shard<M>>) -> Result<Lease<M>, PoolError<M::Error>> {
-        let idle = self.core.create(Some(shard)).map_err(PoolError::Create)?;
-        Ok(self.lease_cold(shard, idle))
+    fn make(&self, local: &Local<M::Resource>) -> Result<Lease<'_, M>, PoolError<M::Error>> {
+        let idle = self.core.create(Some(local)).map_err(PoolError::Create)?;
+        Ok(Lease::new(&self.core, idle))
     }
 
-    fn lease_cold(&self, shard: &Arc<Shard<M>>, idle: Idle<M::Resource>) -> Lease<M> {
-        Lease::new(Arc::clone(shard), idle)
-    }
-
-    fn wait_for(&self, shard: &Arc<Shard<M>>, timeout: Option<Duration>) -> Result<Lease<M>, PoolError<M::Error>> {
+    fn wait_for(
+        &self,
+        local: &Local<M::Resource>,
+        timeout: Option<Duration>,
+    ) -> Result<Lease<'_, M>, PoolError<M::Error>> {
         let core = &*self.core;
         let start = Instant::now();
         let deadline = timeout.map(|t| start + t);
@@ -153,10 +153,10 @@ impl<M: Manager> Pool<M> {
         if !core.waiters.register(&me, &core.hot.waiting, &core.hot.shutdown) {
             return Err(PoolError::ShutDown);
         }
-        // Pairs with the SeqCst push + `waiting` load of a releaser: either it sees us or
-        // we see what it pushed.
-        fence(Ordering::SeqCst);
-        let found = match self.take_idle(shard) {
+        // Pairs with the light barrier between a releaser's push and its `waiting` load:
+        // either it sees us or we see what it pushed.
+        heavy_barrier();
+        let found = match self.take_idle(local) {
             Some(idle) => Some(Handoff::Resource(idle)),
             None if core.try_reserve() => Some(Handoff::Capacity),
             None => None,
@@ -166,7 +166,7 @@ impl<M: Manager> Pool<M> {
                 if !core.waiters.remove(&me, &core.hot.waiting) {
                     // Someone dequeued us and is handing us something: pass it on.
                     if let Some(other) = me.wait(None) {
-                        self.give_back(shard, other);
+                        self.give_back(local, other);
                     }
                 }
                 gift
@@ -186,22 +186,22 @@ impl<M: Manager> Pool<M> {
             },
         };
         match handoff {
-            Handoff::Resource(idle) => Ok(self.lease_cold(shard, idle)),
+            Handoff::Resource(idle) => Ok(Lease::new(&self.core, idle)),
             Handoff::Capacity => {
                 if core.is_shut_down() {
-                    core.unreserve(Some(shard));
+                    core.unreserve(Some(local));
                     return Err(PoolError::ShutDown);
                 }
-                self.make(shard)
+                self.make(local)
             }
             Handoff::ShutDown => Err(PoolError::ShutDown),
         }
     }
 
-    fn give_back(&self, shard: &Arc<Shard<M>>, h: Handoff<M::Resource>) {
+    fn give_back(&self, local: &Local<M::Resource>, h: Handoff<M::Resource>) {
         match h {
-            Handoff::Resource(idle) => self.core.store_idle(Some(shard), idle),
-            Handoff::Capacity => self.core.unreserve(Some(shard)),
+            Handoff::Resource(idle) => self.core.store_idle(Some(local), idle),
+            Handoff::Capacity => self.core.unreserve(Some(local)),
             Handoff::ShutDown => {}
         }
     }
@@ -210,18 +210,17 @@ impl<M: Manager> Pool<M> {
     pub fn stats(&self) -> Stats {
         let core = &*self.core;
         let c = &core.counters;
-        let (mut hits, mut leased, mut idle) = (0u64, 0usize, core.ring.len());
-        for s in self.shards.iter() {
-            hits += s.counters.hits.load(Ordering::Relaxed);
-            leased += Arc::strong_count(s) - 1;
-            idle += s.idle_len();
-        }
+        let hits = core.shards.with(|shards| shards.iter().map(|s| s.line.hits.load(Ordering::Relaxed)).sum::<u64>());
+        let idle = core.idle_len();
+        let being_made = core.making.load(Ordering::Relaxed);
+        let recycling = c.recycling.load(Ordering::Relaxed);
+        let live = core.live.load(Ordering::SeqCst);
         Stats {
-            live: core.live.load(Ordering::SeqCst),
+            live,
             idle,
-            leased,
-            being_made: core.making.load(Ordering::Relaxed),
-            recycling: c.recycling.load(Ordering::Relaxed),
+            leased: live.saturating_sub(idle + being_made + recycling),
+            being_made,
+            recycling,
             waiting: core.hot.waiting.load(Ordering::Relaxed),
             hits,
             misses: c.misses.load(Ordering::Relaxed),
@@ -252,7 +251,7 @@ impl<M: Manager> Pool<M> {
     /// Shuts the pool down: later acquires fail with [`PoolError::ShutDown`], blocked ones
     /// are woken with it, idle resources are destroyed now and leased ones when returned.
     pub fn close(&self) {
-        self.core.close(&self.shards);
+        self.core.close();
     }
 
     /// Whether [`close`](Pool::close) was called.

@@ -1,36 +1,89 @@
 //! [`Lease`]: an RAII guard over one pooled resource.
 
+use super::core::Core;
 use super::idle::Idle;
-use super::magazine::Shard;
 use super::manager::Manager;
 use super::sync::{Arc, Ordering};
 use std::fmt;
 use std::ops::{Deref, DerefMut};
 
+/// How a lease reaches its pool's shared state.
+enum Home<'a, M: Manager> {
+    /// Borrowed from the pool: no reference count touched.
+    Borrowed(&'a Arc<Core<M>>),
+    /// Shared: keeps the state alive after the pool is dropped.
+    Owned(Arc<Core<M>>),
+}
+
+impl<M: Manager> Deref for Home<'_, M> {
+    type Target = Core<M>;
+    #[inline]
+    fn deref(&self) -> &Core<M> {
+        match self {
+            Home::Borrowed(core) => core,
+            Home::Owned(core) => core,
+        }
+    }
+}
+
 /// A resource on loan from a [`Pool`](super::Pool).
 ///
 /// Dereferences to the resource. Dropping the lease gives the resource back (recycled
 /// inline or in the background, or destroyed if it reached `max_uses`/`max_lifetime` or
-/// the pool was shut down); [`Lease::discard`] destroys it instead. A lease may outlive
-/// its pool: returned after the pool's drop, the resource is destroyed.
-pub struct Lease<M: Manager> {
+/// the pool was shut down); [`Lease::discard`] destroys it instead.
+///
+/// [`Pool::acquire`](super::Pool::acquire) returns a lease that borrows the pool, so a
+/// round trip touches no reference count. [`Lease::into_owned`] turns it into a
+/// `Lease<'static, M>` that can be sent anywhere and may outlive its pool: returned after
+/// the pool's drop, the resource is destroyed.
+///
+/// ```
+/// use sandpool::pool::{Lease, Manager, Pool, PoolConfig};
+///
+/// struct Numbers;
+/// impl Manager for Numbers {
+///     type Resource = u32;
+///     type Error = std::io::Error;
+///     fn create(&self) -> Result<u32, std::io::Error> {
+///         Ok(7)
+///     }
+/// }
+///
+/// let pool = Pool::new(Numbers, PoolConfig::default())?;
+/// let owned: Lease<'static, Numbers> = pool.acquire_owned()?;
+/// let handle = std::thread::spawn(move || *owned + 1);
+/// assert_eq!(handle.join().unwrap(), 8);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Lease<'a, M: Manager> {
     idle: Option<Idle<M::Resource>>,
-    shard: Arc<Shard<M>>,
+    home: Home<'a, M>,
 }
 
-impl<M: Manager> Lease<M> {
-    pub(crate) fn new(shard: Arc<Shard<M>>, mut idle: Idle<M::Resource>) -> Self {
+impl<'a, M: Manager> Lease<'a, M> {
+    #[inline]
+    pub(crate) fn new(core: &'a Arc<Core<M>>, mut idle: Idle<M::Resource>) -> Self {
         idle.uses += 1;
-        Lease { idle: Some(idle), shard }
+        Lease { idle: Some(idle), home: Home::Borrowed(core) }
+    }
+
+    /// A lease of the same resource that holds the pool's shared state itself, so it can
+    /// outlive the pool (and, being `'static`, be sent to any thread or stored anywhere).
+    pub fn into_owned(mut this: Self) -> Lease<'static, M> {
+        let home = match &this.home {
+            Home::Borrowed(core) => Arc::clone(core),
+            Home::Owned(core) => Arc::clone(core),
+        };
+        Lease { idle: this.idle.take(), home: Home::Owned(home) }
     }
 
     /// Destroys the resource instead of giving it back (for a resource the holder knows is
     /// broken). Counted in [`Stats::discarded`](super::Stats::discarded).
     pub fn discard(mut this: Self) {
         if let Some(idle) = this.idle.take() {
-            let core = &this.shard.core;
+            let core = &*this.home;
             core.counters.discarded.fetch_add(1, Ordering::Relaxed);
-            core.destroy(idle, Some(&this.shard));
+            core.destroy(idle, None);
         }
     }
 
@@ -40,7 +93,7 @@ impl<M: Manager> Lease<M> {
     }
 }
 
-impl<M: Manager> Deref for Lease<M> {
+impl<M: Manager> Deref for Lease<'_, M> {
     type Target = M::Resource;
     #[inline]
     fn deref(&self) -> &M::Resource {
@@ -51,7 +104,7 @@ impl<M: Manager> Deref for Lease<M> {
     }
 }
 
-impl<M: Manager> DerefMut for Lease<M> {
+impl<M: Manager> DerefMut for Lease<'_, M> {
     #[inline]
     fn deref_mut(&mut self) -> &mut M::Resource {
         match &mut self.idle {
@@ -61,16 +114,16 @@ impl<M: Manager> DerefMut for Lease<M> {
     }
 }
 
-impl<M: Manager> Drop for Lease<M> {
+impl<M: Manager> Drop for Lease<'_, M> {
     #[inline]
     fn drop(&mut self) {
         if let Some(idle) = self.idle.take() {
-            self.shard.core.release(&self.shard, idle);
+            self.home.release(idle);
         }
     }
 }
 
-impl<M: Manager> fmt::Debug for Lease<M>
+impl<M: Manager> fmt::Debug for Lease<'_, M>
 where
     M::Resource: fmt::Debug,
 {
@@ -78,6 +131,7 @@ where
         f.debug_struct("Lease")
             .field("resource", &self.idle.as_ref().map(|i| &i.res))
             .field("uses", &Lease::uses(self))
+            .field("owned", &matches!(self.home, Home::Owned(_)))
             .finish()
     }
 }

@@ -1,21 +1,25 @@
 //! The generic pool engine: [`Pool`], driven by a [`Manager`], handing out [`Lease`]s.
 //!
-//! Hot path: an acquire pops an idle resource from the caller's shard (a small magazine of
-//! a few entries, see below), else from the central idle ring (a `crossbeam` `ArrayQueue`),
-//! else steals from another shard; a release pushes it back. No lock, no system call, no
-//! clock read: idle entries are stamped with a coarse epoch that the sweeper advances.
-//! Only when nothing is idle does the caller make a resource (reserving a unit of
-//! `max_size` by compare-and-swap first) or wait, FIFO, for a release.
+//! Hot path: an acquire pops the most recently released resource from the calling thread's
+//! magazine (a short LIFO work-stealing deque only that thread pushes to), else takes one
+//! from the central idle ring (a `crossbeam` `ArrayQueue`), else steals the oldest entry of
+//! another thread's magazine; a release pushes it back to the releasing thread's magazine.
+//! No lock, no system call, no clock read (idle entries are stamped with a coarse epoch
+//! that the sweeper advances). Only when nothing is idle does the caller make a resource
+//! (reserving a unit of `max_size` by compare-and-swap first) or wait, FIFO, for a release.
 //!
-//! The sweeper thread (every `sweep_interval`) evicts stale and unhealthy idle resources,
-//! recycles released ones in [`RecycleMode::Background`], and refills to `min_idle`, so a
-//! warm pool never makes a resource on the caller's path. Its logic is
-//! [`Pool::sweep_once`], which tests and models call directly.
+//! A warm round trip costs one memory fence (the deque's pop) and writes only cache lines
+//! of the calling thread: the resource travels as one pointer, the hit counter has a single
+//! writer, and [`Pool::acquire`] returns a [`Lease`] that borrows the pool instead of
+//! counting a reference ([`Lease::into_owned`] makes one that may outlive it). A release
+//! must still see a waiter that registered meanwhile; it does so through an asymmetric
+//! barrier: a compiler fence on the release, `membarrier(2)` on the rare waiter (a full
+//! fence on both sides where `membarrier` is unavailable).
 //!
-//! A [`Lease`] owns its resource and may outlive the pool, so it holds a reference-counted
-//! handle to the shard it came from (a count only that shard's threads touch): a round trip
-//! costs two ring operations, that count's increment and decrement, and one hit counter,
-//! all on cache lines private to the shard in the steady state.
+//! The sweeper thread (every `sweep_interval`) evicts stale and unhealthy idle resources
+//! (the magazines' too), recycles released ones in [`RecycleMode::Background`], and
+//! refills to `min_idle`, so a warm pool never makes a resource on the caller's path. Its
+//! logic is [`Pool::sweep_once`], which tests and models call directly.
 //!
 //! # Example
 //!

@@ -2,6 +2,7 @@
 
 use super::core::Core;
 use super::engine::Pool;
+use super::idle::Idle;
 use super::magazine::Shard;
 use super::manager::Manager;
 use super::stats::Reason;
@@ -29,12 +30,12 @@ impl<M: Manager> Pool<M> {
     /// [`Manager::check`], and refills to `min_idle`. The sweeper thread calls this every
     /// `sweep_interval`; tests and models call it directly.
     pub fn sweep_once(&self) -> SweepReport {
-        sweep(&self.core, &self.shards)
+        sweep(&self.core)
     }
 }
 
-/// One sweep over the core and all shards.
-pub(crate) fn sweep<M: Manager>(core: &Core<M>, shards: &[Arc<Shard<M>>]) -> SweepReport {
+/// One sweep over the central ring and every thread's shard.
+pub(crate) fn sweep<M: Manager>(core: &Core<M>) -> SweepReport {
     let mut rep = SweepReport::default();
     if core.is_shut_down() {
         return rep;
@@ -59,47 +60,55 @@ pub(crate) fn sweep<M: Manager>(core: &Core<M>, shards: &[Arc<Shard<M>>]) -> Swe
         }
     }
     // 2. Eviction and health checks, one resource at a time so the rest stay available.
+    // Magazines can only be pushed by their owner, so what is kept from one goes to its
+    // shard's inbox (the owner pops it when its magazine runs dry).
     let now = core.now();
-    let mut examine = |shard: Option<&Shard<M>>| {
-        let n = match shard {
-            Some(s) => s.idle_len(),
-            None => core.ring.len(),
-        };
-        for _ in 0..n {
-            let popped = match shard {
-                Some(s) => s.pop(),
-                None => core.ring.pop(),
-            };
-            let Some(mut idle) = popped else { break };
-            if let Some(reason) = core.stale(&idle, now) {
-                rep.evicted += 1;
-                core.evict(idle, reason, shard);
-                continue;
-            }
-            if let Err(e) = core.manager.check(&mut idle.res) {
-                tracing::warn!(error = %e, "sandpool: health check failed; evicting");
-                rep.evicted += 1;
-                core.evict(idle, Reason::CheckFailed, shard);
-                continue;
-            }
-            core.store_idle(shard, idle);
+    let mut examine = |mut idle: Idle<M::Resource>| -> Option<Idle<M::Resource>> {
+        if let Some(reason) = core.stale(&idle, now) {
+            rep.evicted += 1;
+            core.evict(idle, reason, None);
+            return None;
         }
+        if let Err(e) = core.manager.check(&mut idle.res) {
+            tracing::warn!(error = %e, "sandpool: health check failed; evicting");
+            rep.evicted += 1;
+            core.evict(idle, Reason::CheckFailed, None);
+            return None;
+        }
+        Some(idle)
     };
-    for s in shards {
-        examine(Some(s));
+    core.shards.with(|shards| {
+        for shard in shards {
+            for _ in 0..shard.inbox_entries() {
+                let Some(idle) = shard.pop_inbox() else { break };
+                if let Some(idle) = examine(idle) {
+                    keep(core, shard, idle);
+                }
+            }
+            for _ in 0..shard.magazine_entries() {
+                let Some(idle) = shard.steal_magazine() else { break };
+                if let Some(idle) = examine(idle) {
+                    keep(core, shard, idle);
+                }
+            }
+        }
+    });
+    for _ in 0..core.ring.len() {
+        let Some(idle) = core.ring.pop() else { break };
+        if let Some(idle) = examine(idle) {
+            core.store_idle(None, idle);
+        }
     }
-    examine(None);
     // 3. Refill to min_idle in the background.
     let min = core.config.min_idle;
-    let idle_now = core.ring.len() + shards.iter().map(|s| s.idle_len()).sum::<usize>();
-    for _ in idle_now..min {
+    for _ in core.idle_len()..min {
         if core.is_shut_down() || !core.try_reserve() {
             break;
         }
         match core.create(None) {
             Ok(idle) => {
                 rep.created += 1;
-                store_anywhere(core, shards, idle);
+                store_anywhere(core, idle);
             }
             Err(e) => {
                 rep.create_failures += 1;
@@ -111,21 +120,35 @@ pub(crate) fn sweep<M: Manager>(core: &Core<M>, shards: &[Arc<Shard<M>>]) -> Swe
     rep
 }
 
-/// Puts a fresh resource in the central ring, or any magazine with room.
-fn store_anywhere<M: Manager>(core: &Core<M>, shards: &[Arc<Shard<M>>], idle: super::idle::Idle<M::Resource>) {
-    let mut idle = match core.ring.push(idle) {
+/// Puts a resource the sweeper examined back where it came from (the shard's inbox), else
+/// in the central ring.
+fn keep<M: Manager>(core: &Core<M>, shard: &Shard<M::Resource>, idle: Idle<M::Resource>) {
+    match shard.push_inbox(idle) {
+        Ok(()) => core.after_push(None),
+        Err(idle) => core.store_idle(None, idle),
+    }
+}
+
+/// Puts a fresh resource in the central ring, or any shard's inbox with room.
+fn store_anywhere<M: Manager>(core: &Core<M>, idle: Idle<M::Resource>) {
+    let idle = match core.ring.push(idle) {
         Ok(()) => return core.after_push(None),
         Err(i) => i,
     };
-    for s in shards {
-        if let Some(m) = &s.magazine {
-            idle = match m.push(idle) {
-                Ok(()) => return core.after_push(Some(s)),
-                Err(i) => i,
-            };
+    let idle = core.shards.with(|shards| {
+        let mut idle = Some(idle);
+        for s in shards.iter().filter(|s| s.has_magazine()) {
+            match s.push_inbox(idle.take()?) {
+                Ok(()) => return None,
+                Err(i) => idle = Some(i),
+            }
         }
+        idle
+    });
+    match idle {
+        Some(idle) => core.store_idle(None, idle),
+        None => core.after_push(None),
     }
-    core.store_idle(None, idle);
 }
 
 /// The sweeper thread's handle.
@@ -141,7 +164,6 @@ impl Sweeper {
     #[cfg(not(loom))]
     pub(crate) fn spawn<M: Manager>(
         core: Arc<Core<M>>,
-        shards: Arc<Vec<Arc<Shard<M>>>>,
         every: std::time::Duration,
     ) -> std::io::Result<Option<Sweeper>> {
         let stop = std::sync::Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
@@ -159,7 +181,7 @@ impl Sweeper {
                 drop(stopped);
                 let now = start.elapsed().as_millis() as u64 + core.skew.load(Ordering::Relaxed);
                 core.hot.epoch.fetch_max(now, Ordering::Relaxed);
-                sweep(&core, &shards);
+                sweep(&core);
                 stopped = lock.lock().unwrap_or_else(|p| p.into_inner());
             }
         })?;
@@ -170,7 +192,6 @@ impl Sweeper {
     #[cfg(loom)]
     pub(crate) fn spawn<M: Manager>(
         _core: Arc<Core<M>>,
-        _shards: Arc<Vec<Arc<Shard<M>>>>,
         _every: std::time::Duration,
     ) -> std::io::Result<Option<Sweeper>> {
         Ok(None)
