@@ -361,14 +361,21 @@ impl<M: Manager> Core<M> {
         }
     }
 
-    /// Destroys everything idle in `local`'s magazine, the central ring and the recycle
-    /// queue.
+    /// Destroys everything idle: `local`'s magazine, every shard's magazine and inbox
+    /// (stolen), the central ring and the recycle queue. Runs on shutdown paths only.
     pub(crate) fn drain(&self, local: Option<&Local<M::Resource>>) {
         if let Some(l) = local {
             while let Some(idle) = l.pop() {
                 self.destroy_quiet(idle);
             }
         }
+        self.shards.with(|shards| {
+            for s in shards {
+                while let Some(idle) = s.steal() {
+                    self.destroy_quiet(idle);
+                }
+            }
+        });
         while let Some(idle) = self.ring.pop() {
             self.destroy_quiet(idle);
         }
@@ -387,13 +394,6 @@ impl<M: Manager> Core<M> {
         for w in self.waiters.take_all(&self.hot.waiting) {
             w.deliver(Handoff::ShutDown);
         }
-        self.shards.with(|shards| {
-            for s in shards {
-                while let Some(idle) = s.steal() {
-                    self.destroy_quiet(idle);
-                }
-            }
-        });
         self.drain(None);
     }
 }
