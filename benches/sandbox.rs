@@ -3,6 +3,7 @@
 //! - `bare_vfork_exec`: `/bin/true` through `std::process::Command::output()` (posix_spawn:
 //!   `clone(CLONE_VM | CLONE_VFORK)` + exec, stdout/stderr piped): no isolation, the floor;
 //! - `run_in_live_sandbox`: `/bin/true` in a live sandbox (output captured the same way);
+//! - `reset`: wiping a live sandbox's session (what the pool does after every lease);
 //! - `warm_pool`: acquire + run + release through a `SandboxPool` (the reset happens on the
 //!   sandbox's spawner while the pool's collector waits for it);
 //! - `cold_spawn`: making a sandbox and destroying it, from this small host;
@@ -31,6 +32,7 @@ fn bench(c: &mut Criterion) {
     let mut sb = Sandbox::spawn(&policy).unwrap();
     let cmd = Command::new("/bin/true");
     g.bench_function("run_in_live_sandbox", |b| b.iter(|| black_box(sb.run(&cmd).unwrap())));
+    g.bench_function("reset", |b| b.iter(|| sb.reset().unwrap()));
     drop(sb);
     let pool = SandboxPool::builder(policy.clone()).max_size(4).min_idle(4).build().unwrap();
     pool.warm_up(Duration::from_secs(30));

@@ -263,15 +263,22 @@ fn reset_keeps_binds_under_tmp_and_wipes_the_rest() {
     let mut sb = Sandbox::spawn(&Policy::builder().rw(rw.path()).build().unwrap()).unwrap();
     let script = format!(
         "echo new > {dir}/made-inside && mkdir -p /tmp/a/b/c && touch /tmp/a/b/c/f && chmod 700 /tmp && \
-         ipcmk -M 4096 >/dev/null && ipcs -m | grep -c '^0x'"
+         touch /dev/mqueue/q /dev/shm/s && chmod 711 /dev/shm && \
+         ipcmk -M 4096 >/dev/null && ipcmk -Q >/dev/null && ipcmk -S 2 >/dev/null && \
+         ls -A /dev/mqueue /dev/shm | grep -c '^[qs]$'; ipcs | grep -c '^0x'"
     );
-    assert_eq!(stdout(&sh(&mut sb, &script)), "1", "the session made a shared memory segment");
+    assert_eq!(
+        stdout(&sh(&mut sb, &script)),
+        "2\n3",
+        "the session made a message queue, a file, and a shared memory segment, a System V queue and a semaphore set"
+    );
     sb.reset().unwrap();
     let after = format!(
-        "ls -A /tmp | grep -v '^{}$'; stat -c %a /tmp; ls {dir}; ipcs -m | grep -c '^0x'",
+        "ls -A /tmp | grep -v '^{}$'; stat -c %a /tmp /dev/shm; ls {dir}; ls -A /dev/mqueue /dev/shm | grep -c .; \
+         ipcs | grep -c '^0x'",
         rw.path().file_name().unwrap().to_str().unwrap()
     );
-    assert_eq!(stdout(&sh(&mut sb, &after)), "1777\nkept\nmade-inside\n0");
+    assert_eq!(stdout(&sh(&mut sb, &after)), "1777\n1777\nkept\nmade-inside\n2\n0");
     assert_eq!(std::fs::read_to_string(rw.path().join("kept")).unwrap(), "user data", "the bind's content is intact");
 }
 

@@ -1365,19 +1365,77 @@ pub(crate) fn exit_now(code: i32) -> ! {
 
 /// The id of the mount `path` lives on (`statx(STATX_MNT_ID)`, not following a last symlink).
 pub(crate) fn mount_id(path: &CStr) -> io::Result<u64> {
+    path_stat(path).map(|st| st.mount_id)
+}
+
+/// What `statx(2)` says of a path (a final symlink not followed).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PathStat {
+    /// The mount it lives on (`STATX_MNT_ID`).
+    pub(crate) mount_id: u64,
+    /// Its size: for a tmpfs or mqueue directory, 20 bytes per entry, `.` and `..` included.
+    pub(crate) size: u64,
+    /// Its permission bits (with set-id and sticky bits).
+    pub(crate) mode: u32,
+    /// Its owner.
+    pub(crate) uid: u32,
+    /// Its group.
+    pub(crate) gid: u32,
+}
+
+/// `statx(2)` of `path` for its mount id, size, mode and owner.
+pub(crate) fn path_stat(path: &CStr) -> io::Result<PathStat> {
     // SAFETY: statx is plain data the call fills.
     let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+    let mask = libc::STATX_MNT_ID | libc::STATX_SIZE | libc::STATX_MODE | libc::STATX_UID | libc::STATX_GID;
     // SAFETY: valid C string and out-pointer.
-    cvt(unsafe {
-        libc::statx(libc::AT_FDCWD, path.as_ptr(), libc::AT_SYMLINK_NOFOLLOW, libc::STATX_MNT_ID, &mut stx)
-    })?;
-    Ok(stx.stx_mnt_id)
+    cvt(unsafe { libc::statx(libc::AT_FDCWD, path.as_ptr(), libc::AT_SYMLINK_NOFOLLOW, mask, &mut stx) })?;
+    Ok(PathStat {
+        mount_id: stx.stx_mnt_id,
+        size: stx.stx_size,
+        mode: u32::from(stx.stx_mode) & 0o7777,
+        uid: stx.stx_uid,
+        gid: stx.stx_gid,
+    })
+}
+
+/// `struct shm_info`, what `shmctl(SHM_INFO)` fills (not in the `libc` crate).
+#[repr(C)]
+struct ShmInfo {
+    used_ids: c_int,
+    shm_tot: libc::c_ulong,
+    shm_rss: libc::c_ulong,
+    shm_swp: libc::c_ulong,
+    swap_attempts: libc::c_ulong,
+    swap_successes: libc::c_ulong,
+}
+
+/// `SHM_INFO` from `<linux/shm.h>`.
+const SHM_INFO: c_int = 14;
+
+/// How many System V shared memory segments, semaphore sets and message queues exist in
+/// this IPC namespace (`shmctl(SHM_INFO)`, `semctl(SEM_INFO)`, `msgctl(MSG_INFO)`): three
+/// system calls, against reading three `/proc/sysvipc` tables.
+fn sysv_ipc_in_use() -> io::Result<[usize; 3]> {
+    // SAFETY: each struct is plain data the kernel fills for the *_INFO command (the libc
+    // prototypes name another struct type; the kernel writes the *_info layout).
+    unsafe {
+        let mut shm: ShmInfo = std::mem::zeroed();
+        cvt(libc::shmctl(0, SHM_INFO, (&raw mut shm).cast::<libc::shmid_ds>()))?;
+        let mut sem: libc::seminfo = std::mem::zeroed();
+        cvt(libc::semctl(0, 0, libc::SEM_INFO, &raw mut sem))?;
+        let mut msg: libc::msginfo = std::mem::zeroed();
+        cvt(libc::msgctl(0, libc::MSG_INFO, (&raw mut msg).cast::<libc::msqid_ds>()))?;
+        Ok([shm.used_ids, sem.semusz, msg.msgpool].map(|n| n.max(0) as usize))
+    }
 }
 
 /// Removes every System V shared memory segment, semaphore set and message queue of the
-/// IPC namespace, as listed in `/proc/sysvipc/{shm,sem,msg}` (`IPC_RMID`).
+/// IPC namespace, as listed in `/proc/sysvipc/{shm,sem,msg}` (`IPC_RMID`); a kind of which
+/// none exists (the usual case) is not read at all.
 pub(crate) fn remove_sysv_ipc() -> io::Result<()> {
-    for kind in ["shm", "sem", "msg"] {
+    let in_use = sysv_ipc_in_use()?;
+    for (kind, _) in ["shm", "sem", "msg"].into_iter().zip(in_use).filter(|&(_, n)| n > 0) {
         let table = std::fs::read_to_string(format!("/proc/sysvipc/{kind}"))?;
         for id in table.lines().skip(1).filter_map(|l| l.split_whitespace().nth(1)?.parse::<c_int>().ok()) {
             // SAFETY: IPC_RMID takes no buffer (NULL); `id` is an identifier from the table.

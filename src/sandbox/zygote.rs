@@ -270,10 +270,18 @@ fn mount_session_dirs(config: &ZygoteConfig) -> StepResult<()> {
     Ok(())
 }
 
+/// The size tmpfs and mqueue report for a directory holding only `.` and `..`: they count 20
+/// bytes per entry (the kernel keeps it; a command cannot change it but by adding entries).
+const EMPTY_DIR_SIZE: u64 = 40;
+
 /// Deletes everything in `dir` that lives on `dir`'s own mount; a bind mounted below it (and
 /// what it shows) is left alone. Iterative, so no depth of nesting overflows the stack.
 fn empty_dir(dir: &Path) -> io::Result<()> {
-    let mount = sys::mount_id(&cp(dir)?)?;
+    let st = sys::path_stat(&cp(dir)?)?;
+    if st.size <= EMPTY_DIR_SIZE {
+        return Ok(()); // nothing but `.` and `..`
+    }
+    let mount = st.mount_id;
     // Directories still to empty, and those to remove once emptied (deepest last).
     let mut to_visit = vec![dir.to_path_buf()];
     let mut to_remove = Vec::new();
@@ -320,8 +328,14 @@ fn reset_session() -> StepResult<()> {
 /// Gives a session directory back its mode and owner (a command may have changed them).
 fn restore_session_dir(dir: &Path) -> io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    std::os::unix::fs::chown(dir, Some(SANDBOX_UID), Some(SANDBOX_UID))?;
-    fs::set_permissions(dir, fs::Permissions::from_mode(0o1777))
+    let st = sys::path_stat(&cp(dir)?)?;
+    if (st.uid, st.gid) != (SANDBOX_UID, SANDBOX_UID) {
+        std::os::unix::fs::chown(dir, Some(SANDBOX_UID), Some(SANDBOX_UID))?;
+    }
+    if st.mode != 0o1777 {
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o1777))?;
+    }
+    Ok(())
 }
 
 fn apply_limits(config: &ZygoteConfig) -> StepResult<()> {
