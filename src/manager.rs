@@ -37,6 +37,7 @@ use crate::sandbox::{Command, Output, Policy, Readiness, Sandbox, SandboxError};
 #[derive(Debug, Default)]
 struct SandboxCounters {
     resets: CachePadded<AtomicU64>,
+    resets_skipped: AtomicU64,
     reset_failures: AtomicU64,
     deaths_detected: AtomicU64,
     destroy_failures: AtomicU64,
@@ -137,6 +138,9 @@ pub struct SandboxPoolStats {
     pub pool: Stats,
     /// Successful resets.
     pub resets: u64,
+    /// Leases that ended with the session as a reset leaves it (their commands left nothing
+    /// behind), so the sandbox went back to idle at once, without a reset.
+    pub resets_skipped: u64,
     /// Failed resets (the sandbox was destroyed).
     pub reset_failures: u64,
     /// Idle sandboxes found dead by the sweeper, plus leased ones whose init was found dead.
@@ -391,6 +395,7 @@ impl SandboxPool {
         SandboxPoolStats {
             pool: self.pool.stats(),
             resets: c.resets.load(Ordering::Relaxed),
+            resets_skipped: c.resets_skipped.load(Ordering::Relaxed),
             reset_failures: c.reset_failures.load(Ordering::Relaxed),
             deaths_detected: c.deaths_detected.load(Ordering::Relaxed),
             broken_leases: c.broken_leases.load(Ordering::Relaxed),
@@ -496,7 +501,8 @@ impl Drop for SandboxLease {
             return;
         }
         if !self.broken && lease.is_clean() {
-            // Never used: nothing to wipe.
+            // Nothing to wipe (never used, or its commands left nothing behind).
+            shared.counters.resets_skipped.fetch_add(1, Ordering::Relaxed);
             drop(lease);
             return;
         }

@@ -338,3 +338,46 @@ fn the_isolation_report_matches_what_the_kernel_applied() {
         assert_ne!(memory.enforced_by, sandpool::sandbox::Enforcement::Rlimit, "root gets a memory cgroup here");
     }
 }
+
+/// The spawner's "untouched" verdict, which lets the pool skip a reset, must never miss a
+/// trace: each kind of trace a reset wipes marks the session dirty, and `true` (which leaves
+/// nothing) shows the verdict can say clean at all. Writes inside a bind under `/tmp`
+/// persist by design and do not count.
+#[test]
+fn every_trace_a_reset_wipes_marks_the_session_dirty() {
+    let rw = TempDir::new("rw-bind-under-tmp");
+    assert!(rw.path().starts_with("/tmp"), "this test needs the bind under /tmp");
+    let bind = rw.path().to_str().unwrap().to_string();
+    let mut sb = Sandbox::spawn(&Policy::builder().rw(rw.path()).build().unwrap()).unwrap();
+    assert!(sb.is_clean(), "a fresh sandbox is clean");
+    let write_in_bind = format!("echo data > {bind}/inside");
+    let traces: &[&str] = &[
+        "echo x > /tmp/f",
+        "mkdir /tmp/d",
+        "ln -s /etc/hostname /tmp/link",
+        "echo x > /dev/shm/f",
+        "touch /dev/mqueue/q",
+        "chmod 700 /tmp",
+        "chmod 711 /dev/shm",
+        "ipcmk -M 4096",
+        "ipcmk -Q",
+        "ipcmk -S 1",
+        "sleep 1000 >/dev/null 2>&1 &",
+    ];
+    for trace in traces {
+        let out = sh(&mut sb, "true");
+        assert!(out.success());
+        assert!(sb.is_clean(), "`true` leaves the session clean (before: {trace})");
+        assert!(sh(&mut sb, &write_in_bind).success());
+        assert!(sb.is_clean(), "a write inside a bind is not session state");
+        let out = sh(&mut sb, trace);
+        assert!(out.success(), "{trace}: {out:?}");
+        assert!(!sb.is_clean(), "`{trace}` left a trace the verdict missed");
+        // A later command that leaves nothing does not make the session clean again.
+        assert!(sh(&mut sb, "true").success());
+        assert!(!sb.is_clean(), "after `{trace}`, the next command saw the trace too");
+        sb.reset().unwrap();
+        assert!(sb.is_clean(), "reset after `{trace}`");
+    }
+    assert_eq!(std::fs::read_to_string(rw.path().join("inside")).unwrap(), "data\n");
+}

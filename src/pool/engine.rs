@@ -35,11 +35,10 @@ impl<M: Manager> Pool<M> {
     /// [`sweep_once`](Pool::sweep_once) when there is no sweeper.
     pub fn new(manager: M, config: PoolConfig) -> Result<Self, PoolError<M::Error>> {
         init_barriers();
-        let nshards = config.effective_shards().max(1);
-        let mag = (config.max_idle / (2 * nshards)).min(MAX_MAGAZINE);
-        let ring_cap = config.max_idle - mag * nshards;
+        let (magazines, mag) = magazine_layout(config.effective_shards().max(1), config.max_idle);
+        let ring_cap = config.max_idle - mag * magazines;
         let interval = config.sweep_interval;
-        let core = Arc::new(Core::new(manager, config, ring_cap, nshards, mag));
+        let core = Arc::new(Core::new(manager, config, ring_cap, magazines, mag));
         let sweeper = match interval {
             Some(every) => Sweeper::spawn(Arc::clone(&core), every).map_err(PoolError::Spawn)?,
             None => None,
@@ -257,6 +256,17 @@ impl<M: Manager> Pool<M> {
     /// Whether [`close`](Pool::close) was called.
     pub fn is_closed(&self) -> bool {
         self.core.is_shut_down()
+    }
+}
+
+/// How many magazines and how many entries each: up to half of `max_idle` goes to
+/// magazines, the rest stays in the central ring. With few idle resources for many shards,
+/// fewer shards get a magazine (of one entry) rather than none, so the first threads still
+/// get back what they released last.
+fn magazine_layout(shards: usize, max_idle: usize) -> (usize, usize) {
+    match (max_idle / (2 * shards)).min(MAX_MAGAZINE) {
+        0 => (max_idle / 2, 1),
+        per_shard => (shards, per_shard),
     }
 }
 

@@ -412,7 +412,12 @@ impl Sandbox {
         self.pidfd.as_fd()
     }
 
-    /// Whether no command ran since it was made or last reset.
+    /// Whether the session is as a reset leaves it, so a reset would change nothing: no
+    /// command ran since the sandbox was made or last reset, or the last one left nothing
+    /// behind. The spawner checks that after each command, before reporting its end: no
+    /// process left, no entry added to `/tmp`, `/dev/shm` or `/dev/mqueue`, their modes and
+    /// owners as they were, no System V IPC object. Writes inside binds persist by design and
+    /// do not count.
     pub fn is_clean(&self) -> bool {
         !self.used
     }
@@ -524,7 +529,12 @@ impl Sandbox {
             }
         }
         let (status, usage) = match result {
-            Reply::Exited { status, usage } => (status, usage),
+            Reply::Exited { status, usage, untouched } => {
+                // The spawner looked once the command ended: a session it left as a reset
+                // would needs no reset (the pool then hands the sandbox on at once).
+                self.used = !untouched;
+                (status, usage)
+            }
             Reply::SpawnFailed { step, errno: e } => {
                 return Err(if step == sys::COMMAND_STEPS[sys::COMMAND_STEP_EXEC] {
                     if e == libc::ENOENT {

@@ -133,6 +133,9 @@ pub enum Reply {
         status: i32,
         /// Its resource use.
         usage: Usage,
+        /// Whether the session was, once it ended, as a reset leaves it (nothing left
+        /// running, written or changed), so the next lease needs no reset.
+        untouched: bool,
     },
     /// The command could not be started.
     SpawnFailed {
@@ -375,12 +378,13 @@ impl Reply {
                 w.bytes(step.as_bytes());
                 w.i32(*errno);
             }
-            Reply::Exited { status, usage } => {
+            Reply::Exited { status, usage, untouched } => {
                 w.u8(tag::EXITED);
                 w.i32(*status);
                 w.u64(usage.user_us);
                 w.u64(usage.system_us);
                 w.u64(usage.max_rss_kib);
+                w.bool(*untouched);
             }
             Reply::SpawnFailed { step, errno } => {
                 w.u8(tag::SPAWN_FAILED);
@@ -414,6 +418,7 @@ impl Reply {
             tag::EXITED => Reply::Exited {
                 status: r.i32()?,
                 usage: Usage { user_us: r.u64()?, system_us: r.u64()?, max_rss_kib: r.u64()? },
+                untouched: r.bool()?,
             },
             tag::SPAWN_FAILED => Reply::SpawnFailed { step: r.string()?, errno: r.i32()? },
             tag::RESET_DONE => Reply::ResetDone,
@@ -467,7 +472,7 @@ mod tests {
         let msgs = [
             Reply::Ready(ZygoteReport { landlock_abi: 7, landlock_enforced: true, ..Default::default() }),
             Reply::SetupFailed { step: "mount /proc".into(), errno: 1 },
-            Reply::Exited { status: 9, usage: Usage { user_us: 1, system_us: 2, max_rss_kib: 3 } },
+            Reply::Exited { status: 9, usage: Usage { user_us: 1, system_us: 2, max_rss_kib: 3 }, untouched: true },
             Reply::SpawnFailed { step: "exec".into(), errno: 2 },
             Reply::ResetDone,
             Reply::Killed,

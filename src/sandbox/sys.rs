@@ -1416,7 +1416,7 @@ const SHM_INFO: c_int = 14;
 /// How many System V shared memory segments, semaphore sets and message queues exist in
 /// this IPC namespace (`shmctl(SHM_INFO)`, `semctl(SEM_INFO)`, `msgctl(MSG_INFO)`): three
 /// system calls, against reading three `/proc/sysvipc` tables.
-fn sysv_ipc_in_use() -> io::Result<[usize; 3]> {
+pub(crate) fn sysv_ipc_in_use() -> io::Result<[usize; 3]> {
     // SAFETY: each struct is plain data the kernel fills for the *_INFO command (the libc
     // prototypes name another struct type; the kernel writes the *_info layout).
     unsafe {

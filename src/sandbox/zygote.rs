@@ -7,7 +7,7 @@
 //! seccomp programs. Then it waits on the control socket and starts each command with
 //! `clone3(CLONE_VM | CLONE_VFORK)`: the child only confines itself and execs.
 
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::fs;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -554,6 +554,18 @@ struct Spawner {
     scope: Option<OwnedFd>,
     stack: CommandStack,
     running: Option<i32>,
+    /// How the session directories look when the session is as a reset leaves it (`None`
+    /// if they could not be read: then no session counts as untouched).
+    pristine: Option<[sys::PathStat; 3]>,
+}
+
+/// The directories a session can write to outside its binds, in the order `pristine` keeps.
+const SESSION_DIRS: [&CStr; 3] = [c"/tmp", c"/dev/shm", c"/dev/mqueue"];
+
+/// The session directories' state, for [`Spawner::untouched`].
+fn session_dirs() -> Option<[sys::PathStat; 3]> {
+    let [a, b, c] = SESSION_DIRS.map(|d| sys::path_stat(d).ok());
+    Some([a?, b?, c?])
 }
 
 impl Spawner {
@@ -582,12 +594,37 @@ impl Spawner {
             },
             None => None,
         };
-        let mut spawner = Spawner { runner, signals, no_fork, scope, stack: CommandStack::new(), running: None };
+        let mut spawner = Spawner {
+            runner,
+            signals,
+            no_fork,
+            scope,
+            stack: CommandStack::new(),
+            running: None,
+            pristine: session_dirs(),
+        };
         spawner.serve()
     }
 
     fn send(&self, reply: &Reply) {
         let _ = sys::send_with_fds(self.runner.as_fd(), &reply.encode(), &[]);
+    }
+
+    /// Whether the session is as a reset leaves it: no process but the zygote and this one,
+    /// no entry added to `/tmp`, `/dev/shm` or `/dev/mqueue` (tmpfs and mqueue count 20 bytes
+    /// of directory size per entry, and a session cannot remove what the reset keeps, the
+    /// mount points of binds), their modes and owners unchanged, and no System V IPC object.
+    /// Processes come first: once none is left, nothing can change the rest.
+    fn untouched(&self) -> bool {
+        let Some(pristine) = &self.pristine else { return false };
+        if sys::any_other_process() {
+            return false;
+        }
+        let same = |a: &sys::PathStat, b: &sys::PathStat| {
+            (a.mount_id, a.size, a.mode, a.uid, a.gid) == (b.mount_id, b.size, b.mode, b.uid, b.gid)
+        };
+        matches!(session_dirs(), Some(now) if now.iter().zip(pristine).all(|(a, b)| same(a, b)))
+            && matches!(sys::sysv_ipc_in_use(), Ok([0, 0, 0]))
     }
 
     /// Records a reaped child; reports it if it was the running command.
@@ -597,6 +634,7 @@ impl Spawner {
             self.send(&Reply::Exited {
                 status,
                 usage: Usage { user_us: usage.user_us, system_us: usage.system_us, max_rss_kib: usage.max_rss_kib },
+                untouched: self.untouched(),
             });
         }
     }
@@ -689,7 +727,10 @@ impl Spawner {
                 Ok(Request::Reset) => {
                     self.kill_everything();
                     match reset_session() {
-                        Ok(()) => self.send(&Reply::ResetDone),
+                        Ok(()) => {
+                            self.pristine = session_dirs();
+                            self.send(&Reply::ResetDone)
+                        }
                         Err((step, e)) => {
                             self.send(&Reply::ResetFailed { step, errno: e.raw_os_error().unwrap_or(libc::EIO) })
                         }
