@@ -282,6 +282,22 @@ fn reset_keeps_binds_under_tmp_and_wipes_the_rest() {
     assert_eq!(std::fs::read_to_string(rw.path().join("kept")).unwrap(), "user data", "the bind's content is intact");
 }
 
+/// Extended attributes a command sets on the session directories it owns (a place to leave
+/// data for the next lease) are gone after a reset.
+#[test]
+fn reset_removes_extended_attributes_of_the_session_directories() {
+    let mut sb = Sandbox::spawn(&probe_policy().build().unwrap()).unwrap();
+    for dir in ["/tmp", "/dev/shm"] {
+        assert_eq!(probe_inside(&mut sb, &["xattrs", dir]), "0", "{dir} starts without any");
+        assert_eq!(probe_inside(&mut sb, &["setxattr", dir]), "ok", "the probe can set one on {dir}");
+        assert_ne!(probe_inside(&mut sb, &["xattrs", dir]), "0", "and it stays within the session");
+    }
+    sb.reset().unwrap();
+    for dir in ["/tmp", "/dev/shm"] {
+        assert_eq!(probe_inside(&mut sb, &["xattrs", dir]), "0", "{dir} after the reset");
+    }
+}
+
 #[test]
 fn stdin_env_and_cwd_reach_the_command() {
     let mut sb = Sandbox::spawn(&Policy::default()).unwrap();
@@ -348,10 +364,15 @@ fn every_trace_a_reset_wipes_marks_the_session_dirty() {
     let rw = TempDir::new("rw-bind-under-tmp");
     assert!(rw.path().starts_with("/tmp"), "this test needs the bind under /tmp");
     let bind = rw.path().to_str().unwrap().to_string();
-    let mut sb = Sandbox::spawn(&Policy::builder().rw(rw.path()).build().unwrap()).unwrap();
+    let mut sb = Sandbox::spawn(&probe_policy().rw(rw.path()).build().unwrap()).unwrap();
     assert!(sb.is_clean(), "a fresh sandbox is clean");
     let write_in_bind = format!("echo data > {bind}/inside");
+    let probe = probe().to_str().unwrap();
+    let xattr_on_tmp = format!("{probe} setxattr /tmp | grep -qx ok");
+    let xattr_on_shm = format!("{probe} setxattr /dev/shm | grep -qx ok");
     let traces: &[&str] = &[
+        &xattr_on_tmp,
+        &xattr_on_shm,
         "echo x > /tmp/f",
         "mkdir /tmp/d",
         "ln -s /etc/hostname /tmp/link",
@@ -380,4 +401,24 @@ fn every_trace_a_reset_wipes_marks_the_session_dirty() {
         assert!(sb.is_clean(), "reset after `{trace}`");
     }
     assert_eq!(std::fs::read_to_string(rw.path().join("inside")).unwrap(), "data\n");
+}
+
+/// With a bind nested below a session directory (`/tmp/x/inner`), the directory between
+/// (`/tmp/x`, the sandbox's own) could hold a trace that `/tmp` does not show: such a
+/// sandbox never counts as untouched, and its reset wipes that directory too.
+#[test]
+fn a_nested_bind_under_tmp_makes_every_session_get_a_reset() {
+    let outer = TempDir::new("nested");
+    assert!(outer.path().starts_with("/tmp"), "this test needs the bind under /tmp");
+    let inner = outer.path().join("inner");
+    std::fs::create_dir(&inner).unwrap();
+    set_mode(&inner, 0o777);
+    let mut sb = Sandbox::spawn(&Policy::builder().rw(&inner).build().unwrap()).unwrap();
+    let outer_dir = outer.path().to_str().unwrap();
+    assert!(sh(&mut sb, "true").success());
+    assert!(!sb.is_clean(), "a nested bind: the verdict cannot see below /tmp, so no session is untouched");
+    let out = sh(&mut sb, &format!("echo left > {outer_dir}/trace && ls -A {outer_dir}"));
+    assert_eq!(stdout(&out), "inner\ntrace", "the session can write next to the bind: {out:?}");
+    sb.reset().unwrap();
+    assert_eq!(stdout(&sh(&mut sb, &format!("ls -A {outer_dir}"))), "inner", "the reset wiped it");
 }

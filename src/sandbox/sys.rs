@@ -1399,6 +1399,40 @@ pub(crate) fn path_stat(path: &CStr) -> io::Result<PathStat> {
     })
 }
 
+/// `listxattr(2)`: the extended attribute names of `path` (a final symlink followed; the
+/// session directories are not symlinks). A file system without extended attributes has none.
+pub(crate) fn xattr_names(path: &CStr) -> io::Result<Vec<CString>> {
+    loop {
+        // SAFETY: a NULL buffer of size 0 asks for the size the names need.
+        let need = unsafe { libc::listxattr(path.as_ptr(), ptr::null_mut(), 0) };
+        if need < 0 {
+            let e = io::Error::last_os_error();
+            return if e.raw_os_error() == Some(libc::ENOTSUP) { Ok(Vec::new()) } else { Err(e) };
+        }
+        if need == 0 {
+            return Ok(Vec::new());
+        }
+        let mut buf = vec![0u8; need as usize];
+        // SAFETY: `buf` is writable for its whole length.
+        let got = unsafe { libc::listxattr(path.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        if got < 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::ERANGE) {
+                continue; // grew meanwhile: ask again
+            }
+            return Err(e);
+        }
+        buf.truncate(got as usize);
+        return Ok(buf.split(|&b| b == 0).filter(|n| !n.is_empty()).filter_map(|n| CString::new(n).ok()).collect());
+    }
+}
+
+/// `removexattr(2)` of `name` on `path`.
+pub(crate) fn remove_xattr(path: &CStr, name: &CStr) -> io::Result<()> {
+    // SAFETY: two valid C strings.
+    cvt(unsafe { libc::removexattr(path.as_ptr(), name.as_ptr()) }).map(drop)
+}
+
 /// `struct shm_info`, what `shmctl(SHM_INFO)` fills (not in the `libc` crate).
 #[repr(C)]
 struct ShmInfo {

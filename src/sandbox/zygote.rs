@@ -322,7 +322,22 @@ fn reset_session() -> StepResult<()> {
     for dir in ["/tmp", "/dev/shm"] {
         step(format!("restore {dir}"), restore_session_dir(Path::new(dir)))?;
     }
+    for dir in SESSION_DIRS {
+        step(format!("remove extended attributes of {}", dir.to_string_lossy()), remove_session_xattrs(dir))?;
+    }
     step("remove System V IPC objects", sys::remove_sysv_ipc())
+}
+
+/// Removes what a command can set on a session directory it owns: `user.*` attributes and
+/// POSIX ACLs (anything else, such as a security label, is not the session's).
+fn remove_session_xattrs(dir: &CStr) -> io::Result<()> {
+    for name in sys::xattr_names(dir)? {
+        let bytes = name.to_bytes();
+        if bytes.starts_with(b"user.") || bytes.starts_with(b"system.posix_acl_") {
+            sys::remove_xattr(dir, &name)?;
+        }
+    }
+    Ok(())
 }
 
 /// Gives a session directory back its mode and owner (a command may have changed them).
@@ -555,17 +570,56 @@ struct Spawner {
     stack: CommandStack,
     running: Option<i32>,
     /// How the session directories look when the session is as a reset leaves it (`None`
-    /// if they could not be read: then no session counts as untouched).
-    pristine: Option<[sys::PathStat; 3]>,
+    /// if they could not be read, or hold plain directories for nested binds: then no
+    /// session counts as untouched).
+    pristine: Option<[SessionDir; 3]>,
 }
 
 /// The directories a session can write to outside its binds, in the order `pristine` keeps.
 const SESSION_DIRS: [&CStr; 3] = [c"/tmp", c"/dev/shm", c"/dev/mqueue"];
 
+/// What [`Spawner::untouched`] compares of one session directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct SessionDir {
+    /// Mount, size (20 bytes per entry on tmpfs and mqueue), mode and owner.
+    stat: (u64, u64, u32, u32, u32),
+    /// Its extended attribute names (a command may set `user.*` ones, or an ACL).
+    xattrs: Vec<CString>,
+}
+
+impl SessionDir {
+    fn read(dir: &CStr) -> Option<SessionDir> {
+        let st = sys::path_stat(dir).ok()?;
+        let xattrs = sys::xattr_names(dir).ok()?;
+        Some(SessionDir { stat: (st.mount_id, st.size, st.mode, st.uid, st.gid), xattrs })
+    }
+}
+
 /// The session directories' state, for [`Spawner::untouched`].
-fn session_dirs() -> Option<[sys::PathStat; 3]> {
-    let [a, b, c] = SESSION_DIRS.map(|d| sys::path_stat(d).ok());
+fn session_dirs() -> Option<[SessionDir; 3]> {
+    let [a, b, c] = SESSION_DIRS.map(SessionDir::read);
     Some([a?, b?, c?])
+}
+
+/// The pristine state of the session directories, or `None` if one holds a plain
+/// directory of its own mount (the parent of a nested bind's mount point): what a command
+/// adds in there does not show on the session directory, so every session gets a reset.
+fn pristine_session_dirs() -> Option<[SessionDir; 3]> {
+    let dirs = session_dirs()?;
+    for (dir, state) in SESSION_DIRS.iter().zip(&dirs) {
+        if state.stat.1 <= EMPTY_DIR_SIZE {
+            continue;
+        }
+        // Only binds' mount points may be there (a reset removed everything else).
+        let path = Path::new(std::ffi::OsStr::from_bytes(dir.to_bytes()));
+        for entry in fs::read_dir(path).ok()? {
+            let c_path = cp(&entry.ok()?.path()).ok()?;
+            if sys::mount_id(&c_path).ok()? == state.stat.0 {
+                return None;
+            }
+        }
+    }
+    Some(dirs)
 }
 
 impl Spawner {
@@ -601,7 +655,7 @@ impl Spawner {
             scope,
             stack: CommandStack::new(),
             running: None,
-            pristine: session_dirs(),
+            pristine: pristine_session_dirs(),
         };
         spawner.serve()
     }
@@ -613,17 +667,13 @@ impl Spawner {
     /// Whether the session is as a reset leaves it: no process but the zygote and this one,
     /// no entry added to `/tmp`, `/dev/shm` or `/dev/mqueue` (tmpfs and mqueue count 20 bytes
     /// of directory size per entry, and a session cannot remove what the reset keeps, the
-    /// mount points of binds), their modes and owners unchanged, and no System V IPC object.
-    /// Processes come first: once none is left, nothing can change the rest.
+    /// mount points of binds), their modes, owners and extended attributes unchanged, and no
+    /// System V IPC object. Processes come first: once none is left, nothing can change the
+    /// rest.
     fn untouched(&self) -> bool {
         let Some(pristine) = &self.pristine else { return false };
-        if sys::any_other_process() {
-            return false;
-        }
-        let same = |a: &sys::PathStat, b: &sys::PathStat| {
-            (a.mount_id, a.size, a.mode, a.uid, a.gid) == (b.mount_id, b.size, b.mode, b.uid, b.gid)
-        };
-        matches!(session_dirs(), Some(now) if now.iter().zip(pristine).all(|(a, b)| same(a, b)))
+        !sys::any_other_process()
+            && session_dirs().as_ref() == Some(pristine)
             && matches!(sys::sysv_ipc_in_use(), Ok([0, 0, 0]))
     }
 
@@ -728,7 +778,7 @@ impl Spawner {
                     self.kill_everything();
                     match reset_session() {
                         Ok(()) => {
-                            self.pristine = session_dirs();
+                            self.pristine = pristine_session_dirs();
                             self.send(&Reply::ResetDone)
                         }
                         Err((step, e)) => {

@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
 #include <unistd.h>
@@ -97,6 +98,14 @@ int main(int argc, char **argv) {
         if (!p) return report(-1);
         for (size_t i = 0; i < n; i += 4096) p[i] = 1;
         printf("ok\n");
+        return 0;
+    }
+    if (!strcmp(a, "setxattr")) return report(setxattr(arg, "user.probe", "x", 1, 0));
+    if (!strcmp(a, "xattrs")) {
+        /* The length of the extended attribute names of ARG (0: none). */
+        long n = listxattr(arg, NULL, 0);
+        if (n < 0) return report(-1);
+        printf("%ld\n", n);
         return 0;
     }
     if (!strcmp(a, "procs")) {
