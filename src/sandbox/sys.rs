@@ -1133,6 +1133,14 @@ pub(crate) fn any_other_process() -> bool {
     unsafe { libc::kill(-1, 0) == 0 }
 }
 
+/// Whether `kill(-1, 0)` finds no process at all besides the caller and the namespace's init
+/// (`ESRCH`). Unlike `!any_other_process()`, a process it may not signal (`EPERM`) counts.
+pub(crate) fn surely_no_other_process() -> bool {
+    // SAFETY: signal 0 only checks; integer arguments only.
+    let r = unsafe { libc::kill(-1, 0) };
+    r < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+}
+
 /// The zygote's control socket, which its clone child placed on fd 3.
 pub(crate) fn take_control_socket() -> OwnedFd {
     // SAFETY: the zygote's clone child put the control socket on fd 3 (see `zygote_child`)

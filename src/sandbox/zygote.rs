@@ -672,7 +672,7 @@ impl Spawner {
     /// rest.
     fn untouched(&self) -> bool {
         let Some(pristine) = &self.pristine else { return false };
-        !sys::any_other_process()
+        sys::surely_no_other_process()
             && session_dirs().as_ref() == Some(pristine)
             && matches!(sys::sysv_ipc_in_use(), Ok([0, 0, 0]))
     }
