@@ -1,7 +1,7 @@
 //! loom models of the pool engine's concurrency.
 //!
 //! Run (from this directory):
-//! `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 cargo test --release`
+//! `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=3 cargo test --release`
 //!
 //! The engine routes every atomic, lock and its idle ring through its `sync` facade, so
 //! under `cfg(loom)` all of it is explored by loom. The mock manager's bookkeeping uses
@@ -89,7 +89,7 @@ fn quiescent(p: &Pool<Mock>, m: &Mock) {
 fn model(f: impl Fn() + Sync + Send + 'static) {
     let mut b = loom::model::Builder::new();
     if b.preemption_bound.is_none() {
-        b.preemption_bound = Some(2);
+        b.preemption_bound = Some(3);
     }
     let runs = std::sync::Arc::new(AtomicUsize::new(0));
     let r = std::sync::Arc::clone(&runs);
@@ -269,5 +269,23 @@ fn stealing_between_magazines() {
         }
         assert!(m.0.max_live.load(SeqCst) <= 3);
         quiescent(&p, &m);
+    });
+}
+
+/// A sweep that examines a magazine (and puts what it keeps in its shard's inbox) races
+/// `close` on another thread: whichever goes first, nothing is left alive.
+#[test]
+fn sweep_racing_close_leaves_nothing_alive() {
+    model(|| {
+        let (p, m) = new_pool(4, 0, 2);
+        drop(p.acquire().unwrap()); // one idle, in this thread's magazine
+        let p2 = Arc::clone(&p);
+        let sweeper = thread::spawn(move || {
+            p2.sweep_once();
+        });
+        p.close();
+        sweeper.join().unwrap();
+        assert_eq!(m.0.live.load(SeqCst), 0, "closed with a resource alive");
+        assert_eq!(m.0.created.load(SeqCst), m.0.destroyed.load(SeqCst));
     });
 }
