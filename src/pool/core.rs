@@ -246,7 +246,7 @@ impl<M: Manager> Core<M> {
     pub(crate) fn after_push(&self, local: Option<&Local<M::Resource>>) {
         light_barrier();
         if self.hot.shutdown.load(Ordering::Relaxed) {
-            self.drain(local);
+            self.drain();
         } else if self.hot.waiting.load(Ordering::Relaxed) > 0 {
             self.kick(local);
         }
@@ -284,7 +284,7 @@ impl<M: Manager> Core<M> {
             match self.recycle_q.push(idle) {
                 Ok(()) => {
                     if self.hot.shutdown.load(Ordering::SeqCst) {
-                        self.drain(None);
+                        self.drain();
                     }
                     return;
                 }
@@ -350,7 +350,7 @@ impl<M: Manager> Core<M> {
                     self.destroy_quiet(idle);
                 }
                 if self.is_shut_down() {
-                    self.drain(local);
+                    self.drain();
                 }
             }
             Handoff::Capacity => {
@@ -361,14 +361,9 @@ impl<M: Manager> Core<M> {
         }
     }
 
-    /// Destroys everything idle: `local`'s magazine, every shard's magazine and inbox
-    /// (stolen), the central ring and the recycle queue. Runs on shutdown paths only.
-    pub(crate) fn drain(&self, local: Option<&Local<M::Resource>>) {
-        if let Some(l) = local {
-            while let Some(idle) = l.pop() {
-                self.destroy_quiet(idle);
-            }
-        }
+    /// Destroys everything idle: every shard's magazine and inbox (stolen, the caller's own
+    /// too), the central ring and the recycle queue. Runs on shutdown paths only.
+    pub(crate) fn drain(&self) {
         self.shards.with(|shards| {
             for s in shards {
                 while let Some(idle) = s.steal() {
@@ -394,6 +389,6 @@ impl<M: Manager> Core<M> {
         for w in self.waiters.take_all(&self.hot.waiting) {
             w.deliver(Handoff::ShutDown);
         }
-        self.drain(None);
+        self.drain();
     }
 }

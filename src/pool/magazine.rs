@@ -71,17 +71,18 @@ impl<R> Shard<R> {
 
     /// Idle resources in the magazine and the inbox.
     pub(crate) fn idle_len(&self) -> usize {
-        self.stealer.as_ref().map_or(0, |s| s.len()) + self.inbox_len()
+        self.magazine_entries() + self.inbox_entries()
     }
 
+    /// Entries in the inbox (never reads low, see [`OwnerLine::inbox_len`]).
     #[inline]
-    fn inbox_len(&self) -> usize {
+    pub(crate) fn inbox_entries(&self) -> usize {
         self.line.inbox_len.load(Ordering::Relaxed)
     }
 
-    /// Whether this thread has a magazine.
-    pub(crate) fn has_magazine(&self) -> bool {
-        self.stealer.is_some()
+    /// Entries in the magazine.
+    pub(crate) fn magazine_entries(&self) -> usize {
+        self.stealer.as_ref().map_or(0, |s| s.len())
     }
 
     /// Steals the oldest magazine entry (the inbox last).
@@ -106,16 +107,6 @@ impl<R> Shard<R> {
         let idle = self.inbox.as_ref()?.pop()?;
         self.line.inbox_len.fetch_sub(1, Ordering::Relaxed);
         Some(idle)
-    }
-
-    /// Entries in the inbox.
-    pub(crate) fn inbox_entries(&self) -> usize {
-        self.inbox_len()
-    }
-
-    /// Entries in the magazine.
-    pub(crate) fn magazine_entries(&self) -> usize {
-        self.stealer.as_ref().map_or(0, |s| s.len())
     }
 
     /// Puts a resource in the inbox if magazine plus inbox are below `cap` (the sweeper's
@@ -170,7 +161,7 @@ impl<R> Local<R> {
     #[inline]
     pub(crate) fn push(&self, idle: Idle<R>) -> Result<(), Idle<R>> {
         match &self.magazine {
-            Some(m) if m.len() + self.shard.inbox_len() < self.shard.cap => {
+            Some(m) if m.len() + self.shard.inbox_entries() < self.shard.cap => {
                 m.push(idle);
                 Ok(())
             }

@@ -137,7 +137,7 @@ fn store_anywhere<M: Manager>(core: &Core<M>, idle: Idle<M::Resource>) {
     };
     let idle = core.shards.with(|shards| {
         let mut idle = Some(idle);
-        for s in shards.iter().filter(|s| s.has_magazine()) {
+        for s in shards {
             match s.push_inbox(idle.take()?) {
                 Ok(()) => return None,
                 Err(i) => idle = Some(i),
