@@ -153,6 +153,13 @@ impl SandboxCgroups {
                     if memsw.exists() {
                         write(&memsw, &limit).map_err(|e| ("set memory.memsw.limit_in_bytes".into(), e))?;
                     }
+                    // cgroup v1 charges socket buffers only once a TCP limit is set (v2
+                    // always charges them to memory.max): without it, loopback connections
+                    // could pin hundreds of MiB of kernel memory beyond the limit.
+                    let tcp = dir.join("memory.kmem.tcp.limit_in_bytes");
+                    if tcp.exists() {
+                        write(&tcp, &limit).map_err(|e| ("set memory.kmem.tcp.limit_in_bytes".into(), e))?;
+                    }
                 }
             }
             cg.memory = Some(home.version);

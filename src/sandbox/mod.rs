@@ -143,14 +143,14 @@ fn write_id_maps(pid: i32, host_uid: u32, host_gid: u32, privileged: bool) -> io
     Ok(())
 }
 
-/// Waits for one reply from the zygote, or its death, or `timeout`.
+/// Waits for one reply from the zygote, or its death, or `deadline` (one deadline for the
+/// whole wait, whatever the sandbox sends meanwhile).
 fn wait_reply(
     control: BorrowedFd<'_>,
     pidfd: BorrowedFd<'_>,
-    timeout: Duration,
+    deadline: Instant,
     step: &'static str,
 ) -> Result<(Reply, Vec<OwnedFd>), SandboxError> {
-    let deadline = Instant::now() + timeout;
     loop {
         let mut fds = [
             libc::pollfd { fd: control.as_raw_fd(), events: libc::POLLIN, revents: 0 },
@@ -170,14 +170,56 @@ fn wait_reply(
     }
 }
 
+/// Receives one reply. Only `Ready` may carry a descriptor (the spawner's socket): any other
+/// reply with descriptors attached comes from a sandbox that is not behaving, and is refused.
 fn recv_reply(control: BorrowedFd<'_>, step: &'static str) -> Result<(Reply, Vec<OwnedFd>), SandboxError> {
     let mut buf = [0u8; 4096];
     let mut fds = Vec::new();
-    let n = sys::recv_with_fds(control, &mut buf, &mut fds).map_err(|source| SandboxError::Control { step, source })?;
+    let n = sys::recv_with_fds(control, &mut buf, &mut fds).map_err(|source| {
+        discard_descriptors(std::mem::take(&mut fds));
+        SandboxError::Control { step, source }
+    })?;
     if n == 0 {
+        discard_descriptors(fds);
         return Err(SandboxError::Dead);
     }
-    Ok((Reply::decode(&buf[..n])?, fds))
+    let reply = Reply::decode(&buf[..n]);
+    if !fds.is_empty() && !matches!(reply, Ok(Reply::Ready(_))) {
+        discard_descriptors(fds);
+        return Err(SandboxError::Protocol(protocol::DecodeError::unexpected()));
+    }
+    Ok((reply?, fds))
+}
+
+/// Closes descriptors a sandbox sent unasked on a thread of their own: the last close of a
+/// socket the sandbox set up (`SO_LINGER`, say) may block, and must not block the caller.
+fn discard_descriptors(fds: Vec<OwnedFd>) {
+    if fds.is_empty() {
+        return;
+    }
+    let spawned = std::thread::Builder::new().name("sandpool-discard".into()).spawn(move || drop(fds));
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "sandpool: no thread to close a sandbox's stray descriptors; closing them here");
+    }
+}
+
+/// What a sandbox says, made safe to print: control characters (terminal escape sequences
+/// among them) escaped, and at most 200 characters kept. Its words are data, never trusted.
+fn escaped(text: &str) -> String {
+    const MOST: usize = 200;
+    let mut out = String::new();
+    for (i, ch) in text.chars().enumerate() {
+        if i == MOST {
+            out.push_str("...");
+            break;
+        }
+        if ch.is_control() || ch == '\\' {
+            out.extend(ch.escape_default());
+        } else {
+            out.push(ch);
+        }
+    }
+    out
 }
 
 /// The spawner's socket, which comes with `Ready`.
@@ -362,14 +404,18 @@ impl Sandbox {
         let tree_fds: Vec<i32> = trees.iter().map(|t| t.as_raw_fd()).collect();
         sys::send_with_fds(host_end.as_fd(), &Request::Configure(config).encode(), &tree_fds)
             .map_err(|source| SandboxError::Control { step: "sending the configuration", source })?;
-        let (report, runner) =
-            match wait_reply(host_end.as_fd(), pidfd, CONTROL_TIMEOUT, "waiting for the sandbox to be ready")? {
-                (Reply::Ready(report), fds) => (report, take_runner(fds)?),
-                (Reply::SetupFailed { step, errno: e }, _) => {
-                    return Err(SandboxError::Setup { step, source: errno(e) });
-                }
-                _ => return Err(SandboxError::Protocol(protocol::DecodeError::unexpected())),
-            };
+        let (report, runner) = match wait_reply(
+            host_end.as_fd(),
+            pidfd,
+            Instant::now() + CONTROL_TIMEOUT,
+            "waiting for the sandbox to be ready",
+        )? {
+            (Reply::Ready(report), fds) => (report, take_runner(fds)?),
+            (Reply::SetupFailed { step, errno: e }, _) => {
+                return Err(SandboxError::Setup { step: escaped(&step), source: errno(e) });
+            }
+            _ => return Err(SandboxError::Protocol(protocol::DecodeError::unexpected())),
+        };
         if policy.landlock == Requirement::BestEffort && !report.landlock_enforced {
             missing.push(format!("landlock: not enforced (kernel ABI {})", report.landlock_abi));
         }
@@ -543,7 +589,7 @@ impl Sandbox {
                         SandboxError::Exec { program, source: errno(e) }
                     }
                 } else {
-                    SandboxError::CommandSetup { step, source: errno(e) }
+                    SandboxError::CommandSetup { step: escaped(&step), source: errno(e) }
                 });
             }
             _ => {
@@ -613,14 +659,19 @@ impl Sandbox {
         if self.dead {
             return Err(SandboxError::Dead);
         }
-        match wait_reply(self.runner.as_fd(), self.pidfd.as_fd(), CONTROL_TIMEOUT, "waiting for the reset") {
+        match wait_reply(
+            self.runner.as_fd(),
+            self.pidfd.as_fd(),
+            Instant::now() + CONTROL_TIMEOUT,
+            "waiting for the reset",
+        ) {
             Ok((Reply::ResetDone, _)) => {
                 self.used = false;
                 Ok(())
             }
             Ok((Reply::ResetFailed { step, errno: e }, _)) => {
                 self.dead = true;
-                Err(SandboxError::Reset { step, source: errno(e) })
+                Err(SandboxError::Reset { step: escaped(&step), source: errno(e) })
             }
             Ok(_) => {
                 self.dead = true;
@@ -639,10 +690,12 @@ impl Sandbox {
         self.runner.as_fd()
     }
 
-    /// Waits for the spawner's `Killed`, skipping the `Exited` of a command killed on the way.
+    /// Waits for the spawner's `Killed`, skipping the `Exited` of a command killed on the way;
+    /// all of it within one [`KILL_GRACE`], however many replies the sandbox sends.
     fn wait_killed(&mut self) -> Result<(), SandboxError> {
+        let deadline = Instant::now() + KILL_GRACE;
         loop {
-            match wait_reply(self.runner.as_fd(), self.pidfd.as_fd(), CONTROL_TIMEOUT, "waiting for the kill")? {
+            match wait_reply(self.runner.as_fd(), self.pidfd.as_fd(), deadline, "waiting for the kill")? {
                 (Reply::Killed, _) => return Ok(()),
                 (Reply::Exited { .. }, _) => continue,
                 _ => return Err(SandboxError::Protocol(protocol::DecodeError::unexpected())),
@@ -826,5 +879,19 @@ fn build_isolation(
         host_uid,
         limits,
         missing,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escaped;
+
+    #[test]
+    fn what_a_sandbox_says_is_escaped_before_it_is_printed() {
+        assert_eq!(escaped("mount /proc"), "mount /proc");
+        assert_eq!(escaped("\u{1b}[2J\u{1b}]0;owned\u{7}x\n"), "\\u{1b}[2J\\u{1b}]0;owned\\u{7}x\\n");
+        assert_eq!(escaped("a\\b"), "a\\\\b");
+        let long = "é".repeat(500);
+        assert_eq!(escaped(&long).chars().count(), 203);
     }
 }

@@ -10,6 +10,14 @@
 //! 3. the deny list (built with `seccompiler`), with `clone` refused when it asks for a new
 //!    namespace.
 //!
+//! Against Docker's default profile it is as strict or stricter: it also refuses NUMA
+//! placement (`mbind`, `set_mempolicy`, `migrate_pages`, `move_pages`), `fanotify_init`,
+//! `personality` beyond Docker's five values and `AF_VSOCK` sockets, as Docker does for a
+//! container without `CAP_SYS_ADMIN`/`CAP_SYS_NICE`. Differences kept on purpose: `ptrace`
+//! and `process_vm_*` are refused outright (Docker allows them on 4.8+ kernels; here a
+//! command must never reach another process), and so are `io_uring_*`, whose requests this
+//! filter cannot see; `clone3` answers `ENOSYS`, as in Docker, so `clone`'s flags stay visible.
+//!
 //! A `--no-fork` command adds a second, small program of its own: no `fork`, `vfork`, or
 //! `clone` without `CLONE_THREAD`.
 
@@ -75,6 +83,14 @@ fn denied_syscalls() -> Vec<(&'static str, i64)> {
         ("io_uring_register", libc::SYS_io_uring_register),
         ("lookup_dcookie", libc::SYS_lookup_dcookie),
         ("nfsservctl", libc::SYS_nfsservctl),
+        // As in Docker's default profile (which allows them only with CAP_SYS_NICE or
+        // CAP_SYS_ADMIN, which commands never have): NUMA placement, which can move other
+        // processes' pages, and fanotify, a file-system-wide watch.
+        ("mbind", libc::SYS_mbind),
+        ("set_mempolicy", libc::SYS_set_mempolicy),
+        ("migrate_pages", libc::SYS_migrate_pages),
+        ("move_pages", libc::SYS_move_pages),
+        ("fanotify_init", libc::SYS_fanotify_init),
     ];
     #[cfg(target_arch = "x86_64")]
     v.extend([
@@ -114,10 +130,39 @@ fn flag_set(flag: u64) -> SeccompRule {
     .expect("valid seccomp rule")
 }
 
+/// The `personality(2)` values Docker's default profile allows: the default (`PER_LINUX`),
+/// `PER_LINUX32`, `UNAME26` with either, and the query `0xffffffff`. Any other persona
+/// (`ADDR_NO_RANDOMIZE`, `READ_IMPLIES_EXEC`, ...) weakens the command's own hardening.
+const ALLOWED_PERSONALITIES: [u64; 5] = [0x0, 0x8, 0x20000, 0x20008, 0xffff_ffff];
+
+/// `AF_VSOCK`: sockets to the hypervisor and other VMs, outside every network namespace.
+const AF_VSOCK: u64 = 40;
+
+/// Matches `personality` with any value Docker does not allow.
+fn personality_not_allowed() -> SeccompRule {
+    SeccompRule::new(
+        ALLOWED_PERSONALITIES
+            .iter()
+            .map(|&p| SeccompCondition::new(0, SeccompCmpArgLen::Dword, SeccompCmpOp::Ne, p).expect("valid condition"))
+            .collect(),
+    )
+    .expect("valid seccomp rule")
+}
+
+/// Matches `socket(AF_VSOCK, ...)`.
+fn vsock_socket() -> SeccompRule {
+    SeccompRule::new(vec![
+        SeccompCondition::new(0, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, AF_VSOCK).expect("valid condition"),
+    ])
+    .expect("valid seccomp rule")
+}
+
 fn deny_list() -> Result<SeccompProgram, seccompiler::BackendError> {
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> =
         denied_syscalls().into_iter().map(|(_, nr)| (nr, Vec::new())).collect();
     rules.insert(libc::SYS_clone, NAMESPACE_FLAGS.iter().map(|f| flag_set(*f)).collect());
+    rules.insert(libc::SYS_personality, vec![personality_not_allowed()]);
+    rules.insert(libc::SYS_socket, vec![vsock_socket()]);
     SeccompFilter::new(rules, SeccompAction::Allow, SeccompAction::Errno(libc::EPERM as u32), target())?.try_into()
 }
 
@@ -223,7 +268,8 @@ pub(crate) fn build() -> Result<Filters, seccompiler::BackendError> {
 
 /// How many system calls the default filter denies.
 pub(crate) fn denied_count() -> u32 {
-    denied_syscalls().len() as u32 + 1 // + clone with namespace flags
+    // + clone with namespace flags, personality outside Docker's values, AF_VSOCK sockets
+    denied_syscalls().len() as u32 + 3
 }
 
 #[cfg(test)]

@@ -370,23 +370,35 @@ fn clone_args_zeroed() -> libc::clone_args {
     unsafe { std::mem::zeroed() }
 }
 
-/// Blocks every signal in the calling thread (`pthread_sigmask`), returning the old mask.
-fn block_all_signals() -> libc::sigset_t {
-    // SAFETY: sigset_t is plain data; sigfillset/pthread_sigmask only write the given sets.
+/// Every signal, 1 to 64: glibc's `sigfillset` leaves out the two it reserves (32 and 33),
+/// and `pthread_sigmask` refuses to block them, so the raw call is used.
+const FULL_SIGNAL_MASK: u64 = u64::MAX;
+
+/// `rt_sigprocmask(SIG_SETMASK)` of the calling thread, raw (glibc would keep signals 32 and
+/// 33 open); returns the old mask.
+fn set_signal_mask(mask: u64) -> u64 {
+    let mut old = 0u64;
+    // SAFETY: both pointers name live u64s, and 8 is the kernel's sigset size.
     unsafe {
-        let mut all: libc::sigset_t = std::mem::zeroed();
-        let mut old: libc::sigset_t = std::mem::zeroed();
-        libc::sigfillset(&mut all);
-        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
-        old
-    }
+        raw_syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK as usize,
+            &mask as *const u64 as usize,
+            &mut old as *mut u64 as usize,
+            8,
+            0,
+        )
+    };
+    old
 }
 
-fn restore_signals(mask: &libc::sigset_t) {
-    // SAFETY: `mask` is a valid set returned by `block_all_signals`.
-    unsafe {
-        libc::pthread_sigmask(libc::SIG_SETMASK, mask, ptr::null_mut());
-    }
+/// Blocks every signal in the calling thread, returning the old mask.
+fn block_all_signals() -> u64 {
+    set_signal_mask(FULL_SIGNAL_MASK)
+}
+
+fn restore_signals(mask: &u64) {
+    set_signal_mask(*mask);
 }
 
 /// `waitid(P_PIDFD, WEXITED | __WALL)`: reaps the process, blocking or not. Returns the wait
@@ -758,7 +770,8 @@ pub(crate) fn set_not_dumpable() -> io::Result<()> {
     cvt(unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) }).map(drop)
 }
 
-/// Resets every signal to its default disposition and blocks all of them, then returns a
+/// Resets every signal to its default disposition and blocks all 64 of them (32 and 33
+/// included), then returns a
 /// `signalfd(2)` that reports `SIGCHLD`.
 pub(crate) fn take_over_signals() -> io::Result<OwnedFd> {
     for sig in 1..libc::SIGRTMAX() {
@@ -768,11 +781,9 @@ pub(crate) fn take_over_signals() -> io::Result<OwnedFd> {
         // SAFETY: SIG_DFL is always a valid disposition.
         unsafe { libc::signal(sig, libc::SIG_DFL) };
     }
-    // SAFETY: sigset_t is plain data filled by sigfillset/sigemptyset; the calls only write it.
+    block_all_signals();
+    // SAFETY: sigset_t is plain data filled by sigemptyset/sigaddset; the calls only write it.
     unsafe {
-        let mut all: libc::sigset_t = std::mem::zeroed();
-        libc::sigfillset(&mut all);
-        cvt(libc::sigprocmask(libc::SIG_SETMASK, &all, ptr::null_mut()))?;
         let mut chld: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut chld);
         libc::sigaddset(&mut chld, libc::SIGCHLD);
@@ -913,7 +924,7 @@ struct CommandChildArgs {
 }
 
 /// Steps of the command child, reported when it cannot reach `execve`.
-pub(crate) const COMMAND_STEPS: [&str; 9] = [
+pub(crate) const COMMAND_STEPS: [&str; 8] = [
     "(none)",
     "start a session",
     "set up stdio",
@@ -921,11 +932,10 @@ pub(crate) const COMMAND_STEPS: [&str; 9] = [
     "limit CPU time",
     "install seccomp",
     "enter its own Landlock domain",
-    "offer itself to the OOM killer",
     "exec",
 ];
 /// The index of the "exec" step in [`COMMAND_STEPS`].
-pub(crate) const COMMAND_STEP_EXEC: usize = 8;
+pub(crate) const COMMAND_STEP_EXEC: usize = 7;
 
 /// The command child: its own session, stdio, working directory and CPU limit, the extra
 /// filters, then `execve`. Everything else (no_new_privs, Landlock, seccomp, no capabilities)
@@ -947,29 +957,6 @@ extern "C" fn command_child(arg: *mut c_void) -> ! {
         let r = raw_syscall(libc::SYS_setsid, 0, 0, 0, 0, 0);
         if r < 0 {
             fail(a, 1, r);
-        }
-        // Out of memory, the command and its children go first, not the sandbox's own init or
-        // spawner (raising one's score needs no privilege). The spawner is not dumpable, which
-        // would leave our /proc entries root's: become dumpable first (exec decides again).
-        let r = raw_syscall(libc::SYS_prctl, libc::PR_SET_DUMPABLE as usize, 1, 0, 0, 0);
-        if r < 0 {
-            fail(a, 7, r);
-        }
-        let fd = raw_syscall(
-            libc::SYS_openat,
-            libc::AT_FDCWD as usize,
-            c"/proc/self/oom_score_adj".as_ptr() as usize,
-            (libc::O_WRONLY | libc::O_CLOEXEC) as usize,
-            0,
-            0,
-        );
-        if fd < 0 {
-            fail(a, 7, fd);
-        }
-        let r = raw_syscall(libc::SYS_write, fd as usize, c"1000".as_ptr() as usize, 4, 0, 0);
-        raw_syscall(libc::SYS_close, fd as usize, 0, 0, 0, 0);
-        if r < 0 {
-            fail(a, 7, r);
         }
         if a.scope_fd >= 0 {
             let r = raw_syscall(libc::SYS_landlock_restrict_self, a.scope_fd as usize, 0, 0, 0, 0);
@@ -1556,3 +1543,52 @@ pub(crate) fn eventfd_signal(fd: BorrowedFd<'_>) {
     // SAFETY: writes 8 bytes from a local buffer; a full counter (EAGAIN) already wakes.
     unsafe { libc::write(fd.as_raw_fd(), one.as_ptr() as *const c_void, one.len()) };
 }
+
+/// Gives the calling process (and so every child it makes from now on) the highest
+/// `oom_score_adj`, so that out of memory its commands go first, not the sandbox's init.
+/// Raising one's score needs no privilege, but a non-dumpable process's `/proc/self` files
+/// belong to root: the process is made dumpable for the write, and left dumpable (the caller
+/// makes it non-dumpable again before anything untrusted runs).
+pub(crate) fn raise_oom_score_adj() -> io::Result<()> {
+    // SAFETY: integer arguments only.
+    cvt(unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0) })?;
+    std::fs::write("/proc/self/oom_score_adj", "1000")
+}
+
+/// `ioctl(FS_IOC_GETFLAGS)`: the inode flags of the file open as `fd` (`chattr`'s
+/// attributes); a file system without them (mqueue) has none.
+pub(crate) fn inode_flags_of(fd: BorrowedFd<'_>) -> io::Result<u32> {
+    let mut flags: c_int = 0;
+    // SAFETY: FS_IOC_GETFLAGS writes one int through the pointer.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), FS_IOC_GETFLAGS, &mut flags) };
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        return if matches!(e.raw_os_error(), Some(libc::ENOTTY) | Some(libc::EOPNOTSUPP)) { Ok(0) } else { Err(e) };
+    }
+    Ok(flags as u32)
+}
+
+/// [`inode_flags_of`] the directory at `path`.
+pub(crate) fn inode_flags(path: &CStr) -> io::Result<u32> {
+    inode_flags_of(open(path, libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NONBLOCK)?.as_fd())
+}
+
+/// `pread(2)` into `buf` at `offset`.
+pub(crate) fn pread(fd: BorrowedFd<'_>, buf: &mut [u8], offset: i64) -> io::Result<usize> {
+    // SAFETY: `buf` is a valid writable region of `buf.len()` bytes.
+    let r = unsafe { libc::pread(fd.as_raw_fd(), buf.as_mut_ptr() as *mut c_void, buf.len(), offset) };
+    if r < 0 { Err(io::Error::last_os_error()) } else { Ok(r as usize) }
+}
+
+/// `ioctl(FS_IOC_SETFLAGS)`: sets the inode flags of `path`.
+pub(crate) fn set_inode_flags(path: &CStr, flags: u32) -> io::Result<()> {
+    let fd = open(path, libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NONBLOCK)?;
+    let flags = flags as c_int;
+    // SAFETY: FS_IOC_SETFLAGS reads one int through the pointer.
+    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), FS_IOC_SETFLAGS, &flags) }).map(drop)
+}
+
+/// `FS_IOC_GETFLAGS` and `FS_IOC_SETFLAGS` from `<linux/fs.h>` (`_IOR('f', 1, long)`,
+/// `_IOW('f', 2, long)`).
+const FS_IOC_GETFLAGS: libc::Ioctl = 0x8008_6601u32 as libc::Ioctl;
+const FS_IOC_SETFLAGS: libc::Ioctl = 0x4008_6602u32 as libc::Ioctl;

@@ -315,7 +315,22 @@ fn empty_dir(dir: &Path) -> io::Result<()> {
 /// `/dev/shm` and `/dev/mqueue` (not what lies in binds below them), their modes, and every
 /// System V IPC object. The spawner does it: all of it belongs to the sandbox's user, and its
 /// Landlock domain allows it. The mounts stay, so the domain, which names them, stays right.
-fn reset_session() -> StepResult<()> {
+fn reset_session(sockstat: Option<&[OwnedFd]>) -> StepResult<()> {
+    if let Some(files) = sockstat {
+        // A socket left behind (a TIME_WAIT, an orphan, a fragment queue) outlives every
+        // process and no unprivileged call removes it: only a new network namespace would.
+        // Refuse, so the sandbox is destroyed rather than handed on.
+        match network_state(files) {
+            Ok(n) if n.is_clean() => {}
+            Ok(n) => {
+                return Err((
+                    format!("leave the network namespace clean ({n}); the sandbox must be replaced"),
+                    io::Error::from_raw_os_error(libc::EBUSY),
+                ));
+            }
+            Err(e) => return Err(("read the network namespace's sockets".into(), e)),
+        }
+    }
     for dir in ["/tmp", "/dev/shm", "/dev/mqueue"] {
         step(format!("empty {dir}"), empty_dir(Path::new(dir)))?;
     }
@@ -350,7 +365,77 @@ fn restore_session_dir(dir: &Path) -> io::Result<()> {
     if st.mode != 0o1777 {
         fs::set_permissions(dir, fs::Permissions::from_mode(0o1777))?;
     }
+    // A fresh tmpfs directory has no inode flags; a command may have set some.
+    let c_dir = cp(dir)?;
+    if sys::inode_flags(&c_dir)? != 0 {
+        sys::set_inode_flags(&c_dir, 0)?;
+    }
     Ok(())
+}
+
+/// What the sandbox's own network namespace still holds once its processes are gone, from
+/// `/proc/net/sockstat` and `sockstat6`, whose counts are per namespace: sockets in use
+/// (orphans included), TIME_WAIT sockets, and IP fragment queues.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct NetworkState {
+    sockets: u64,
+    time_wait: u64,
+    fragments: u64,
+}
+
+impl NetworkState {
+    fn is_clean(&self) -> bool {
+        *self == NetworkState::default()
+    }
+}
+
+impl std::fmt::Display for NetworkState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} sockets, {} in TIME_WAIT, {} fragment queues", self.sockets, self.time_wait, self.fragments)
+    }
+}
+
+/// Reads [`NetworkState`] from `files`, `/proc/net/sockstat` and `sockstat6` held open (see
+/// [`open_sockstat`]): one `pread` each. `TCP`, `UDP`, `UDPLITE` and `RAW` (and their v6
+/// lines) count the sockets of this namespace; `tw` its TIME_WAIT sockets (v4 and v6 share
+/// one count); `FRAG` its reassembly queues.
+fn network_state(files: &[OwnedFd]) -> io::Result<NetworkState> {
+    let mut state = NetworkState::default();
+    let mut buf = [0u8; 1024];
+    for file in files {
+        let n = sys::pread(file.as_fd(), &mut buf, 0)?;
+        let text = std::str::from_utf8(&buf[..n]).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+        parse_sockstat(text, &mut state);
+    }
+    Ok(state)
+}
+
+/// Opens `/proc/net/sockstat` and, where IPv6 exists, `sockstat6`, for [`network_state`].
+fn open_sockstat() -> io::Result<Vec<OwnedFd>> {
+    let mut files = vec![sys::open(c"/proc/net/sockstat", libc::O_RDONLY)?];
+    match sys::open(c"/proc/net/sockstat6", libc::O_RDONLY) {
+        Ok(f) => files.push(f),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+        Err(e) => return Err(e),
+    }
+    Ok(files)
+}
+
+fn parse_sockstat(text: &str, state: &mut NetworkState) {
+    for line in text.lines() {
+        let Some((proto, fields)) = line.split_once(':') else { continue };
+        let mut words = fields.split_whitespace();
+        while let (Some(key), Some(value)) = (words.next(), words.next()) {
+            let n: u64 = value.parse().unwrap_or(u64::MAX);
+            match (proto, key) {
+                ("sockets", _) => {}
+                ("FRAG" | "FRAG6", "inuse") => state.fragments += n,
+                (_, "inuse") => state.sockets += n,
+                (_, "tw") => state.time_wait += n,
+                _ => {}
+            }
+        }
+    }
 }
 
 fn apply_limits(config: &ZygoteConfig) -> StepResult<()> {
@@ -573,6 +658,11 @@ struct Spawner {
     /// if they could not be read, or hold plain directories for nested binds: then no
     /// session counts as untouched).
     pristine: Option<[SessionDir; 3]>,
+    /// `/proc/net/sockstat{,6}`, held open, when the sandbox has a network namespace of its
+    /// own (whose sockets are session state); `None` with the host's network.
+    sockstat: Option<Vec<OwnedFd>>,
+    /// The session directories, held open for their inode flags (one `ioctl` each).
+    session_fds: Vec<OwnedFd>,
 }
 
 /// The directories a session can write to outside its binds, in the order `pristine` keeps.
@@ -585,27 +675,30 @@ struct SessionDir {
     stat: (u64, u64, u32, u32, u32),
     /// Its extended attribute names (a command may set `user.*` ones, or an ACL).
     xattrs: Vec<CString>,
+    /// Its inode flags (the owner may set `nodump`, `noatime`, ... with `chattr`).
+    flags: u32,
 }
 
 impl SessionDir {
-    fn read(dir: &CStr) -> Option<SessionDir> {
+    fn read(dir: &CStr, fd: &OwnedFd) -> Option<SessionDir> {
         let st = sys::path_stat(dir).ok()?;
         let xattrs = sys::xattr_names(dir).ok()?;
-        Some(SessionDir { stat: (st.mount_id, st.size, st.mode, st.uid, st.gid), xattrs })
+        let flags = sys::inode_flags_of(fd.as_fd()).ok()?;
+        Some(SessionDir { stat: (st.mount_id, st.size, st.mode, st.uid, st.gid), xattrs, flags })
     }
 }
 
 /// The session directories' state, for [`Spawner::untouched`].
-fn session_dirs() -> Option<[SessionDir; 3]> {
-    let [a, b, c] = SESSION_DIRS.map(SessionDir::read);
+fn session_dirs(fds: &[OwnedFd]) -> Option<[SessionDir; 3]> {
+    let [a, b, c] = [0, 1, 2].map(|i| SessionDir::read(SESSION_DIRS[i], fds.get(i)?));
     Some([a?, b?, c?])
 }
 
 /// The pristine state of the session directories, or `None` if one holds a plain
 /// directory of its own mount (the parent of a nested bind's mount point): what a command
 /// adds in there does not show on the session directory, so every session gets a reset.
-fn pristine_session_dirs() -> Option<[SessionDir; 3]> {
-    let dirs = session_dirs()?;
+fn pristine_session_dirs(fds: &[OwnedFd]) -> Option<[SessionDir; 3]> {
+    let dirs = session_dirs(fds)?;
     for (dir, state) in SESSION_DIRS.iter().zip(&dirs) {
         if state.stat.1 <= EMPTY_DIR_SIZE {
             continue;
@@ -626,6 +719,11 @@ impl Spawner {
     /// Runs in the freshly forked child of the zygote; returns the exit code.
     fn start(runner: OwnedFd, zygote: &Zygote) -> i32 {
         sys::set_process_name(c"sandpool-spawn");
+        // Commands inherit this; confine_spawner makes the spawner non-dumpable again
+        // before any command exists.
+        if sys::raise_oom_score_adj().is_err() {
+            return 1;
+        }
         let landlock = zygote.landlock.as_ref().map(|l| l.fd.as_fd());
         if sys::confine_spawner(landlock).is_err() {
             return 1;
@@ -648,6 +746,20 @@ impl Spawner {
             },
             None => None,
         };
+        let sockstat = match zygote.config.share_network {
+            true => None,
+            false => match open_sockstat() {
+                Ok(files) => Some(files),
+                Err(_) => return 1,
+            },
+        };
+        let Ok(session_fds) = SESSION_DIRS
+            .iter()
+            .map(|d| sys::open(d, libc::O_RDONLY | libc::O_DIRECTORY))
+            .collect::<io::Result<Vec<_>>>()
+        else {
+            return 1;
+        };
         let mut spawner = Spawner {
             runner,
             signals,
@@ -655,8 +767,11 @@ impl Spawner {
             scope,
             stack: CommandStack::new(),
             running: None,
-            pristine: pristine_session_dirs(),
+            pristine: None,
+            sockstat,
+            session_fds,
         };
+        spawner.pristine = pristine_session_dirs(&spawner.session_fds);
         spawner.serve()
     }
 
@@ -667,14 +782,17 @@ impl Spawner {
     /// Whether the session is as a reset leaves it: no process but the zygote and this one,
     /// no entry added to `/tmp`, `/dev/shm` or `/dev/mqueue` (tmpfs and mqueue count 20 bytes
     /// of directory size per entry, and a session cannot remove what the reset keeps, the
-    /// mount points of binds), their modes, owners and extended attributes unchanged, and no
-    /// System V IPC object. Processes come first: once none is left, nothing can change the
+    /// mount points of binds), their modes, owners, extended attributes and inode flags
+    /// unchanged, no System V IPC object, and (in the sandbox's own network namespace) no
+    /// socket of any state, TIME_WAIT included. Processes come first: once none is left,
+    /// nothing can change the
     /// rest.
     fn untouched(&self) -> bool {
         let Some(pristine) = &self.pristine else { return false };
         sys::surely_no_other_process()
-            && session_dirs().as_ref() == Some(pristine)
+            && session_dirs(&self.session_fds).as_ref() == Some(pristine)
             && matches!(sys::sysv_ipc_in_use(), Ok([0, 0, 0]))
+            && self.sockstat.as_deref().is_none_or(|f| network_state(f).is_ok_and(|n| n.is_clean()))
     }
 
     /// Records a reaped child; reports it if it was the running command.
@@ -776,9 +894,9 @@ impl Spawner {
                 }
                 Ok(Request::Reset) => {
                     self.kill_everything();
-                    match reset_session() {
+                    match reset_session(self.sockstat.as_deref()) {
                         Ok(()) => {
-                            self.pristine = pristine_session_dirs();
+                            self.pristine = pristine_session_dirs(&self.session_fds);
                             self.send(&Reply::ResetDone)
                         }
                         Err((step, e)) => {
@@ -829,4 +947,31 @@ pub(crate) fn main() -> i32 {
         }
     }
     zygote.serve()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{NetworkState, parse_sockstat};
+
+    #[test]
+    fn sockstat_counts_sockets_time_wait_and_fragments_of_the_namespace() {
+        let mut state = NetworkState::default();
+        parse_sockstat(
+            "sockets: used 8\nTCP: inuse 1 orphan 0 tw 2 alloc 5 mem 272\nUDP: inuse 0 mem 0\nUDPLITE: inuse 0\nRAW: inuse 0\nFRAG: inuse 3 memory 0\n",
+            &mut state,
+        );
+        assert_eq!(state, NetworkState { sockets: 1, time_wait: 2, fragments: 3 });
+        let mut clean = NetworkState::default();
+        parse_sockstat(
+            "sockets: used 12\nTCP: inuse 0 orphan 4 tw 0 alloc 9 mem 1\nFRAG: inuse 0 memory 0\n",
+            &mut clean,
+        );
+        assert!(clean.is_clean(), "global counts (used, orphan, alloc, mem) are not the namespace's: {clean:?}");
+        let mut v6 = NetworkState::default();
+        parse_sockstat(
+            "TCP6: inuse 2\nUDP6: inuse 1\nUDPLITE6: inuse 0\nRAW6: inuse 0\nFRAG6: inuse 0 memory 0\n",
+            &mut v6,
+        );
+        assert_eq!(v6.sockets, 3);
+    }
 }

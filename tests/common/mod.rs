@@ -116,3 +116,10 @@ pub fn is_root() -> bool {
         .find(|l| l.starts_with("Uid:"))
         .is_some_and(|l| l.split_whitespace().nth(2) == Some("0"))
 }
+
+/// Says, past the test harness's capture (straight to the process's stderr), that `test`
+/// is skipped and why: a skip is never silent.
+pub fn skip(test: &str, why: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIP {test}: {why}");
+}

@@ -16,6 +16,9 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <sys/xattr.h>
+#include <sys/ioctl.h>
+#include <sys/personality.h>
+#include <linux/fs.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
 #include <unistd.h>
@@ -108,6 +111,41 @@ int main(int argc, char **argv) {
         printf("%ld\n", n);
         return 0;
     }
+    /* Inode flags (chattr): set FS_NODUMP_FL on ARG, or print ARG's flags. */
+    if (!strcmp(a, "setflags") || !strcmp(a, "getflags")) {
+        int fd = open(arg, O_RDONLY | O_NONBLOCK);
+        if (fd < 0) return report(-1);
+        int flags = 0;
+        if (ioctl(fd, FS_IOC_GETFLAGS, &flags) < 0) return report(-1);
+        if (!strcmp(a, "getflags")) { printf("%d\n", flags); return 0; }
+        flags |= FS_NODUMP_FL;
+        return report(ioctl(fd, FS_IOC_SETFLAGS, &flags));
+    }
+    /* A loopback TCP connection whose client closes first: its socket stays in TIME_WAIT. */
+    if (!strcmp(a, "timewait")) {
+        int l = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in sa = {0};
+        socklen_t len = sizeof sa;
+        sa.sin_family = AF_INET;
+        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        if (l < 0 || bind(l, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(l, 1) < 0) return report(-1);
+        if (getsockname(l, (struct sockaddr *)&sa, &len) < 0) return report(-1);
+        int c = socket(AF_INET, SOCK_STREAM, 0);
+        if (c < 0 || connect(c, (struct sockaddr *)&sa, sizeof sa) < 0) return report(-1);
+        int s = accept(l, NULL, NULL);
+        if (s < 0) return report(-1);
+        close(c);
+        char b;
+        read(s, &b, 1); /* the client's FIN */
+        close(s);
+        close(l);
+        return report(0);
+    }
+    if (!strcmp(a, "personality")) return report(personality(ADDR_NO_RANDOMIZE));
+    if (!strcmp(a, "mbind")) return report(syscall(SYS_mbind, NULL, 0, 0, NULL, 0, 0xffff));
+    if (!strcmp(a, "vsock")) return report(socket(40, SOCK_STREAM, 0));
+    /* FAN_CLASS_NOTIF | FAN_REPORT_FID: what an unprivileged user may ask for (Linux 5.13+). */
+    if (!strcmp(a, "fanotify")) return report(syscall(SYS_fanotify_init, 0x200, O_RDONLY));
     if (!strcmp(a, "procs")) {
         /* Count the processes in /proc, this probe included. */
         DIR *d = opendir("/proc");
