@@ -176,3 +176,19 @@ fn socket_buffers_count_against_the_memory_limit() {
     };
     assert_eq!(limit.trim(), (64u64 << 20).to_string(), "TCP buffers are charged up to the sandbox's limit");
 }
+
+#[test]
+fn one_socket_cannot_buffer_more_than_a_share_of_the_memory_limit() {
+    let host_max = |name: &str| -> u64 {
+        let text = std::fs::read_to_string(format!("/proc/sys/net/ipv4/{name}")).unwrap();
+        text.split_whitespace().nth(2).unwrap().parse().unwrap()
+    };
+    let cap = (64u64 << 20) / 64;
+    let mut sb = Sandbox::spawn(&Policy::builder().memory_mib(64).build().unwrap()).unwrap();
+    for name in ["tcp_rmem", "tcp_wmem"] {
+        assert!(host_max(name) > cap, "the host allows more than the cap ({name}): the check can fail");
+        let inside = stdout(&sh(&mut sb, &format!("cat /proc/sys/net/ipv4/{name}")));
+        let max: u64 = inside.split_whitespace().nth(2).unwrap().parse().unwrap();
+        assert_eq!(max, cap, "{name} inside: {inside}");
+    }
+}

@@ -303,6 +303,14 @@ fn idmapped_tree(path: &std::path::Path, uid: u32, gid: u32) -> io::Result<Owned
     Ok(tree)
 }
 
+/// The most one TCP socket of a sandbox may buffer each way: a sixty-fourth of its memory
+/// limit, at least 64 KiB. The kernel's own maximum (32 MiB to receive here) lets a hundred
+/// loopback connections pin gigabytes where no cgroup charges socket memory; with v1's TCP
+/// limit or v2 they are charged too, and this only keeps one socket from taking it all.
+fn socket_buffer_max(memory_bytes: u64) -> u64 {
+    (memory_bytes / 64).max(64 << 10)
+}
+
 fn errno(e: i32) -> io::Error {
     io::Error::from_raw_os_error(e)
 }
@@ -400,6 +408,7 @@ impl Sandbox {
                 .iter()
                 .map(|p| std::os::unix::ffi::OsStrExt::as_bytes(p.as_os_str()).to_vec())
                 .collect(),
+            socket_buffer_max: socket_buffer_max(policy.memory_bytes),
         };
         let tree_fds: Vec<i32> = trees.iter().map(|t| t.as_raw_fd()).collect();
         sys::send_with_fds(host_end.as_fd(), &Request::Configure(config).encode(), &tree_fds)

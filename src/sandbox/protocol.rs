@@ -53,6 +53,9 @@ pub struct ZygoteConfig {
     pub last_cap: u32,
     /// cgroup v1 `tasks` files the zygote joins (by writing `0`) before anything else.
     pub cgroup_tasks: Vec<Vec<u8>>,
+    /// Largest receive and send buffer one TCP socket may have in the sandbox's own network
+    /// namespace (`net.ipv4.tcp_rmem`/`tcp_wmem`'s maximum), bytes; 0 leaves the kernel's.
+    pub socket_buffer_max: u64,
 }
 
 /// Asks the zygote to start one command.
@@ -298,6 +301,7 @@ impl Request {
                 w.u8(c.seccomp);
                 w.u32(c.last_cap);
                 w.list(&c.cgroup_tasks);
+                w.u64(c.socket_buffer_max);
             }
             Request::Run(r) => {
                 w.u8(tag::RUN);
@@ -340,6 +344,7 @@ impl Request {
                     seccomp: r.u8()?,
                     last_cap: r.u32()?,
                     cgroup_tasks: r.list()?,
+                    socket_buffer_max: r.u64()?,
                 })
             }
             tag::RUN => Request::Run(RunRequest {
@@ -450,6 +455,7 @@ mod tests {
                 seccomp: 1,
                 last_cap: 40,
                 cgroup_tasks: vec![b"/sys/fs/cgroup/pids/sandpool/sb-1-0/tasks".to_vec()],
+                socket_buffer_max: 1 << 20,
             }),
             Request::Run(RunRequest {
                 argv: vec![b"/bin/echo".to_vec(), b"hi".to_vec()],

@@ -438,6 +438,17 @@ fn parse_sockstat(text: &str, state: &mut NetworkState) {
     }
 }
 
+/// Lowers the maximum (and, if above it, the default) of `net.ipv4.NAME` (`tcp_rmem` or
+/// `tcp_wmem`: per network namespace) to `max`; a kernel value already below stays.
+fn cap_socket_buffers(name: &str, max: u64) -> io::Result<()> {
+    let path = format!("/proc/sys/net/ipv4/{name}");
+    let text = fs::read_to_string(&path)?;
+    let v: Vec<u64> = text.split_whitespace().filter_map(|n| n.parse().ok()).collect();
+    let [low, default, high] = v[..] else { return Err(io::Error::from_raw_os_error(libc::EINVAL)) };
+    let high = high.min(max).max(low);
+    fs::write(&path, format!("{low} {} {high}", default.min(high)))
+}
+
 fn apply_limits(config: &ZygoteConfig) -> StepResult<()> {
     let set =
         |name: &str, res, v: u64| step(format!("set {name}"), if v > 0 { sys::set_rlimit(res, v) } else { Ok(()) });
@@ -560,6 +571,11 @@ impl Zygote {
         step("set the hostname", sys::set_host_and_domain_name("sandpool", "sandpool"))?;
         if !self.config.share_network {
             step("bring up loopback", sys::loopback_up())?;
+            if self.config.socket_buffer_max > 0 {
+                for name in ["tcp_rmem", "tcp_wmem"] {
+                    step(format!("cap net.ipv4.{name}"), cap_socket_buffers(name, self.config.socket_buffer_max))?;
+                }
+            }
         }
         step("enter /tmp", std::env::set_current_dir("/tmp"))?;
         apply_limits(&self.config)?;
