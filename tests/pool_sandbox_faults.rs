@@ -1,6 +1,8 @@
 //! The pool under load and faults: inits killed from outside, commands that time out or flood
 //! their output. Alone in its file: it counts this process's children and descriptors.
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -11,19 +13,11 @@ use sandpool::sandbox::{Command, KillReason, Policy, SandboxError};
 
 /// Pids of this process's sandbox inits (children named `sandpool-zygote`).
 fn zygotes() -> Vec<i32> {
-    let me = std::process::id().to_string();
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| {
-            let pid: i32 = e.file_name().to_str()?.parse().ok()?;
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-            // "pid (comm) state ppid ...": comm may hold spaces, so split after the last ')'.
-            let (head, tail) = stat.rsplit_once(')')?;
-            let comm = head.split_once('(')?.1;
-            let ppid = tail.split_whitespace().nth(1)?;
-            (comm == "sandpool-zygote" && ppid == me).then_some(pid)
-        })
+    let me = std::process::id() as i32;
+    common::processes()
+        .into_iter()
+        .filter(|(_, ppid, comm)| comm == "sandpool-zygote" && *ppid == me)
+        .map(|(pid, _, _)| pid)
         .collect()
 }
 

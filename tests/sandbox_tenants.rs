@@ -10,22 +10,6 @@ use sandpool::SandboxPool;
 use sandpool::sandbox::{Command, Policy, Sandbox, SandboxError};
 use std::time::{Duration, Instant};
 
-/// `(pid, ppid, comm)` of every host process.
-fn processes() -> Vec<(i32, i32, String)> {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| {
-            let pid: i32 = e.file_name().to_str()?.parse().ok()?;
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-            let (head, tail) = stat.rsplit_once(')')?;
-            let comm = head.split_once('(')?.1.to_string();
-            let ppid = tail.split_whitespace().nth(1)?.parse().ok()?;
-            Some((pid, ppid, comm))
-        })
-        .collect()
-}
-
 /// The host pid of the sandbox's spawner: the zygote's only child (which names itself
 /// `sandpool-spawn` once it runs, maybe just after the sandbox is ready).
 fn spawner_of(sandbox: &Sandbox) -> i32 {

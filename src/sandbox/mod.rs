@@ -577,8 +577,9 @@ impl Sandbox {
         };
         let duration = start.elapsed();
         if kill_sent.is_some() && matches!(result, Reply::Exited { .. }) {
-            // The spawner confirms the kill after the command's end: take that answer now.
-            if let Err(e) = self.wait_killed() {
+            // The spawner confirms the kill after the command's end: take that answer now,
+            // within the same grace the kill started.
+            if let Err(e) = self.wait_killed(deadline) {
                 self.dead = true;
                 return Err(e);
             }
@@ -700,9 +701,8 @@ impl Sandbox {
     }
 
     /// Waits for the spawner's `Killed`, skipping the `Exited` of a command killed on the way;
-    /// all of it within one [`KILL_GRACE`], however many replies the sandbox sends.
-    fn wait_killed(&mut self) -> Result<(), SandboxError> {
-        let deadline = Instant::now() + KILL_GRACE;
+    /// all of it by `deadline` (the kill's grace), however many replies the sandbox sends.
+    fn wait_killed(&mut self, deadline: Instant) -> Result<(), SandboxError> {
         loop {
             match wait_reply(self.runner.as_fd(), self.pidfd.as_fd(), deadline, "waiting for the kill")? {
                 (Reply::Killed, _) => return Ok(()),

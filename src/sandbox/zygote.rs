@@ -801,8 +801,7 @@ impl Spawner {
     /// mount points of binds), their modes, owners, extended attributes and inode flags
     /// unchanged, no System V IPC object, and (in the sandbox's own network namespace) no
     /// socket of any state, TIME_WAIT included. Processes come first: once none is left,
-    /// nothing can change the
-    /// rest.
+    /// nothing can change the rest.
     fn untouched(&self) -> bool {
         let Some(pristine) = &self.pristine else { return false };
         sys::surely_no_other_process()
