@@ -7,17 +7,8 @@ mod common;
 
 use common::*;
 use sandpool::SandboxPool;
-use sandpool::sandbox::{Command, Policy, Sandbox, SandboxError};
+use sandpool::sandbox::{Command, Policy, Requirement, Sandbox, SandboxError};
 use std::time::{Duration, Instant};
-
-/// The host pid of the sandbox's spawner: the zygote's only child (which names itself
-/// `sandpool-spawn` once it runs, maybe just after the sandbox is ready).
-fn spawner_of(sandbox: &Sandbox) -> i32 {
-    let found: Vec<i32> =
-        processes().into_iter().filter(|(_, ppid, _)| *ppid == sandbox.pid()).map(|(pid, _, _)| pid).collect();
-    assert_eq!(found.len(), 1, "one spawner per sandbox: {found:?}");
-    found[0]
-}
 
 /// The host pid of the `sleep` a command of the sandbox left running (reparented to the
 /// spawner, which is a subreaper); waits for it to have exec'd.
@@ -175,4 +166,128 @@ fn one_socket_cannot_buffer_more_than_a_share_of_the_memory_limit() {
         let max: u64 = inside.split_whitespace().nth(2).unwrap().parse().unwrap();
         assert_eq!(max, cap, "{name} inside: {inside}");
     }
+}
+
+/// The policies the separation must hold under: Landlock at this kernel's ABI, capped at ABI 5
+/// (every kernel before 6.12: no signal scoping), and off.
+fn landlock_variants() -> Vec<(&'static str, Policy)> {
+    vec![
+        ("Landlock at the kernel's ABI", probe_policy().build().unwrap()),
+        ("Landlock capped at ABI 5", probe_policy().landlock_max_abi(5).build().unwrap()),
+        ("Landlock off", probe_policy().landlock(Requirement::Off).build().unwrap()),
+    ]
+}
+
+/// Every call of the probe's `pidcalls` line, with its result.
+fn pid_calls(line: &str) -> Vec<(String, String)> {
+    line.split_whitespace()
+        .map(|call| {
+            let (name, result) = call.split_once(':').expect("name:result");
+            (name.to_string(), result.replace("err", "err "))
+        })
+        .collect()
+}
+
+#[test]
+fn commands_cannot_name_signal_or_change_the_spawner_on_any_landlock_abi() {
+    for (variant, policy) in landlock_variants() {
+        let mut sb = Sandbox::spawn(&policy).unwrap();
+        if variant.contains("ABI 5") && sb.isolation().landlock.abi.is_some_and(|abi| abi > 5) {
+            panic!("{variant}: the cap did not take: {:?}", sb.isolation().landlock);
+        }
+        // The probe works: on a child of its own every call goes through.
+        let control = pid_calls(&probe_inside(&mut sb, &["pidcalls", "child"]));
+        assert_eq!(control.len(), 11, "{variant}: {control:?}");
+        for (call, result) in &control {
+            assert_eq!(result, "ok", "{variant}: {call} on the probe's own child");
+        }
+        // The spawner is pid 1 of the commands' namespace: every call on it is refused, and
+        // its /proc entry does not exist for them.
+        for (call, result) in pid_calls(&probe_inside(&mut sb, &["pidcalls", "1"])) {
+            let expected = if call == "proc" { "err 2" } else { "err 1" };
+            assert_eq!(result, expected, "{variant}: {call} on the spawner");
+        }
+        // Nothing of the sandbox is listed: the init is in another pid namespace.
+        assert_eq!(probe_inside(&mut sb, &["procs"]), "1", "{variant}: only the probe itself");
+        assert_eq!(probe_inside(&mut sb, &["read", "/proc/1/status"]), "err 2", "{variant}");
+        // And nothing changed: the next command still runs.
+        assert!(sb.run(&Command::new("/bin/true")).unwrap().success(), "{variant}");
+        assert!(sb.is_clean(), "{variant}: calls that were refused leave the session clean");
+    }
+}
+
+#[test]
+fn the_spawner_is_pid_1_of_the_commands_namespace_and_the_init_is_outside_it() {
+    let sb = Sandbox::spawn(&Policy::default()).unwrap();
+    let nspids = |pid: i32| -> Vec<String> {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        status.lines().find_map(|l| l.strip_prefix("NSpid:")).unwrap().split_whitespace().map(String::from).collect()
+    };
+    // Host pid, then the sandbox's namespace, then the commands' one.
+    let init = nspids(sb.pid());
+    assert_eq!(init.last().map(String::as_str), Some("1"), "the init is pid 1 of the sandbox's namespace: {init:?}");
+    let spawner = nspids(spawner_of(&sb));
+    assert_eq!(spawner.len(), init.len() + 1, "the spawner is one namespace deeper: {spawner:?}");
+    assert_eq!(spawner.last().map(String::as_str), Some("1"), "and pid 1 there: {spawner:?}");
+}
+
+#[test]
+fn a_change_to_the_spawner_marks_the_session_dirty_and_the_sandbox_is_replaced() {
+    // The wall behind the filter: with seccomp and Landlock off, a command can lower the
+    // spawner's file limit (the probe works), which every later command would inherit.
+    let policy = || probe_policy().seccomp(Requirement::Off).landlock(Requirement::Off).build().unwrap();
+    let mut sb = Sandbox::spawn(&policy()).unwrap();
+    let limit = || "ulimit -n";
+    let before = stdout(&sh(&mut sb, limit()));
+    assert!(sb.is_clean(), "a fresh session is clean");
+    assert_eq!(probe_inside(&mut sb, &["lowerlimit", "1"]), "ok", "without the filter the call goes through");
+    assert!(!sb.is_clean(), "a changed spawner makes the session dirty");
+    let halved = stdout(&sh(&mut sb, limit()));
+    assert_ne!(halved, before, "the next command would inherit it");
+    let err = sb.reset().unwrap_err();
+    assert!(matches!(err, SandboxError::Reset { .. }) && err.is_fatal(), "a reset cannot undo it: {err}");
+
+    // Through the pool: the next lease gets a sandbox with the limit as it was.
+    let pool = SandboxPool::builder(policy()).max_size(1).min_idle(1).build().unwrap();
+    let first = {
+        let mut lease = pool.acquire().unwrap();
+        let out = lease.run(&Command::new(probe()).args(["lowerlimit", "1"])).unwrap();
+        assert_eq!(stdout(&out), "ok");
+        lease.pid()
+    };
+    let mut lease = pool.acquire().unwrap();
+    assert_ne!(lease.pid(), first, "the sandbox whose spawner changed was replaced");
+    let out = lease.run(&Command::new("/bin/sh").args(["-c", limit()])).unwrap();
+    assert_eq!(stdout(&out), before, "the next lease sees the limit as a fresh sandbox has it");
+}
+
+#[test]
+fn the_pid_counter_starts_afresh_for_each_lease() {
+    let mut fresh = Sandbox::spawn(&probe_policy().build().unwrap()).unwrap();
+    let first_pid = probe_inside(&mut fresh, &["pid"]);
+    assert_eq!(first_pid, "2", "a fresh sandbox's first command is pid 2, after the spawner");
+    assert_eq!(probe_inside(&mut fresh, &["pid"]), first_pid, "and so is the next, the session untouched");
+
+    // The probe sees the counter move: while a process is left, nothing rewinds it.
+    let mut sb = Sandbox::spawn(&probe_policy().build().unwrap()).unwrap();
+    assert!(sh(&mut sb, "sleep 1000 >/dev/null 2>&1 &").success());
+    let moved: i32 = probe_inside(&mut sb, &["pid"]).parse().unwrap();
+    assert!(moved > 3, "the shell and the sleep took pids 2 and 3: {moved}");
+    sb.reset().unwrap();
+    assert_eq!(probe_inside(&mut sb, &["pid"]), first_pid, "a reset rewinds it");
+
+    // A command that forked and reaped its children leaves the session untouched; the next
+    // one, of the next lease, starts from the same pid as in a fresh sandbox.
+    let pool = SandboxPool::builder(probe_policy().build().unwrap()).max_size(1).min_idle(1).build().unwrap();
+    let first = {
+        let mut lease = pool.acquire().unwrap();
+        let out = lease.run(&Command::new(probe()).args(["forkmany", "30"])).unwrap();
+        assert_eq!(stdout(&out), "30");
+        lease.pid()
+    };
+    let mut lease = pool.acquire().unwrap();
+    assert_eq!(lease.pid(), first, "the same sandbox, handed on without a reset");
+    let out = lease.run(&Command::new(probe()).arg("pid")).unwrap();
+    assert_eq!(stdout(&out), first_pid, "the next lease cannot tell how many processes the last one made");
+    assert!(pool.stats().resets_skipped > 0, "{:?}", pool.stats());
 }

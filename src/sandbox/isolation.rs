@@ -56,7 +56,8 @@ pub struct Limit {
 pub struct Namespaces {
     /// Own user namespace.
     pub user: bool,
-    /// Own pid namespace (the zygote is its init).
+    /// Own pid namespace (the zygote is its init; commands run one level below, see
+    /// [`SessionSeparation`]).
     pub pid: bool,
     /// Own mount namespace with a minimal root (pivot_root).
     pub mount: bool,
@@ -70,11 +71,35 @@ pub struct Namespaces {
     pub cgroup: bool,
 }
 
+/// What keeps one lease (session) of a reused sandbox from reaching the next, and from the
+/// sandbox's own processes. Every field is what was applied: a sandbox whose spawner could not
+/// set up its session is not made at all.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(serde::Serialize))]
+pub struct SessionSeparation {
+    /// Commands run in a pid namespace of their own, one level below the init's, whose pid 1
+    /// is the spawner: the init is not in it at all, and the spawner (which no command may
+    /// trace) is not listed in its `/proc` (`hidepid=invisible`).
+    pub own_pid_namespace: bool,
+    /// The pid counter of that namespace is rewound whenever no command process is left, so
+    /// each lease starts at pid 2, as a fresh sandbox does.
+    pub pid_counter_rewound: bool,
+    /// The seccomp filter refuses every call that acts on a process by pid (signals,
+    /// `pidfd_open`, `prlimit64`, scheduling, I/O priority, `F_SETOWN`) when aimed at the
+    /// spawner, and `clone(CLONE_PARENT)`.
+    pub calls_on_the_spawner_refused: bool,
+    /// The untouched verdict and the reset compare the spawner's own settings (limits,
+    /// scheduling, affinity, I/O priority, pending signals), which commands inherit; a
+    /// changed spawner means the sandbox is replaced.
+    pub spawner_settings_checked: bool,
+}
+
 /// Landlock's part.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "cli", derive(serde::Serialize))]
 pub struct LandlockStatus {
-    /// ABI version the kernel offers, if any.
+    /// ABI version in use, if any: the kernel's, or the policy's
+    /// [`landlock_max_abi`](super::PolicyBuilder::landlock_max_abi) if lower.
     pub abi: Option<u32>,
     /// Whether a ruleset is enforced on every command.
     pub enforced: bool,
@@ -109,6 +134,8 @@ pub struct Isolation {
     pub landlock: LandlockStatus,
     /// Seccomp.
     pub seccomp: SeccompStatus,
+    /// What separates one lease from the next.
+    pub sessions: SessionSeparation,
     /// `no_new_privs` on every command.
     pub no_new_privs: bool,
     /// Whether commands run with every capability dropped (and the bounding set empty).

@@ -39,6 +39,19 @@ fn handled_fs(abi: u32) -> u64 {
 pub(crate) struct Ruleset {
     pub fd: OwnedFd,
     pub scoped: bool,
+    /// The access rights it handles.
+    handled: u64,
+}
+
+impl Ruleset {
+    /// Lets commands read and write the `/proc` mounted now (files such as
+    /// `/proc/self/oom_score_adj` or `comm`; what else they may write there the kernel
+    /// decides). The session's `/proc` is mounted by the spawner, after the ruleset was built:
+    /// a rule names an inode, so it must be added once that mount exists.
+    pub(crate) fn allow_proc(&self) -> io::Result<()> {
+        let access = (READ_FILE | READ_DIR | WRITE_FILE) & self.handled;
+        sys::landlock_allow_beneath(self.fd.as_fd(), sys::open_path("/proc")?.as_fd(), access)
+    }
 }
 
 /// Builds the ruleset for this sandbox's tree; `writable` lists the paths (inside) that
@@ -51,11 +64,6 @@ pub(crate) fn build(abi: u32, writable: &[&str]) -> io::Result<Ruleset> {
     sys::landlock_allow_beneath(fd.as_fd(), sys::open_path("/")?.as_fd(), read)?;
     let devices = (READ_FILE | WRITE_FILE | READ_DIR | IOCTL_DEV | TRUNCATE) & handled;
     sys::landlock_allow_beneath(fd.as_fd(), sys::open_path("/dev")?.as_fd(), devices)?;
-    sys::landlock_allow_beneath(
-        fd.as_fd(),
-        sys::open_path("/proc")?.as_fd(),
-        (READ_FILE | READ_DIR | WRITE_FILE) & handled,
-    )?;
     for path in writable {
         let mut access = handled & !IOCTL_DEV;
         if !std::fs::metadata(path)?.is_dir() {
@@ -64,15 +72,5 @@ pub(crate) fn build(abi: u32, writable: &[&str]) -> io::Result<Ruleset> {
         }
         sys::landlock_allow_beneath(fd.as_fd(), sys::open_path(path)?.as_fd(), access)?;
     }
-    Ok(Ruleset { fd, scoped: scoped != 0 })
-}
-
-/// A ruleset that handles no access and only scopes abstract unix sockets and signals (ABI 6):
-/// a process that enforces it enters a nested domain and can no longer signal the processes
-/// of the enclosing one.
-pub(crate) fn scope_only(abi: u32) -> io::Result<Option<OwnedFd>> {
-    if abi < 6 {
-        return Ok(None);
-    }
-    sys::landlock_create_ruleset(0, SCOPE_ABSTRACT_UNIX_SOCKET | SCOPE_SIGNAL).map(Some)
+    Ok(Ruleset { fd, scoped: scoped != 0, handled })
 }

@@ -43,7 +43,7 @@ use std::time::{Duration, Instant};
 
 pub use command::{Command, CommandError, DEFAULT_PATH, ExitStatus, KillReason, MAX_ARGS_BYTES, Output, ResourceUsage};
 pub use error::SandboxError;
-pub use isolation::{Enforcement, Isolation, LandlockStatus, Limit, Namespaces, SeccompStatus};
+pub use isolation::{Enforcement, Isolation, LandlockStatus, Limit, Namespaces, SeccompStatus, SessionSeparation};
 pub use policy::{Bind, Network, Policy, PolicyBuilder, PolicyError, Requirement};
 pub use readiness::Readiness;
 
@@ -404,6 +404,7 @@ impl Sandbox {
             landlock: requirement(policy.landlock),
             seccomp: requirement(policy.seccomp),
             last_cap: last_cap(),
+            landlock_max_abi: policy.landlock_max_abi.unwrap_or(u32::MAX),
             cgroup_tasks: self_join
                 .iter()
                 .map(|p| std::os::unix::ffi::OsStrExt::as_bytes(p.as_os_str()).to_vec())
@@ -869,6 +870,12 @@ fn build_isolation(
             ipc: true,
             uts: true,
             cgroup: true,
+        },
+        sessions: SessionSeparation {
+            own_pid_namespace: true,
+            pid_counter_rewound: true,
+            calls_on_the_spawner_refused: report.seccomp_enforced,
+            spawner_settings_checked: true,
         },
         network: policy.network,
         loopback_only: report.loopback_only,

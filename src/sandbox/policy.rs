@@ -128,6 +128,7 @@ pub struct Policy {
     pub(crate) landlock: Requirement,
     pub(crate) seccomp: Requirement,
     pub(crate) cgroups: Requirement,
+    pub(crate) landlock_max_abi: Option<u32>,
 }
 
 impl Default for Policy {
@@ -146,6 +147,7 @@ impl Default for Policy {
             landlock: Requirement::Required,
             seccomp: Requirement::Required,
             cgroups: Requirement::BestEffort,
+            landlock_max_abi: None,
         }
     }
 }
@@ -275,6 +277,23 @@ impl PolicyBuilder {
     /// Whether Landlock is required. Default: [`Requirement::Required`].
     pub fn landlock(mut self, r: Requirement) -> Self {
         self.policy.landlock = r;
+        self
+    }
+
+    /// Uses Landlock as a kernel that offers at most ABI `abi` would (the kernel's own ABI if
+    /// lower; 0: as a kernel without Landlock). The sandbox then gets exactly the Landlock
+    /// layer such a kernel gives, and reports it: ABI 5 drops the signal and abstract-socket
+    /// scoping of ABI 6, for example. Meant to reproduce, and test, the behaviour of older
+    /// kernels on a newer one. Default: no cap.
+    ///
+    /// ```
+    /// use sandpool::sandbox::{Policy, Requirement};
+    /// // As on Debian 12's kernel (6.1, Landlock ABI 2), Landlock still required.
+    /// let policy = Policy::builder().landlock_max_abi(2).landlock(Requirement::Required).build()?;
+    /// # Ok::<(), sandpool::sandbox::PolicyError>(())
+    /// ```
+    pub fn landlock_max_abi(mut self, abi: u32) -> Self {
+        self.policy.landlock_max_abi = Some(abi);
         self
     }
 

@@ -51,6 +51,8 @@ pub struct ZygoteConfig {
     pub seccomp: u8,
     /// Highest capability number of this kernel.
     pub last_cap: u32,
+    /// Highest Landlock ABI to use (`u32::MAX`: whatever the kernel offers; 0: none).
+    pub landlock_max_abi: u32,
     /// cgroup v1 `tasks` files the zygote joins (by writing `0`) before anything else.
     pub cgroup_tasks: Vec<Vec<u8>>,
     /// Largest receive and send buffer one TCP socket may have in the sandbox's own network
@@ -300,6 +302,7 @@ impl Request {
                 w.u8(c.landlock);
                 w.u8(c.seccomp);
                 w.u32(c.last_cap);
+                w.u32(c.landlock_max_abi);
                 w.list(&c.cgroup_tasks);
                 w.u64(c.socket_buffer_max);
             }
@@ -343,6 +346,7 @@ impl Request {
                     landlock: r.u8()?,
                     seccomp: r.u8()?,
                     last_cap: r.u32()?,
+                    landlock_max_abi: r.u32()?,
                     cgroup_tasks: r.list()?,
                     socket_buffer_max: r.u64()?,
                 })
@@ -454,6 +458,7 @@ mod tests {
                 landlock: 2,
                 seccomp: 1,
                 last_cap: 40,
+                landlock_max_abi: 5,
                 cgroup_tasks: vec![b"/sys/fs/cgroup/pids/sandpool/sb-1-0/tasks".to_vec()],
                 socket_buffer_max: 1 << 20,
             }),

@@ -18,6 +18,13 @@
 //! command must never reach another process), and so are `io_uring_*`, whose requests this
 //! filter cannot see; `clone3` answers `ENOSYS`, as in Docker, so `clone`'s flags stay visible.
 //!
+//! 4. the calls that act on another process by pid, refused when aimed at the spawner, pid 1
+//!    of the commands' pid namespace (see `calls_on_the_spawner`): signals, `pidfd_open`,
+//!    `prlimit64`, the scheduler and I/O priority setters, `F_SETOWN`, and
+//!    `clone(CLONE_PARENT)`. A command cannot see the zygote at all, and its `/proc` does not
+//!    list the spawner; this keeps it from changing what the spawner passes on to every later
+//!    command. Docker has no such rules: its init is not shared between tenants.
+//!
 //! A `--no-fork` command adds a second, small program of its own: no `fork`, `vfork`, or
 //! `clone` without `CLONE_THREAD`.
 
@@ -157,12 +164,80 @@ fn vsock_socket() -> SeccompRule {
     .expect("valid seccomp rule")
 }
 
+/// The spawner's pid in the commands' pid namespace.
+const SPAWNER_PID: u64 = 1;
+
+/// `arg` (a 32-bit pid, uid or selector) equals `value`.
+fn arg_is(arg: u8, value: u64) -> SeccompCondition {
+    SeccompCondition::new(arg, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, value).expect("valid condition")
+}
+
+fn rule(conditions: Vec<SeccompCondition>) -> SeccompRule {
+    SeccompRule::new(conditions).expect("valid seccomp rule")
+}
+
+/// The calls that act on another process by its pid, with the rules that match the spawner
+/// (pid 1 of the commands' namespace; the zygote is not in it at all). A command may still
+/// use each on its own processes. `setpriority` and `ioprio_set` also take a process group
+/// (the spawner leads none; refused for pgid 1 all the same) or a whole uid, which would
+/// reach the spawner: refused. `fcntl(F_SETOWN)` would aim `SIGIO` at it (pid 1, or group 1
+/// as -1), `F_SETOWN_EX` and the `FIOSETOWN`/`SIOCSPGRP` ioctls take a pointer this filter
+/// cannot read: refused. `clone(CLONE_PARENT)` would make the spawner the parent of the new
+/// process, and its exit signal (any signal) the spawner's: refused.
+fn calls_on_the_spawner() -> Vec<(i64, Vec<SeccompRule>)> {
+    const PRIO_PROCESS: u64 = 0;
+    const PRIO_PGRP: u64 = 1;
+    const PRIO_USER: u64 = 2;
+    const IOPRIO_WHO_PROCESS: u64 = 1;
+    const IOPRIO_WHO_PGRP: u64 = 2;
+    const IOPRIO_WHO_USER: u64 = 3;
+    const FIOSETOWN: u64 = 0x8901;
+    const SIOCSPGRP: u64 = 0x8902;
+    const F_SETOWN_EX: u64 = 15;
+    let first_is_spawner = || vec![rule(vec![arg_is(0, SPAWNER_PID)])];
+    let either_is_spawner = || vec![rule(vec![arg_is(0, SPAWNER_PID)]), rule(vec![arg_is(1, SPAWNER_PID)])];
+    let who_is_spawner_or_user = |process: u64, group: u64, user: u64| {
+        vec![
+            rule(vec![arg_is(0, process), arg_is(1, SPAWNER_PID)]),
+            rule(vec![arg_is(0, group), arg_is(1, SPAWNER_PID)]),
+            rule(vec![arg_is(0, user)]),
+        ]
+    };
+    vec![
+        (libc::SYS_kill, first_is_spawner()),
+        (libc::SYS_tkill, first_is_spawner()),
+        (libc::SYS_tgkill, either_is_spawner()),
+        (libc::SYS_rt_sigqueueinfo, first_is_spawner()),
+        (libc::SYS_rt_tgsigqueueinfo, either_is_spawner()),
+        (libc::SYS_pidfd_open, first_is_spawner()),
+        (libc::SYS_prlimit64, first_is_spawner()),
+        (libc::SYS_sched_setaffinity, first_is_spawner()),
+        (libc::SYS_sched_setparam, first_is_spawner()),
+        (libc::SYS_sched_setscheduler, first_is_spawner()),
+        (libc::SYS_sched_setattr, first_is_spawner()),
+        (libc::SYS_setpriority, who_is_spawner_or_user(PRIO_PROCESS, PRIO_PGRP, PRIO_USER)),
+        (libc::SYS_ioprio_set, who_is_spawner_or_user(IOPRIO_WHO_PROCESS, IOPRIO_WHO_PGRP, IOPRIO_WHO_USER)),
+        (
+            libc::SYS_fcntl,
+            vec![
+                rule(vec![arg_is(1, libc::F_SETOWN as u64), arg_is(2, SPAWNER_PID)]),
+                rule(vec![arg_is(1, libc::F_SETOWN as u64), arg_is(2, u32::MAX as u64)]),
+                rule(vec![arg_is(1, F_SETOWN_EX)]),
+            ],
+        ),
+        (libc::SYS_ioctl, vec![rule(vec![arg_is(1, FIOSETOWN)]), rule(vec![arg_is(1, SIOCSPGRP)])]),
+    ]
+}
+
 fn deny_list() -> Result<SeccompProgram, seccompiler::BackendError> {
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> =
         denied_syscalls().into_iter().map(|(_, nr)| (nr, Vec::new())).collect();
-    rules.insert(libc::SYS_clone, NAMESPACE_FLAGS.iter().map(|f| flag_set(*f)).collect());
+    let mut clone: Vec<SeccompRule> = NAMESPACE_FLAGS.iter().map(|f| flag_set(*f)).collect();
+    clone.push(flag_set(libc::CLONE_PARENT as u64));
+    rules.insert(libc::SYS_clone, clone);
     rules.insert(libc::SYS_personality, vec![personality_not_allowed()]);
     rules.insert(libc::SYS_socket, vec![vsock_socket()]);
+    rules.extend(calls_on_the_spawner());
     SeccompFilter::new(rules, SeccompAction::Allow, SeccompAction::Errno(libc::EPERM as u32), target())?.try_into()
 }
 
@@ -266,10 +341,11 @@ pub(crate) fn build() -> Result<Filters, seccompiler::BackendError> {
     Ok(Filters { base, no_fork: no_process_creation()? })
 }
 
-/// How many system calls the default filter denies.
+/// How many system calls the default filter denies, outright or for some arguments.
 pub(crate) fn denied_count() -> u32 {
-    // + clone with namespace flags, personality outside Docker's values, AF_VSOCK sockets
-    denied_syscalls().len() as u32 + 3
+    // + clone with namespace flags or CLONE_PARENT, personality outside Docker's values,
+    // AF_VSOCK sockets, and the calls aimed at the spawner
+    denied_syscalls().len() as u32 + 3 + calls_on_the_spawner().len() as u32
 }
 
 #[cfg(test)]

@@ -901,9 +901,6 @@ pub(crate) struct CommandSpec<'a> {
     pub envp: &'a [CString],
     /// Seccomp programs this command adds to the ones it inherits.
     pub filters: &'a [&'a SeccompProgram],
-    /// A scope-only Landlock ruleset that puts the command in a domain of its own, so that it
-    /// cannot signal the spawner (ABI 6), if any.
-    pub scope: Option<BorrowedFd<'a>>,
     /// RLIMIT_CPU in seconds, if any.
     pub cpu_seconds: Option<u64>,
 }
@@ -917,25 +914,23 @@ struct CommandChildArgs {
     envp: *const *const c_char,
     filters: *const libc::sock_fprog,
     filter_count: usize,
-    scope_fd: c_int,
     cpu_seconds: u64,
     failed_step: c_int,
     errno: c_int,
 }
 
 /// Steps of the command child, reported when it cannot reach `execve`.
-pub(crate) const COMMAND_STEPS: [&str; 8] = [
+pub(crate) const COMMAND_STEPS: [&str; 7] = [
     "(none)",
     "start a session",
     "set up stdio",
     "enter the working directory",
     "limit CPU time",
     "install seccomp",
-    "enter its own Landlock domain",
     "exec",
 ];
 /// The index of the "exec" step in [`COMMAND_STEPS`].
-pub(crate) const COMMAND_STEP_EXEC: usize = 7;
+pub(crate) const COMMAND_STEP_EXEC: usize = 6;
 
 /// The command child: its own session, stdio, working directory and CPU limit, the extra
 /// filters, then `execve`. Everything else (no_new_privs, Landlock, seccomp, no capabilities)
@@ -957,12 +952,6 @@ extern "C" fn command_child(arg: *mut c_void) -> ! {
         let r = raw_syscall(libc::SYS_setsid, 0, 0, 0, 0, 0);
         if r < 0 {
             fail(a, 1, r);
-        }
-        if a.scope_fd >= 0 {
-            let r = raw_syscall(libc::SYS_landlock_restrict_self, a.scope_fd as usize, 0, 0, 0, 0);
-            if r < 0 {
-                fail(a, 6, r);
-            }
         }
         for (i, fd) in a.stdio.iter().enumerate() {
             let r = if *fd == i as c_int {
@@ -1053,7 +1042,6 @@ pub(crate) fn spawn_command(spec: &CommandSpec<'_>, stack: &mut CommandStack) ->
         envp: envp.as_ptr(),
         filters: progs.as_ptr(),
         filter_count: progs.len(),
-        scope_fd: spec.scope.map_or(-1, |fd| fd.as_raw_fd()),
         cpu_seconds: spec.cpu_seconds.unwrap_or(0),
         failed_step: 0,
         errno: 0,
@@ -1328,8 +1316,13 @@ pub(crate) fn keep_only_as_fd3(fd: OwnedFd) -> io::Result<OwnedFd> {
 }
 
 /// Confines the calling process for good: child subreaper (every orphan of its commands comes
-/// back to it), not dumpable, `no_new_privs`, the Landlock ruleset, no capabilities at all.
-pub(crate) fn confine_spawner(landlock: Option<BorrowedFd<'_>>) -> Result<(), (&'static str, io::Error)> {
+/// back to it), not dumpable, `no_new_privs`, the Landlock ruleset, and of all capabilities
+/// only `keep` (effective and permitted; none inheritable or ambient, so an `execve` by the
+/// sandbox's non-root uid, with the bounding set empty, ends with none).
+pub(crate) fn confine_spawner(
+    landlock: Option<BorrowedFd<'_>>,
+    keep: Option<u32>,
+) -> Result<(), (&'static str, io::Error)> {
     // SAFETY: integer arguments only.
     unsafe {
         cvt(libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)).map_err(|e| ("become a subreaper", e))?;
@@ -1345,11 +1338,95 @@ pub(crate) fn confine_spawner(landlock: Option<BorrowedFd<'_>>) -> Result<(), (&
     cvt(unsafe { libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) })
         .map_err(|e| ("clear ambient capabilities", e))?;
     let header = CapHeader { version: LINUX_CAPABILITY_VERSION_3, pid: 0 };
-    let data = [CapData::default(); 2];
+    let mut data = [CapData::default(); 2];
+    if let Some(cap) = keep {
+        let bit = 1u32 << (cap % 32);
+        data[(cap / 32) as usize % 2].effective = bit;
+        data[(cap / 32) as usize % 2].permitted = bit;
+    }
     // SAFETY: valid header and two data structs, as capset v3 wants.
     cvt_long(unsafe { libc::syscall(libc::SYS_capset, &header as *const CapHeader, data.as_ptr()) })
         .map_err(|e| ("drop capabilities", e))?;
     Ok(())
+}
+
+// --- The session: the spawner's own pid namespace.
+
+/// `unshare(2)`.
+pub(crate) fn unshare(flags: c_int) -> io::Result<()> {
+    // SAFETY: integer arguments only.
+    cvt(unsafe { libc::unshare(flags) }).map(drop)
+}
+
+/// `pwrite(2)` of `buf` at `offset`.
+pub(crate) fn pwrite(fd: BorrowedFd<'_>, buf: &[u8], offset: i64) -> io::Result<usize> {
+    // SAFETY: `buf` is a valid readable region of `buf.len()` bytes.
+    let r = unsafe { libc::pwrite(fd.as_raw_fd(), buf.as_ptr() as *const c_void, buf.len(), offset) };
+    if r < 0 { Err(io::Error::last_os_error()) } else { Ok(r as usize) }
+}
+
+/// The number of resource limits (`RLIM_NLIMITS`).
+const RESOURCE_LIMITS: usize = 16;
+
+/// `struct sched_attr` as `sched_getattr(2)` fills it (with the utilization clamps of 5.3+).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct SchedAttr {
+    size: u32,
+    policy: u32,
+    flags: u64,
+    nice: i32,
+    priority: u32,
+    runtime: u64,
+    deadline: u64,
+    period: u64,
+    util_min: u32,
+    util_max: u32,
+}
+
+/// What another process of the same uid may change about the calling process, and what its
+/// children inherit: every resource limit, the scheduling attributes (policy, nice value,
+/// priority, utilization clamps), the CPU affinity, the I/O priority, and the signals that
+/// wait, blocked, for it. Read with `prlimit64(0, ..)`, `sched_getattr(2)`,
+/// `sched_getaffinity(2)`, `ioprio_get(2)` and `rt_sigpending(2)`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct OwnSettings {
+    limits: [(u64, u64); RESOURCE_LIMITS],
+    sched: SchedAttr,
+    affinity: [u64; 16],
+    ioprio: c_long,
+    pending: u64,
+}
+
+impl OwnSettings {
+    /// Reads the calling process's settings.
+    pub(crate) fn read() -> io::Result<OwnSettings> {
+        let mut limits = [(0u64, 0u64); RESOURCE_LIMITS];
+        for (resource, slot) in limits.iter_mut().enumerate() {
+            let mut old = libc::rlimit64 { rlim_cur: 0, rlim_max: 0 };
+            // SAFETY: pid 0 is the caller; a NULL new limit only reads into `old`.
+            cvt(unsafe { libc::prlimit64(0, resource as libc::__rlimit_resource_t, ptr::null(), &mut old) })?;
+            *slot = (old.rlim_cur, old.rlim_max);
+        }
+        let mut sched = SchedAttr::default();
+        // SAFETY: `sched` is writable for the size passed; pid 0 is the caller.
+        cvt_long(unsafe {
+            libc::syscall(libc::SYS_sched_getattr, 0, &mut sched as *mut SchedAttr, size_of::<SchedAttr>() as u32, 0u32)
+        })?;
+        let mut affinity = [0u64; 16];
+        // SAFETY: the mask buffer is writable for the size passed; pid 0 is the caller.
+        cvt_long(unsafe {
+            libc::syscall(libc::SYS_sched_getaffinity, 0, size_of::<[u64; 16]>(), affinity.as_mut_ptr())
+        })?;
+        // SAFETY: integer arguments only (IOPRIO_WHO_PROCESS, the caller).
+        let ioprio = cvt_long(unsafe { libc::syscall(libc::SYS_ioprio_get, 1, 0) })?;
+        let mut pending = 0u64;
+        // SAFETY: `pending` is a writable 8-byte signal set, the kernel's sigset size.
+        cvt_long(unsafe { libc::syscall(libc::SYS_rt_sigpending, &mut pending as *mut u64, 8usize) })?;
+        // SIGCHLD comes and goes with the spawner's own children (read from its signalfd).
+        pending &= !(1u64 << (libc::SIGCHLD - 1));
+        Ok(OwnSettings { limits, sched, affinity, ioprio, pending })
+    }
 }
 
 /// `exit_group` without unwinding or running exit handlers (a forked child of the zygote).

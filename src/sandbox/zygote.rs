@@ -10,7 +10,7 @@
 use std::ffi::{CStr, CString};
 use std::fs;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
@@ -579,7 +579,8 @@ impl Zygote {
         }
         step("enter /tmp", std::env::set_current_dir("/tmp"))?;
         apply_limits(&self.config)?;
-        self.landlock_abi = sys::landlock_abi();
+        let cap = self.config.landlock_max_abi;
+        self.landlock_abi = sys::landlock_abi().map(|abi| abi.min(cap)).filter(|&abi| abi > 0);
         self.build_landlock()?;
         if self.config.seccomp != 0 {
             match seccomp::build() {
@@ -606,12 +607,27 @@ impl Zygote {
         })
     }
 
-    /// Forks the spawner, which confines itself and serves commands on a new socket; returns
-    /// the host's end of that socket.
+    /// Forks the spawner into a pid namespace of its own, below the zygote's, where it is pid 1
+    /// and every command is its child: commands never see the zygote, and the spawner ends
+    /// them all when it goes. The spawner confines itself and says, on its new socket, whether
+    /// it is ready; returns the host's end of that socket.
     fn start_spawner(&mut self) -> StepResult<OwnedFd> {
         let (host_end, spawner_end) = step("create the runner socket", sys::seqpacket_pair())?;
+        // The next (and only) child of the zygote starts the new pid namespace.
+        step("make the session's pid namespace", sys::unshare(libc::CLONE_NEWPID))?;
         match step("fork the spawner", sys::fork_zygote())? {
-            Some(_) => Ok(host_end),
+            Some(_) => {
+                drop(spawner_end);
+                let mut buf = vec![0u8; MAX_MESSAGE];
+                let mut fds = Vec::new();
+                let n = step("hear from the spawner", sys::recv_with_fds(host_end.as_fd(), &mut buf, &mut fds))?;
+                match Reply::decode(&buf[..n]) {
+                    Ok(Reply::ResetDone) if fds.is_empty() => Ok(host_end),
+                    Ok(Reply::SetupFailed { step, errno }) => Err((step, io::Error::from_raw_os_error(errno))),
+                    // A hang-up (0 bytes) or anything else: the spawner died before it was ready.
+                    _ => Err(("start the spawner".into(), io::Error::from_raw_os_error(libc::ECHILD))),
+                }
+            }
             None => {
                 drop(host_end);
                 let code = Spawner::start(spawner_end, self);
@@ -667,7 +683,6 @@ struct Spawner {
     runner: OwnedFd,
     signals: OwnedFd,
     no_fork: Option<sys::SeccompProgram>,
-    scope: Option<OwnedFd>,
     stack: CommandStack,
     running: Option<i32>,
     /// How the session directories look when the session is as a reset leaves it (`None`
@@ -679,6 +694,21 @@ struct Spawner {
     sockstat: Option<Vec<OwnedFd>>,
     /// The session directories, held open for their inode flags (one `ioctl` each).
     session_fds: Vec<OwnedFd>,
+    /// The session's `ns_last_pid`, held open for writing.
+    pid_counter: OwnedFd,
+    /// The spawner's own settings as it started, which commands inherit (`None` if they could
+    /// not be read: then no session counts as untouched).
+    settings: Option<sys::OwnSettings>,
+}
+
+/// The one capability the spawner keeps: `CAP_CHECKPOINT_RESTORE` (Linux 5.9+, number 40), or
+/// `CAP_SYS_ADMIN` before it, for `ns_last_pid`. It never reaches a command: the command's
+/// `execve` as a non-root uid, with no inheritable or ambient capability and an empty bounding
+/// set, drops it.
+fn pid_counter_capability(last_cap: u32) -> u32 {
+    const CAP_SYS_ADMIN: u32 = 21;
+    const CAP_CHECKPOINT_RESTORE: u32 = 40;
+    if last_cap >= CAP_CHECKPOINT_RESTORE { CAP_CHECKPOINT_RESTORE } else { CAP_SYS_ADMIN }
 }
 
 /// The directories a session can write to outside its binds, in the order `pristine` keeps.
@@ -732,63 +762,109 @@ fn pristine_session_dirs(fds: &[OwnedFd]) -> Option<[SessionDir; 3]> {
 }
 
 impl Spawner {
-    /// Runs in the freshly forked child of the zygote; returns the exit code.
+    /// Runs in the freshly forked child of the zygote, pid 1 of a new pid namespace; returns
+    /// the exit code. Its first message on `runner` says whether it is ready
+    /// ([`Reply::ResetDone`]) or where it failed ([`Reply::SetupFailed`]).
     fn start(runner: OwnedFd, zygote: &Zygote) -> i32 {
         sys::set_process_name(c"sandpool-spawn");
-        // Commands inherit this; confine_spawner makes the spawner non-dumpable again
-        // before any command exists.
-        if sys::raise_oom_score_adj().is_err() {
-            return 1;
+        let fail = |runner: BorrowedFd<'_>, (step, e): (String, io::Error)| {
+            let reply = Reply::SetupFailed { step, errno: e.raw_os_error().unwrap_or(libc::EIO) };
+            let _ = sys::send_with_fds(runner, &reply.encode(), &[]);
+            1
+        };
+        if let Err(e) = Spawner::confine(zygote) {
+            return fail(runner.as_fd(), e);
         }
-        let landlock = zygote.landlock.as_ref().map(|l| l.fd.as_fd());
-        if sys::confine_spawner(landlock).is_err() {
-            return 1;
-        }
-        if let Some(f) = &zygote.filters {
-            for prog in &f.base {
-                if seccompiler::apply_filter(prog).is_err() {
-                    return 1;
-                }
-            }
-        }
-        let no_fork = zygote.filters.as_ref().map(|f| f.no_fork.clone());
         // Drop every descriptor of the zygote's (control socket, ruleset, trees) but stdio.
         let Ok(runner) = sys::keep_only_as_fd3(runner) else { return 1 };
-        let Ok(signals) = sys::take_over_signals() else { return 1 };
-        let scope = match zygote.landlock.as_ref().and(zygote.landlock_abi) {
-            Some(abi) => match landlock::scope_only(abi) {
-                Ok(fd) => fd,
-                Err(_) => return 1,
-            },
-            None => None,
-        };
-        let sockstat = match zygote.config.share_network {
-            true => None,
-            false => match open_sockstat() {
-                Ok(files) => Some(files),
-                Err(_) => return 1,
-            },
-        };
-        let Ok(session_fds) = SESSION_DIRS
-            .iter()
-            .map(|d| sys::open(d, libc::O_RDONLY | libc::O_DIRECTORY))
-            .collect::<io::Result<Vec<_>>>()
-        else {
-            return 1;
+        match Spawner::new(runner, zygote) {
+            Ok(mut spawner) => {
+                spawner.send(&Reply::ResetDone);
+                spawner.serve()
+            }
+            Err((runner, e)) => fail(runner.as_fd(), e),
+        }
+    }
+
+    /// Makes the session and confines the spawner for good, in this order: the highest
+    /// `oom_score_adj` (which commands inherit), a mount namespace of its own with a `/proc`
+    /// of the new pid namespace (`hidepid=invisible`: a process a command may not trace, the
+    /// spawner first, is not even listed), then Landlock (which forbids mounting), seccomp,
+    /// `no_new_privs`, and no capability but the one that rewinds the pid counter.
+    fn confine(zygote: &Zygote) -> StepResult<()> {
+        // Commands inherit this; confine_spawner makes the spawner non-dumpable again
+        // before any command exists.
+        step("raise oom_score_adj", sys::raise_oom_score_adj())?;
+        step("make the session's mount namespace", sys::unshare(libc::CLONE_NEWNS))?;
+        step(
+            "mount the session's /proc",
+            sys::mount(
+                Some(c"proc"),
+                c"/proc",
+                Some(c"proc"),
+                libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                Some(c"hidepid=2"),
+            ),
+        )?;
+        if let Some(ruleset) = &zygote.landlock {
+            step("allow the session's /proc in Landlock", ruleset.allow_proc())?;
+        }
+        let landlock = zygote.landlock.as_ref().map(|l| l.fd.as_fd());
+        sys::confine_spawner(landlock, Some(pid_counter_capability(zygote.config.last_cap)))
+            .map_err(|(what, e)| (what.to_string(), e))?;
+        if let Some(f) = &zygote.filters {
+            for prog in &f.base {
+                step("install seccomp", seccompiler::apply_filter(prog).map_err(|e| io::Error::other(e.to_string())))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The spawner's state, once confined; on failure, the runner back (to report on).
+    fn new(runner: OwnedFd, zygote: &Zygote) -> Result<Spawner, (OwnedFd, (String, io::Error))> {
+        let parts = (|| {
+            let signals = step("take over signals", sys::take_over_signals())?;
+            let sockstat = match zygote.config.share_network {
+                true => None,
+                false => Some(step("open /proc/net/sockstat", open_sockstat())?),
+            };
+            let session_fds = step(
+                "open the session directories",
+                SESSION_DIRS.iter().map(|d| sys::open(d, libc::O_RDONLY | libc::O_DIRECTORY)).collect(),
+            )?;
+            let pid_counter = step("open ns_last_pid", sys::open(c"/proc/sys/kernel/ns_last_pid", libc::O_WRONLY))?;
+            Ok((signals, sockstat, session_fds, pid_counter))
+        })();
+        let (signals, sockstat, session_fds, pid_counter) = match parts {
+            Ok(p) => p,
+            Err(e) => return Err((runner, e)),
         };
         let mut spawner = Spawner {
             runner,
             signals,
-            no_fork,
-            scope,
+            no_fork: zygote.filters.as_ref().map(|f| f.no_fork.clone()),
             stack: CommandStack::new(),
             running: None,
             pristine: None,
             sockstat,
             session_fds,
+            pid_counter,
+            settings: None,
         };
+        if let Err(e) = step("rewind the pid counter", spawner.rewind_pid_counter()) {
+            return Err((spawner.runner, e));
+        }
         spawner.pristine = pristine_session_dirs(&spawner.session_fds);
-        spawner.serve()
+        spawner.settings = sys::OwnSettings::read().ok();
+        Ok(spawner)
+    }
+
+    /// Makes the next process of the session pid 2 again, as in a fresh sandbox, so that no
+    /// lease learns from its pids how many processes the one before made. Only while the
+    /// spawner is alone in its namespace (`ns_last_pid` of the session's `/proc`, which needs
+    /// `CAP_CHECKPOINT_RESTORE`).
+    fn rewind_pid_counter(&self) -> io::Result<()> {
+        sys::pwrite(self.pid_counter.as_fd(), b"1", 0).map(drop)
     }
 
     fn send(&self, reply: &Reply) {
@@ -800,14 +876,24 @@ impl Spawner {
     /// of directory size per entry, and a session cannot remove what the reset keeps, the
     /// mount points of binds), their modes, owners, extended attributes and inode flags
     /// unchanged, no System V IPC object, and (in the sandbox's own network namespace) no
-    /// socket of any state, TIME_WAIT included. Processes come first: once none is left,
-    /// nothing can change the rest.
+    /// socket of any state, TIME_WAIT included, and the spawner's own settings as they were.
+    /// Processes come first: once none is left, nothing can change the rest. When all of it
+    /// holds, the pid counter is rewound, so the next command is pid 2 as in a fresh sandbox.
     fn untouched(&self) -> bool {
         let Some(pristine) = &self.pristine else { return false };
         sys::surely_no_other_process()
             && session_dirs(&self.session_fds).as_ref() == Some(pristine)
             && matches!(sys::sysv_ipc_in_use(), Ok([0, 0, 0]))
             && self.sockstat.as_deref().is_none_or(|f| network_state(f).is_ok_and(|n| n.is_clean()))
+            && self.own_settings_intact()
+            && self.rewind_pid_counter().is_ok()
+    }
+
+    /// Whether the spawner's own settings (limits, scheduling, affinity, I/O priority, pending
+    /// signals), which every later command inherits, are still as it started. The seccomp
+    /// filter keeps commands from naming the spawner (pid 1); this is the wall behind it.
+    fn own_settings_intact(&self) -> bool {
+        self.settings.is_some() && sys::OwnSettings::read().ok() == self.settings
     }
 
     /// Records a reaped child; reports it if it was the running command.
@@ -837,6 +923,19 @@ impl Spawner {
         sys::drain_signalfd(self.signals.as_fd());
     }
 
+    /// The spawner's part of a reset, once its namespace holds nothing else: its settings
+    /// must be as it started (it cannot raise a limit or a priority a command lowered, so a
+    /// change means the sandbox must be replaced) and the pid counter is rewound.
+    fn reset_own_state(&self) -> StepResult<()> {
+        if !self.own_settings_intact() {
+            return Err((
+                "keep the spawner's settings (a command changed them); the sandbox must be replaced".into(),
+                io::Error::from_raw_os_error(libc::EPERM),
+            ));
+        }
+        step("rewind the pid counter", self.rewind_pid_counter())
+    }
+
     /// Starts a command; on failure, the reply that says why.
     fn start_command(&mut self, req: RunRequest, mut fds: Vec<OwnedFd>) -> Result<(), Reply> {
         let expected = if req.has_stdin { 3 } else { 2 };
@@ -862,7 +961,6 @@ impl Spawner {
             argv: &prepared.argv,
             envp: &prepared.envp,
             filters: &filters,
-            scope: self.scope.as_ref().map(|f| f.as_fd()),
             cpu_seconds: (req.cpu_seconds > 0).then_some(req.cpu_seconds),
         };
         match sys::spawn_command(&spec, &mut self.stack) {
@@ -909,7 +1007,8 @@ impl Spawner {
                 }
                 Ok(Request::Reset) => {
                     self.kill_everything();
-                    match reset_session(self.sockstat.as_deref()) {
+                    let reset = reset_session(self.sockstat.as_deref()).and_then(|()| self.reset_own_state());
+                    match reset {
                         Ok(()) => {
                             self.pristine = pristine_session_dirs(&self.session_fds);
                             self.send(&Reply::ResetDone)

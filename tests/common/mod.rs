@@ -140,3 +140,26 @@ pub fn processes() -> Vec<(i32, i32, String)> {
         })
         .collect()
 }
+
+/// The host pid of the sandbox's spawner: the zygote's only child (which names itself
+/// `sandpool-spawn` once it runs, maybe just after the sandbox is ready).
+pub fn spawner_of(sandbox: &Sandbox) -> i32 {
+    let found: Vec<i32> =
+        processes().into_iter().filter(|(_, ppid, _)| *ppid == sandbox.pid()).map(|(pid, _, _)| pid).collect();
+    assert_eq!(found.len(), 1, "one spawner per sandbox: {found:?}");
+    found[0]
+}
+
+/// How many processes the sandbox's session holds, as the host sees them: every descendant
+/// of the spawner (a command's `/proc` shows only what it may trace).
+pub fn session_processes(sandbox: &Sandbox) -> usize {
+    let all = processes();
+    let mut session = vec![spawner_of(sandbox)];
+    let mut i = 0;
+    while i < session.len() {
+        let parent = session[i];
+        session.extend(all.iter().filter(|(_, ppid, _)| *ppid == parent).map(|(pid, _, _)| *pid));
+        i += 1;
+    }
+    session.len() - 1
+}

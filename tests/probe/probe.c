@@ -18,6 +18,7 @@
 #include <sys/xattr.h>
 #include <sys/ioctl.h>
 #include <sys/personality.h>
+#include <sys/resource.h>
 #include <linux/fs.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
@@ -155,6 +156,52 @@ int main(int argc, char **argv) {
         while ((e = readdir(d))) if (e->d_name[0] >= '1' && e->d_name[0] <= '9') n++;
         printf("%d\n", n);
         return 0;
+    }
+    if (!strcmp(a, "pid")) { printf("%d\n", getpid()); return 0; }
+    /* Every call that acts on another process by pid, aimed at ARG (a pid, or "child": a
+     * child of the probe's own, the positive control). Each sets what it first reads, so it
+     * changes nothing where it is allowed. Prints "name:ok" or "name:errN" for each. */
+    if (!strcmp(a, "pidcalls")) {
+        pid_t p = atoi(arg), child = 0;
+        if (!strcmp(arg, "child")) {
+            child = fork();
+            if (child == 0) { pause(); _exit(0); }
+            p = child;
+        }
+#define CALL(name, expr) do { errno = 0; long r_ = (expr); \
+        if (r_ < 0) printf("%s:err%d ", name, errno); else printf("%s:ok ", name); } while (0)
+        CALL("kill", kill(p, 0));
+        CALL("tgkill", syscall(SYS_tgkill, p, p, 0));
+        union sigval v = {0};
+        CALL("sigqueue", sigqueue(p, 0, v));
+        CALL("pidfd_open", syscall(SYS_pidfd_open, p, 0));
+        struct rlimit lim;
+        CALL("prlimit", prlimit(p, RLIMIT_NOFILE, NULL, &lim) < 0 ? -1 : prlimit(p, RLIMIT_NOFILE, &lim, NULL));
+        errno = 0;
+        int nice = getpriority(PRIO_PROCESS, p);
+        CALL("setpriority", errno ? -1 : setpriority(PRIO_PROCESS, p, nice));
+        cpu_set_t cpus;
+        CALL("sched_setaffinity",
+             sched_getaffinity(p, sizeof cpus, &cpus) < 0 ? -1 : sched_setaffinity(p, sizeof cpus, &cpus));
+        struct sched_param sp = {0};
+        CALL("sched_setscheduler", sched_setscheduler(p, SCHED_OTHER, &sp));
+        long prio = syscall(SYS_ioprio_get, 1, p);
+        CALL("ioprio_set", prio < 0 ? -1 : syscall(SYS_ioprio_set, 1, p, prio));
+        int fds[2];
+        CALL("setown", pipe(fds) < 0 ? -1 : fcntl(fds[0], F_SETOWN, p));
+        char path[64];
+        snprintf(path, sizeof path, "/proc/%d/status", p);
+        CALL("proc", open(path, O_RDONLY));
+        printf("\n");
+        if (child) { kill(child, SIGKILL); waitpid(child, NULL, 0); }
+        return 0;
+    }
+    /* Halves the soft RLIMIT_NOFILE of pid ARG. */
+    if (!strcmp(a, "lowerlimit")) {
+        struct rlimit lim;
+        if (prlimit(atoi(arg), RLIMIT_NOFILE, NULL, &lim) < 0) return report(-1);
+        lim.rlim_cur /= 2;
+        return report(prlimit(atoi(arg), RLIMIT_NOFILE, &lim, NULL));
     }
     fprintf(stderr, "unknown action %s\n", a);
     return 2;

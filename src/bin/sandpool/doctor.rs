@@ -76,13 +76,25 @@ pub fn main(args: DoctorArgs) -> ExitCode {
             }
             if iso.seccomp.enforced {
                 println!(
-                    "  seccomp      enforced ({} dangerous system calls fail with EPERM)",
+                    "  seccomp      enforced ({} dangerous system calls, or their uses named in the docs, fail with EPERM)",
                     iso.seccomp.denied_syscalls
                 );
             } else {
                 println!("  seccomp      NOT enforced");
             }
             println!("  privileges   no_new_privs, no capabilities, uid {} (host uid {})", iso.uid, iso.host_uid);
+            let s = &iso.sessions;
+            if s.own_pid_namespace {
+                println!(
+                    "  sessions     commands in a pid namespace of their own (init outside, spawner hidden), pid counter {}",
+                    if s.pid_counter_rewound { "rewound each lease" } else { "NOT rewound" }
+                );
+                println!(
+                    "               calls on the spawner {}, its settings {}",
+                    if s.calls_on_the_spawner_refused { "refused (seccomp)" } else { "NOT refused (no seccomp)" },
+                    if s.spawner_settings_checked { "checked after each command" } else { "NOT checked" }
+                );
+            }
             println!("  limits:");
             for l in &iso.limits {
                 println!("    {:<11} {:>12}  by {} ({})", l.name, l.value, l.enforced_by, l.note);
