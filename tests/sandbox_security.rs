@@ -8,7 +8,7 @@ use std::io::Read;
 use std::time::Duration;
 
 use common::*;
-use sandpool::sandbox::{Command, ExitStatus, KillReason, Policy, Requirement, Sandbox};
+use sandpool::sandbox::{Command, ExitStatus, KillReason, Requirement, Sandbox};
 
 #[test]
 fn host_files_outside_binds_do_not_exist() {
@@ -151,7 +151,7 @@ fn capabilities_are_empty_and_no_new_privs_is_set() {
     let host = String::from_utf8_lossy(&host.stdout).into_owned();
     assert!(host.contains("NoNewPrivs:\t0"), "the probe reads the flag on the host: {host}");
 
-    let mut sb = Sandbox::spawn(&Policy::default()).unwrap();
+    let mut sb = Sandbox::spawn(&default_policy()).unwrap();
     let inside = stdout(&sh(&mut sb, script));
     for line in [
         "CapPrm:\t0000000000000000",
@@ -214,7 +214,7 @@ fn a_memory_hog_is_stopped() {
 
 #[test]
 fn an_output_flood_is_truncated_and_killed() {
-    let mut sb = Sandbox::spawn(&Policy::default()).unwrap();
+    let mut sb = Sandbox::spawn(&default_policy()).unwrap();
     let out = sb.run(&Command::new("yes").output_limit(1 << 20)).unwrap();
     assert_eq!(out.stdout.len(), 1 << 20);
     assert!(out.stdout_truncated && !out.stderr_truncated);
@@ -261,7 +261,7 @@ fn reset_keeps_binds_under_tmp_and_wipes_the_rest() {
     std::fs::write(rw.path().join("kept"), "user data").unwrap();
     set_mode(&rw.path().join("kept"), 0o666);
     let dir = rw.path().to_str().unwrap().to_string();
-    let mut sb = Sandbox::spawn(&Policy::builder().rw(rw.path()).build().unwrap()).unwrap();
+    let mut sb = Sandbox::spawn(&policy_builder().rw(rw.path()).build().unwrap()).unwrap();
     let script = format!(
         "echo new > {dir}/made-inside && mkdir -p /tmp/a/b/c && touch /tmp/a/b/c/f && chmod 700 /tmp && \
          touch /dev/mqueue/q /dev/shm/s && chmod 711 /dev/shm && \
@@ -301,7 +301,7 @@ fn reset_removes_extended_attributes_of_the_session_directories() {
 
 #[test]
 fn stdin_env_and_cwd_reach_the_command() {
-    let mut sb = Sandbox::spawn(&Policy::default()).unwrap();
+    let mut sb = Sandbox::spawn(&default_policy()).unwrap();
     let out = sb.run(&Command::new("cat").stdin(b"from stdin".to_vec())).unwrap();
     assert_eq!(out.stdout, b"from stdin");
     let script = "echo $K; pwd; env | cut -d= -f1 | sort | tr '\\n' ' '";
@@ -313,7 +313,7 @@ fn stdin_env_and_cwd_reach_the_command() {
 fn ordinary_programs_work_under_the_default_policy() {
     // The filter and the minimal root must not break everyday tools: a shell pipeline, Python
     // with threads and subprocesses, and the C compiler end to end.
-    let mut sb = Sandbox::spawn(&Policy::default()).unwrap();
+    let mut sb = Sandbox::spawn(&default_policy()).unwrap();
     let out = sh(&mut sb, "echo abc | tr a-z A-Z | sed s/B/b/");
     assert_eq!(stdout(&out), "AbC");
     let py = "import threading, subprocess, json; t = threading.Thread(target=lambda: None); t.start(); t.join(); \
@@ -326,7 +326,7 @@ fn ordinary_programs_work_under_the_default_policy() {
 
 #[test]
 fn missing_programs_are_typed_errors() {
-    let mut sb = Sandbox::spawn(&Policy::default()).unwrap();
+    let mut sb = Sandbox::spawn(&default_policy()).unwrap();
     let err = sb.run(&Command::new("definitely-not-a-program")).unwrap_err();
     assert!(matches!(err, sandpool::sandbox::SandboxError::ProgramNotFound { .. }), "{err:?}");
     let err = sb.run(&Command::new("/etc/passwd")).unwrap_err();
@@ -336,9 +336,24 @@ fn missing_programs_are_typed_errors() {
 
 #[test]
 fn the_isolation_report_matches_what_the_kernel_applied() {
-    let sb = Sandbox::spawn(&Policy::default()).unwrap();
+    let sb = Sandbox::spawn(&default_policy()).unwrap();
     let iso = sb.isolation();
-    assert!(iso.landlock.enforced && iso.seccomp.enforced && iso.no_new_privs);
+    assert!(iso.seccomp.enforced && iso.no_new_privs);
+    // Landlock as the tests run it: this kernel's ABI, capped, or off.
+    let kernel_abi = std::fs::read_to_string("/sys/kernel/security/lsm").ok().filter(|l| l.contains("landlock"));
+    match landlock_under_test().as_deref() {
+        Some("off") => assert!(!iso.landlock.enforced, "{:?}", iso.landlock),
+        Some(cap) => {
+            let cap: u32 = cap.parse().unwrap();
+            assert!(iso.landlock.enforced && iso.landlock.abi.is_some_and(|abi| abi <= cap), "{:?}", iso.landlock);
+            assert_eq!(iso.landlock.scoped, cap >= 6, "scoping comes with ABI 6: {:?}", iso.landlock);
+        }
+        None => assert!(iso.landlock.enforced || kernel_abi.is_none(), "{:?}", iso.landlock),
+    }
+    let s = &iso.sessions;
+    assert!(
+        s.own_pid_namespace && s.pid_counter_rewound && s.calls_on_the_spawner_refused && s.spawner_settings_checked
+    );
     let mut status = String::new();
     std::fs::File::open(format!("/proc/{}/status", sb.pid())).unwrap().read_to_string(&mut status).unwrap();
     // The init itself runs as the sandbox's host uid.
@@ -414,7 +429,7 @@ fn a_nested_bind_under_tmp_makes_every_session_get_a_reset() {
     let inner = outer.path().join("inner");
     std::fs::create_dir(&inner).unwrap();
     set_mode(&inner, 0o777);
-    let mut sb = Sandbox::spawn(&Policy::builder().rw(&inner).build().unwrap()).unwrap();
+    let mut sb = Sandbox::spawn(&policy_builder().rw(&inner).build().unwrap()).unwrap();
     let outer_dir = outer.path().to_str().unwrap();
     assert!(sh(&mut sb, "true").success());
     assert!(!sb.is_clean(), "a nested bind: the verdict cannot see below /tmp, so no session is untouched");

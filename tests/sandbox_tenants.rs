@@ -39,7 +39,7 @@ fn blocked_signals(pid: i32) -> u64 {
 
 #[test]
 fn the_spawner_stays_non_dumpable_after_commands_and_commands_still_go_first_out_of_memory() {
-    let mut sb = Sandbox::spawn(&Policy::default()).unwrap();
+    let mut sb = Sandbox::spawn(&default_policy()).unwrap();
     let spawner = spawner_of(&sb);
     let host_uid = sb.isolation().host_uid;
     assert_eq!(mem_owner(spawner), 0, "a fresh spawner is not dumpable");
@@ -59,7 +59,7 @@ fn the_spawner_stays_non_dumpable_after_commands_and_commands_still_go_first_out
 
 #[test]
 fn the_init_and_the_spawner_block_every_signal_including_32_and_33() {
-    let mut sb = Sandbox::spawn(&Policy::default()).unwrap();
+    let mut sb = Sandbox::spawn(&default_policy()).unwrap();
     let spawner = spawner_of(&sb);
     assert!(sh(&mut sb, "sleep 1000 >/dev/null 2>&1 &").success());
     let sleeper = background_sleeper(spawner);
@@ -134,7 +134,7 @@ fn personas_numa_calls_fanotify_and_vsock_fail_with_eperm() {
 
 #[test]
 fn socket_buffers_count_against_the_memory_limit() {
-    let sb = Sandbox::spawn(&Policy::builder().memory_mib(64).build().unwrap()).unwrap();
+    let sb = Sandbox::spawn(&policy_builder().memory_mib(64).build().unwrap()).unwrap();
     if sb.isolation().limit("memory").unwrap().enforced_by != sandpool::sandbox::Enforcement::CgroupV1 {
         skip("socket_buffers_count_against_the_memory_limit", "memory is not limited by cgroup v1 here");
         return;
@@ -159,7 +159,7 @@ fn one_socket_cannot_buffer_more_than_a_share_of_the_memory_limit() {
         text.split_whitespace().nth(2).unwrap().parse().unwrap()
     };
     let cap = (64u64 << 20) / 64;
-    let mut sb = Sandbox::spawn(&Policy::builder().memory_mib(64).build().unwrap()).unwrap();
+    let mut sb = Sandbox::spawn(&policy_builder().memory_mib(64).build().unwrap()).unwrap();
     for name in ["tcp_rmem", "tcp_wmem"] {
         assert!(host_max(name) > cap, "the host allows more than the cap ({name}): the check can fail");
         let inside = stdout(&sh(&mut sb, &format!("cat /proc/sys/net/ipv4/{name}")));
@@ -168,11 +168,12 @@ fn one_socket_cannot_buffer_more_than_a_share_of_the_memory_limit() {
     }
 }
 
-/// The policies the separation must hold under: Landlock at this kernel's ABI, capped at ABI 5
-/// (every kernel before 6.12: no signal scoping), and off.
+/// The policies the separation must hold under: Landlock as the tests run it (this kernel's
+/// ABI unless `SANDPOOL_TEST_LANDLOCK` says otherwise), capped at ABI 5 (every kernel before
+/// 6.12: no signal scoping), and off.
 fn landlock_variants() -> Vec<(&'static str, Policy)> {
     vec![
-        ("Landlock at the kernel's ABI", probe_policy().build().unwrap()),
+        ("Landlock under test", probe_policy().build().unwrap()),
         ("Landlock capped at ABI 5", probe_policy().landlock_max_abi(5).build().unwrap()),
         ("Landlock off", probe_policy().landlock(Requirement::Off).build().unwrap()),
     ]
@@ -218,7 +219,7 @@ fn commands_cannot_name_signal_or_change_the_spawner_on_any_landlock_abi() {
 
 #[test]
 fn the_spawner_is_pid_1_of_the_commands_namespace_and_the_init_is_outside_it() {
-    let sb = Sandbox::spawn(&Policy::default()).unwrap();
+    let sb = Sandbox::spawn(&default_policy()).unwrap();
     let nspids = |pid: i32| -> Vec<String> {
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
         status.lines().find_map(|l| l.strip_prefix("NSpid:")).unwrap().split_whitespace().map(String::from).collect()
@@ -290,4 +291,82 @@ fn the_pid_counter_starts_afresh_for_each_lease() {
     let out = lease.run(&Command::new(probe()).arg("pid")).unwrap();
     assert_eq!(stdout(&out), first_pid, "the next lease cannot tell how many processes the last one made");
     assert!(pool.stats().resets_skipped > 0, "{:?}", pool.stats());
+}
+
+/// Loopback's received-packet counter, as a command reads it from `/proc/net/dev`.
+fn loopback_packets(sb: &mut Sandbox) -> u64 {
+    let line = stdout(&sh(sb, "grep 'lo:' /proc/net/dev"));
+    line.split_once(':').unwrap().1.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn traffic_a_lease_sent_never_shows_in_the_next_lease_counters() {
+    let mut sb = Sandbox::spawn(&probe_policy().build().unwrap()).unwrap();
+    assert_eq!(loopback_packets(&mut sb), 0, "a fresh namespace has seen no packet");
+    assert!(sb.is_clean());
+    // The probe works: one datagram to a closed port moves the counters a command can read.
+    assert_eq!(probe_inside(&mut sb, &["udp", "127.0.0.1"]), "ok");
+    assert!(loopback_packets(&mut sb) > 0, "the datagram (and its ICMP answer) went through lo");
+    assert!(!sb.is_clean(), "traffic marks the session dirty, though no socket is left");
+    let err = sb.reset().unwrap_err();
+    assert!(matches!(err, SandboxError::Reset { .. }) && err.is_fatal(), "counters cannot be reset: {err}");
+
+    // Through the pool: the next lease gets a namespace that has seen nothing.
+    let pool = SandboxPool::builder(probe_policy().build().unwrap()).max_size(1).min_idle(1).build().unwrap();
+    let first = {
+        let mut lease = pool.acquire().unwrap();
+        let out = lease.run(&Command::new(probe()).args(["udp", "127.0.0.1"])).unwrap();
+        assert_eq!(stdout(&out), "ok");
+        lease.pid()
+    };
+    let mut lease = pool.acquire().unwrap();
+    assert_ne!(lease.pid(), first, "the sandbox whose namespace saw traffic was replaced");
+    let out = lease.run(&Command::new("/bin/sh").args(["-c", "grep 'lo:' /proc/net/dev"])).unwrap();
+    let packets: u64 = stdout(&out).split_once(':').unwrap().1.split_whitespace().nth(1).unwrap().parse().unwrap();
+    assert_eq!(packets, 0, "the next lease sees no packet of the previous one");
+}
+
+#[test]
+fn a_send_without_a_route_is_caught_by_the_reset() {
+    // No packet leaves (the namespace has only lo), but Ip: OutNoRoutes counts it.
+    let mut sb = Sandbox::spawn(&probe_policy().build().unwrap()).unwrap();
+    let out_no_routes = |sb: &mut Sandbox| -> String {
+        stdout(&sh(
+            sb,
+            "awk '/^Ip:/ { for (i = 1; i <= NF; i++) if ($i == \"OutNoRoutes\") c = i; if ($c ~ /^[0-9]/) print $c }' /proc/net/snmp",
+        ))
+    };
+    let before = out_no_routes(&mut sb);
+    assert_eq!(probe_inside(&mut sb, &["udp", "192.0.2.1"]), "err 101", "ENETUNREACH");
+    assert_ne!(out_no_routes(&mut sb), before, "the counter moved: the probe works");
+    // A later `true` makes a fresh verdict; the reset compares the protocol counters too.
+    assert!(sb.run(&Command::new("/bin/true")).unwrap().success());
+    let err = sb.reset().unwrap_err();
+    assert!(matches!(err, SandboxError::Reset { .. }) && err.is_fatal(), "{err}");
+}
+
+#[test]
+fn the_session_directories_times_tell_nothing_of_the_last_lease() {
+    let mut sb = Sandbox::spawn(&default_policy()).unwrap();
+    let times = |sb: &mut Sandbox| stdout(&sh(sb, "stat -c '%X.%x %Y.%y' /tmp /dev/shm /dev/mqueue"));
+    let fresh = times(&mut sb);
+    // Reading leaves them (the session directories are noatime) and the session clean.
+    assert!(sh(&mut sb, "ls -la /tmp /dev/shm /dev/mqueue >/dev/null").success());
+    assert!(sb.is_clean(), "listing the session directories leaves the session clean");
+    assert_eq!(times(&mut sb), fresh);
+    // The probe works: a file made and removed at once moves /tmp's modification time, and
+    // a command may set the times it likes on a directory it owns.
+    std::thread::sleep(Duration::from_millis(20));
+    assert!(sh(&mut sb, "touch /tmp/x && rm /tmp/x && touch -a -d @1 /dev/shm && touch /dev/mqueue").success());
+    let changed = times(&mut sb);
+    assert_ne!(changed, fresh, "the times show the lease's doings");
+    assert!(!sb.is_clean(), "so they mark the session dirty, though no entry is left");
+    std::thread::sleep(Duration::from_millis(20));
+    sb.reset().unwrap();
+    let after = times(&mut sb);
+    let first_two = |t: &str| t.lines().take(2).map(String::from).collect::<Vec<_>>();
+    assert_eq!(first_two(&after), first_two(&fresh), "the reset gives back the fresh sandbox's times");
+    // /dev/mqueue belongs to the host's user: its times become the reset's (whole seconds
+    // there), which the reset could set although the lease had changed them.
+    assert!(sb.is_clean());
 }

@@ -27,6 +27,7 @@ mod command;
 mod error;
 mod isolation;
 mod landlock;
+mod network;
 mod policy;
 pub mod probe;
 #[doc(hidden)]

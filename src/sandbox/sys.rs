@@ -1441,7 +1441,7 @@ pub(crate) fn mount_id(path: &CStr) -> io::Result<u64> {
 }
 
 /// What `statx(2)` says of a path (a final symlink not followed).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct PathStat {
     /// The mount it lives on (`STATX_MNT_ID`).
     pub(crate) mount_id: u64,
@@ -1453,22 +1453,41 @@ pub(crate) struct PathStat {
     pub(crate) uid: u32,
     /// Its group.
     pub(crate) gid: u32,
+    /// Its access and modification times (seconds, nanoseconds).
+    pub(crate) times: [(i64, u32); 2],
 }
 
-/// `statx(2)` of `path` for its mount id, size, mode and owner.
+/// `statx(2)` of `path` for its mount id, size, mode, owner and times.
 pub(crate) fn path_stat(path: &CStr) -> io::Result<PathStat> {
     // SAFETY: statx is plain data the call fills.
     let mut stx: libc::statx = unsafe { std::mem::zeroed() };
-    let mask = libc::STATX_MNT_ID | libc::STATX_SIZE | libc::STATX_MODE | libc::STATX_UID | libc::STATX_GID;
+    let mask = libc::STATX_MNT_ID
+        | libc::STATX_SIZE
+        | libc::STATX_MODE
+        | libc::STATX_UID
+        | libc::STATX_GID
+        | libc::STATX_ATIME
+        | libc::STATX_MTIME;
     // SAFETY: valid C string and out-pointer.
     cvt(unsafe { libc::statx(libc::AT_FDCWD, path.as_ptr(), libc::AT_SYMLINK_NOFOLLOW, mask, &mut stx) })?;
+    let time = |t: libc::statx_timestamp| (t.tv_sec, t.tv_nsec);
     Ok(PathStat {
         mount_id: stx.stx_mnt_id,
         size: stx.stx_size,
         mode: u32::from(stx.stx_mode) & 0o7777,
         uid: stx.stx_uid,
         gid: stx.stx_gid,
+        times: [time(stx.stx_atime), time(stx.stx_mtime)],
     })
+}
+
+/// `utimensat(2)`: sets the access and modification times of `path` (not following a final
+/// symlink) to `times`, or to now with `None` (which needs only write access).
+pub(crate) fn set_times(path: &CStr, times: Option<[(i64, u32); 2]>) -> io::Result<()> {
+    let ts = times.map(|t| t.map(|(sec, nsec)| libc::timespec { tv_sec: sec, tv_nsec: i64::from(nsec) }));
+    let ptr = ts.as_ref().map_or(ptr::null(), |t| t.as_ptr());
+    // SAFETY: valid C string, and a two-element timespec array or NULL.
+    cvt(unsafe { libc::utimensat(libc::AT_FDCWD, path.as_ptr(), ptr, libc::AT_SYMLINK_NOFOLLOW) }).map(drop)
 }
 
 /// `listxattr(2)`: the extended attribute names of `path` (a final symlink followed; the

@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 
 use super::command::DEFAULT_PATH;
 use super::landlock;
+use super::network::{NetworkWatch, cap_socket_buffers};
 use super::protocol::{BindSpec, MAX_MESSAGE, Reply, Request, RunRequest, Usage, ZygoteConfig, ZygoteReport};
 use super::seccomp::{self, Filters};
 use super::sys::{self, CommandSpec, CommandStack};
@@ -63,7 +64,12 @@ fn cp(path: &Path) -> io::Result<CString> {
 }
 
 fn mount_tmpfs(target: &str, options: &str) -> io::Result<()> {
-    sys::mount(Some(c"tmpfs"), &c(target), Some(c"tmpfs"), libc::MS_NOSUID | libc::MS_NODEV, Some(&c(options)))
+    mount_tmpfs_with(target, options, 0)
+}
+
+fn mount_tmpfs_with(target: &str, options: &str, flags: libc::c_ulong) -> io::Result<()> {
+    let flags = libc::MS_NOSUID | libc::MS_NODEV | flags;
+    sys::mount(Some(c"tmpfs"), &c(target), Some(c"tmpfs"), flags, Some(&c(options)))
 }
 
 /// Binds `source` at `target` (recursively) and sets `attrs` on the whole new subtree.
@@ -249,21 +255,22 @@ fn build_root(config: &ZygoteConfig, mut trees: Vec<OwnedFd>) -> StepResult<Vec<
 /// reset has to delete.
 const SESSION_INODES: u64 = 65_536;
 
-/// Mounts the size-capped `/tmp` and `/dev/shm`, and `/dev/mqueue`.
+/// Mounts the size-capped `/tmp` and `/dev/shm`, and `/dev/mqueue`, all `noatime`: reading a
+/// session directory leaves its times as they were, so only a command's changes move them.
 fn mount_session_dirs(config: &ZygoteConfig) -> StepResult<()> {
     let opts = format!(
         "size={},nr_inodes={SESSION_INODES},mode=1777,uid={SANDBOX_UID},gid={SANDBOX_UID}",
         config.tmp_size.max(4096)
     );
-    step("mount /tmp", mount_tmpfs("/tmp", &opts))?;
-    step("mount /dev/shm", mount_tmpfs("/dev/shm", &opts))?;
+    step("mount /tmp", mount_tmpfs_with("/tmp", &opts, libc::MS_NOATIME))?;
+    step("mount /dev/shm", mount_tmpfs_with("/dev/shm", &opts, libc::MS_NOATIME))?;
     step(
         "mount /dev/mqueue",
         sys::mount(
             Some(c"mqueue"),
             c"/dev/mqueue",
             Some(c"mqueue"),
-            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC | libc::MS_NOATIME,
             None,
         ),
     )?;
@@ -315,20 +322,16 @@ fn empty_dir(dir: &Path) -> io::Result<()> {
 /// `/dev/shm` and `/dev/mqueue` (not what lies in binds below them), their modes, and every
 /// System V IPC object. The spawner does it: all of it belongs to the sandbox's user, and its
 /// Landlock domain allows it. The mounts stay, so the domain, which names them, stays right.
-fn reset_session(sockstat: Option<&[OwnedFd]>) -> StepResult<()> {
-    if let Some(files) = sockstat {
+fn reset_session(network: Option<&NetworkWatch>, fresh_times: &[[(i64, u32); 2]]) -> StepResult<()> {
+    if let Some(network) = network {
         // A socket left behind (a TIME_WAIT, an orphan, a fragment queue) outlives every
-        // process and no unprivileged call removes it: only a new network namespace would.
-        // Refuse, so the sandbox is destroyed rather than handed on.
-        match network_state(files) {
-            Ok(n) if n.is_clean() => {}
-            Ok(n) => {
-                return Err((
-                    format!("leave the network namespace clean ({n}); the sandbox must be replaced"),
-                    io::Error::from_raw_os_error(libc::EBUSY),
-                ));
-            }
-            Err(e) => return Err(("read the network namespace's sockets".into(), e)),
+        // process, and no call resets the namespace's counters: only a new network namespace
+        // would. Refuse, so the sandbox is replaced rather than handed on.
+        if let Err(what) = network.as_fresh() {
+            return Err((
+                format!("leave the network namespace as it was ({what}); the sandbox must be replaced"),
+                io::Error::from_raw_os_error(libc::EBUSY),
+            ));
         }
     }
     for dir in ["/tmp", "/dev/shm", "/dev/mqueue"] {
@@ -339,6 +342,14 @@ fn reset_session(sockstat: Option<&[OwnedFd]>) -> StepResult<()> {
     }
     for dir in SESSION_DIRS {
         step(format!("remove extended attributes of {}", dir.to_string_lossy()), remove_session_xattrs(dir))?;
+    }
+    // Last, as emptying a directory moves its modification time: the times a fresh sandbox
+    // shows (the change time stays the reset's: no call sets it). `/dev/mqueue` belongs to
+    // the host's user, whose times only "now" may replace: the reset's time, not the lease's.
+    for (dir, times) in SESSION_DIRS.iter().zip(fresh_times) {
+        let restored =
+            if *dir == c"/dev/mqueue" { sys::set_times(dir, None) } else { sys::set_times(dir, Some(*times)) };
+        step(format!("restore the times of {}", dir.to_string_lossy()), restored)?;
     }
     step("remove System V IPC objects", sys::remove_sysv_ipc())
 }
@@ -371,82 +382,6 @@ fn restore_session_dir(dir: &Path) -> io::Result<()> {
         sys::set_inode_flags(&c_dir, 0)?;
     }
     Ok(())
-}
-
-/// What the sandbox's own network namespace still holds once its processes are gone, from
-/// `/proc/net/sockstat` and `sockstat6`, whose counts are per namespace: sockets in use
-/// (orphans included), TIME_WAIT sockets, and IP fragment queues.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-struct NetworkState {
-    sockets: u64,
-    time_wait: u64,
-    fragments: u64,
-}
-
-impl NetworkState {
-    fn is_clean(&self) -> bool {
-        *self == NetworkState::default()
-    }
-}
-
-impl std::fmt::Display for NetworkState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} sockets, {} in TIME_WAIT, {} fragment queues", self.sockets, self.time_wait, self.fragments)
-    }
-}
-
-/// Reads [`NetworkState`] from `files`, `/proc/net/sockstat` and `sockstat6` held open (see
-/// [`open_sockstat`]): one `pread` each. `TCP`, `UDP`, `UDPLITE` and `RAW` (and their v6
-/// lines) count the sockets of this namespace; `tw` its TIME_WAIT sockets (v4 and v6 share
-/// one count); `FRAG` its reassembly queues.
-fn network_state(files: &[OwnedFd]) -> io::Result<NetworkState> {
-    let mut state = NetworkState::default();
-    let mut buf = [0u8; 1024];
-    for file in files {
-        let n = sys::pread(file.as_fd(), &mut buf, 0)?;
-        let text = std::str::from_utf8(&buf[..n]).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-        parse_sockstat(text, &mut state);
-    }
-    Ok(state)
-}
-
-/// Opens `/proc/net/sockstat` and, where IPv6 exists, `sockstat6`, for [`network_state`].
-fn open_sockstat() -> io::Result<Vec<OwnedFd>> {
-    let mut files = vec![sys::open(c"/proc/net/sockstat", libc::O_RDONLY)?];
-    match sys::open(c"/proc/net/sockstat6", libc::O_RDONLY) {
-        Ok(f) => files.push(f),
-        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
-        Err(e) => return Err(e),
-    }
-    Ok(files)
-}
-
-fn parse_sockstat(text: &str, state: &mut NetworkState) {
-    for line in text.lines() {
-        let Some((proto, fields)) = line.split_once(':') else { continue };
-        let mut words = fields.split_whitespace();
-        while let (Some(key), Some(value)) = (words.next(), words.next()) {
-            let n: u64 = value.parse().unwrap_or(u64::MAX);
-            match (proto, key) {
-                ("sockets", _) => {}
-                ("FRAG" | "FRAG6", "inuse") => state.fragments += n,
-                (_, "inuse") => state.sockets += n,
-                (_, "tw") => state.time_wait += n,
-                _ => {}
-            }
-        }
-    }
-}
-
-/// Lowers the maximum (and, if above it, the default) of `net.ipv4.NAME` (`tcp_rmem` or
-/// `tcp_wmem`: per network namespace) to `max`; a kernel value already below stays.
-fn cap_socket_buffers(name: &str, max: u64) -> io::Result<()> {
-    let path = format!("/proc/sys/net/ipv4/{name}");
-    let text = fs::read_to_string(&path)?;
-    let v: Vec<u64> = text.split_whitespace().filter_map(|n| n.parse().ok()).collect();
-    let [low, default, high] = v[..] else { return Err(io::Error::from_raw_os_error(libc::EINVAL)) };
-    let high = high.min(max).max(low);
-    fs::write(&path, format!("{low} {} {high}", default.min(high)))
 }
 
 fn apply_limits(config: &ZygoteConfig) -> StepResult<()> {
@@ -689,13 +624,15 @@ struct Spawner {
     /// if they could not be read, or hold plain directories for nested binds: then no
     /// session counts as untouched).
     pristine: Option<[SessionDir; 3]>,
-    /// `/proc/net/sockstat{,6}`, held open, when the sandbox has a network namespace of its
-    /// own (whose sockets are session state); `None` with the host's network.
-    sockstat: Option<Vec<OwnedFd>>,
+    /// The sandbox's own network namespace, whose sockets and counters are session state;
+    /// `None` with the host's network.
+    network: Option<NetworkWatch>,
     /// The session directories, held open for their inode flags (one `ioctl` each).
     session_fds: Vec<OwnedFd>,
     /// The session's `ns_last_pid`, held open for writing.
     pid_counter: OwnedFd,
+    /// The session directories' access and modification times in the fresh sandbox.
+    fresh_times: Vec<[(i64, u32); 2]>,
     /// The spawner's own settings as it started, which commands inherit (`None` if they could
     /// not be read: then no session counts as untouched).
     settings: Option<sys::OwnSettings>,
@@ -717,8 +654,9 @@ const SESSION_DIRS: [&CStr; 3] = [c"/tmp", c"/dev/shm", c"/dev/mqueue"];
 /// What [`Spawner::untouched`] compares of one session directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct SessionDir {
-    /// Mount, size (20 bytes per entry on tmpfs and mqueue), mode and owner.
-    stat: (u64, u64, u32, u32, u32),
+    /// Mount, size (20 bytes per entry on tmpfs and mqueue), mode, owner and times (the
+    /// time of a lease's last change is the lease's).
+    stat: sys::PathStat,
     /// Its extended attribute names (a command may set `user.*` ones, or an ACL).
     xattrs: Vec<CString>,
     /// Its inode flags (the owner may set `nodump`, `noatime`, ... with `chattr`).
@@ -730,7 +668,7 @@ impl SessionDir {
         let st = sys::path_stat(dir).ok()?;
         let xattrs = sys::xattr_names(dir).ok()?;
         let flags = sys::inode_flags_of(fd.as_fd()).ok()?;
-        Some(SessionDir { stat: (st.mount_id, st.size, st.mode, st.uid, st.gid), xattrs, flags })
+        Some(SessionDir { stat: st, xattrs, flags })
     }
 }
 
@@ -746,14 +684,14 @@ fn session_dirs(fds: &[OwnedFd]) -> Option<[SessionDir; 3]> {
 fn pristine_session_dirs(fds: &[OwnedFd]) -> Option<[SessionDir; 3]> {
     let dirs = session_dirs(fds)?;
     for (dir, state) in SESSION_DIRS.iter().zip(&dirs) {
-        if state.stat.1 <= EMPTY_DIR_SIZE {
+        if state.stat.size <= EMPTY_DIR_SIZE {
             continue;
         }
         // Only binds' mount points may be there (a reset removed everything else).
         let path = Path::new(std::ffi::OsStr::from_bytes(dir.to_bytes()));
         for entry in fs::read_dir(path).ok()? {
             let c_path = cp(&entry.ok()?.path()).ok()?;
-            if sys::mount_id(&c_path).ok()? == state.stat.0 {
+            if sys::mount_id(&c_path).ok()? == state.stat.mount_id {
                 return None;
             }
         }
@@ -824,18 +762,18 @@ impl Spawner {
     fn new(runner: OwnedFd, zygote: &Zygote) -> Result<Spawner, (OwnedFd, (String, io::Error))> {
         let parts = (|| {
             let signals = step("take over signals", sys::take_over_signals())?;
-            let sockstat = match zygote.config.share_network {
+            let network = match zygote.config.share_network {
                 true => None,
-                false => Some(step("open /proc/net/sockstat", open_sockstat())?),
+                false => Some(step("watch the network namespace", NetworkWatch::open())?),
             };
             let session_fds = step(
                 "open the session directories",
                 SESSION_DIRS.iter().map(|d| sys::open(d, libc::O_RDONLY | libc::O_DIRECTORY)).collect(),
             )?;
             let pid_counter = step("open ns_last_pid", sys::open(c"/proc/sys/kernel/ns_last_pid", libc::O_WRONLY))?;
-            Ok((signals, sockstat, session_fds, pid_counter))
+            Ok((signals, network, session_fds, pid_counter))
         })();
-        let (signals, sockstat, session_fds, pid_counter) = match parts {
+        let (signals, network, session_fds, pid_counter) = match parts {
             Ok(p) => p,
             Err(e) => return Err((runner, e)),
         };
@@ -846,9 +784,10 @@ impl Spawner {
             stack: CommandStack::new(),
             running: None,
             pristine: None,
-            sockstat,
+            network,
             session_fds,
             pid_counter,
+            fresh_times: Vec::new(),
             settings: None,
         };
         if let Err(e) = step("rewind the pid counter", spawner.rewind_pid_counter()) {
@@ -856,6 +795,10 @@ impl Spawner {
         }
         spawner.pristine = pristine_session_dirs(&spawner.session_fds);
         spawner.settings = sys::OwnSettings::read().ok();
+        match SESSION_DIRS.iter().map(|d| sys::path_stat(d).map(|st| st.times)).collect() {
+            Ok(times) => spawner.fresh_times = times,
+            Err(e) => return Err((spawner.runner, ("read the session directories' times".into(), e))),
+        }
         Ok(spawner)
     }
 
@@ -884,7 +827,7 @@ impl Spawner {
         sys::surely_no_other_process()
             && session_dirs(&self.session_fds).as_ref() == Some(pristine)
             && matches!(sys::sysv_ipc_in_use(), Ok([0, 0, 0]))
-            && self.sockstat.as_deref().is_none_or(|f| network_state(f).is_ok_and(|n| n.is_clean()))
+            && self.network.as_ref().is_none_or(NetworkWatch::quiet)
             && self.own_settings_intact()
             && self.rewind_pid_counter().is_ok()
     }
@@ -1007,7 +950,8 @@ impl Spawner {
                 }
                 Ok(Request::Reset) => {
                     self.kill_everything();
-                    let reset = reset_session(self.sockstat.as_deref()).and_then(|()| self.reset_own_state());
+                    let reset =
+                        reset_session(self.network.as_ref(), &self.fresh_times).and_then(|()| self.reset_own_state());
                     match reset {
                         Ok(()) => {
                             self.pristine = pristine_session_dirs(&self.session_fds);
@@ -1061,31 +1005,4 @@ pub(crate) fn main() -> i32 {
         }
     }
     zygote.serve()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{NetworkState, parse_sockstat};
-
-    #[test]
-    fn sockstat_counts_sockets_time_wait_and_fragments_of_the_namespace() {
-        let mut state = NetworkState::default();
-        parse_sockstat(
-            "sockets: used 8\nTCP: inuse 1 orphan 0 tw 2 alloc 5 mem 272\nUDP: inuse 0 mem 0\nUDPLITE: inuse 0\nRAW: inuse 0\nFRAG: inuse 3 memory 0\n",
-            &mut state,
-        );
-        assert_eq!(state, NetworkState { sockets: 1, time_wait: 2, fragments: 3 });
-        let mut clean = NetworkState::default();
-        parse_sockstat(
-            "sockets: used 12\nTCP: inuse 0 orphan 4 tw 0 alloc 9 mem 1\nFRAG: inuse 0 memory 0\n",
-            &mut clean,
-        );
-        assert!(clean.is_clean(), "global counts (used, orphan, alloc, mem) are not the namespace's: {clean:?}");
-        let mut v6 = NetworkState::default();
-        parse_sockstat(
-            "TCP6: inuse 2\nUDP6: inuse 1\nUDPLITE6: inuse 0\nRAW6: inuse 0\nFRAG6: inuse 0 memory 0\n",
-            &mut v6,
-        );
-        assert_eq!(v6.sockets, 3);
-    }
 }

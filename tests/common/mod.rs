@@ -88,9 +88,32 @@ pub fn probe_outside(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// The Landlock the tests run under, from `SANDPOOL_TEST_LANDLOCK`: unset (this kernel's ABI),
+/// an ABI number to cap it at (`5`: as every kernel before 6.12, without signal scoping), or
+/// `off`. CI runs the sandbox suites under each, so older kernels are covered on a new one.
+pub fn landlock_under_test() -> Option<String> {
+    std::env::var("SANDPOOL_TEST_LANDLOCK").ok().filter(|v| !v.is_empty())
+}
+
+/// A policy builder with the defaults and the Landlock under test.
+pub fn policy_builder() -> sandpool::sandbox::PolicyBuilder {
+    match landlock_under_test().as_deref() {
+        None => Policy::builder(),
+        Some("off") => Policy::builder().landlock(sandpool::sandbox::Requirement::Off),
+        Some(abi) => {
+            Policy::builder().landlock_max_abi(abi.parse().expect("SANDPOOL_TEST_LANDLOCK: an ABI number or `off`"))
+        }
+    }
+}
+
+/// The default policy with the Landlock under test.
+pub fn default_policy() -> Policy {
+    policy_builder().build().unwrap()
+}
+
 /// A policy that shows the probe (and `extra` binds done by the caller).
 pub fn probe_policy() -> sandpool::sandbox::PolicyBuilder {
-    Policy::builder().ro(probe_dir())
+    policy_builder().ro(probe_dir())
 }
 
 /// Runs the probe in `sandbox`.

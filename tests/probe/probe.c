@@ -142,6 +142,15 @@ int main(int argc, char **argv) {
         close(l);
         return report(0);
     }
+    /* One UDP datagram to ARG (an IPv4 address) port 9, which nobody listens on. */
+    if (!strcmp(a, "udp")) {
+        int s = socket(AF_INET, SOCK_DGRAM, 0);
+        struct sockaddr_in sa = {0};
+        sa.sin_family = AF_INET;
+        sa.sin_port = htons(9);
+        if (s < 0 || inet_pton(AF_INET, arg, &sa.sin_addr) != 1) return report(-1);
+        return report(sendto(s, "x", 1, 0, (struct sockaddr *)&sa, sizeof sa));
+    }
     if (!strcmp(a, "personality")) return report(personality(ADDR_NO_RANDOMIZE));
     if (!strcmp(a, "mbind")) return report(syscall(SYS_mbind, NULL, 0, 0, NULL, 0, 0xffff));
     if (!strcmp(a, "vsock")) return report(socket(40, SOCK_STREAM, 0));

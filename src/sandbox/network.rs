@@ -1,0 +1,204 @@
+//! The sandbox's own network namespace as session state: what a lease can leave there, and
+//! how the spawner sees it.
+//!
+//! Once a session's processes are gone, a namespace that saw no packet is as fresh as a new
+//! one: every socket that outlives its process (a `TIME_WAIT`, an orphan, a fragment queue)
+//! comes from traffic, and so does every per-namespace counter a later lease could read
+//! (`/proc/net/dev`, `/proc/net/snmp`, `netstat`, or the same through netlink), but for the
+//! few that count sends that never reached an interface (`OutNoRoutes`, ...). So the verdict
+//! after each command compares the interfaces' counters (one `pread`), and the reset
+//! compares everything; what differs cannot be undone by any call, so the sandbox is
+//! replaced.
+
+use std::fs;
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+
+use super::sys;
+
+/// The files of the namespace the spawner holds open (`/proc/net` is the reader's namespace,
+/// fixed at open) and their contents in the fresh namespace.
+pub(crate) struct NetworkWatch {
+    /// `/proc/net/dev`: every interface's packet and byte counters.
+    dev: OwnedFd,
+    /// `/proc/net/sockstat` and `sockstat6`: the sockets in use.
+    sockstat: Vec<OwnedFd>,
+    /// `/proc/net/snmp`, `snmp6` and `netstat`: the protocols' counters.
+    counters: Vec<OwnedFd>,
+    fresh_dev: Vec<u8>,
+    fresh_counters: Vec<Vec<u8>>,
+}
+
+/// Largest `/proc/net` file read; a longer one counts as changed.
+const MAX_FILE: usize = 64 * 1024;
+
+/// The whole content of a seq file held open, read from its start.
+fn contents(file: &OwnedFd, buf: &mut Vec<u8>) -> io::Result<()> {
+    buf.clear();
+    buf.resize(MAX_FILE, 0);
+    let mut len = 0;
+    loop {
+        let n = sys::pread(file.as_fd(), &mut buf[len..], len as i64)?;
+        len += n;
+        if n == 0 || len == buf.len() {
+            break;
+        }
+    }
+    buf.truncate(len);
+    Ok(())
+}
+
+fn open_optional(path: &std::ffi::CStr) -> io::Result<Option<OwnedFd>> {
+    match sys::open(path, libc::O_RDONLY) {
+        Ok(f) => Ok(Some(f)),
+        // No IPv6 in this kernel.
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+impl NetworkWatch {
+    /// Opens the files of the caller's network namespace and records them as fresh.
+    pub(crate) fn open() -> io::Result<NetworkWatch> {
+        let dev = sys::open(c"/proc/net/dev", libc::O_RDONLY)?;
+        let mut sockstat = vec![sys::open(c"/proc/net/sockstat", libc::O_RDONLY)?];
+        sockstat.extend(open_optional(c"/proc/net/sockstat6")?);
+        let mut counters = vec![sys::open(c"/proc/net/snmp", libc::O_RDONLY)?];
+        counters.extend(open_optional(c"/proc/net/snmp6")?);
+        counters.extend(open_optional(c"/proc/net/netstat")?);
+        let mut fresh_dev = Vec::new();
+        contents(&dev, &mut fresh_dev)?;
+        let fresh_counters = counters
+            .iter()
+            .map(|f| {
+                let mut buf = Vec::new();
+                contents(f, &mut buf).map(|()| buf)
+            })
+            .collect::<io::Result<_>>()?;
+        Ok(NetworkWatch { dev, sockstat, counters, fresh_dev, fresh_counters })
+    }
+
+    /// Whether no packet went through any interface since the namespace was fresh: the
+    /// verdict's part (one `pread`). An error counts as traffic.
+    pub(crate) fn quiet(&self) -> bool {
+        let mut buf = [0u8; 4096];
+        match sys::pread(self.dev.as_fd(), &mut buf, 0) {
+            Ok(n) if n < buf.len() => buf[..n] == self.fresh_dev[..],
+            _ => false,
+        }
+    }
+
+    /// Whether the namespace is still as fresh, once the session's processes are gone: no
+    /// socket left, no counter moved. The reset's part; says what differs.
+    pub(crate) fn as_fresh(&self) -> Result<(), String> {
+        let state = sockets_left(&self.sockstat).map_err(|e| format!("cannot read its sockets: {e}"))?;
+        if !state.is_clean() {
+            return Err(state.to_string());
+        }
+        let mut buf = Vec::new();
+        contents(&self.dev, &mut buf).map_err(|e| format!("cannot read its interfaces: {e}"))?;
+        if buf != self.fresh_dev {
+            return Err("packets went through its interfaces".into());
+        }
+        for (file, fresh) in self.counters.iter().zip(&self.fresh_counters) {
+            contents(file, &mut buf).map_err(|e| format!("cannot read its counters: {e}"))?;
+            if buf != *fresh {
+                return Err("its protocol counters moved".into());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What the namespace still holds once its processes are gone, from `/proc/net/sockstat` and
+/// `sockstat6`, whose counts are per namespace: sockets in use (orphans included), TIME_WAIT
+/// sockets, and IP fragment queues.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct SocketsLeft {
+    sockets: u64,
+    time_wait: u64,
+    fragments: u64,
+}
+
+impl SocketsLeft {
+    fn is_clean(&self) -> bool {
+        *self == SocketsLeft::default()
+    }
+}
+
+impl std::fmt::Display for SocketsLeft {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} sockets, {} in TIME_WAIT, {} fragment queues", self.sockets, self.time_wait, self.fragments)
+    }
+}
+
+/// Reads [`SocketsLeft`] from `/proc/net/sockstat` and `sockstat6` held open: one `pread`
+/// each.
+fn sockets_left(files: &[OwnedFd]) -> io::Result<SocketsLeft> {
+    let mut state = SocketsLeft::default();
+    let mut buf = [0u8; 1024];
+    for file in files {
+        let n = sys::pread(file.as_fd(), &mut buf, 0)?;
+        let text = std::str::from_utf8(&buf[..n]).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+        parse_sockstat(text, &mut state);
+    }
+    Ok(state)
+}
+
+/// `TCP`, `UDP`, `UDPLITE` and `RAW` (and their v6 lines) count the sockets of this
+/// namespace; `tw` its TIME_WAIT sockets (v4 and v6 share one count); `FRAG` its reassembly
+/// queues. `sockets: used`, `orphan`, `alloc` and `mem` are not per namespace.
+fn parse_sockstat(text: &str, state: &mut SocketsLeft) {
+    for line in text.lines() {
+        let Some((proto, fields)) = line.split_once(':') else { continue };
+        let mut words = fields.split_whitespace();
+        while let (Some(key), Some(value)) = (words.next(), words.next()) {
+            let n: u64 = value.parse().unwrap_or(u64::MAX);
+            match (proto, key) {
+                ("sockets", _) => {}
+                ("FRAG" | "FRAG6", "inuse") => state.fragments += n,
+                (_, "inuse") => state.sockets += n,
+                (_, "tw") => state.time_wait += n,
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Lowers the maximum (and, if above it, the default) of `net.ipv4.NAME` (`tcp_rmem` or
+/// `tcp_wmem`: per network namespace) to `max`; a kernel value already below stays.
+pub(crate) fn cap_socket_buffers(name: &str, max: u64) -> io::Result<()> {
+    let path = format!("/proc/sys/net/ipv4/{name}");
+    let text = fs::read_to_string(&path)?;
+    let v: Vec<u64> = text.split_whitespace().filter_map(|n| n.parse().ok()).collect();
+    let [low, default, high] = v[..] else { return Err(io::Error::from_raw_os_error(libc::EINVAL)) };
+    let high = high.min(max).max(low);
+    fs::write(&path, format!("{low} {} {high}", default.min(high)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{SocketsLeft, parse_sockstat};
+
+    #[test]
+    fn sockstat_counts_sockets_time_wait_and_fragments_of_the_namespace() {
+        let mut state = SocketsLeft::default();
+        parse_sockstat(
+            "sockets: used 8\nTCP: inuse 1 orphan 0 tw 2 alloc 5 mem 272\nUDP: inuse 0 mem 0\nUDPLITE: inuse 0\nRAW: inuse 0\nFRAG: inuse 3 memory 0\n",
+            &mut state,
+        );
+        assert_eq!(state, SocketsLeft { sockets: 1, time_wait: 2, fragments: 3 });
+        let mut clean = SocketsLeft::default();
+        parse_sockstat(
+            "sockets: used 12\nTCP: inuse 0 orphan 4 tw 0 alloc 9 mem 1\nFRAG: inuse 0 memory 0\n",
+            &mut clean,
+        );
+        assert!(clean.is_clean(), "global counts (used, orphan, alloc, mem) are not the namespace's: {clean:?}");
+        let mut v6 = SocketsLeft::default();
+        parse_sockstat(
+            "TCP6: inuse 2\nUDP6: inuse 1\nUDPLITE6: inuse 0\nRAW6: inuse 0\nFRAG6: inuse 0 memory 0\n",
+            &mut v6,
+        );
+        assert_eq!(v6.sockets, 3);
+    }
+}
