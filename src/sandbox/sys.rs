@@ -739,6 +739,79 @@ pub(crate) fn loopback_up() -> io::Result<()> {
     Ok(())
 }
 
+/// `struct rtmsg` of `<linux/rtnetlink.h>`.
+#[repr(C)]
+struct RouteMessage {
+    family: u8,
+    dst_len: u8,
+    src_len: u8,
+    tos: u8,
+    table: u8,
+    protocol: u8,
+    scope: u8,
+    kind: u8,
+    flags: u32,
+}
+
+#[repr(C)]
+struct NewRouteRequest {
+    header: libc::nlmsghdr,
+    route: RouteMessage,
+}
+
+/// Adds an `unreachable` default route for `family` (`AF_INET` or `AF_INET6`), as `ip route
+/// add unreachable default` does: an `RTM_NEWROUTE` request on an `rtnetlink(7)` socket,
+/// then the kernel's acknowledgement. A send to an address no route covers then fails with
+/// `EHOSTUNREACH` and leaves nothing behind, where without a route it fails with
+/// `ENETUNREACH` and counts itself in the namespace's `OutNoRoutes`.
+pub(crate) fn add_unreachable_default_route(family: c_int) -> io::Result<()> {
+    const RT_TABLE_MAIN: u8 = 254;
+    const RTPROT_BOOT: u8 = 3;
+    const RT_SCOPE_UNIVERSE: u8 = 0;
+    // SAFETY: a plain socket call.
+    let sock =
+        owned(unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, libc::NETLINK_ROUTE) })?;
+    let request = NewRouteRequest {
+        header: libc::nlmsghdr {
+            nlmsg_len: size_of::<NewRouteRequest>() as u32,
+            nlmsg_type: libc::RTM_NEWROUTE,
+            nlmsg_flags: (libc::NLM_F_REQUEST | libc::NLM_F_ACK | libc::NLM_F_CREATE | libc::NLM_F_EXCL) as u16,
+            nlmsg_seq: 1,
+            nlmsg_pid: 0,
+        },
+        route: RouteMessage {
+            family: family as u8,
+            dst_len: 0,
+            src_len: 0,
+            tos: 0,
+            table: RT_TABLE_MAIN,
+            protocol: RTPROT_BOOT,
+            scope: RT_SCOPE_UNIVERSE,
+            kind: libc::RTN_UNREACHABLE,
+            flags: 0,
+        },
+    };
+    // SAFETY: `request` is a plain-data message of the length passed.
+    let sent = unsafe {
+        libc::send(
+            sock.as_raw_fd(),
+            &request as *const NewRouteRequest as *const c_void,
+            size_of::<NewRouteRequest>(),
+            0,
+        )
+    };
+    cvt_long(sent as c_long)?;
+    // The answer is an NLMSG_ERROR message: its header, then the error (0: done) as an int.
+    let mut answer = [0u8; 512];
+    let n = read(sock.as_fd(), &mut answer)?;
+    let header = size_of::<libc::nlmsghdr>();
+    if n < header + 4 || u16::from_ne_bytes([answer[4], answer[5]]) != libc::NLMSG_ERROR as u16 {
+        return Err(io::Error::from_raw_os_error(libc::EPROTO));
+    }
+    let error = i32::from_ne_bytes(answer[header..header + 4].try_into().expect("four bytes"));
+    if error != 0 { Err(io::Error::from_raw_os_error(-error)) } else { Ok(()) }
+}
+
 /// `setrlimit(2)` with soft = hard = `value`.
 pub(crate) fn set_rlimit(resource: libc::__rlimit_resource_t, value: u64) -> io::Result<()> {
     let lim = libc::rlimit { rlim_cur: value, rlim_max: value };

@@ -506,6 +506,11 @@ impl Zygote {
         step("set the hostname", sys::set_host_and_domain_name("sandpool", "sandpool"))?;
         if !self.config.share_network {
             step("bring up loopback", sys::loopback_up())?;
+            step("route nothing but loopback (IPv4)", sys::add_unreachable_default_route(libc::AF_INET))?;
+            match sys::add_unreachable_default_route(libc::AF_INET6) {
+                Err(e) if e.raw_os_error() == Some(libc::EAFNOSUPPORT) => {} // no IPv6 here
+                other => step("route nothing but loopback (IPv6)", other)?,
+            }
             if self.config.socket_buffer_max > 0 {
                 for name in ["tcp_rmem", "tcp_wmem"] {
                     step(format!("cap net.ipv4.{name}"), cap_socket_buffers(name, self.config.socket_buffer_max))?;
