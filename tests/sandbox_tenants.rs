@@ -233,7 +233,7 @@ fn the_spawner_is_pid_1_of_the_commands_namespace_and_the_init_is_outside_it() {
 }
 
 #[test]
-fn a_change_to_the_spawner_marks_the_session_dirty_and_the_sandbox_is_replaced() {
+fn a_change_to_the_spawner_marks_the_session_dirty_and_the_next_session_has_a_new_one() {
     // The wall behind the filter: with seccomp and Landlock off, a command can lower the
     // spawner's file limit (the probe works), which every later command would inherit.
     let policy = || probe_policy().seccomp(Requirement::Off).landlock(Requirement::Off).build().unwrap();
@@ -241,23 +241,24 @@ fn a_change_to_the_spawner_marks_the_session_dirty_and_the_sandbox_is_replaced()
     let limit = || "ulimit -n";
     let before = stdout(&sh(&mut sb, limit()));
     assert!(sb.is_clean(), "a fresh session is clean");
+    let spawner = spawner_of(&sb);
     assert_eq!(probe_inside(&mut sb, &["lowerlimit", "1"]), "ok", "without the filter the call goes through");
     assert!(!sb.is_clean(), "a changed spawner makes the session dirty");
     let halved = stdout(&sh(&mut sb, limit()));
     assert_ne!(halved, before, "the next command would inherit it");
-    let err = sb.reset().unwrap_err();
-    assert!(matches!(err, SandboxError::Reset { .. }) && err.is_fatal(), "a reset cannot undo it: {err}");
+    sb.reset().unwrap();
+    assert_ne!(spawner_of(&sb), spawner, "the reset started a new session, with a new spawner");
+    assert_eq!(stdout(&sh(&mut sb, limit())), before, "which has the limit as a fresh sandbox has it");
 
-    // Through the pool: the next lease gets a sandbox with the limit as it was.
+    // Through the pool: the dirty lease is reset before the next one.
     let pool = SandboxPool::builder(policy()).max_size(1).min_idle(1).build().unwrap();
-    let first = {
+    {
         let mut lease = pool.acquire().unwrap();
         let out = lease.run(&Command::new(probe()).args(["lowerlimit", "1"])).unwrap();
         assert_eq!(stdout(&out), "ok");
-        lease.pid()
-    };
+    }
     let mut lease = pool.acquire().unwrap();
-    assert_ne!(lease.pid(), first, "the sandbox whose spawner changed was replaced");
+    assert_eq!(pool.stats().resets, 1, "{:?}", pool.stats());
     let out = lease.run(&Command::new("/bin/sh").args(["-c", limit()])).unwrap();
     assert_eq!(stdout(&out), before, "the next lease sees the limit as a fresh sandbox has it");
 }
@@ -358,7 +359,7 @@ fn a_send_to_an_address_no_route_covers_leaves_nothing() {
 #[test]
 fn the_session_directories_times_tell_nothing_of_the_last_lease() {
     let mut sb = Sandbox::spawn(&default_policy()).unwrap();
-    let times = |sb: &mut Sandbox| stdout(&sh(sb, "stat -c '%X.%x %Y.%y' /tmp /dev/shm /dev/mqueue"));
+    let times = |sb: &mut Sandbox| stdout(&sh(sb, "stat -c '%X.%x|%Y.%y' /tmp /dev/shm /dev/mqueue"));
     let fresh = times(&mut sb);
     // Reading leaves them (the session directories are noatime) and the session clean.
     assert!(sh(&mut sb, "ls -la /tmp /dev/shm /dev/mqueue >/dev/null").success());
@@ -373,10 +374,57 @@ fn the_session_directories_times_tell_nothing_of_the_last_lease() {
     assert!(!sb.is_clean(), "so they mark the session dirty, though no entry is left");
     std::thread::sleep(Duration::from_millis(20));
     sb.reset().unwrap();
-    let after = times(&mut sb);
-    let first_two = |t: &str| t.lines().take(2).map(String::from).collect::<Vec<_>>();
-    assert_eq!(first_two(&after), first_two(&fresh), "the reset gives back the fresh sandbox's times");
-    // /dev/mqueue belongs to the host's user: its times become the reset's (whole seconds
-    // there), which the reset could set although the lease had changed them.
+    // The next session's directories are new: made at the reset, untouched since (access,
+    // modification and change times alike), nothing of the lease's.
+    let after = stdout(&sh(&mut sb, "stat -c '%X.%x|%Y.%y|%Z.%z' /tmp /dev/shm /dev/mqueue"));
+    for (line, before) in after.lines().zip(changed.lines()) {
+        let stamps: Vec<&str> = line.split('|').collect();
+        assert!(stamps.windows(2).all(|w| w[0] == w[1]), "fresh: {line}");
+        let lease: Vec<&str> = before.split('|').collect();
+        // (mqueue keeps whole seconds: the lease's and the reset's may be the same second.)
+        if !line.contains(".000000000 ") {
+            assert!(stamps[0] != lease[0] && stamps[1] != lease[1], "not the lease's: {line} / {before}");
+        }
+    }
     assert!(sb.is_clean());
+}
+
+#[test]
+fn inode_numbers_and_ipc_ids_start_afresh_for_each_lease() {
+    let mut fresh = Sandbox::spawn(&probe_policy().build().unwrap()).unwrap();
+    let first_inode = probe_inside(&mut fresh, &["inodes", "1"]);
+    let first_shmid = probe_inside(&mut fresh, &["shmid"]);
+    assert_eq!(first_shmid, "0", "a fresh IPC namespace's first segment");
+
+    // The probes see both counters move within a session: numbers are not reused at once.
+    let mut sb = Sandbox::spawn(&probe_policy().build().unwrap()).unwrap();
+    assert_eq!(probe_inside(&mut sb, &["inodes", "1"]), first_inode, "every fresh session starts alike");
+    let later: u64 = probe_inside(&mut sb, &["inodes", "50"]).parse().unwrap();
+    assert!(later > first_inode.parse().unwrap(), "inode numbers moved on: {later}");
+    assert!(sb.run(&Command::new("/bin/true")).unwrap().success());
+    assert!(!sb.is_clean(), "files made and removed leave the session dirty (its /tmp's times)");
+    sb.reset().unwrap();
+    assert_eq!(probe_inside(&mut sb, &["shmid"]), first_shmid);
+    assert!(sb.run(&Command::new("/bin/true")).unwrap().success());
+    assert!(!sb.is_clean(), "a segment made and removed leaves the session dirty");
+    let ids: Vec<String> = (0..3).map(|_| probe_inside(&mut sb, &["shmid"])).collect();
+    assert_ne!(ids[2], first_shmid, "ids moved on: {ids:?}");
+    // A reset starts a new session: both counters are a fresh sandbox's again.
+    sb.reset().unwrap();
+    assert_eq!(probe_inside(&mut sb, &["inodes", "1"]), first_inode, "the next session's first inode");
+    assert_eq!(probe_inside(&mut sb, &["shmid"]), first_shmid, "and its first segment id");
+
+    // Through the pool: the next lease cannot count what the last one made.
+    let pool = SandboxPool::builder(probe_policy().build().unwrap()).max_size(1).min_idle(1).build().unwrap();
+    {
+        let mut lease = pool.acquire().unwrap();
+        for args in [["inodes", "30"], ["shmid", ""]] {
+            assert!(lease.run(&Command::new(probe()).args(args)).unwrap().success());
+        }
+    }
+    let mut lease = pool.acquire().unwrap();
+    let inode = lease.run(&Command::new(probe()).args(["inodes", "1"])).unwrap();
+    assert_eq!(stdout(&inode), first_inode);
+    let shmid = lease.run(&Command::new(probe()).arg("shmid")).unwrap();
+    assert_eq!(stdout(&shmid), first_shmid);
 }

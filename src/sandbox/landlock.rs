@@ -39,23 +39,11 @@ fn handled_fs(abi: u32) -> u64 {
 pub(crate) struct Ruleset {
     pub fd: OwnedFd,
     pub scoped: bool,
-    /// The access rights it handles.
-    handled: u64,
 }
 
-impl Ruleset {
-    /// Lets commands read and write the `/proc` mounted now (files such as
-    /// `/proc/self/oom_score_adj` or `comm`; what else they may write there the kernel
-    /// decides). The session's `/proc` is mounted by the spawner, after the ruleset was built:
-    /// a rule names an inode, so it must be added once that mount exists.
-    pub(crate) fn allow_proc(&self) -> io::Result<()> {
-        let access = (READ_FILE | READ_DIR | WRITE_FILE) & self.handled;
-        sys::landlock_allow_beneath(self.fd.as_fd(), sys::open_path("/proc")?.as_fd(), access)
-    }
-}
-
-/// Builds the ruleset for this sandbox's tree; `writable` lists the paths (inside) that
-/// commands may change.
+/// Builds the ruleset for this sandbox's tree as mounted now (a rule names an inode: each
+/// session, with its own `/proc` and session directories, builds its own); `writable` lists
+/// the paths (inside) that commands may change.
 pub(crate) fn build(abi: u32, writable: &[&str]) -> io::Result<Ruleset> {
     let handled = handled_fs(abi);
     let scoped = if abi >= 6 { SCOPE_ABSTRACT_UNIX_SOCKET | SCOPE_SIGNAL } else { 0 };
@@ -64,6 +52,13 @@ pub(crate) fn build(abi: u32, writable: &[&str]) -> io::Result<Ruleset> {
     sys::landlock_allow_beneath(fd.as_fd(), sys::open_path("/")?.as_fd(), read)?;
     let devices = (READ_FILE | WRITE_FILE | READ_DIR | IOCTL_DEV | TRUNCATE) & handled;
     sys::landlock_allow_beneath(fd.as_fd(), sys::open_path("/dev")?.as_fd(), devices)?;
+    // What else a command may write under /proc (`/proc/self/comm`, `oom_score_adj`, ...)
+    // the kernel decides.
+    sys::landlock_allow_beneath(
+        fd.as_fd(),
+        sys::open_path("/proc")?.as_fd(),
+        (READ_FILE | READ_DIR | WRITE_FILE) & handled,
+    )?;
     for path in writable {
         let mut access = handled & !IOCTL_DEV;
         if !std::fs::metadata(path)?.is_dir() {
@@ -72,5 +67,5 @@ pub(crate) fn build(abi: u32, writable: &[&str]) -> io::Result<Ruleset> {
         }
         sys::landlock_allow_beneath(fd.as_fd(), sys::open_path(path)?.as_fd(), access)?;
     }
-    Ok(Ruleset { fd, scoped: scoped != 0, handled })
+    Ok(Ruleset { fd, scoped: scoped != 0 })
 }

@@ -21,6 +21,25 @@
 //! until it re-executes this very program image, which a constructor turns into the zygote
 //! before `main` runs. No page table of the host is copied, whatever its size, and nothing
 //! between clone and exec allocates, locks or can panic.
+//!
+//! # Sessions: what separates one lease from the next
+//!
+//! Everything a sandbox runs between two resets is one *session* (in a pool, one lease). The
+//! zygote forks a *spawner* into a pid and mount namespace of their own: the spawner is pid 1
+//! there, with a `/proc` of that namespace that lists no process a command may not trace
+//! (`hidepid=invisible`), and every command is its child. So a command cannot name the zygote
+//! at all, and reaches the spawner only by the pid 1, on which the seccomp filter refuses
+//! every call that takes a pid (signals, `pidfd_open`, `prlimit64`, scheduling, I/O priority,
+//! `F_SETOWN`) and `clone(CLONE_PARENT)`. Behind that wall, after each command the spawner
+//! compares its own settings (limits, scheduling, affinity, I/O priority, pending signals),
+//! the session directories (entries, mode, owner, times, inode flags, extended attributes),
+//! System V IPC and the network namespace's counters with the fresh state: if all hold the
+//! session is *untouched*, the pid counter is rewound (the next command is pid 2 again), and a
+//! pool hands the sandbox to the next lease without a reset. Otherwise [`Sandbox::reset`]
+//! kills the session's processes, wipes what it left, and refuses (so the sandbox is replaced)
+//! where no call can undo a change: a socket or a counter of the network namespace, or the
+//! spawner's settings. None of this depends on Landlock, which is a second wall: the tests
+//! run at Landlock ABI 7, capped at 5, and without it. See [`SessionSeparation`].
 
 mod cgroup;
 mod command;
@@ -104,10 +123,10 @@ pub(crate) fn last_cap() -> u32 {
 /// which takes every process of the sandbox with it, reaps it and removes its cgroups.
 #[derive(Debug)]
 pub struct Sandbox {
-    /// To the zygote: it took its configuration; now only held, since closing it tells the
-    /// zygote to take the whole sandbox down.
-    _control: OwnedFd,
-    /// To the spawner: commands, kills and resets.
+    /// To the zygote: the configuration, then resets (each one a new session); closing it
+    /// tells the zygote to take the whole sandbox down.
+    control: OwnedFd,
+    /// To the current session's spawner: commands and kills.
     runner: OwnedFd,
     pidfd: OwnedFd,
     pid: i32,
@@ -436,7 +455,7 @@ impl Sandbox {
         let isolation = build_isolation(policy, &report, &cgroups, host_uid, missing);
         let pidfd = guard.pidfd.take().expect("guard holds the pidfd");
         Ok(Sandbox {
-            _control: host_end,
+            control: host_end,
             runner,
             pidfd,
             pid: zygote.pid,
@@ -646,8 +665,12 @@ impl Sandbox {
         })
     }
 
-    /// Wipes the session: kills every process it left, empties `/tmp`, `/dev/shm` and
-    /// `/dev/mqueue`, removes System V IPC objects. On error the sandbox must not be reused.
+    /// Ends the session and starts a fresh one: every process the session left dies with its
+    /// pid namespace, and the next session gets new ones (pid, IPC, mount, with new
+    /// `/proc`, `/tmp`, `/dev/shm` and `/dev/mqueue`), so nothing of this one shows, not even
+    /// counters no call can rewind (pids, inode numbers, IPC ids, change times). Fails if the
+    /// network namespace, which sessions share, is not as it was made (a socket left in any
+    /// state, a counter moved); then the sandbox must not be reused.
     pub fn reset(&mut self) -> Result<(), SandboxError> {
         self.start_reset()?;
         self.finish_reset()
@@ -660,7 +683,7 @@ impl Sandbox {
         if self.dead {
             return Err(SandboxError::Dead);
         }
-        sys::send_with_fds(self.runner.as_fd(), &Request::Reset.encode(), &[]).map_err(|source| {
+        sys::send_with_fds(self.control.as_fd(), &Request::Reset.encode(), &[]).map_err(|source| {
             self.dead = true;
             SandboxError::Control { step: "asking for a reset", source }
         })
@@ -671,13 +694,17 @@ impl Sandbox {
         if self.dead {
             return Err(SandboxError::Dead);
         }
-        match wait_reply(
-            self.runner.as_fd(),
+        let reply = wait_reply(
+            self.control.as_fd(),
             self.pidfd.as_fd(),
             Instant::now() + CONTROL_TIMEOUT,
             "waiting for the reset",
-        ) {
-            Ok((Reply::ResetDone, _)) => {
+        );
+        match reply {
+            Ok((Reply::Ready(_), fds)) => {
+                // The new session's spawner; the old one's socket, and whatever it still held,
+                // goes with it.
+                self.runner = take_runner(fds).inspect_err(|_| self.dead = true)?;
                 self.used = false;
                 Ok(())
             }
@@ -696,10 +723,10 @@ impl Sandbox {
         }
     }
 
-    /// The socket the sandbox's answers arrive on: readable once a started reset is done
-    /// (for `epoll`-based collectors).
+    /// The socket the answer to a started reset arrives on: readable once it is done (for
+    /// `epoll`-based collectors).
     pub fn runner_fd(&self) -> BorrowedFd<'_> {
-        self.runner.as_fd()
+        self.control.as_fd()
     }
 
     /// Waits for the spawner's `Killed`, skipping the `Exited` of a command killed on the way;

@@ -87,8 +87,8 @@ pub enum Request {
     Run(RunRequest),
     /// Kill every process of the sandbox but the zygote and the spawner (to the spawner).
     Kill,
-    /// Wipe the session (to the spawner): kill every process, empty `/tmp`, `/dev/shm`,
-    /// `/dev/mqueue`, remove every System V IPC object.
+    /// End the session and start a fresh one (to the zygote): the answer is `Ready` with the
+    /// new spawner's socket, or `ResetFailed`.
     Reset,
 }
 
@@ -123,7 +123,8 @@ pub struct Usage {
 /// A message from the zygote to the host.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Reply {
-    /// The sandbox is built; the spawner's socket (for `Run` and `Kill`) comes with it.
+    /// The sandbox is built, or a new session started; the spawner's socket (for `Run` and
+    /// `Kill`) comes with it.
     Ready(ZygoteReport),
     /// Building the sandbox failed at `step`.
     SetupFailed {
@@ -149,7 +150,7 @@ pub enum Reply {
         /// The OS error number.
         errno: i32,
     },
-    /// The session was wiped.
+    /// The spawner's first message, to the zygote: its session is ready.
     ResetDone,
     /// Every process but the zygote and the spawner is gone (the spawner's answer to `Kill`,
     /// after the killed command's `Exited` if one was running).

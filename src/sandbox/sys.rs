@@ -1431,6 +1431,13 @@ pub(crate) fn unshare(flags: c_int) -> io::Result<()> {
     cvt(unsafe { libc::unshare(flags) }).map(drop)
 }
 
+/// `setns(fd, CLONE_NEWPID)`: the caller's next children start in the pid namespace `ns`
+/// (the caller's own, or one below it).
+pub(crate) fn set_pid_ns_for_children(ns: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: integer arguments only.
+    cvt(unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWPID) }).map(drop)
+}
+
 /// `pwrite(2)` of `buf` at `offset`.
 pub(crate) fn pwrite(fd: BorrowedFd<'_>, buf: &[u8], offset: i64) -> io::Result<usize> {
     // SAFETY: `buf` is a valid readable region of `buf.len()` bytes.
@@ -1554,15 +1561,6 @@ pub(crate) fn path_stat(path: &CStr) -> io::Result<PathStat> {
     })
 }
 
-/// `utimensat(2)`: sets the access and modification times of `path` (not following a final
-/// symlink) to `times`, or to now with `None` (which needs only write access).
-pub(crate) fn set_times(path: &CStr, times: Option<[(i64, u32); 2]>) -> io::Result<()> {
-    let ts = times.map(|t| t.map(|(sec, nsec)| libc::timespec { tv_sec: sec, tv_nsec: i64::from(nsec) }));
-    let ptr = ts.as_ref().map_or(ptr::null(), |t| t.as_ptr());
-    // SAFETY: valid C string, and a two-element timespec array or NULL.
-    cvt(unsafe { libc::utimensat(libc::AT_FDCWD, path.as_ptr(), ptr, libc::AT_SYMLINK_NOFOLLOW) }).map(drop)
-}
-
 /// `listxattr(2)`: the extended attribute names of `path` (a final symlink followed; the
 /// session directories are not symlinks). A file system without extended attributes has none.
 pub(crate) fn xattr_names(path: &CStr) -> io::Result<Vec<CString>> {
@@ -1589,12 +1587,6 @@ pub(crate) fn xattr_names(path: &CStr) -> io::Result<Vec<CString>> {
         buf.truncate(got as usize);
         return Ok(buf.split(|&b| b == 0).filter(|n| !n.is_empty()).filter_map(|n| CString::new(n).ok()).collect());
     }
-}
-
-/// `removexattr(2)` of `name` on `path`.
-pub(crate) fn remove_xattr(path: &CStr, name: &CStr) -> io::Result<()> {
-    // SAFETY: two valid C strings.
-    cvt(unsafe { libc::removexattr(path.as_ptr(), name.as_ptr()) }).map(drop)
 }
 
 /// `struct shm_info`, what `shmctl(SHM_INFO)` fills (not in the `libc` crate).
@@ -1626,34 +1618,6 @@ pub(crate) fn sysv_ipc_in_use() -> io::Result<[usize; 3]> {
         cvt(libc::msgctl(0, libc::MSG_INFO, (&raw mut msg).cast::<libc::msqid_ds>()))?;
         Ok([shm.used_ids, sem.semusz, msg.msgpool].map(|n| n.max(0) as usize))
     }
-}
-
-/// Removes every System V shared memory segment, semaphore set and message queue of the
-/// IPC namespace, as listed in `/proc/sysvipc/{shm,sem,msg}` (`IPC_RMID`); a kind of which
-/// none exists (the usual case) is not read at all.
-pub(crate) fn remove_sysv_ipc() -> io::Result<()> {
-    let in_use = sysv_ipc_in_use()?;
-    for (kind, _) in ["shm", "sem", "msg"].into_iter().zip(in_use).filter(|&(_, n)| n > 0) {
-        let table = std::fs::read_to_string(format!("/proc/sysvipc/{kind}"))?;
-        for id in table.lines().skip(1).filter_map(|l| l.split_whitespace().nth(1)?.parse::<c_int>().ok()) {
-            // SAFETY: IPC_RMID takes no buffer (NULL); `id` is an identifier from the table.
-            let r = unsafe {
-                match kind {
-                    "shm" => libc::shmctl(id, libc::IPC_RMID, ptr::null_mut()),
-                    "sem" => libc::semctl(id, 0, libc::IPC_RMID),
-                    _ => libc::msgctl(id, libc::IPC_RMID, ptr::null_mut()),
-                }
-            };
-            // EINVAL/EIDRM: already gone.
-            if r < 0 {
-                let e = io::Error::last_os_error();
-                if !matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(libc::EIDRM)) {
-                    return Err(e);
-                }
-            }
-        }
-    }
-    Ok(())
 }
 
 /// `prctl(PR_SET_NAME)`: the name `ps` shows for this process (at most 15 bytes).
@@ -1737,11 +1701,6 @@ pub(crate) fn inode_flags_of(fd: BorrowedFd<'_>) -> io::Result<u32> {
     Ok(flags as u32)
 }
 
-/// [`inode_flags_of`] the directory at `path`.
-pub(crate) fn inode_flags(path: &CStr) -> io::Result<u32> {
-    inode_flags_of(open(path, libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NONBLOCK)?.as_fd())
-}
-
 /// `pread(2)` into `buf` at `offset`.
 pub(crate) fn pread(fd: BorrowedFd<'_>, buf: &mut [u8], offset: i64) -> io::Result<usize> {
     // SAFETY: `buf` is a valid writable region of `buf.len()` bytes.
@@ -1749,15 +1708,5 @@ pub(crate) fn pread(fd: BorrowedFd<'_>, buf: &mut [u8], offset: i64) -> io::Resu
     if r < 0 { Err(io::Error::last_os_error()) } else { Ok(r as usize) }
 }
 
-/// `ioctl(FS_IOC_SETFLAGS)`: sets the inode flags of `path`.
-pub(crate) fn set_inode_flags(path: &CStr, flags: u32) -> io::Result<()> {
-    let fd = open(path, libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NONBLOCK)?;
-    let flags = flags as c_int;
-    // SAFETY: FS_IOC_SETFLAGS reads one int through the pointer.
-    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), FS_IOC_SETFLAGS, &flags) }).map(drop)
-}
-
-/// `FS_IOC_GETFLAGS` and `FS_IOC_SETFLAGS` from `<linux/fs.h>` (`_IOR('f', 1, long)`,
-/// `_IOW('f', 2, long)`).
+/// `FS_IOC_GETFLAGS` from `<linux/fs.h>` (`_IOR('f', 1, long)`).
 const FS_IOC_GETFLAGS: libc::Ioctl = 0x8008_6601u32 as libc::Ioctl;
-const FS_IOC_SETFLAGS: libc::Ioctl = 0x4008_6602u32 as libc::Ioctl;

@@ -4,8 +4,10 @@
 //! through a constructor before `main` (so the host needs no hook). Being a fresh,
 //! single-threaded image, it may allocate freely while it builds the sandbox: the minimal root,
 //! `/proc`, `/dev`, `/tmp`, the binds, hostname, loopback, limits, the Landlock ruleset and the
-//! seccomp programs. Then it waits on the control socket and starts each command with
-//! `clone3(CLONE_VM | CLONE_VFORK)`: the child only confines itself and execs.
+//! seccomp programs. Then it forks the spawner into a pid and mount namespace of their own,
+//! where the spawner is pid 1, confines itself for good, and starts each command with
+//! `clone(CLONE_VM | CLONE_VFORK)`: the child only sets up its stdio and execs. The zygote
+//! itself runs no command and stays out of the commands' pid namespace.
 
 use std::ffi::{CStr, CString};
 use std::fs;
@@ -255,134 +257,62 @@ fn build_root(config: &ZygoteConfig, mut trees: Vec<OwnedFd>) -> StepResult<Vec<
 /// reset has to delete.
 const SESSION_INODES: u64 = 65_536;
 
-/// Mounts the size-capped `/tmp` and `/dev/shm`, and `/dev/mqueue`, all `noatime`: reading a
-/// session directory leaves its times as they were, so only a command's changes move them.
-fn mount_session_dirs(config: &ZygoteConfig) -> StepResult<()> {
-    let opts = format!(
+/// The mount options of `/tmp` and `/dev/shm`.
+fn session_tmpfs_options(config: &ZygoteConfig) -> String {
+    format!(
         "size={},nr_inodes={SESSION_INODES},mode=1777,uid={SANDBOX_UID},gid={SANDBOX_UID}",
         config.tmp_size.max(4096)
-    );
+    )
+}
+
+fn mount_mqueue() -> io::Result<()> {
+    let flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC | libc::MS_NOATIME;
+    sys::mount(Some(c"mqueue"), c"/dev/mqueue", Some(c"mqueue"), flags, None)
+}
+
+/// Mounts the size-capped `/tmp` and `/dev/shm`, and `/dev/mqueue`, all `noatime`: reading a
+/// session directory leaves its times as they were, so only a command's changes move them.
+/// Each session covers them with fresh ones ([`fresh_session_dirs`]); these are the mount
+/// points the binds below them are first attached to, and the directories Landlock's rules
+/// name.
+fn mount_session_dirs(config: &ZygoteConfig) -> StepResult<()> {
+    let opts = session_tmpfs_options(config);
     step("mount /tmp", mount_tmpfs_with("/tmp", &opts, libc::MS_NOATIME))?;
     step("mount /dev/shm", mount_tmpfs_with("/dev/shm", &opts, libc::MS_NOATIME))?;
-    step(
-        "mount /dev/mqueue",
-        sys::mount(
-            Some(c"mqueue"),
-            c"/dev/mqueue",
-            Some(c"mqueue"),
-            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC | libc::MS_NOATIME,
-            None,
-        ),
-    )?;
-    Ok(())
+    step("mount /dev/mqueue", mount_mqueue())
+}
+
+/// Covers the session directories, in the session's own mount namespace, with fresh file
+/// systems: a new tmpfs on `/tmp` and `/dev/shm` (the policy's binds below them attached
+/// again, as clones of the mounts they cover), a new mqueue (of the session's new IPC
+/// namespace) on `/dev/mqueue`. So nothing an earlier session did shows, not even what no
+/// call can undo: inode numbers, times (change times included), IPC ids. Landlock's rules
+/// name the directories they cover, which the walk from a file up to the root still passes.
+fn fresh_session_dirs(config: &ZygoteConfig, binds: &[UserBind]) -> StepResult<()> {
+    let opts = session_tmpfs_options(config);
+    for dir in ["/tmp", "/dev/shm"] {
+        let below = format!("{dir}/");
+        let mut kept = Vec::new();
+        for b in binds.iter().filter(|b| b.spec.path.starts_with(below.as_bytes())) {
+            let path = b.path();
+            let tree =
+                step(format!("keep the bind {}", path.display()), cp(path).and_then(|p| sys::clone_tree(None, &p)))?;
+            kept.push((path, tree));
+        }
+        step(format!("mount a fresh {dir}"), mount_tmpfs_with(dir, &opts, libc::MS_NOATIME))?;
+        // In bind order: parents before children.
+        for (path, tree) in kept {
+            let attach = make_mount_point(Path::new(&format!("/proc/self/fd/{}", tree.as_raw_fd())), path)
+                .and_then(|()| sys::attach_tree(tree.as_fd(), &cp(path)?));
+            step(format!("bind {} again", path.display()), attach)?;
+        }
+    }
+    step("mount a fresh /dev/mqueue", mount_mqueue())
 }
 
 /// The size tmpfs and mqueue report for a directory holding only `.` and `..`: they count 20
 /// bytes per entry (the kernel keeps it; a command cannot change it but by adding entries).
 const EMPTY_DIR_SIZE: u64 = 40;
-
-/// Deletes everything in `dir` that lives on `dir`'s own mount; a bind mounted below it (and
-/// what it shows) is left alone. Iterative, so no depth of nesting overflows the stack.
-fn empty_dir(dir: &Path) -> io::Result<()> {
-    let st = sys::path_stat(&cp(dir)?)?;
-    if st.size <= EMPTY_DIR_SIZE {
-        return Ok(()); // nothing but `.` and `..`
-    }
-    let mount = st.mount_id;
-    // Directories still to empty, and those to remove once emptied (deepest last).
-    let mut to_visit = vec![dir.to_path_buf()];
-    let mut to_remove = Vec::new();
-    while let Some(d) = to_visit.pop() {
-        for entry in fs::read_dir(&d)? {
-            let path = entry?.path();
-            let c_path = cp(&path)?;
-            if sys::mount_id(&c_path)? != mount {
-                continue; // a bind (or its mount point): not the session's
-            }
-            let meta = fs::symlink_metadata(&path)?;
-            if meta.is_dir() {
-                to_remove.push(path.clone());
-                to_visit.push(path);
-            } else {
-                fs::remove_file(&path)?;
-            }
-        }
-    }
-    for d in to_remove.iter().rev() {
-        match fs::remove_dir(d) {
-            // A directory that holds a bind's mount point stays.
-            Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) || e.raw_os_error() == Some(libc::EBUSY) => {}
-            other => other?,
-        }
-    }
-    Ok(())
-}
-
-/// Wipes what the last session left once its processes are gone: the files in `/tmp`,
-/// `/dev/shm` and `/dev/mqueue` (not what lies in binds below them), their modes, and every
-/// System V IPC object. The spawner does it: all of it belongs to the sandbox's user, and its
-/// Landlock domain allows it. The mounts stay, so the domain, which names them, stays right.
-fn reset_session(network: Option<&NetworkWatch>, fresh_times: &[[(i64, u32); 2]]) -> StepResult<()> {
-    if let Some(network) = network {
-        // A socket left behind (a TIME_WAIT, an orphan, a fragment queue) outlives every
-        // process, and no call resets the namespace's counters: only a new network namespace
-        // would. Refuse, so the sandbox is replaced rather than handed on.
-        if let Err(what) = network.as_fresh() {
-            return Err((
-                format!("leave the network namespace as it was ({what}); the sandbox must be replaced"),
-                io::Error::from_raw_os_error(libc::EBUSY),
-            ));
-        }
-    }
-    for dir in ["/tmp", "/dev/shm", "/dev/mqueue"] {
-        step(format!("empty {dir}"), empty_dir(Path::new(dir)))?;
-    }
-    for dir in ["/tmp", "/dev/shm"] {
-        step(format!("restore {dir}"), restore_session_dir(Path::new(dir)))?;
-    }
-    for dir in SESSION_DIRS {
-        step(format!("remove extended attributes of {}", dir.to_string_lossy()), remove_session_xattrs(dir))?;
-    }
-    // Last, as emptying a directory moves its modification time: the times a fresh sandbox
-    // shows (the change time stays the reset's: no call sets it). `/dev/mqueue` belongs to
-    // the host's user, whose times only "now" may replace: the reset's time, not the lease's.
-    for (dir, times) in SESSION_DIRS.iter().zip(fresh_times) {
-        let restored =
-            if *dir == c"/dev/mqueue" { sys::set_times(dir, None) } else { sys::set_times(dir, Some(*times)) };
-        step(format!("restore the times of {}", dir.to_string_lossy()), restored)?;
-    }
-    step("remove System V IPC objects", sys::remove_sysv_ipc())
-}
-
-/// Removes what a command can set on a session directory it owns: `user.*` attributes and
-/// POSIX ACLs (anything else, such as a security label, is not the session's).
-fn remove_session_xattrs(dir: &CStr) -> io::Result<()> {
-    for name in sys::xattr_names(dir)? {
-        let bytes = name.to_bytes();
-        if bytes.starts_with(b"user.") || bytes.starts_with(b"system.posix_acl_") {
-            sys::remove_xattr(dir, &name)?;
-        }
-    }
-    Ok(())
-}
-
-/// Gives a session directory back its mode and owner (a command may have changed them).
-fn restore_session_dir(dir: &Path) -> io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let st = sys::path_stat(&cp(dir)?)?;
-    if (st.uid, st.gid) != (SANDBOX_UID, SANDBOX_UID) {
-        std::os::unix::fs::chown(dir, Some(SANDBOX_UID), Some(SANDBOX_UID))?;
-    }
-    if st.mode != 0o1777 {
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o1777))?;
-    }
-    // A fresh tmpfs directory has no inode flags; a command may have set some.
-    let c_dir = cp(dir)?;
-    if sys::inode_flags(&c_dir)? != 0 {
-        sys::set_inode_flags(&c_dir, 0)?;
-    }
-    Ok(())
-}
 
 fn apply_limits(config: &ZygoteConfig) -> StepResult<()> {
     let set =
@@ -451,7 +381,15 @@ struct Zygote {
     binds: Vec<UserBind>,
     filters: Option<Filters>,
     landlock_abi: Option<u32>,
+    /// The ruleset built once to see that this kernel takes it (what the report says); each
+    /// session builds its own on its own directories.
     landlock: Option<landlock::Ruleset>,
+    /// What it applied, sent with each new session's socket.
+    report: ZygoteReport,
+    /// Its own pid namespace, to start each session's from.
+    own_pid_ns: Option<OwnedFd>,
+    /// The sandbox's own network namespace as it was made, which no session may change.
+    network: Option<NetworkWatch>,
 }
 
 impl Zygote {
@@ -516,6 +454,7 @@ impl Zygote {
                     step(format!("cap net.ipv4.{name}"), cap_socket_buffers(name, self.config.socket_buffer_max))?;
                 }
             }
+            self.network = Some(step("watch the network namespace", NetworkWatch::open())?);
         }
         step("enter /tmp", std::env::set_current_dir("/tmp"))?;
         apply_limits(&self.config)?;
@@ -547,14 +486,22 @@ impl Zygote {
         })
     }
 
-    /// Forks the spawner into a pid namespace of its own, below the zygote's, where it is pid 1
-    /// and every command is its child: commands never see the zygote, and the spawner ends
-    /// them all when it goes. The spawner confines itself and says, on its new socket, whether
-    /// it is ready; returns the host's end of that socket.
+    /// Starts a session: forks the spawner into a pid and an IPC namespace of their own, below
+    /// the zygote's, where it is pid 1 and every command is its child: commands never see the
+    /// zygote, and the spawner ends them all when it goes. The spawner makes the session's
+    /// mount namespace, confines itself and says, on its new socket, whether it is ready;
+    /// returns the host's end of that socket.
     fn start_spawner(&mut self) -> StepResult<OwnedFd> {
         let (host_end, spawner_end) = step("create the runner socket", sys::seqpacket_pair())?;
-        // The next (and only) child of the zygote starts the new pid namespace.
-        step("make the session's pid namespace", sys::unshare(libc::CLONE_NEWPID))?;
+        // The zygote's next child starts new namespaces; first make its own pid namespace
+        // the one they are made below again (`unshare` only once moves where children go).
+        let own = match self.own_pid_ns.take() {
+            Some(fd) => fd,
+            None => step("open the zygote's pid namespace", sys::open(c"/proc/self/ns/pid", libc::O_RDONLY))?,
+        };
+        let own = self.own_pid_ns.insert(own);
+        step("return to the zygote's pid namespace", sys::set_pid_ns_for_children(own.as_fd()))?;
+        step("make the session's namespaces", sys::unshare(libc::CLONE_NEWPID | libc::CLONE_NEWIPC))?;
         match step("fork the spawner", sys::fork_zygote())? {
             Some(_) => {
                 drop(spawner_end);
@@ -608,10 +555,36 @@ impl Zygote {
                     self.kill_everything();
                     return 0;
                 }
-                // Nothing else is asked of the zygote once it is ready.
-                Ok(_) => self.send(&Reply::SetupFailed { step: "decode the request".into(), errno: libc::EPROTO }, &[]),
+                Ok(n) => match Request::decode(&buf[..n]) {
+                    Ok(Request::Reset) if received.is_empty() => match self.renew_session() {
+                        Ok(runner) => self.send(&Reply::Ready(self.report.clone()), &[runner.as_raw_fd()]),
+                        Err((step, e)) => {
+                            self.send(&Reply::ResetFailed { step, errno: e.raw_os_error().unwrap_or(libc::EIO) }, &[])
+                        }
+                    },
+                    _ => self.send(&Reply::SetupFailed { step: "decode the request".into(), errno: libc::EPROTO }, &[]),
+                },
             }
         }
+    }
+
+    /// Ends the session (the spawner and every process of its namespace die) and starts a new
+    /// one, unless the network namespace, which outlives sessions, is no longer as it was
+    /// made: then the sandbox must be replaced.
+    fn renew_session(&mut self) -> StepResult<OwnedFd> {
+        self.kill_everything();
+        if let Some(network) = &self.network {
+            // A socket left behind (a TIME_WAIT, an orphan, a fragment queue) outlives every
+            // process, and no call resets the namespace's counters: only a new network
+            // namespace would.
+            if let Err(what) = network.as_fresh() {
+                return Err((
+                    format!("leave the network namespace as it was ({what}); the sandbox must be replaced"),
+                    io::Error::from_raw_os_error(libc::EBUSY),
+                ));
+            }
+        }
+        self.start_spawner()
     }
 }
 
@@ -636,15 +609,35 @@ struct Spawner {
     session_fds: Vec<OwnedFd>,
     /// The session's `ns_last_pid`, held open for writing.
     pid_counter: OwnedFd,
-    /// The session directories' access and modification times in the fresh sandbox.
-    fresh_times: Vec<[(i64, u32); 2]>,
+    /// The session's `kernel.{shm,msg,sem}_next_id`, set to 0 when it starts: the next System
+    /// V object of each kind takes that id, as in a fresh IPC namespace, and sets it back to
+    /// -1, which shows that the session made one even if it removed it since. `None` where
+    /// the kernel lacks them (no `CONFIG_CHECKPOINT_RESTORE`).
+    ipc_next_ids: Option<Vec<OwnedFd>>,
     /// The spawner's own settings as it started, which commands inherit (`None` if they could
     /// not be read: then no session counts as untouched).
     settings: Option<sys::OwnSettings>,
 }
 
+/// Opens `kernel.shm_next_id`, `msg_next_id` and `sem_next_id` of the session's IPC namespace
+/// and sets each to 0 (see [`Spawner::no_ipc_object_made`]); `None` if this kernel has none.
+fn first_ipc_ids() -> io::Result<Option<Vec<OwnedFd>>> {
+    let mut files = Vec::new();
+    for path in [c"/proc/sys/kernel/shm_next_id", c"/proc/sys/kernel/msg_next_id", c"/proc/sys/kernel/sem_next_id"] {
+        match sys::open(path, libc::O_RDWR) {
+            Ok(f) => files.push(f),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(None),
+            Err(e) => return Err(e),
+        }
+    }
+    for f in &files {
+        sys::pwrite(f.as_fd(), b"0", 0)?;
+    }
+    Ok(Some(files))
+}
+
 /// The one capability the spawner keeps: `CAP_CHECKPOINT_RESTORE` (Linux 5.9+, number 40), or
-/// `CAP_SYS_ADMIN` before it, for `ns_last_pid`. It never reaches a command: the command's
+/// `CAP_SYS_ADMIN` before it, for `ns_last_pid` and the `*_next_id` files. It never reaches a command: the command's
 /// `execve` as a non-root uid, with no inheritable or ambient capability and an empty bounding
 /// set, drops it.
 fn pid_counter_capability(last_cap: u32) -> u32 {
@@ -732,8 +725,9 @@ impl Spawner {
     /// Makes the session and confines the spawner for good, in this order: the highest
     /// `oom_score_adj` (which commands inherit), a mount namespace of its own with a `/proc`
     /// of the new pid namespace (`hidepid=invisible`: a process a command may not trace, the
-    /// spawner first, is not even listed), then Landlock (which forbids mounting), seccomp,
-    /// `no_new_privs`, and no capability but the one that rewinds the pid counter.
+    /// spawner first, is not even listed) and fresh session directories, then Landlock (which
+    /// forbids mounting), seccomp, `no_new_privs`, and no capability but the one that rewinds
+    /// the pid counter and sets the next IPC ids.
     fn confine(zygote: &Zygote) -> StepResult<()> {
         // Commands inherit this; confine_spawner makes the spawner non-dumpable again
         // before any command exists.
@@ -749,10 +743,18 @@ impl Spawner {
                 Some(c"hidepid=2"),
             ),
         )?;
-        if let Some(ruleset) = &zygote.landlock {
-            step("allow the session's /proc in Landlock", ruleset.allow_proc())?;
-        }
-        let landlock = zygote.landlock.as_ref().map(|l| l.fd.as_fd());
+        fresh_session_dirs(&zygote.config, &zygote.binds)?;
+        // Landlock's rules name inodes: the session's own (its fresh directories and /proc),
+        // in a ruleset of its own that goes with the session.
+        let ruleset = match (&zygote.landlock, zygote.landlock_abi) {
+            (Some(_), Some(abi)) => {
+                let paths = zygote.writable_paths();
+                let refs: Vec<&str> = paths.iter().map(String::as_str).collect();
+                Some(step("build the session's Landlock ruleset", landlock::build(abi, &refs))?)
+            }
+            _ => None,
+        };
+        let landlock = ruleset.as_ref().map(|l| l.fd.as_fd());
         sys::confine_spawner(landlock, Some(pid_counter_capability(zygote.config.last_cap)))
             .map_err(|(what, e)| (what.to_string(), e))?;
         if let Some(f) = &zygote.filters {
@@ -776,9 +778,10 @@ impl Spawner {
                 SESSION_DIRS.iter().map(|d| sys::open(d, libc::O_RDONLY | libc::O_DIRECTORY)).collect(),
             )?;
             let pid_counter = step("open ns_last_pid", sys::open(c"/proc/sys/kernel/ns_last_pid", libc::O_WRONLY))?;
-            Ok((signals, network, session_fds, pid_counter))
+            let ipc_next_ids = step("set the next System V IPC ids", first_ipc_ids())?;
+            Ok((signals, network, session_fds, pid_counter, ipc_next_ids))
         })();
-        let (signals, network, session_fds, pid_counter) = match parts {
+        let (signals, network, session_fds, pid_counter, ipc_next_ids) = match parts {
             Ok(p) => p,
             Err(e) => return Err((runner, e)),
         };
@@ -792,7 +795,7 @@ impl Spawner {
             network,
             session_fds,
             pid_counter,
-            fresh_times: Vec::new(),
+            ipc_next_ids,
             settings: None,
         };
         if let Err(e) = step("rewind the pid counter", spawner.rewind_pid_counter()) {
@@ -800,10 +803,6 @@ impl Spawner {
         }
         spawner.pristine = pristine_session_dirs(&spawner.session_fds);
         spawner.settings = sys::OwnSettings::read().ok();
-        match SESSION_DIRS.iter().map(|d| sys::path_stat(d).map(|st| st.times)).collect() {
-            Ok(times) => spawner.fresh_times = times,
-            Err(e) => return Err((spawner.runner, ("read the session directories' times".into(), e))),
-        }
         Ok(spawner)
     }
 
@@ -831,10 +830,23 @@ impl Spawner {
         let Some(pristine) = &self.pristine else { return false };
         sys::surely_no_other_process()
             && session_dirs(&self.session_fds).as_ref() == Some(pristine)
-            && matches!(sys::sysv_ipc_in_use(), Ok([0, 0, 0]))
+            && self.no_ipc_object_made()
             && self.network.as_ref().is_none_or(NetworkWatch::quiet)
             && self.own_settings_intact()
             && self.rewind_pid_counter().is_ok()
+    }
+
+    /// Whether the session never made a System V IPC object (so none is left, and the next
+    /// ids are still those of a fresh namespace); without the `*_next_id` files, whether none
+    /// is left.
+    fn no_ipc_object_made(&self) -> bool {
+        match &self.ipc_next_ids {
+            Some(files) => files.iter().all(|f| {
+                let mut buf = [0u8; 8];
+                matches!(sys::pread(f.as_fd(), &mut buf, 0), Ok(2) if &buf[..2] == b"0\n")
+            }),
+            None => matches!(sys::sysv_ipc_in_use(), Ok([0, 0, 0])),
+        }
     }
 
     /// Whether the spawner's own settings (limits, scheduling, affinity, I/O priority, pending
@@ -869,19 +881,6 @@ impl Spawner {
             }
         }
         sys::drain_signalfd(self.signals.as_fd());
-    }
-
-    /// The spawner's part of a reset, once its namespace holds nothing else: its settings
-    /// must be as it started (it cannot raise a limit or a priority a command lowered, so a
-    /// change means the sandbox must be replaced) and the pid counter is rewound.
-    fn reset_own_state(&self) -> StepResult<()> {
-        if !self.own_settings_intact() {
-            return Err((
-                "keep the spawner's settings (a command changed them); the sandbox must be replaced".into(),
-                io::Error::from_raw_os_error(libc::EPERM),
-            ));
-        }
-        step("rewind the pid counter", self.rewind_pid_counter())
     }
 
     /// Starts a command; on failure, the reply that says why.
@@ -953,20 +952,6 @@ impl Spawner {
                     self.kill_everything();
                     self.send(&Reply::Killed);
                 }
-                Ok(Request::Reset) => {
-                    self.kill_everything();
-                    let reset =
-                        reset_session(self.network.as_ref(), &self.fresh_times).and_then(|()| self.reset_own_state());
-                    match reset {
-                        Ok(()) => {
-                            self.pristine = pristine_session_dirs(&self.session_fds);
-                            self.send(&Reply::ResetDone)
-                        }
-                        Err((step, e)) => {
-                            self.send(&Reply::ResetFailed { step, errno: e.raw_os_error().unwrap_or(libc::EIO) })
-                        }
-                    }
-                }
                 _ => self.send(&Reply::SpawnFailed { step: "decode the request".into(), errno: libc::EPROTO }),
             }
         }
@@ -1000,10 +985,24 @@ pub(crate) fn main() -> i32 {
         _ => return 2,
     };
     drop(buf);
-    let mut zygote =
-        Zygote { control, signals, config, binds: Vec::new(), filters: None, landlock_abi: None, landlock: None };
-    match zygote.setup(trees).and_then(|report| Ok((report, zygote.start_spawner()?))) {
-        Ok((report, runner)) => zygote.send(&Reply::Ready(report), &[runner.as_raw_fd()]),
+    let mut zygote = Zygote {
+        control,
+        signals,
+        config,
+        binds: Vec::new(),
+        filters: None,
+        landlock_abi: None,
+        landlock: None,
+        report: ZygoteReport::default(),
+        own_pid_ns: None,
+        network: None,
+    };
+    let started = zygote.setup(trees).and_then(|report| {
+        zygote.report = report;
+        zygote.start_spawner()
+    });
+    match started {
+        Ok(runner) => zygote.send(&Reply::Ready(zygote.report.clone()), &[runner.as_raw_fd()]),
         Err((step, e)) => {
             zygote.send(&Reply::SetupFailed { step, errno: e.raw_os_error().unwrap_or(libc::EIO) }, &[]);
             return 1;

@@ -19,6 +19,8 @@
 #include <sys/ioctl.h>
 #include <sys/personality.h>
 #include <sys/resource.h>
+#include <sys/shm.h>
+#include <sys/stat.h>
 #include <linux/fs.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
@@ -167,6 +169,34 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (!strcmp(a, "pid")) { printf("%d\n", getpid()); return 0; }
+    /* Makes a System V shared memory segment, prints its id, and removes it. */
+    if (!strcmp(a, "shmid")) {
+        int id = shmget(IPC_PRIVATE, 4096, IPC_CREAT | 0600);
+        if (id < 0) return report(-1);
+        printf("%d\n", id);
+        shmctl(id, IPC_RMID, NULL);
+        return 0;
+    }
+    /* Makes ARG files in /tmp and removes them; prints the inode number of the first. */
+    if (!strcmp(a, "inodes")) {
+        int n = atoi(arg);
+        unsigned long first = 0;
+        char path[64];
+        for (int i = 0; i < n; i++) {
+            snprintf(path, sizeof path, "/tmp/probe-inode-%d", i);
+            int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+            struct stat st;
+            if (fd < 0 || fstat(fd, &st) < 0) return report(-1);
+            if (i == 0) first = st.st_ino;
+            close(fd);
+        }
+        for (int i = 0; i < n; i++) {
+            snprintf(path, sizeof path, "/tmp/probe-inode-%d", i);
+            unlink(path);
+        }
+        printf("%lu\n", first);
+        return 0;
+    }
     /* Every call that acts on another process by pid, aimed at ARG (a pid, or "child": a
      * child of the probe's own, the positive control). Each sets what it first reads, so it
      * changes nothing where it is allowed. Prints "name:ok" or "name:errN" for each. */
