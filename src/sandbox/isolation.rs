@@ -88,10 +88,14 @@ pub struct SessionSeparation {
     /// `pidfd_open`, `prlimit64`, scheduling, I/O priority, `F_SETOWN`) when aimed at the
     /// spawner, and `clone(CLONE_PARENT)`.
     pub calls_on_the_spawner_refused: bool,
-    /// The untouched verdict and the reset compare the spawner's own settings (limits,
-    /// scheduling, affinity, I/O priority, pending signals), which commands inherit; a
-    /// changed spawner means the sandbox is replaced.
+    /// The untouched verdict compares the spawner's own settings (limits, scheduling,
+    /// affinity, I/O priority, pending signals), which commands inherit; a changed spawner
+    /// means a reset, which starts a new one.
     pub spawner_settings_checked: bool,
+    /// A reset starts a new session: new pid, IPC and mount namespaces, with new `/proc`,
+    /// `/tmp`, `/dev/shm` and `/dev/mqueue`, so that no counter of the last one (pids, inode
+    /// numbers, IPC ids) shows.
+    pub fresh_session_on_reset: bool,
 }
 
 /// Landlock's part.

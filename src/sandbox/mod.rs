@@ -24,22 +24,25 @@
 //!
 //! # Sessions: what separates one lease from the next
 //!
-//! Everything a sandbox runs between two resets is one *session* (in a pool, one lease). The
-//! zygote forks a *spawner* into a pid and mount namespace of their own: the spawner is pid 1
-//! there, with a `/proc` of that namespace that lists no process a command may not trace
-//! (`hidepid=invisible`), and every command is its child. So a command cannot name the zygote
-//! at all, and reaches the spawner only by the pid 1, on which the seccomp filter refuses
-//! every call that takes a pid (signals, `pidfd_open`, `prlimit64`, scheduling, I/O priority,
+//! Everything a sandbox runs between two resets is one *session* (in a pool, one lease). For
+//! each session the zygote forks a *spawner* into a pid and an IPC namespace of their own; the
+//! spawner makes a mount namespace with a `/proc` of its pid namespace that lists no process a
+//! command may not trace (`hidepid=invisible`) and fresh `/tmp`, `/dev/shm` and `/dev/mqueue`.
+//! It is pid 1 there, and every command is its child. So a command cannot name the zygote at
+//! all, and reaches the spawner only as pid 1, on which the seccomp filter refuses every call
+//! that takes a pid (signals, `pidfd_open`, `prlimit64`, scheduling, I/O priority,
 //! `F_SETOWN`) and `clone(CLONE_PARENT)`. Behind that wall, after each command the spawner
 //! compares its own settings (limits, scheduling, affinity, I/O priority, pending signals),
 //! the session directories (entries, mode, owner, times, inode flags, extended attributes),
-//! System V IPC and the network namespace's counters with the fresh state: if all hold the
-//! session is *untouched*, the pid counter is rewound (the next command is pid 2 again), and a
-//! pool hands the sandbox to the next lease without a reset. Otherwise [`Sandbox::reset`]
-//! kills the session's processes, wipes what it left, and refuses (so the sandbox is replaced)
-//! where no call can undo a change: a socket or a counter of the network namespace, or the
-//! spawner's settings. None of this depends on Landlock, which is a second wall: the tests
-//! run at Landlock ABI 7, capped at 5, and without it. See [`SessionSeparation`].
+//! System V IPC (ever made, not just left) and the network namespace's counters with the
+//! session's start: if all hold the session is *untouched*, the pid counter is rewound (the
+//! next command is pid 2 again), and a pool hands the sandbox to the next lease as it is.
+//! Otherwise [`Sandbox::reset`] ends the session, and the next one starts with new
+//! namespaces and file systems: nothing is left to wipe, not even counters no call rewinds
+//! (pids, inode numbers, IPC ids). The network namespace outlives sessions; a socket or a
+//! counter there that moved makes the reset refuse, and the sandbox is replaced. None of this
+//! depends on Landlock, which is a second wall: the tests run at Landlock ABI 7, capped at 5,
+//! and without it. See [`SessionSeparation`].
 
 mod cgroup;
 mod command;
@@ -904,6 +907,7 @@ fn build_isolation(
             pid_counter_rewound: true,
             calls_on_the_spawner_refused: report.seccomp_enforced,
             spawner_settings_checked: true,
+            fresh_session_on_reset: true,
         },
         network: policy.network,
         loopback_only: report.loopback_only,

@@ -60,24 +60,30 @@ fn open_optional(path: &std::ffi::CStr) -> io::Result<Option<OwnedFd>> {
 }
 
 impl NetworkWatch {
-    /// Opens the files of the caller's network namespace and records them as fresh.
+    /// Opens the files of the caller's network namespace and records them as fresh: what the
+    /// zygote keeps, to check at each reset.
     pub(crate) fn open() -> io::Result<NetworkWatch> {
+        let mut watch = NetworkWatch::open_interfaces()?;
+        watch.sockstat.push(sys::open(c"/proc/net/sockstat", libc::O_RDONLY)?);
+        watch.sockstat.extend(open_optional(c"/proc/net/sockstat6")?);
+        watch.counters.push(sys::open(c"/proc/net/snmp", libc::O_RDONLY)?);
+        watch.counters.extend(open_optional(c"/proc/net/snmp6")?);
+        watch.counters.extend(open_optional(c"/proc/net/netstat")?);
+        for file in &watch.counters {
+            let mut buf = Vec::new();
+            contents(file, &mut buf)?;
+            watch.fresh_counters.push(buf);
+        }
+        Ok(watch)
+    }
+
+    /// Only the interfaces' counters, for [`NetworkWatch::quiet`]: what each session's
+    /// spawner needs for its verdict.
+    pub(crate) fn open_interfaces() -> io::Result<NetworkWatch> {
         let dev = sys::open(c"/proc/net/dev", libc::O_RDONLY)?;
-        let mut sockstat = vec![sys::open(c"/proc/net/sockstat", libc::O_RDONLY)?];
-        sockstat.extend(open_optional(c"/proc/net/sockstat6")?);
-        let mut counters = vec![sys::open(c"/proc/net/snmp", libc::O_RDONLY)?];
-        counters.extend(open_optional(c"/proc/net/snmp6")?);
-        counters.extend(open_optional(c"/proc/net/netstat")?);
         let mut fresh_dev = Vec::new();
         contents(&dev, &mut fresh_dev)?;
-        let fresh_counters = counters
-            .iter()
-            .map(|f| {
-                let mut buf = Vec::new();
-                contents(f, &mut buf).map(|()| buf)
-            })
-            .collect::<io::Result<_>>()?;
-        Ok(NetworkWatch { dev, sockstat, counters, fresh_dev, fresh_counters })
+        Ok(NetworkWatch { dev, sockstat: Vec::new(), counters: Vec::new(), fresh_dev, fresh_counters: Vec::new() })
     }
 
     /// Whether no packet went through any interface since the namespace was fresh: the
@@ -91,7 +97,8 @@ impl NetworkWatch {
     }
 
     /// Whether the namespace is still as fresh, once the session's processes are gone: no
-    /// socket left, no counter moved. The reset's part; says what differs.
+    /// socket left, no counter moved. The reset's part (on a watch made by
+    /// [`NetworkWatch::open`]); says what differs.
     pub(crate) fn as_fresh(&self) -> Result<(), String> {
         let state = sockets_left(&self.sockstat).map_err(|e| format!("cannot read its sockets: {e}"))?;
         if !state.is_clean() {

@@ -844,8 +844,7 @@ pub(crate) fn set_not_dumpable() -> io::Result<()> {
 }
 
 /// Resets every signal to its default disposition and blocks all 64 of them (32 and 33
-/// included), then returns a
-/// `signalfd(2)` that reports `SIGCHLD`.
+/// included), then returns a `signalfd(2)` that reports `SIGCHLD`.
 pub(crate) fn take_over_signals() -> io::Result<OwnedFd> {
     for sig in 1..libc::SIGRTMAX() {
         if sig == libc::SIGKILL || sig == libc::SIGSTOP {
@@ -855,6 +854,12 @@ pub(crate) fn take_over_signals() -> io::Result<OwnedFd> {
         unsafe { libc::signal(sig, libc::SIG_DFL) };
     }
     block_all_signals();
+    child_signals()
+}
+
+/// A `signalfd(2)` that reports `SIGCHLD`, for a process that blocks it already (a fork of
+/// one that called [`take_over_signals`]: dispositions and mask are inherited).
+pub(crate) fn child_signals() -> io::Result<OwnedFd> {
     // SAFETY: sigset_t is plain data filled by sigemptyset/sigaddset; the calls only write it.
     unsafe {
         let mut chld: libc::sigset_t = std::mem::zeroed();

@@ -253,8 +253,7 @@ fn build_root(config: &ZygoteConfig, mut trees: Vec<OwnedFd>) -> StepResult<Vec<
     Ok(binds)
 }
 
-/// Most files and directories the session's `/tmp` (and `/dev/shm`) may hold: bounds what a
-/// reset has to delete.
+/// Most files and directories the session's `/tmp` (and `/dev/shm`) may hold.
 const SESSION_INODES: u64 = 65_536;
 
 /// The mount options of `/tmp` and `/dev/shm`.
@@ -295,6 +294,10 @@ fn fresh_session_dirs(config: &ZygoteConfig, binds: &[UserBind]) -> StepResult<(
         let mut kept = Vec::new();
         for b in binds.iter().filter(|b| b.spec.path.starts_with(below.as_bytes())) {
             let path = b.path();
+            // A bind inside another kept one comes along with it (the clone is recursive).
+            if kept.iter().any(|(outer, _): &(&Path, OwnedFd)| path.starts_with(outer)) {
+                continue;
+            }
             let tree =
                 step(format!("keep the bind {}", path.display()), cp(path).and_then(|p| sys::clone_tree(None, &p)))?;
             kept.push((path, tree));
@@ -588,10 +591,11 @@ impl Zygote {
     }
 }
 
-/// The sandbox's spawner: a child of the zygote that confines itself once (Landlock, seccomp,
-/// `no_new_privs`, no capabilities) so that each command inherits all of it for free, starts
-/// commands, reports their end, and kills everything on request. As a child subreaper it
-/// inherits every process its commands leave behind.
+/// A session's spawner: a child of the zygote, pid 1 of the session's pid namespace, that
+/// confines itself once (Landlock, seccomp, `no_new_privs`, one capability) so that each
+/// command inherits all of it for free, starts commands, reports their end and whether they
+/// left the session untouched, and kills everything on request. As its namespace's init it
+/// inherits every process its commands leave behind; when it dies, they all do.
 struct Spawner {
     runner: OwnedFd,
     signals: OwnedFd,
@@ -637,9 +641,9 @@ fn first_ipc_ids() -> io::Result<Option<Vec<OwnedFd>>> {
 }
 
 /// The one capability the spawner keeps: `CAP_CHECKPOINT_RESTORE` (Linux 5.9+, number 40), or
-/// `CAP_SYS_ADMIN` before it, for `ns_last_pid` and the `*_next_id` files. It never reaches a command: the command's
-/// `execve` as a non-root uid, with no inheritable or ambient capability and an empty bounding
-/// set, drops it.
+/// `CAP_SYS_ADMIN` before it, for `ns_last_pid` and the `*_next_id` files. It never reaches a
+/// command: the command's `execve` as a non-root uid, with no inheritable or ambient
+/// capability and an empty bounding set, drops it.
 fn pid_counter_capability(last_cap: u32) -> u32 {
     const CAP_SYS_ADMIN: u32 = 21;
     const CAP_CHECKPOINT_RESTORE: u32 = 40;
@@ -768,10 +772,11 @@ impl Spawner {
     /// The spawner's state, once confined; on failure, the runner back (to report on).
     fn new(runner: OwnedFd, zygote: &Zygote) -> Result<Spawner, (OwnedFd, (String, io::Error))> {
         let parts = (|| {
-            let signals = step("take over signals", sys::take_over_signals())?;
+            // Dispositions and the full mask come from the zygote.
+            let signals = step("watch for children's ends", sys::child_signals())?;
             let network = match zygote.config.share_network {
                 true => None,
-                false => Some(step("watch the network namespace", NetworkWatch::open())?),
+                false => Some(step("watch the network namespace", NetworkWatch::open_interfaces())?),
             };
             let session_fds = step(
                 "open the session directories",
@@ -818,14 +823,14 @@ impl Spawner {
         let _ = sys::send_with_fds(self.runner.as_fd(), &reply.encode(), &[]);
     }
 
-    /// Whether the session is as a reset leaves it: no process but the zygote and this one,
-    /// no entry added to `/tmp`, `/dev/shm` or `/dev/mqueue` (tmpfs and mqueue count 20 bytes
-    /// of directory size per entry, and a session cannot remove what the reset keeps, the
-    /// mount points of binds), their modes, owners, extended attributes and inode flags
-    /// unchanged, no System V IPC object, and (in the sandbox's own network namespace) no
-    /// socket of any state, TIME_WAIT included, and the spawner's own settings as they were.
-    /// Processes come first: once none is left, nothing can change the rest. When all of it
-    /// holds, the pid counter is rewound, so the next command is pid 2 as in a fresh sandbox.
+    /// Whether the session is as it started: no process but this one, no entry added to
+    /// `/tmp`, `/dev/shm` or `/dev/mqueue` (tmpfs and mqueue count 20 bytes of directory size
+    /// per entry, and a session cannot remove the mount points of binds), their modes, owners,
+    /// times, extended attributes and inode flags unchanged, no System V IPC object ever made,
+    /// no packet through the sandbox's own network namespace (so no socket left in any state),
+    /// and the spawner's own settings as they were. Processes come first: once none is left,
+    /// nothing can change the rest. When all of it holds, the pid counter is rewound, so the
+    /// next command is pid 2 as in a fresh sandbox.
     fn untouched(&self) -> bool {
         let Some(pristine) = &self.pristine else { return false };
         sys::surely_no_other_process()

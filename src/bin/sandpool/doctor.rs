@@ -94,6 +94,11 @@ pub fn main(args: DoctorArgs) -> ExitCode {
                     if s.calls_on_the_spawner_refused { "refused (seccomp)" } else { "NOT refused (no seccomp)" },
                     if s.spawner_settings_checked { "checked after each command" } else { "NOT checked" }
                 );
+                if s.fresh_session_on_reset {
+                    println!(
+                        "               a reset starts a new session (pid, IPC, mount namespaces, /tmp, /dev/shm)"
+                    );
+                }
             }
             println!("  limits:");
             for l in &iso.limits {
