@@ -186,3 +186,15 @@ pub fn session_processes(sandbox: &Sandbox) -> usize {
     }
     session.len() - 1
 }
+
+/// Whether the sandbox's tmpfs takes user extended attributes (Linux 6.6+); says so past the
+/// harness's capture when it does not, for `test`.
+pub fn tmpfs_user_xattrs(test: &str) -> bool {
+    let mut sb = Sandbox::spawn(&probe_policy().build().unwrap()).unwrap();
+    let answer = probe_inside(&mut sb, &["setxattr", "/tmp"]);
+    if answer == format!("err {}", libc::EOPNOTSUPP) {
+        skip(test, "tmpfs has no user extended attributes here (Linux 6.6+): nothing to leave there");
+        return false;
+    }
+    true
+}
