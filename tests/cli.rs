@@ -112,3 +112,29 @@ fn doctor_and_bench_speak_json() {
         assert_eq!(m["errors"], 0);
     }
 }
+
+#[test]
+fn no_arguments_is_a_usage_error_on_stderr() {
+    let out = sandpool(&[]);
+    assert_eq!(out.status.code(), Some(2), "clap's convention for a usage error");
+    assert!(text(&out.stderr).contains("Usage: sandpool"), "{}", text(&out.stderr));
+    assert!(out.stdout.is_empty(), "the usage goes to stderr: {}", text(&out.stdout));
+    // Asked for, help and version succeed on stdout.
+    let help = sandpool(&["--help"]);
+    assert_eq!(help.status.code(), Some(0));
+    assert!(text(&help.stdout).contains("Usage: sandpool"));
+    assert_eq!(sandpool(&["--version"]).status.code(), Some(0));
+}
+
+#[test]
+fn host_specific_directories_show_only_through_a_bind() {
+    // The probe: the host has /opt, and a bind shows it.
+    if !std::path::Path::new("/opt").is_dir() {
+        eprintln!("SKIP host_specific_directories_show_only_through_a_bind: no /opt on this host");
+        return;
+    }
+    let bound = sandpool(&["run", "--ro", "/opt", "--", "test", "-d", "/opt"]);
+    assert_eq!(bound.status.code(), Some(0), "with --ro /opt it is there: {}", text(&bound.stderr));
+    let default = sandpool(&["run", "--", "test", "-e", "/opt"]);
+    assert_eq!(default.status.code(), Some(1), "by default it is not: {}", text(&default.stderr));
+}

@@ -359,9 +359,9 @@ fn check_bind(path: &Path) -> Result<PathBuf, PolicyError> {
     Ok(canonical)
 }
 
-/// Host directories every sandbox shows read-only (plus selected `/etc` entries).
-pub(crate) const VISIBLE_SYSTEM_DIRS: [&str; 8] =
-    ["/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32", "/opt"];
+/// Host directories every sandbox shows read-only (plus selected `/etc` entries). Nothing
+/// host-specific: `/opt`, `/home`, `/srv` and the like show only through a bind.
+pub(crate) const VISIBLE_SYSTEM_DIRS: [&str; 7] = ["/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32"];
 
 impl Policy {
     /// Whether host `path` is visible inside a sandbox made with this policy (through a system

@@ -31,12 +31,10 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            let usage_error = !matches!(
-                e.kind(),
-                clap::error::ErrorKind::DisplayHelp
-                    | clap::error::ErrorKind::DisplayVersion
-                    | clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
-            );
+            // `--help` and `--version` succeed; anything else, `sandpool` alone included (its
+            // usage goes to stderr), is a usage error.
+            let usage_error =
+                !matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion);
             // `run` promises 125 when it cannot set the sandbox up; a bad option is that too.
             let is_run = std::env::args().nth(1).as_deref() == Some("run");
             return match (usage_error, is_run) {
