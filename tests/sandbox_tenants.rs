@@ -428,3 +428,22 @@ fn inode_numbers_and_ipc_ids_start_afresh_for_each_lease() {
     let shmid = lease.run(&Command::new(probe()).arg("shmid")).unwrap();
     assert_eq!(stdout(&shmid), first_shmid);
 }
+
+#[test]
+fn unnamed_files_are_refused_as_by_a_file_system_without_them() {
+    // An O_TMPFILE file changes nothing its directory shows, but takes the tmpfs's next inode
+    // number. Outside, the probe makes one (the kernel and the host's file system take it).
+    let host_tmp = std::env::temp_dir();
+    assert_eq!(probe_outside(&["tmpfile", host_tmp.to_str().unwrap()]), "ok", "O_TMPFILE works on the host");
+    assert_ne!(probe_outside(&["openat2"]), format!("err {}", libc::ENOSYS), "the kernel has openat2");
+    let mut sb = Sandbox::spawn(&probe_policy().build().unwrap()).unwrap();
+    for dir in ["/tmp", "/dev/shm"] {
+        let refused = format!("err {}", libc::EOPNOTSUPP);
+        assert_eq!(probe_inside(&mut sb, &["tmpfile", dir]), refused, "as a file system without it would");
+    }
+    // openat2's flags are out of the filter's sight: it answers as a kernel without it.
+    assert_eq!(probe_inside(&mut sb, &["openat2"]), format!("err {}", libc::ENOSYS));
+    // What libc falls back to, a named file, shows.
+    assert!(sh(&mut sb, "echo x > /tmp/named && rm /tmp/named").success());
+    assert!(!sb.is_clean(), "a named file, made and removed, marks the session dirty");
+}

@@ -6,7 +6,8 @@
 //! After the architecture check it holds:
 //! 1. on x86_64, a guard that refuses the x32 ABI (its syscall numbers would bypass a list
 //!    keyed on x86_64 numbers);
-//! 2. `clone3` answers `ENOSYS`, so libc falls back to `clone`, whose flags a filter can see;
+//! 2. `clone3` and `openat2` answer `ENOSYS`, so libc falls back to `clone` and `openat`,
+//!    whose flags a filter can see;
 //! 3. the deny list (built with `seccompiler`), with `clone` refused when it asks for a new
 //!    namespace.
 //!
@@ -24,6 +25,9 @@
 //!    `clone(CLONE_PARENT)`. A command cannot see the zygote at all, and its `/proc` does not
 //!    list the spawner; this keeps it from changing what the spawner passes on to every later
 //!    command. Docker has no such rules: its init is not shared between tenants.
+//!
+//! A second, small program answers `open`/`openat` with `O_TMPFILE` with `EOPNOTSUPP` (see
+//! `no_unnamed_files`: an unnamed file moves a counter the next lease could read).
 //!
 //! A `--no-fork` command adds a second, small program of its own: no `fork`, `vfork`, or
 //! `clone` without `CLONE_THREAD`.
@@ -276,8 +280,10 @@ fn stmt(code: u16, k: u32) -> sock_filter {
     sock_filter { code, jt: 0, jf: 0, k }
 }
 
-/// The two guards: on x86_64 every x32 syscall number fails with `EPERM`; `clone3` answers
-/// `ENOSYS`. Expects the syscall number loaded; falls through otherwise.
+/// The guards: on x86_64 every x32 syscall number fails with `EPERM`; `clone3` and
+/// `openat2`, whose arguments live in structures a filter cannot read, answer `ENOSYS`, so
+/// libc and programs fall back to `clone` and `openat`, whose flags it can. Expects the
+/// syscall number loaded; falls through otherwise.
 fn guards() -> Vec<sock_filter> {
     let mut v = Vec::new();
     #[cfg(target_arch = "x86_64")]
@@ -285,11 +291,34 @@ fn guards() -> Vec<sock_filter> {
         sock_filter { code: BPF_JGE_K, jt: 0, jf: 1, k: X32_SYSCALL_BIT },
         stmt(BPF_RET_K, SECCOMP_RET_ERRNO | libc::EPERM as u32),
     ]);
-    v.extend([
-        sock_filter { code: BPF_JEQ_K, jt: 0, jf: 1, k: libc::SYS_clone3 as u32 },
-        stmt(BPF_RET_K, SECCOMP_RET_ERRNO | libc::ENOSYS as u32),
-    ]);
+    for unreadable in [libc::SYS_clone3, libc::SYS_openat2] {
+        v.extend([
+            sock_filter { code: BPF_JEQ_K, jt: 0, jf: 1, k: unreadable as u32 },
+            stmt(BPF_RET_K, SECCOMP_RET_ERRNO | libc::ENOSYS as u32),
+        ]);
+    }
     v
+}
+
+/// `open`/`openat` with `O_TMPFILE` answer `EOPNOTSUPP`, as on a file system without it (libc's
+/// `tmpfile`, Python's `TemporaryFile` then make and unlink a named file). An unnamed file
+/// changes nothing its directory shows, yet takes the next inode number of the session's
+/// tmpfs, which a later lease of an untouched session would see move.
+fn no_unnamed_files() -> Result<SeccompProgram, seccompiler::BackendError> {
+    // `__O_TMPFILE`: `O_TMPFILE` is this bit and `O_DIRECTORY`.
+    const TMPFILE_BIT: u64 = 0o20_000_000;
+    let tmpfile_flag = |arg: u8| -> Result<SeccompRule, seccompiler::BackendError> {
+        SeccompRule::new(vec![SeccompCondition::new(
+            arg,
+            SeccompCmpArgLen::Dword,
+            SeccompCmpOp::MaskedEq(TMPFILE_BIT),
+            TMPFILE_BIT,
+        )?])
+    };
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::from([(libc::SYS_openat, vec![tmpfile_flag(2)?])]);
+    #[cfg(target_arch = "x86_64")]
+    rules.insert(libc::SYS_open, vec![tmpfile_flag(1)?]);
+    SeccompFilter::new(rules, SeccompAction::Allow, SeccompAction::Errno(libc::EOPNOTSUPP as u32), target())?.try_into()
 }
 
 /// The guards alone, as a program of their own (the fallback when splicing is not possible).
@@ -334,10 +363,11 @@ pub(crate) struct Filters {
 /// Compiles the filters.
 pub(crate) fn build() -> Result<Filters, seccompiler::BackendError> {
     let deny = deny_list()?;
-    let base = match spliced(&deny) {
+    let mut base = match spliced(&deny) {
         Some(one) => vec![one],
         None => vec![guard_program(), deny],
     };
+    base.push(no_unnamed_files()?);
     Ok(Filters { base, no_fork: no_process_creation()? })
 }
 
@@ -355,7 +385,7 @@ mod tests {
     #[test]
     fn filters_build_into_one_program() {
         let f = build().unwrap();
-        assert_eq!(f.base.len(), 1, "the guards splice into seccompiler's program");
+        assert_eq!(f.base.len(), 2, "the guards splice into seccompiler's program; O_TMPFILE has its own");
         assert!(f.base.iter().chain([&f.no_fork]).all(|p| !p.is_empty() && p.len() < 4096));
         assert!(f.base[0].len() > 2 * denied_syscalls().len(), "one test per denied call at least");
     }

@@ -169,6 +169,13 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (!strcmp(a, "pid")) { printf("%d\n", getpid()); return 0; }
+    /* An unnamed file in ARG (O_TMPFILE). */
+    if (!strcmp(a, "tmpfile")) return report(open(arg, O_TMPFILE | O_RDWR, 0600));
+    /* openat2 of "/" (struct open_how: flags, mode, resolve). */
+    if (!strcmp(a, "openat2")) {
+        unsigned long long how[3] = {O_RDONLY, 0, 0};
+        return report(syscall(SYS_openat2, AT_FDCWD, "/", how, sizeof how));
+    }
     /* Makes a System V shared memory segment, prints its id, and removes it. */
     if (!strcmp(a, "shmid")) {
         int id = shmget(IPC_PRIVATE, 4096, IPC_CREAT | 0600);
