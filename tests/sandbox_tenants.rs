@@ -447,3 +447,69 @@ fn unnamed_files_are_refused_as_by_a_file_system_without_them() {
     assert!(sh(&mut sb, "echo x > /tmp/named && rm /tmp/named").success());
     assert!(!sb.is_clean(), "a named file, made and removed, marks the session dirty");
 }
+
+/// What a lease can observe of its session at its start, without timestamps (which differ
+/// between any two sandboxes): its pid, the session directories (entries, modes, owners,
+/// inode numbers, inode flags), the next file's inode number, System V IPC (objects and the
+/// next id), the network namespace's counters and sockets, the processes it can see, its
+/// limits, priority, signal and capability state, and the kernel's next-id knobs. (Not the
+/// inode numbers of mqueue, pipes or sockets: the kernel counts those host-wide, so they
+/// differ between any two sandboxes and tell of the host, not of a lease.)
+const FINGERPRINT: &str = r#"
+echo "pid $$"
+ls -lanR --time-style=+ /tmp /dev/shm /dev/mqueue
+stat -c '%n %i %a %u %g %s' /tmp /dev/shm
+stat -c '%n %a %u %g %s' /dev/mqueue
+lsattr -d /tmp /dev/shm 2>&1
+touch /tmp/.fp && stat -c 'next inode %i' /tmp/.fp && rm /tmp/.fp
+ipcs -a
+id=$(ipcmk -M 4096 | awk '{print $NF}') && echo "next shm id $id" && ipcrm -m "$id"
+cat /proc/net/dev /proc/net/sockstat /proc/net/sockstat6 /proc/net/snmp /proc/net/netstat
+ls /proc | grep -c '^[0-9]'
+ulimit -a
+nice
+grep -E '^(Sig|Shd|Cap|NoNewPrivs|Seccomp|Cpus_allowed)' /proc/self/status
+cat /proc/sys/kernel/ns_last_pid /proc/sys/kernel/shm_next_id /proc/sys/kernel/msg_next_id /proc/sys/kernel/sem_next_id
+"#;
+
+fn fingerprint(out: &sandpool::sandbox::Output) -> String {
+    assert!(out.success(), "the fingerprint runs: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn the_next_lease_cannot_tell_its_sandbox_from_a_fresh_one() {
+    let policy = || probe_policy().build().unwrap();
+    let fresh = fingerprint(
+        &Sandbox::spawn(&policy()).unwrap().run(&Command::new("/bin/sh").args(["-c", FINGERPRINT])).unwrap(),
+    );
+    assert!(fresh.contains("pid 2") && fresh.contains("next shm id 0"), "{fresh}");
+
+    // A lease that leaves every kind of trace a reset must take away (the network aside,
+    // which gets the sandbox replaced), then one that leaves none (no reset).
+    let probe = probe().display().to_string();
+    let dirty = format!(
+        "echo s > /tmp/a; mkdir /tmp/d; ln -s x /tmp/l; echo s > /dev/shm/s; chmod 700 /tmp; chmod 711 /dev/shm; \
+         {probe} setflags /tmp >/dev/null; {probe} setxattr /dev/shm >/dev/null; \
+         ipcmk -M 4096 >/dev/null; ipcmk -Q >/dev/null; ipcmk -S 1 >/dev/null; \
+         for i in $(seq 40); do touch /tmp/f$i; /bin/true; done; rm -f /tmp/f*; \
+         {probe} forkmany 20 >/dev/null; sleep 1000 >/dev/null 2>&1 &"
+    );
+    let quiet = format!("ls -la /tmp /proc >/dev/null; cat /proc/net/dev >/dev/null; {probe} forkmany 20 >/dev/null");
+    let pool = SandboxPool::builder(policy()).max_size(1).min_idle(1).build().unwrap();
+    for (what, script) in [("after a lease that left traces", dirty.as_str()), ("after a quiet lease", quiet.as_str())]
+    {
+        let first = {
+            let mut lease = pool.acquire().unwrap();
+            let out = lease.run(&Command::new("/bin/sh").args(["-c", script])).unwrap();
+            assert!(out.success(), "{what}: {out:?}");
+            lease.pid()
+        };
+        let mut lease = pool.acquire().unwrap();
+        assert_eq!(lease.pid(), first, "{what}: the same sandbox, reused");
+        let seen = fingerprint(&lease.run(&Command::new("/bin/sh").args(["-c", FINGERPRINT])).unwrap());
+        assert_eq!(seen, fresh, "{what}: the next lease sees its sandbox as a fresh one");
+    }
+    let s = pool.stats();
+    assert!(s.resets >= 1 && s.resets_skipped >= 1, "one lease was reset, the other not: {s:?}");
+}
