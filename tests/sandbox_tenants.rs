@@ -513,3 +513,28 @@ fn the_next_lease_cannot_tell_its_sandbox_from_a_fresh_one() {
     let s = pool.stats();
     assert!(s.resets >= 1 && s.resets_skipped >= 1, "one lease was reset, the other not: {s:?}");
 }
+
+#[test]
+fn the_init_itself_runs_under_the_sandbox_filter_and_each_session_adds_its_own() {
+    let filters = |pid: &str| -> (String, String) {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let field = |name: &str| {
+            status.lines().find_map(|l| l.strip_prefix(name)).map(|v| v.trim().to_string()).unwrap_or_default()
+        };
+        (field("Seccomp:"), field("Seccomp_filters:"))
+    };
+    // The probe reads a process's filters: the test itself has none (when CI runs it so).
+    let (mode, _) = filters("self");
+    if mode != "0" {
+        skip(
+            "the_init_itself_runs_under_the_sandbox_filter_and_each_session_adds_its_own",
+            "this test runs under seccomp",
+        );
+        return;
+    }
+    let mut sb = Sandbox::spawn(&default_policy()).unwrap();
+    assert_eq!(filters(&sb.pid().to_string()), ("2".into(), "2".into()), "the init: the sandbox's two programs");
+    assert_eq!(filters(&spawner_of(&sb).to_string()), ("2".into(), "3".into()), "the spawner adds the session's");
+    let inside = stdout(&sh(&mut sb, "grep -E '^Seccomp(_filters)?:' /proc/self/status | tr -s '\\t' ' '"));
+    assert_eq!(inside, "Seccomp: 2\nSeccomp_filters: 3", "and commands inherit all three");
+}

@@ -1,15 +1,34 @@
-//! The commands' seccomp filters, in the spirit of Docker's default profile: ordinary programs
-//! (`sh`, coreutils, `python3`, `cc`) work; the kernel's sharp edges fail with `EPERM`.
+//! The seccomp filters, in the spirit of Docker's default profile: ordinary programs (`sh`,
+//! coreutils, `python3`, `cc`) work; the kernel's sharp edges fail with `EPERM`.
 //!
-//! The program is installed once, on the sandbox's spawner, and every command inherits it
-//! (installing a filter compiles it, which costs tens of microseconds: too much per command).
-//! After the architecture check it holds:
-//! 1. on x86_64, a guard that refuses the x32 ABI (its syscall numbers would bypass a list
-//!    keyed on x86_64 numbers);
-//! 2. `clone3` and `openat2` answer `ENOSYS`, so libc falls back to `clone` and `openat`,
-//!    whose flags a filter can see;
-//! 3. the deny list (built with `seccompiler`), with `clone` refused when it asks for a new
-//!    namespace.
+//! Installing a filter compiles it, which for the big one costs a few hundred microseconds:
+//! too much per command, and too much per session. So there are three:
+//!
+//! - The *sandbox's* program, installed once on the zygote when the sandbox is built; every
+//!   session's spawner and every command inherit it. After the architecture check it holds:
+//!   1. on x86_64, a guard that refuses the x32 ABI (its syscall numbers would bypass a list
+//!      keyed on x86_64 numbers);
+//!   2. `clone3` and `openat2` answer `ENOSYS`, so libc falls back to `clone` and `openat`,
+//!      whose flags a filter can see;
+//!   3. the deny list (built with `seccompiler`), with `clone` refused when it asks for a new
+//!      namespace or `CLONE_PARENT`, and `unshare` allowed only the namespaces a session is
+//!      made of (pid, IPC, mount);
+//!   4. the calls that act on another process by pid, refused when aimed at the spawner,
+//!      pid 1 of the commands' pid namespace (see `calls_on_the_spawner`): signals,
+//!      `pidfd_open`, `prlimit64`, the scheduler and I/O priority setters, `F_SETOWN`. A
+//!      command cannot see the zygote at all, and its `/proc` does not list the spawner;
+//!      this keeps it from changing what the spawner passes on to every later command.
+//!      Docker has no such rules: its init is not shared between tenants.
+//!
+//!   A second, small program with it answers `open`/`openat` with `O_TMPFILE` with
+//!   `EOPNOTSUPP` (see `no_unnamed_files`: an unnamed file moves a counter the next lease
+//!   could read).
+//! - The *session's* program, small, installed by each spawner once it has made its session:
+//!   the calls that make one (`mount` and the new mount API, `unshare`, `setns`) fail with
+//!   `EPERM`. The zygote keeps them, under the sandbox's filter, to make sessions; nothing
+//!   below a spawner has them.
+//! - A `--no-fork` command adds a small program of its own: no `fork`, `vfork`, or `clone`
+//!   without `CLONE_THREAD`.
 //!
 //! Against Docker's default profile it is as strict or stricter: it also refuses NUMA
 //! placement (`mbind`, `set_mempolicy`, `migrate_pages`, `move_pages`), `fanotify_init`,
@@ -17,20 +36,8 @@
 //! container without `CAP_SYS_ADMIN`/`CAP_SYS_NICE`. Differences kept on purpose: `ptrace`
 //! and `process_vm_*` are refused outright (Docker allows them on 4.8+ kernels; here a
 //! command must never reach another process), and so are `io_uring_*`, whose requests this
-//! filter cannot see; `clone3` answers `ENOSYS`, as in Docker, so `clone`'s flags stay visible.
-//!
-//! 4. the calls that act on another process by pid, refused when aimed at the spawner, pid 1
-//!    of the commands' pid namespace (see `calls_on_the_spawner`): signals, `pidfd_open`,
-//!    `prlimit64`, the scheduler and I/O priority setters, `F_SETOWN`, and
-//!    `clone(CLONE_PARENT)`. A command cannot see the zygote at all, and its `/proc` does not
-//!    list the spawner; this keeps it from changing what the spawner passes on to every later
-//!    command. Docker has no such rules: its init is not shared between tenants.
-//!
-//! A second, small program answers `open`/`openat` with `O_TMPFILE` with `EOPNOTSUPP` (see
-//! `no_unnamed_files`: an unnamed file moves a counter the next lease could read).
-//!
-//! A `--no-fork` command adds a second, small program of its own: no `fork`, `vfork`, or
-//! `clone` without `CLONE_THREAD`.
+//! filter cannot see; `clone3` answers `ENOSYS`, as in Docker, so `clone`'s flags stay
+//! visible.
 
 use std::collections::BTreeMap;
 
@@ -44,8 +51,6 @@ use seccompiler::sock_filter;
 /// System calls denied with `EPERM` for every command.
 fn denied_syscalls() -> Vec<(&'static str, i64)> {
     let mut v: Vec<(&'static str, i64)> = vec![
-        ("mount", libc::SYS_mount),
-        ("umount2", libc::SYS_umount2),
         ("pivot_root", libc::SYS_pivot_root),
         ("chroot", libc::SYS_chroot),
         ("ptrace", libc::SYS_ptrace),
@@ -56,8 +61,6 @@ fn denied_syscalls() -> Vec<(&'static str, i64)> {
         ("keyctl", libc::SYS_keyctl),
         ("add_key", libc::SYS_add_key),
         ("request_key", libc::SYS_request_key),
-        ("unshare", libc::SYS_unshare),
-        ("setns", libc::SYS_setns),
         ("kexec_load", libc::SYS_kexec_load),
         ("kexec_file_load", libc::SYS_kexec_file_load),
         ("init_module", libc::SYS_init_module),
@@ -76,13 +79,6 @@ fn denied_syscalls() -> Vec<(&'static str, i64)> {
         ("open_by_handle_at", libc::SYS_open_by_handle_at),
         ("name_to_handle_at", libc::SYS_name_to_handle_at),
         ("userfaultfd", libc::SYS_userfaultfd),
-        ("fsopen", libc::SYS_fsopen),
-        ("fsconfig", libc::SYS_fsconfig),
-        ("fsmount", libc::SYS_fsmount),
-        ("fspick", libc::SYS_fspick),
-        ("move_mount", libc::SYS_move_mount),
-        ("open_tree", libc::SYS_open_tree),
-        ("mount_setattr", libc::SYS_mount_setattr),
         ("syslog", libc::SYS_syslog),
         ("vhangup", libc::SYS_vhangup),
         ("sethostname", libc::SYS_sethostname),
@@ -113,6 +109,30 @@ fn denied_syscalls() -> Vec<(&'static str, i64)> {
     ]);
     v
 }
+
+/// The calls that make a session, denied with `EPERM` by the session's own filter, which each
+/// spawner installs once it has made its session: the zygote and a spawner still being made
+/// need them (new namespaces, the session's mounts), so the sandbox's filter, which the zygote
+/// itself runs under, leaves them to it.
+fn session_making_syscalls() -> Vec<(&'static str, i64)> {
+    vec![
+        ("mount", libc::SYS_mount),
+        ("umount2", libc::SYS_umount2),
+        ("unshare", libc::SYS_unshare),
+        ("setns", libc::SYS_setns),
+        ("fsopen", libc::SYS_fsopen),
+        ("fsconfig", libc::SYS_fsconfig),
+        ("fsmount", libc::SYS_fsmount),
+        ("fspick", libc::SYS_fspick),
+        ("move_mount", libc::SYS_move_mount),
+        ("open_tree", libc::SYS_open_tree),
+        ("mount_setattr", libc::SYS_mount_setattr),
+    ]
+}
+
+/// The namespaces a session is made of (`unshare` by the zygote and a new spawner): the only
+/// ones the sandbox's filter lets `unshare` ask for.
+const SESSION_NAMESPACES: u64 = (libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWNS) as u64;
 
 /// Every namespace flag `clone` may ask for.
 const NAMESPACE_FLAGS: [u64; 8] = [
@@ -242,6 +262,19 @@ fn deny_list() -> Result<SeccompProgram, seccompiler::BackendError> {
     rules.insert(libc::SYS_personality, vec![personality_not_allowed()]);
     rules.insert(libc::SYS_socket, vec![vsock_socket()]);
     rules.extend(calls_on_the_spawner());
+    // Before the session's filter closes it, `unshare` may make a session's namespaces only.
+    rules.insert(
+        libc::SYS_unshare,
+        NAMESPACE_FLAGS.iter().filter(|f| *f & SESSION_NAMESPACES == 0).map(|f| flag_set(*f)).collect(),
+    );
+    SeccompFilter::new(rules, SeccompAction::Allow, SeccompAction::Errno(libc::EPERM as u32), target())?.try_into()
+}
+
+/// The session's filter: what [`session_making_syscalls`] lists fails with `EPERM`. Small, so
+/// loading it costs each new session little (the kernel compiles a filter when it is loaded).
+fn session_filter() -> Result<SeccompProgram, seccompiler::BackendError> {
+    let rules: BTreeMap<i64, Vec<SeccompRule>> =
+        session_making_syscalls().into_iter().map(|(_, nr)| (nr, Vec::new())).collect();
     SeccompFilter::new(rules, SeccompAction::Allow, SeccompAction::Errno(libc::EPERM as u32), target())?.try_into()
 }
 
@@ -354,8 +387,11 @@ fn spliced(deny: &SeccompProgram) -> Option<SeccompProgram> {
 
 /// The compiled programs.
 pub(crate) struct Filters {
-    /// Installed once on the sandbox's spawner, inherited by every command, in install order.
-    pub base: Vec<SeccompProgram>,
+    /// Installed once on the zygote when the sandbox is built, in install order: every
+    /// session's spawner and command inherits them.
+    pub sandbox: Vec<SeccompProgram>,
+    /// Installed on top by each spawner once its session is made.
+    pub session: SeccompProgram,
     /// Installed on top by each `--no-fork` command.
     pub no_fork: SeccompProgram,
 }
@@ -363,19 +399,19 @@ pub(crate) struct Filters {
 /// Compiles the filters.
 pub(crate) fn build() -> Result<Filters, seccompiler::BackendError> {
     let deny = deny_list()?;
-    let mut base = match spliced(&deny) {
+    let mut sandbox = match spliced(&deny) {
         Some(one) => vec![one],
         None => vec![guard_program(), deny],
     };
-    base.push(no_unnamed_files()?);
-    Ok(Filters { base, no_fork: no_process_creation()? })
+    sandbox.push(no_unnamed_files()?);
+    Ok(Filters { sandbox, session: session_filter()?, no_fork: no_process_creation()? })
 }
 
 /// How many system calls the default filter denies, outright or for some arguments.
 pub(crate) fn denied_count() -> u32 {
     // + clone with namespace flags or CLONE_PARENT, personality outside Docker's values,
-    // AF_VSOCK sockets, and the calls aimed at the spawner
-    denied_syscalls().len() as u32 + 3 + calls_on_the_spawner().len() as u32
+    // AF_VSOCK sockets, the calls aimed at the spawner, and the session-making calls
+    (denied_syscalls().len() + 3 + calls_on_the_spawner().len() + session_making_syscalls().len()) as u32
 }
 
 #[cfg(test)]
@@ -385,8 +421,9 @@ mod tests {
     #[test]
     fn filters_build_into_one_program() {
         let f = build().unwrap();
-        assert_eq!(f.base.len(), 2, "the guards splice into seccompiler's program; O_TMPFILE has its own");
-        assert!(f.base.iter().chain([&f.no_fork]).all(|p| !p.is_empty() && p.len() < 4096));
-        assert!(f.base[0].len() > 2 * denied_syscalls().len(), "one test per denied call at least");
+        assert_eq!(f.sandbox.len(), 2, "the guards splice into seccompiler's program; O_TMPFILE has its own");
+        assert!(f.sandbox.iter().chain([&f.session, &f.no_fork]).all(|p| !p.is_empty() && p.len() < 4096));
+        assert!(f.sandbox[0].len() > 2 * denied_syscalls().len(), "one test per denied call at least");
+        assert!(f.session.len() < f.sandbox[0].len() / 4, "the per-session program stays small");
     }
 }

@@ -479,6 +479,13 @@ impl Zygote {
         }
         step("drop the capability bounding set", sys::drop_bounding_set_and_lock(self.config.last_cap))?;
         step("make the init non-dumpable", sys::set_not_dumpable())?;
+        // Last: the zygote itself runs under the sandbox's filter from here on (what it still
+        // does, making sessions, that filter leaves to it; each spawner closes it).
+        if let Some(f) = &self.filters {
+            for prog in &f.sandbox {
+                step("install seccomp", seccompiler::apply_filter(prog).map_err(|e| io::Error::other(e.to_string())))?;
+            }
+        }
         Ok(ZygoteReport {
             landlock_abi: self.landlock_abi.unwrap_or(0),
             landlock_enforced: self.landlock.is_some(),
@@ -730,8 +737,9 @@ impl Spawner {
     /// `oom_score_adj` (which commands inherit), a mount namespace of its own with a `/proc`
     /// of the new pid namespace (`hidepid=invisible`: a process a command may not trace, the
     /// spawner first, is not even listed) and fresh session directories, then Landlock (which
-    /// forbids mounting), seccomp, `no_new_privs`, and no capability but the one that rewinds
-    /// the pid counter and sets the next IPC ids.
+    /// forbids mounting), the session's seccomp filter (on top of the sandbox's, inherited),
+    /// `no_new_privs`, and no capability but the one that rewinds the pid counter and sets
+    /// the next IPC ids.
     fn confine(zygote: &Zygote) -> StepResult<()> {
         // Commands inherit this; confine_spawner makes the spawner non-dumpable again
         // before any command exists.
@@ -761,10 +769,12 @@ impl Spawner {
         let landlock = ruleset.as_ref().map(|l| l.fd.as_fd());
         sys::confine_spawner(landlock, Some(pid_counter_capability(zygote.config.last_cap)))
             .map_err(|(what, e)| (what.to_string(), e))?;
+        // The sandbox's filter came with the fork; the session's closes what made the session.
         if let Some(f) = &zygote.filters {
-            for prog in &f.base {
-                step("install seccomp", seccompiler::apply_filter(prog).map_err(|e| io::Error::other(e.to_string())))?;
-            }
+            step(
+                "install the session's seccomp filter",
+                seccompiler::apply_filter(&f.session).map_err(|e| io::Error::other(e.to_string())),
+            )?;
         }
         Ok(())
     }
