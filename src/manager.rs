@@ -11,10 +11,11 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! A lease is a session: its `run`s share `/tmp`. When it ends, the releasing thread only asks
-//! the sandbox to reset (one `sendmsg`); the sandbox's spawner kills every process and empties
-//! `/tmp` while the caller goes on, and the pool's collector thread, waiting on all resets at
-//! once with `epoll`, gives the sandbox back to the pool only once its reset succeeded. A sandbox whose command timed out,
+//! A lease is a session: its `run`s share `/tmp`. When it ends having left something behind,
+//! the releasing thread only asks the sandbox to reset (one `sendmsg`); the sandbox's init ends
+//! the session and starts a fresh one while the caller goes on, and the pool's collector
+//! thread, waiting on all resets at once with `epoll`, gives the sandbox back to the pool only
+//! once its reset succeeded. A lease that left nothing goes back at once. A sandbox whose command timed out,
 //! whose init died, or whose reset failed is destroyed, and the sweeper makes a new one to
 //! keep `min_idle` ready. The sweeper also checks idle sandboxes (one `poll` of their
 //! pidfds, never on the acquire path), so one killed from outside while idle is replaced.

@@ -111,7 +111,8 @@ pub enum SandboxError {
     /// The zygote is gone (killed from outside, or out of memory).
     #[error("the sandbox's init has died; this sandbox cannot be used any more")]
     Dead,
-    /// Wiping the session failed; the sandbox must not be reused.
+    /// Starting a fresh session failed (or the network namespace, which sessions share, is
+    /// not as it was made); the sandbox must not be reused.
     #[error("resetting the sandbox failed at '{step}'")]
     Reset {
         /// The step.

@@ -12,7 +12,7 @@
 //! let mut sandbox = Sandbox::spawn(&Policy::default())?;
 //! let out = sandbox.run(&Command::new("sh").args(["-c", "echo hello > f; cat f"]))?;
 //! assert_eq!(out.stdout, b"hello\n");
-//! sandbox.reset()?; // kills what the session left, empties /tmp
+//! sandbox.reset()?; // ends the session: a fresh one, with an empty /tmp
 //! # Ok::<(), sandpool::sandbox::SandboxError>(())
 //! ```
 //!

@@ -352,7 +352,7 @@ fn check_bind(path: &Path) -> Result<PathBuf, PolicyError> {
             return Err(PolicyError::BindReserved { path: path.to_owned() });
         }
     }
-    // The sandbox's /tmp is its own (emptied at each reset); binds below it are fine.
+    // The sandbox's /tmp is its own (new at each reset); binds below it are fine.
     if canonical == Path::new("/tmp") {
         return Err(PolicyError::BindReserved { path: path.to_owned() });
     }

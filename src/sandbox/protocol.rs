@@ -155,7 +155,7 @@ pub enum Reply {
     /// Every process but the zygote and the spawner is gone (the spawner's answer to `Kill`,
     /// after the killed command's `Exited` if one was running).
     Killed,
-    /// The session could not be wiped: the sandbox must not be reused.
+    /// No fresh session could be started: the sandbox must not be reused.
     ResetFailed {
         /// What the zygote was doing.
         step: String,
