@@ -756,6 +756,9 @@ impl Spawner {
             ),
         )?;
         fresh_session_dirs(&zygote.config, &zygote.binds)?;
+        // Its working directory was the zygote's /tmp, now covered: no command child (which
+        // copies it until its own chdir) should start from there.
+        step("enter the session's /tmp", std::env::set_current_dir("/tmp"))?;
         // Landlock's rules name inodes: the session's own (its fresh directories and /proc),
         // in a ruleset of its own that goes with the session.
         let ruleset = match (&zygote.landlock, zygote.landlock_abi) {
