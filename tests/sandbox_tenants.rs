@@ -454,7 +454,9 @@ fn unnamed_files_are_refused_as_by_a_file_system_without_them() {
 /// next id), the network namespace's counters and sockets, the processes it can see, its
 /// limits, priority, signal and capability state, and the kernel's next-id knobs. (Not the
 /// inode numbers of mqueue, pipes or sockets: the kernel counts those host-wide, so they
-/// differ between any two sandboxes and tell of the host, not of a lease.)
+/// differ between any two sandboxes and tell of the host, not of a lease; nor sockstat's
+/// host-wide fields and its count of the sockets in use now, which includes the sandbox's own
+/// and those the kernel has yet to free.)
 const FINGERPRINT: &str = r#"
 echo "pid $$"
 ls -lanR --time-style=+ /tmp /dev/shm /dev/mqueue
@@ -464,7 +466,8 @@ lsattr -d /tmp /dev/shm 2>&1
 touch /tmp/.fp && stat -c 'next inode %i' /tmp/.fp && rm /tmp/.fp
 ipcs -a
 id=$(ipcmk -M 4096 | awk '{print $NF}') && echo "next shm id $id" && ipcrm -m "$id"
-cat /proc/net/dev /proc/net/sockstat /proc/net/sockstat6 /proc/net/snmp /proc/net/netstat
+cat /proc/net/dev /proc/net/snmp /proc/net/netstat
+sed -E 's/ (orphan|alloc|mem|memory) [0-9]+//g' /proc/net/sockstat /proc/net/sockstat6 | grep -v '^sockets:'
 ls /proc | grep -c '^[0-9]'
 ulimit -a
 nice

@@ -1,0 +1,285 @@
+//! The sandbox's file system, as the zygote builds it (a minimal root, `/proc`, `/dev`, the
+//! policy's binds, the session directories) and as each session covers it with fresh session
+//! directories.
+
+use std::fs;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+
+use super::super::protocol::{BindSpec, ZygoteConfig};
+use super::super::sys;
+use super::{SANDBOX_UID, StepResult, c, cp, step};
+
+/// Host directories shown read-only (symlinks, as on merged-/usr systems, are recreated).
+use super::super::policy::VISIBLE_SYSTEM_DIRS as SYSTEM_DIRS;
+
+/// Host files and directories under `/etc` that programs need (loader cache, alternatives,
+/// time zone, certificates), shown read-only when they exist.
+const ETC_ENTRIES: [&str; 9] = [
+    "/etc/ld.so.cache",
+    "/etc/ld.so.conf",
+    "/etc/ld.so.conf.d",
+    "/etc/alternatives",
+    "/etc/localtime",
+    "/etc/ssl",
+    "/etc/ca-certificates",
+    "/etc/mime.types",
+    "/etc/protocols",
+];
+
+/// Device nodes bound from the host.
+const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
+
+/// Where the host's root sits while the new root is built.
+const OLD_ROOT: &str = "/.oldroot";
+
+fn mount_tmpfs(target: &str, options: &str) -> io::Result<()> {
+    mount_tmpfs_with(target, options, 0)
+}
+
+fn mount_tmpfs_with(target: &str, options: &str, flags: libc::c_ulong) -> io::Result<()> {
+    let flags = libc::MS_NOSUID | libc::MS_NODEV | flags;
+    sys::mount(Some(c"tmpfs"), &c(target), Some(c"tmpfs"), flags, Some(&c(options)))
+}
+
+/// Binds `source` at `target` (recursively) and sets `attrs` on the whole new subtree.
+fn bind(source: &Path, target: &Path, attrs: u64) -> io::Result<()> {
+    let t = cp(target)?;
+    sys::mount(Some(&cp(source)?), &t, None, libc::MS_BIND | libc::MS_REC, None)?;
+    sys::mount_setattr(&t, attrs, true)
+}
+
+/// Creates a mount point for `source` at `target`: a directory, or an empty file.
+fn make_mount_point(source: &Path, target: &Path) -> io::Result<()> {
+    if let Some(parent) = target.parent() {
+        fs::create_dir_all(parent)?;
+    }
+    if fs::metadata(source)?.is_dir() {
+        match fs::create_dir(target) {
+            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => Err(e),
+            _ => Ok(()),
+        }
+    } else {
+        match fs::OpenOptions::new().write(true).create(true).truncate(false).open(target) {
+            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => Err(e),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn under_old_root(path: &Path) -> PathBuf {
+    Path::new(OLD_ROOT).join(path.strip_prefix("/").unwrap_or(path))
+}
+
+const RO: u64 = sys::MOUNT_ATTR_RDONLY | sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV;
+const RW: u64 = sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV;
+
+/// A user bind: where it goes, and its mount tree until it is attached.
+pub(super) struct UserBind {
+    pub(super) spec: BindSpec,
+    tree: Option<OwnedFd>,
+}
+
+impl UserBind {
+    pub(super) fn path(&self) -> &Path {
+        Path::new(std::ffi::OsStr::from_bytes(&self.spec.path))
+    }
+
+    /// Attaches the bind's detached tree at its path, with its access mode.
+    fn mount(&mut self) -> io::Result<()> {
+        let tree = self.tree.take().ok_or_else(|| io::Error::from_raw_os_error(libc::EBADF))?;
+        let target = self.path().to_owned();
+        make_mount_point(Path::new(&format!("/proc/self/fd/{}", tree.as_raw_fd())), &target)?;
+        let t = cp(&target)?;
+        sys::attach_tree(tree.as_fd(), &t)?;
+        sys::mount_setattr(&t, if self.spec.writable { RW } else { RO }, true)
+    }
+}
+
+pub(super) fn build_root(config: &ZygoteConfig, mut trees: Vec<OwnedFd>) -> StepResult<Vec<UserBind>> {
+    step("make mounts private", sys::mount(None, c"/", None, libc::MS_REC | libc::MS_PRIVATE, None))?;
+    step("mount the new root", mount_tmpfs("/tmp", "size=4m,mode=0755"))?;
+    step("create the old-root mount point", fs::create_dir("/tmp/.oldroot"))?;
+    step("pivot_root", sys::pivot_root(c"/tmp", c"/tmp/.oldroot"))?;
+    step("enter the new root", std::env::set_current_dir("/"))?;
+
+    for dir in SYSTEM_DIRS {
+        let host = under_old_root(Path::new(dir));
+        let Ok(meta) = fs::symlink_metadata(&host) else { continue };
+        if meta.file_type().is_symlink() {
+            let target = step(format!("read link {dir}"), fs::read_link(&host))?;
+            step(format!("link {dir}"), symlink(target, dir))?;
+        } else if meta.is_dir() {
+            step(format!("create {dir}"), fs::create_dir(dir))?;
+            step(format!("bind {dir}"), bind(&host, Path::new(dir), RO))?;
+        }
+    }
+
+    step("create /etc", fs::create_dir("/etc"))?;
+    for entry in ETC_ENTRIES {
+        let host = under_old_root(Path::new(entry));
+        if fs::metadata(&host).is_ok() {
+            step(format!("mount point {entry}"), make_mount_point(&host, Path::new(entry)))?;
+            step(format!("bind {entry}"), bind(&host, Path::new(entry), RO))?;
+        }
+    }
+    if config.share_network {
+        let host = under_old_root(Path::new("/etc/resolv.conf"));
+        if fs::metadata(&host).is_ok() {
+            step("mount point /etc/resolv.conf", make_mount_point(&host, Path::new("/etc/resolv.conf")))?;
+            step("bind /etc/resolv.conf", bind(&host, Path::new("/etc/resolv.conf"), RO))?;
+        }
+    }
+    let uid = SANDBOX_UID;
+    let files = [
+        (
+            "/etc/passwd",
+            format!(
+                "root:x:0:0:root:/root:/bin/sh\nsandbox:x:{uid}:{uid}:sandbox:/tmp:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
+            ),
+        ),
+        ("/etc/group", format!("root:x:0:\nsandbox:x:{uid}:\nnogroup:x:65534:\n")),
+        ("/etc/hostname", "sandpool\n".to_string()),
+        ("/etc/hosts", "127.0.0.1\tlocalhost sandpool\n::1\tlocalhost ip6-localhost ip6-loopback\n".to_string()),
+        ("/etc/nsswitch.conf", "passwd: files\ngroup: files\nhosts: files dns\n".to_string()),
+    ];
+    for (path, text) in files {
+        step(format!("write {path}"), fs::write(path, text))?;
+    }
+
+    step("create /proc", fs::create_dir("/proc"))?;
+    step(
+        "mount /proc",
+        sys::mount(Some(c"proc"), c"/proc", Some(c"proc"), libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC, None),
+    )?;
+
+    step("create /dev", fs::create_dir("/dev"))?;
+    step("mount /dev", mount_tmpfs("/dev", "size=64k,mode=0755"))?;
+    // The tmpfs above is nodev; each node is a bind of the host's own node (a user namespace
+    // cannot mknod), which keeps the host mount's device access.
+    for node in DEVICES {
+        let host = under_old_root(&Path::new("/dev").join(node));
+        if fs::metadata(&host).is_err() {
+            continue;
+        }
+        let target = Path::new("/dev").join(node);
+        step(format!("mount point /dev/{node}"), make_mount_point(&host, &target))?;
+        step(
+            format!("bind /dev/{node}"),
+            sys::mount(
+                Some(&cp(&host).unwrap_or_default()),
+                &cp(&target).unwrap_or_default(),
+                None,
+                libc::MS_BIND,
+                None,
+            ),
+        )?;
+        step(
+            format!("restrict /dev/{node}"),
+            sys::mount_setattr(&cp(&target).unwrap_or_default(), sys::MOUNT_ATTR_NOSUID, false),
+        )?;
+    }
+    for (name, target) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ] {
+        step(format!("link /dev/{name}"), symlink(target, Path::new("/dev").join(name)))?;
+    }
+    step("create /dev/shm", fs::create_dir("/dev/shm"))?;
+    step("create /dev/mqueue", fs::create_dir("/dev/mqueue"))?;
+    step("create /tmp", fs::create_dir("/tmp"))?;
+    mount_session_dirs(config)?;
+
+    // Trees sent by the host come in bind order; take them before sorting.
+    trees.reverse();
+    let mut specs = Vec::new();
+    for spec in &config.binds {
+        let path = Path::new(std::ffi::OsStr::from_bytes(&spec.path)).to_owned();
+        let tree = if spec.has_tree {
+            trees.pop().ok_or_else(|| {
+                (format!("receive the tree of {}", path.display()), io::Error::from_raw_os_error(libc::EPROTO))
+            })?
+        } else {
+            let host = cp(&under_old_root(&path)).map_err(|e| (format!("bind {}", path.display()), e))?;
+            step(format!("open bind source {}", path.display()), sys::clone_tree(None, &host))?
+        };
+        specs.push(UserBind { spec: spec.clone(), tree: Some(tree) });
+    }
+    // Parents before children, so a bind inside another lands on top of it.
+    specs.sort_by_key(|b| b.spec.path.iter().filter(|&&ch| ch == b'/').count());
+    for b in &mut specs {
+        step(format!("bind {}", b.path().display()), b.mount())?;
+    }
+    let binds = specs;
+
+    step("detach the host's root", sys::umount2(&c(OLD_ROOT), libc::MNT_DETACH))?;
+    step("remove the old-root mount point", fs::remove_dir(OLD_ROOT))?;
+    step("make / read-only", sys::mount_setattr(c"/", RO, false))?;
+    step("make /dev read-only", sys::mount_setattr(c"/dev", sys::MOUNT_ATTR_RDONLY | sys::MOUNT_ATTR_NOSUID, false))?;
+    Ok(binds)
+}
+
+/// Most files and directories the session's `/tmp` (and `/dev/shm`) may hold.
+const SESSION_INODES: u64 = 65_536;
+
+/// The mount options of `/tmp` and `/dev/shm`.
+fn session_tmpfs_options(config: &ZygoteConfig) -> String {
+    format!(
+        "size={},nr_inodes={SESSION_INODES},mode=1777,uid={SANDBOX_UID},gid={SANDBOX_UID}",
+        config.tmp_size.max(4096)
+    )
+}
+
+fn mount_mqueue() -> io::Result<()> {
+    let flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC | libc::MS_NOATIME;
+    sys::mount(Some(c"mqueue"), c"/dev/mqueue", Some(c"mqueue"), flags, None)
+}
+
+/// Mounts the size-capped `/tmp` and `/dev/shm`, and `/dev/mqueue`, all `noatime`: reading a
+/// session directory leaves its times as they were, so only a command's changes move them.
+/// Each session covers them with fresh ones ([`fresh_session_dirs`]); these are the mount
+/// points the binds below them are first attached to, and the directories Landlock's rules
+/// name.
+fn mount_session_dirs(config: &ZygoteConfig) -> StepResult<()> {
+    let opts = session_tmpfs_options(config);
+    step("mount /tmp", mount_tmpfs_with("/tmp", &opts, libc::MS_NOATIME))?;
+    step("mount /dev/shm", mount_tmpfs_with("/dev/shm", &opts, libc::MS_NOATIME))?;
+    step("mount /dev/mqueue", mount_mqueue())
+}
+
+/// Covers the session directories, in the session's own mount namespace, with fresh file
+/// systems: a new tmpfs on `/tmp` and `/dev/shm` (the policy's binds below them attached
+/// again, as clones of the mounts they cover), a new mqueue (of the session's new IPC
+/// namespace) on `/dev/mqueue`. So nothing an earlier session did shows, not even what no
+/// call can undo: inode numbers, times (change times included), IPC ids. Landlock's rules
+/// name the directories they cover, which the walk from a file up to the root still passes.
+pub(super) fn fresh_session_dirs(config: &ZygoteConfig, binds: &[UserBind]) -> StepResult<()> {
+    let opts = session_tmpfs_options(config);
+    for dir in ["/tmp", "/dev/shm"] {
+        let below = format!("{dir}/");
+        let mut kept = Vec::new();
+        for b in binds.iter().filter(|b| b.spec.path.starts_with(below.as_bytes())) {
+            let path = b.path();
+            // A bind inside another kept one comes along with it (the clone is recursive).
+            if kept.iter().any(|(outer, _): &(&Path, OwnedFd)| path.starts_with(outer)) {
+                continue;
+            }
+            let tree =
+                step(format!("keep the bind {}", path.display()), cp(path).and_then(|p| sys::clone_tree(None, &p)))?;
+            kept.push((path, tree));
+        }
+        step(format!("mount a fresh {dir}"), mount_tmpfs_with(dir, &opts, libc::MS_NOATIME))?;
+        // In bind order: parents before children.
+        for (path, tree) in kept {
+            let attach = make_mount_point(Path::new(&format!("/proc/self/fd/{}", tree.as_raw_fd())), path)
+                .and_then(|()| sys::attach_tree(tree.as_fd(), &cp(path)?));
+            step(format!("bind {} again", path.display()), attach)?;
+        }
+    }
+    step("mount a fresh /dev/mqueue", mount_mqueue())
+}
