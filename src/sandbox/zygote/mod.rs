@@ -73,8 +73,9 @@ fn wait_for(socket: &OwnedFd, signals: &OwnedFd) -> (bool, bool) {
     (fds[0].revents != 0, fds[1].revents != 0)
 }
 
-/// The sandbox's init: builds the sandbox, keeps the privileges that resets need, and never
-/// runs a command itself.
+/// The sandbox's init: builds the sandbox, keeps the privileges that making sessions needs
+/// (under the sandbox's seccomp filter), starts one per reset, and never runs a command
+/// itself.
 struct Zygote {
     control: OwnedFd,
     signals: OwnedFd,

@@ -62,9 +62,9 @@ pub(super) struct Spawner {
     no_fork: Option<sys::SeccompProgram>,
     stack: CommandStack,
     running: Option<i32>,
-    /// How the session directories look when the session is as a reset leaves it (`None`
-    /// if they could not be read, or hold plain directories for nested binds: then no
-    /// session counts as untouched).
+    /// How the session directories look when the session starts (`None` if they could not
+    /// be read, or hold plain directories for nested binds: then no session counts as
+    /// untouched).
     pristine: Option<[SessionDir; 3]>,
     /// The sandbox's own network namespace, whose sockets and counters are session state;
     /// `None` with the host's network.
@@ -149,7 +149,7 @@ fn pristine_session_dirs(fds: &[OwnedFd]) -> Option<[SessionDir; 3]> {
         if state.stat.size <= EMPTY_DIR_SIZE {
             continue;
         }
-        // Only binds' mount points may be there (a reset removed everything else).
+        // Only binds' mount points may be there (a session starts with nothing else).
         let path = Path::new(std::ffi::OsStr::from_bytes(dir.to_bytes()));
         for entry in fs::read_dir(path).ok()? {
             let c_path = cp(&entry.ok()?.path()).ok()?;
