@@ -456,7 +456,8 @@ fn unnamed_files_are_refused_as_by_a_file_system_without_them() {
 /// inode numbers of mqueue, pipes or sockets: the kernel counts those host-wide, so they
 /// differ between any two sandboxes and tell of the host, not of a lease; nor sockstat's
 /// host-wide fields and its count of the sockets in use now, which includes the sandbox's own
-/// and those the kernel has yet to free.)
+/// and those the kernel has yet to free; nor `SigQ`, the user's signals queued at that
+/// moment; the processes it sees are counted from one `ls`, not a pipeline racing it.)
 const FINGERPRINT: &str = r#"
 echo "pid $$"
 ls -lanR --time-style=+ /tmp /dev/shm /dev/mqueue
@@ -468,10 +469,10 @@ ipcs -a
 id=$(ipcmk -M 4096 | awk '{print $NF}') && echo "next shm id $id" && ipcrm -m "$id"
 cat /proc/net/dev /proc/net/snmp /proc/net/netstat
 sed -E 's/ (orphan|alloc|mem|memory) [0-9]+//g' /proc/net/sockstat /proc/net/sockstat6 | grep -v '^sockets:'
-ls /proc | grep -c '^[0-9]'
+ls /proc > /tmp/.procs && grep -c '^[0-9]' /tmp/.procs && rm /tmp/.procs
 ulimit -a
 nice
-grep -E '^(Sig|Shd|Cap|NoNewPrivs|Seccomp|Cpus_allowed)' /proc/self/status
+grep -E '^(SigPnd|ShdPnd|SigBlk|SigIgn|SigCgt|Cap|NoNewPrivs|Seccomp|Cpus_allowed)' /proc/self/status
 cat /proc/sys/kernel/ns_last_pid /proc/sys/kernel/shm_next_id /proc/sys/kernel/msg_next_id /proc/sys/kernel/sem_next_id
 "#;
 
