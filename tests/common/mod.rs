@@ -198,3 +198,47 @@ pub fn tmpfs_user_xattrs(test: &str) -> bool {
     }
     true
 }
+
+/// The cgroup directories of this test process's sandboxes (`sb-<pid>-<n>`), found in every
+/// cgroup hierarchy mounted here, v1 and v2 alike: what a "nothing left behind" check must
+/// look at, whichever version the host uses.
+pub fn sandbox_cgroups() -> Vec<PathBuf> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let roots: Vec<PathBuf> = mountinfo
+        .lines()
+        .filter_map(|l| {
+            let (pre, post) = l.split_once(" - ")?;
+            let fstype = post.split_whitespace().next()?;
+            let mount_point = pre.split_whitespace().nth(4)?;
+            (fstype == "cgroup" || fstype == "cgroup2").then(|| PathBuf::from(mount_point))
+        })
+        .collect();
+    let prefix = format!("sb-{}-", std::process::id());
+    let mut found = Vec::new();
+    let mut todo: Vec<(PathBuf, usize)> = roots.into_iter().map(|r| (r, 0)).collect();
+    while let Some((dir, depth)) = todo.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for e in entries.flatten() {
+            if !e.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            if e.file_name().to_string_lossy().starts_with(&prefix) {
+                found.push(e.path());
+            } else if depth < 6 {
+                todo.push((e.path(), depth + 1));
+            }
+        }
+    }
+    found.sort();
+    found.dedup();
+    found
+}
+
+/// Whether `sandbox`'s report says a cgroup (v1 or v2) enforces its memory limit.
+pub fn has_cgroups(sandbox: &Sandbox) -> bool {
+    use sandpool::sandbox::Enforcement;
+    sandbox
+        .isolation()
+        .limit("memory")
+        .is_some_and(|l| matches!(l.enforced_by, Enforcement::CgroupV1 | Enforcement::CgroupV2))
+}
