@@ -41,6 +41,12 @@ fn the_pool_keeps_serving_through_kills_timeouts_and_floods() {
             .unwrap(),
     );
     assert!(pool.warm_up(Duration::from_secs(30)));
+    // The probe of live inits works (a sandbox still being made counts as live before its
+    // init has named itself: on a slow host, wait for it).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while zygotes().len() != pool.stats().pool.live && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
     assert_eq!(zygotes().len(), pool.stats().pool.live, "the probe of live inits works");
 
     let stop = Arc::new(AtomicBool::new(false));
