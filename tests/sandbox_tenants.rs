@@ -37,6 +37,13 @@ fn blocked_signals(pid: i32) -> u64 {
     u64::from_str_radix(hex, 16).unwrap()
 }
 
+/// Runs `cmd` in one lease of `pool` and ends the lease: the sandbox's pid and the output.
+fn one_lease(pool: &SandboxPool, cmd: &Command) -> (i32, String) {
+    let mut lease = pool.acquire().unwrap();
+    let out = lease.run(cmd).unwrap();
+    (lease.pid(), stdout(&out))
+}
+
 #[test]
 fn the_spawner_stays_non_dumpable_after_commands_and_commands_still_go_first_out_of_memory() {
     let mut sb = Sandbox::spawn(&default_policy()).unwrap();
@@ -105,12 +112,8 @@ fn a_socket_left_in_time_wait_never_reaches_the_next_lease() {
 
     // Through the pool: the next lease gets another sandbox, with no socket at all.
     let pool = SandboxPool::builder(probe_policy().build().unwrap()).max_size(1).min_idle(1).build().unwrap();
-    let first = {
-        let mut lease = pool.acquire().unwrap();
-        let out = lease.run(&Command::new(probe()).arg("timewait")).unwrap();
-        assert_eq!(stdout(&out), "ok");
-        lease.pid()
-    };
+    let (first, out) = one_lease(&pool, &Command::new(probe()).arg("timewait"));
+    assert_eq!(out, "ok");
     let deadline = Instant::now() + Duration::from_secs(60);
     while pool.stats().reset_failures == 0 {
         assert!(Instant::now() < deadline, "the dirty sandbox was not refused: {:?}", pool.stats());
@@ -252,11 +255,7 @@ fn a_change_to_the_spawner_marks_the_session_dirty_and_the_next_session_has_a_ne
 
     // Through the pool: the dirty lease is reset before the next one.
     let pool = SandboxPool::builder(policy()).max_size(1).min_idle(1).build().unwrap();
-    {
-        let mut lease = pool.acquire().unwrap();
-        let out = lease.run(&Command::new(probe()).args(["lowerlimit", "1"])).unwrap();
-        assert_eq!(stdout(&out), "ok");
-    }
+    assert_eq!(one_lease(&pool, &Command::new(probe()).args(["lowerlimit", "1"])).1, "ok");
     let mut lease = pool.acquire().unwrap();
     assert_eq!(pool.stats().resets, 1, "{:?}", pool.stats());
     let out = lease.run(&Command::new("/bin/sh").args(["-c", limit()])).unwrap();
@@ -281,12 +280,8 @@ fn the_pid_counter_starts_afresh_for_each_lease() {
     // A command that forked and reaped its children leaves the session untouched; the next
     // one, of the next lease, starts from the same pid as in a fresh sandbox.
     let pool = SandboxPool::builder(probe_policy().build().unwrap()).max_size(1).min_idle(1).build().unwrap();
-    let first = {
-        let mut lease = pool.acquire().unwrap();
-        let out = lease.run(&Command::new(probe()).args(["forkmany", "30"])).unwrap();
-        assert_eq!(stdout(&out), "30");
-        lease.pid()
-    };
+    let (first, out) = one_lease(&pool, &Command::new(probe()).args(["forkmany", "30"]));
+    assert_eq!(out, "30");
     let mut lease = pool.acquire().unwrap();
     assert_eq!(lease.pid(), first, "the same sandbox, handed on without a reset");
     let out = lease.run(&Command::new(probe()).arg("pid")).unwrap();
@@ -294,10 +289,17 @@ fn the_pid_counter_starts_afresh_for_each_lease() {
     assert!(pool.stats().resets_skipped > 0, "{:?}", pool.stats());
 }
 
-/// Loopback's received-packet counter, as a command reads it from `/proc/net/dev`.
-fn loopback_packets(sb: &mut Sandbox) -> u64 {
-    let line = stdout(&sh(sb, "grep 'lo:' /proc/net/dev"));
+/// Prints loopback's line of `/proc/net/dev`.
+const LOOPBACK_LINE: &str = "grep 'lo:' /proc/net/dev";
+
+/// The received-packet counter of [`LOOPBACK_LINE`]'s output.
+fn received_packets(line: &str) -> u64 {
     line.split_once(':').unwrap().1.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// Loopback's received-packet counter, as a command reads it.
+fn loopback_packets(sb: &mut Sandbox) -> u64 {
+    received_packets(&stdout(&sh(sb, LOOPBACK_LINE)))
 }
 
 #[test]
@@ -314,17 +316,12 @@ fn traffic_a_lease_sent_never_shows_in_the_next_lease_counters() {
 
     // Through the pool: the next lease gets a namespace that has seen nothing.
     let pool = SandboxPool::builder(probe_policy().build().unwrap()).max_size(1).min_idle(1).build().unwrap();
-    let first = {
-        let mut lease = pool.acquire().unwrap();
-        let out = lease.run(&Command::new(probe()).args(["udp", "127.0.0.1"])).unwrap();
-        assert_eq!(stdout(&out), "ok");
-        lease.pid()
-    };
+    let (first, out) = one_lease(&pool, &Command::new(probe()).args(["udp", "127.0.0.1"]));
+    assert_eq!(out, "ok");
     let mut lease = pool.acquire().unwrap();
     assert_ne!(lease.pid(), first, "the sandbox whose namespace saw traffic was replaced");
-    let out = lease.run(&Command::new("/bin/sh").args(["-c", "grep 'lo:' /proc/net/dev"])).unwrap();
-    let packets: u64 = stdout(&out).split_once(':').unwrap().1.split_whitespace().nth(1).unwrap().parse().unwrap();
-    assert_eq!(packets, 0, "the next lease sees no packet of the previous one");
+    let out = lease.run(&Command::new("/bin/sh").args(["-c", LOOPBACK_LINE])).unwrap();
+    assert_eq!(received_packets(&stdout(&out)), 0, "the next lease sees no packet of the previous one");
 }
 
 #[test]

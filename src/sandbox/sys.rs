@@ -768,7 +768,7 @@ pub(crate) fn add_unreachable_default_route(family: c_int) -> io::Result<()> {
     const RT_TABLE_MAIN: u8 = 254;
     const RTPROT_BOOT: u8 = 3;
     const RT_SCOPE_UNIVERSE: u8 = 0;
-    // SAFETY: a plain socket call.
+    // SAFETY: integer arguments only; the new descriptor is owned by `sock` at once.
     let sock =
         owned(unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, libc::NETLINK_ROUTE) })?;
     let request = NewRouteRequest {

@@ -214,7 +214,8 @@ impl Zygote {
         match step("fork the spawner", sys::fork_zygote())? {
             Some(_) => {
                 drop(spawner_end);
-                let mut buf = vec![0u8; MAX_MESSAGE];
+                // Its first message is short: ready, or a failed step (a path at most).
+                let mut buf = [0u8; 8192];
                 let mut fds = Vec::new();
                 let n = step("hear from the spawner", sys::recv_with_fds(host_end.as_fd(), &mut buf, &mut fds))?;
                 match Reply::decode(&buf[..n]) {
