@@ -32,7 +32,14 @@ pub(crate) struct CgroupSupport {
 fn writable_dir(path: &Path) -> bool {
     use std::os::unix::ffi::OsStrExt;
     let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else { return false };
-    std::fs::metadata(path).is_ok_and(|m| m.is_dir()) && super::sys::can_write(&c)
+    std::fs::metadata(path).is_ok_and(|m| m.is_dir())
+        && rustix::fs::accessat(
+            rustix::fs::CWD,
+            c.as_c_str(),
+            rustix::fs::Access::WRITE_OK,
+            rustix::fs::AtFlags::EACCESS,
+        )
+        .is_ok()
 }
 
 /// The v2 directory this process lives in, if v2 is mounted.
@@ -132,7 +139,8 @@ impl SandboxCgroups {
     /// Makes the sandbox's cgroups and sets their limits.
     pub(crate) fn create(memory_bytes: u64, max_processes: u64) -> Result<Self, (String, io::Error)> {
         static NEXT: AtomicU64 = AtomicU64::new(0);
-        let name = format!("sb-{}-{}", super::sys::getpid(), NEXT.fetch_add(1, Ordering::Relaxed));
+        let name =
+            format!("sb-{}-{}", rustix::process::getpid().as_raw_nonzero(), NEXT.fetch_add(1, Ordering::Relaxed));
         let support = support();
         let mut cg = SandboxCgroups::default();
         if let Some(home) = &support.memory {

@@ -45,24 +45,25 @@
 //! and without it. See [`SessionSeparation`].
 
 mod cgroup;
+mod channel;
 mod command;
+mod confine;
 mod error;
+mod host;
 mod isolation;
-mod landlock;
-mod network;
 mod policy;
 pub mod probe;
 #[doc(hidden)]
 pub mod protocol;
 mod readiness;
-mod seccomp;
 mod sys;
 mod zygote;
 
-use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::sync::OnceLock;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
+
+use rustix::event::PollFlags;
+use rustix::thread::UnshareFlags;
 
 pub use command::{Command, CommandError, DEFAULT_PATH, ExitStatus, KillReason, MAX_ARGS_BYTES, Output, ResourceUsage};
 pub use error::SandboxError;
@@ -71,7 +72,8 @@ pub use policy::{Bind, Network, Policy, PolicyBuilder, PolicyError, Requirement}
 pub use readiness::Readiness;
 
 use cgroup::SandboxCgroups;
-use protocol::{BindSpec, Reply, Request, RunRequest, ZygoteConfig, ZygoteReport};
+use host::{SpawnGuard, errno, escaped, last_cap, recv_reply, take_runner, wait_reply};
+use protocol::{BindSpec, Reply, Request, RunRequest, SpawnStep, ZygoteConfig, ZygoteReport};
 
 /// The uid (and gid) commands run as inside every sandbox.
 pub const SANDBOX_UID: u32 = zygote::SANDBOX_UID;
@@ -91,36 +93,6 @@ const CONTROL_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long the host waits for a killed command to be reported before declaring the sandbox
 /// dead.
 const KILL_GRACE: Duration = Duration::from_secs(10);
-
-fn self_image() -> Result<BorrowedFd<'static>, SandboxError> {
-    static IMAGE: OnceLock<Result<OwnedFd, i32>> = OnceLock::new();
-    let image = IMAGE
-        .get_or_init(|| sys::open(c"/proc/self/exe", libc::O_PATH).map_err(|e| e.raw_os_error().unwrap_or(libc::EIO)));
-    match image {
-        Ok(fd) => Ok(fd.as_fd()),
-        Err(errno) => Err(SandboxError::OpenImage(io::Error::from_raw_os_error(*errno))),
-    }
-}
-
-fn dev_null() -> Result<BorrowedFd<'static>, SandboxError> {
-    static NULL: OnceLock<Result<OwnedFd, i32>> = OnceLock::new();
-    let null =
-        NULL.get_or_init(|| sys::open(c"/dev/null", libc::O_RDWR).map_err(|e| e.raw_os_error().unwrap_or(libc::EIO)));
-    match null {
-        Ok(fd) => Ok(fd.as_fd()),
-        Err(errno) => {
-            Err(SandboxError::Channel { what: "/dev/null handle", source: io::Error::from_raw_os_error(*errno) })
-        }
-    }
-}
-
-/// The highest capability number this kernel knows.
-pub(crate) fn last_cap() -> u32 {
-    static LAST: OnceLock<u32> = OnceLock::new();
-    *LAST.get_or_init(|| {
-        std::fs::read_to_string("/proc/sys/kernel/cap_last_cap").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(40)
-    })
-}
 
 /// One live sandbox. Dropping it (or [`Sandbox::destroy`]) kills its init through the pidfd,
 /// which takes every process of the sandbox with it, reaps it and removes its cgroups.
@@ -142,211 +114,15 @@ pub struct Sandbox {
     used: bool,
 }
 
-/// Kills and reaps a half-made zygote if spawning fails after the clone.
-struct SpawnGuard {
-    pidfd: Option<OwnedFd>,
-}
-
-impl Drop for SpawnGuard {
-    fn drop(&mut self) {
-        if let Some(fd) = self.pidfd.take() {
-            let _ = sys::pidfd_send_signal(fd.as_fd(), libc::SIGKILL);
-            let _ = sys::wait_pidfd(fd.as_fd(), true);
-        }
-    }
-}
-
-fn write_id_maps(pid: i32, host_uid: u32, host_gid: u32, privileged: bool) -> io::Result<()> {
-    let proc = format!("/proc/{pid}");
-    if !privileged {
-        std::fs::write(format!("{proc}/setgroups"), "deny")?;
-    }
-    std::fs::write(format!("{proc}/uid_map"), format!("{SANDBOX_UID} {host_uid} 1\n"))?;
-    std::fs::write(format!("{proc}/gid_map"), format!("{SANDBOX_UID} {host_gid} 1\n"))?;
-    Ok(())
-}
-
-/// Waits for one reply from the zygote, or its death, or `deadline` (one deadline for the
-/// whole wait, whatever the sandbox sends meanwhile).
-fn wait_reply(
-    control: BorrowedFd<'_>,
-    pidfd: BorrowedFd<'_>,
-    deadline: Instant,
-    step: &'static str,
-) -> Result<(Reply, Vec<OwnedFd>), SandboxError> {
-    loop {
-        let mut fds = [
-            libc::pollfd { fd: control.as_raw_fd(), events: libc::POLLIN, revents: 0 },
-            libc::pollfd { fd: pidfd.as_raw_fd(), events: libc::POLLIN, revents: 0 },
-        ];
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(SandboxError::Control { step, source: io::Error::from(io::ErrorKind::TimedOut) });
-        }
-        sys::poll(&mut fds, Some(left)).map_err(|source| SandboxError::Control { step, source })?;
-        if fds[0].revents & libc::POLLIN != 0 {
-            return recv_reply(control, step);
-        }
-        if fds[0].revents != 0 || fds[1].revents != 0 {
-            return Err(SandboxError::Dead);
-        }
-    }
-}
-
-/// Receives one reply. Only `Ready` may carry a descriptor (the spawner's socket): any other
-/// reply with descriptors attached comes from a sandbox that is not behaving, and is refused.
-fn recv_reply(control: BorrowedFd<'_>, step: &'static str) -> Result<(Reply, Vec<OwnedFd>), SandboxError> {
-    let mut buf = [0u8; 4096];
-    let mut fds = Vec::new();
-    let n = sys::recv_with_fds(control, &mut buf, &mut fds).map_err(|source| {
-        discard_descriptors(std::mem::take(&mut fds));
-        SandboxError::Control { step, source }
-    })?;
-    if n == 0 {
-        discard_descriptors(fds);
-        return Err(SandboxError::Dead);
-    }
-    let reply = Reply::decode(&buf[..n]);
-    if !fds.is_empty() && !matches!(reply, Ok(Reply::Ready(_))) {
-        discard_descriptors(fds);
-        return Err(SandboxError::Protocol(protocol::DecodeError::unexpected()));
-    }
-    Ok((reply?, fds))
-}
-
-/// Closes descriptors a sandbox sent unasked on a thread of their own: the last close of a
-/// socket the sandbox set up (`SO_LINGER`, say) may block, and must not block the caller.
-fn discard_descriptors(fds: Vec<OwnedFd>) {
-    if fds.is_empty() {
-        return;
-    }
-    let spawned = std::thread::Builder::new().name("sandpool-discard".into()).spawn(move || drop(fds));
-    if let Err(e) = spawned {
-        tracing::warn!(error = %e, "sandpool: no thread to close a sandbox's stray descriptors; closing them here");
-    }
-}
-
-/// What a sandbox says, made safe to print: control characters (terminal escape sequences
-/// among them) escaped, and at most 200 characters kept. Its words are data, never trusted.
-fn escaped(text: &str) -> String {
-    const MOST: usize = 200;
-    let mut out = String::new();
-    for (i, ch) in text.chars().enumerate() {
-        if i == MOST {
-            out.push_str("...");
-            break;
-        }
-        if ch.is_control() || ch == '\\' {
-            out.extend(ch.escape_default());
-        } else {
-            out.push(ch);
-        }
-    }
-    out
-}
-
-/// The spawner's socket, which comes with `Ready`.
-fn take_runner(mut fds: Vec<OwnedFd>) -> Result<OwnedFd, SandboxError> {
-    if fds.len() != 1 {
-        return Err(SandboxError::Protocol(protocol::DecodeError::unexpected()));
-    }
-    Ok(fds.pop().expect("one descriptor"))
-}
-
-/// Idmapped copies of the mount trees of the binds the sandbox's user could not use otherwise
-/// (a read-only bind whose root others cannot read, a read-write one others cannot write), so
-/// that the sandbox acts as the owner of the bound path. Root hosts only: an unprivileged
-/// host's sandbox user already is the owner of what it binds. Where an idmapped mount is
-/// impossible (the file system does not support it), the bind falls back to a plain one and
-/// the report says so.
-fn idmapped_trees(policy: &Policy, missing: &mut Vec<String>) -> (Vec<bool>, Vec<OwnedFd>) {
-    use std::os::unix::fs::MetadataExt;
-    let mut has_tree = Vec::new();
-    let mut trees = Vec::new();
-    for b in &policy.binds {
-        let meta = match std::fs::metadata(&b.path) {
-            Ok(m) => m,
-            Err(e) => {
-                missing.push(format!("bind of {}: {e}", b.path.display()));
-                has_tree.push(false);
-                continue;
-            }
-        };
-        // Only where the sandbox's user could not otherwise use the bind's root: mapping its
-        // owner hands the sandbox every file of that owner below it, which `--ro /etc` must
-        // not do for /etc/shadow.
-        let others = meta.mode() & 0o007;
-        let (r, w, x) = (others & 4 != 0, others & 2 != 0, others & 1 != 0);
-        let usable = match (meta.is_dir(), b.writable) {
-            (true, true) => r && w && x,
-            (true, false) => r && x,
-            (false, true) => r && w,
-            (false, false) => r,
-        };
-        if usable {
-            has_tree.push(false);
-            continue;
-        }
-        match idmapped_tree(&b.path, meta.uid(), meta.gid()) {
-            Ok(t) => {
-                trees.push(t);
-                has_tree.push(true);
-            }
-            Err(e) => {
-                missing.push(format!(
-                    "idmapped bind of {}: {e}; bound as is, the sandbox's user gets only what host uid {HOST_UID_WHEN_ROOT} may do there",
-                    b.path.display()
-                ));
-                has_tree.push(false);
-            }
-        }
-    }
-    (has_tree, trees)
-}
-
-fn idmapped_tree(path: &std::path::Path, uid: u32, gid: u32) -> io::Result<OwnedFd> {
-    static USERNS: std::sync::Mutex<Vec<((u32, u32), OwnedFd)>> = std::sync::Mutex::new(Vec::new());
-    let c_path = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str()))
-        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-    let tree = sys::clone_tree(None, &c_path)?;
-    // One namespace per owner, made once: spawning is not the hot path, but it is frequent.
-    let mut cache = USERNS.lock().unwrap_or_else(|p| p.into_inner());
-    let userns = match cache.iter().position(|(k, _)| *k == (uid, gid)) {
-        Some(i) => &cache[i].1,
-        None => {
-            let ns = sys::userns_with_maps(
-                &format!("{uid} {HOST_UID_WHEN_ROOT} 1\n"),
-                &format!("{gid} {HOST_UID_WHEN_ROOT} 1\n"),
-            )?;
-            cache.push(((uid, gid), ns));
-            &cache.last().expect("just pushed").1
-        }
-    };
-    sys::idmap_tree(tree.as_fd(), userns.as_fd())?;
-    Ok(tree)
-}
-
-/// The most one TCP socket of a sandbox may buffer each way: a sixty-fourth of its memory
-/// limit, at least 64 KiB. The kernel's own maximum (32 MiB to receive here) lets a hundred
-/// loopback connections pin gigabytes where no cgroup charges socket memory; with v1's TCP
-/// limit or v2 they are charged too, and this only keeps one socket from taking it all.
-fn socket_buffer_max(memory_bytes: u64) -> u64 {
-    (memory_bytes / 64).max(64 << 10)
-}
-
-fn errno(e: i32) -> io::Error {
-    io::Error::from_raw_os_error(e)
-}
-
 impl Sandbox {
     /// Makes a sandbox as `policy` says. Fails, saying which step and why, if any required
     /// layer cannot be applied.
     pub fn spawn(policy: &Policy) -> Result<Sandbox, SandboxError> {
         // Keep the zygote's entry point linked into every image that spawns sandboxes.
         std::hint::black_box(&sys::ZYGOTE_ENTRY);
-        let image = self_image()?;
-        let null = dev_null()?;
-        let (euid, egid) = sys::effective_ids();
+        let image = host::self_image()?;
+        let null = host::dev_null()?;
+        let (euid, egid) = (rustix::process::geteuid().as_raw(), rustix::process::getegid().as_raw());
         let privileged = euid == 0;
         let (host_uid, host_gid) = if privileged { (HOST_UID_WHEN_ROOT, HOST_UID_WHEN_ROOT) } else { (euid, egid) };
 
@@ -367,20 +143,20 @@ impl Sandbox {
         };
 
         let (has_tree, trees) = if privileged {
-            idmapped_trees(policy, &mut missing)
+            host::idmapped_trees(policy, &mut missing)
         } else {
             (vec![false; policy.binds.len()], Vec::new())
         };
         let (host_end, zygote_end) =
-            sys::seqpacket_pair().map_err(|source| SandboxError::Channel { what: "control socket", source })?;
-        let mut namespaces = sys::CLONE_NEWUSER
-            | sys::CLONE_NEWNS
-            | sys::CLONE_NEWPID
-            | sys::CLONE_NEWIPC
-            | sys::CLONE_NEWUTS
-            | sys::CLONE_NEWCGROUP;
+            channel::socket_pair().map_err(|source| SandboxError::Channel { what: "control socket", source })?;
+        let mut namespaces = UnshareFlags::NEWUSER
+            | UnshareFlags::NEWNS
+            | UnshareFlags::NEWPID
+            | UnshareFlags::NEWIPC
+            | UnshareFlags::NEWUTS
+            | UnshareFlags::NEWCGROUP;
         if policy.network == Network::LoopbackOnly {
-            namespaces |= sys::CLONE_NEWNET;
+            namespaces |= UnshareFlags::NEWNET;
         }
         let zygote = sys::spawn_zygote(
             namespaces,
@@ -391,7 +167,7 @@ impl Sandbox {
             &[sys::ZYGOTE_ENV],
             last_cap(),
         )
-        .map_err(|(step, source)| SandboxError::Clone { step, source })?;
+        .map_err(|(step, source)| SandboxError::Clone { step: step.name(), source })?;
         drop(zygote_end);
         let mut guard = SpawnGuard { pidfd: Some(zygote.pidfd) };
         let pidfd = guard.pidfd.as_ref().expect("just set").as_fd();
@@ -400,13 +176,8 @@ impl Sandbox {
         let self_join = cgroups
             .self_join_files(host_uid, host_gid)
             .map_err(|(step, source)| SandboxError::Cgroup { step, source })?;
-        write_id_maps(zygote.pid, host_uid, host_gid, privileged).map_err(SandboxError::IdMap)?;
+        host::write_id_maps(zygote.pid, host_uid, host_gid, privileged).map_err(SandboxError::IdMap)?;
 
-        let requirement = |r: Requirement| match r {
-            Requirement::Required => 2,
-            Requirement::BestEffort => 1,
-            Requirement::Off => 0,
-        };
         let config = ZygoteConfig {
             share_network: policy.network == Network::Host,
             tmp_size: policy.tmp_size,
@@ -424,18 +195,18 @@ impl Sandbox {
             address_space: if cgroups.memory.is_some() { 0 } else { policy.memory_bytes },
             max_file_size: policy.max_file_size,
             max_open_files: policy.max_open_files,
-            landlock: requirement(policy.landlock),
-            seccomp: requirement(policy.seccomp),
+            landlock: policy.landlock,
+            seccomp: policy.seccomp,
             last_cap: last_cap(),
             landlock_max_abi: policy.landlock_max_abi.unwrap_or(u32::MAX),
             cgroup_tasks: self_join
                 .iter()
                 .map(|p| std::os::unix::ffi::OsStrExt::as_bytes(p.as_os_str()).to_vec())
                 .collect(),
-            socket_buffer_max: socket_buffer_max(policy.memory_bytes),
+            socket_buffer_max: host::socket_buffer_max(policy.memory_bytes),
         };
-        let tree_fds: Vec<i32> = trees.iter().map(|t| t.as_raw_fd()).collect();
-        sys::send_with_fds(host_end.as_fd(), &Request::Configure(config).encode(), &tree_fds)
+        let tree_fds: Vec<BorrowedFd<'_>> = trees.iter().map(|t| t.as_fd()).collect();
+        channel::send(host_end.as_fd(), &Request::Configure(config).encode(), &tree_fds)
             .map_err(|source| SandboxError::Control { step: "sending the configuration", source })?;
         let (report, runner) = match wait_reply(
             host_end.as_fd(),
@@ -503,7 +274,7 @@ impl Sandbox {
 
     /// Whether its init is alive and no fatal error has been seen (one `poll` on the pidfd).
     pub fn is_alive(&self) -> bool {
-        !self.dead && !sys::pidfd_exited(self.pidfd.as_fd())
+        !self.dead && !host::exited(self.pidfd.as_fd())
     }
 
     /// Runs one command and waits for it: output captured up to the cap (then truncated and the
@@ -521,13 +292,11 @@ impl Sandbox {
         let program = cmd.get_program().to_string_lossy().into_owned();
         let timeout = cmd.get_timeout().unwrap_or(self.policy.timeout);
         let cap = cmd.get_output_limit().unwrap_or(self.policy.output_limit);
-        let channel = |what| move |source| SandboxError::Channel { what, source };
-        let (out_r, out_w) = sys::pipe().map_err(channel("stdout pipe"))?;
-        let (err_r, err_w) = sys::pipe().map_err(channel("stderr pipe"))?;
-        sys::set_nonblocking(out_r.as_fd()).map_err(channel("stdout pipe"))?;
-        sys::set_nonblocking(err_r.as_fd()).map_err(channel("stderr pipe"))?;
+        let to_error = |what| move |source| SandboxError::Channel { what, source };
+        let (out_r, out_w) = channel::pipe(true).map_err(to_error("stdout pipe"))?;
+        let (err_r, err_w) = channel::pipe(true).map_err(to_error("stderr pipe"))?;
         let stdin = match cmd.get_stdin() {
-            Some(bytes) => Some(sys::memfd_with(c"sandpool-stdin", bytes).map_err(channel("stdin buffer"))?),
+            Some(bytes) => Some(channel::memfd_with(c"sandpool-stdin", bytes).map_err(to_error("stdin buffer"))?),
             None => None,
         };
         let request = Request::Run(RunRequest {
@@ -540,27 +309,22 @@ impl Sandbox {
         });
         let mut fds = Vec::with_capacity(3);
         if let Some(s) = &stdin {
-            fds.push(s.as_raw_fd());
+            fds.push(s.as_fd());
         }
-        fds.push(out_w.as_raw_fd());
-        fds.push(err_w.as_raw_fd());
+        fds.push(out_w.as_fd());
+        fds.push(err_w.as_fd());
         let start = Instant::now();
-        if let Err(source) = sys::send_with_fds(self.runner.as_fd(), &request.encode(), &fds) {
+        if let Err(source) = channel::send(self.runner.as_fd(), &request.encode(), &fds) {
             self.dead = true;
             return Err(SandboxError::Control { step: "sending the command", source });
         }
+        drop(fds);
         drop((out_w, err_w, stdin));
 
         let mut streams = [Stream::new(out_r, cap), Stream::new(err_r, cap)];
         let mut deadline = start + timeout;
         let mut kill_sent: Option<KillReason> = None;
         let result = loop {
-            let mut fds = [
-                libc::pollfd { fd: streams[0].poll_fd(), events: libc::POLLIN, revents: 0 },
-                libc::pollfd { fd: streams[1].poll_fd(), events: libc::POLLIN, revents: 0 },
-                libc::pollfd { fd: self.runner.as_raw_fd(), events: libc::POLLIN, revents: 0 },
-                libc::pollfd { fd: self.pidfd.as_raw_fd(), events: libc::POLLIN, revents: 0 },
-            ];
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 if kill_sent.is_some() {
@@ -573,19 +337,24 @@ impl Sandbox {
                 deadline = Instant::now() + KILL_GRACE;
                 continue;
             }
-            if let Err(source) = sys::poll(&mut fds, Some(left)) {
-                // The command's end would arrive later and confuse the next run.
-                self.dead = true;
-                return Err(SandboxError::Control { step: "waiting for the command", source });
-            }
+            let watched =
+                [streams[0].poll_fd(), streams[1].poll_fd(), Some(self.runner.as_fd()), Some(self.pidfd.as_fd())];
+            let ready = match channel::poll_each(watched, Some(left)) {
+                Ok(ready) => ready,
+                Err(source) => {
+                    // The command's end would arrive later and confuse the next run.
+                    self.dead = true;
+                    return Err(SandboxError::Control { step: "waiting for the command", source });
+                }
+            };
             for (i, s) in streams.iter_mut().enumerate() {
-                if fds[i].revents != 0 && s.read_available() && kill_sent.is_none() {
+                if !ready[i].is_empty() && s.read_available() && kill_sent.is_none() {
                     kill_sent = Some(KillReason::OutputLimit);
                     self.send_kill()?;
                     deadline = Instant::now() + KILL_GRACE;
                 }
             }
-            if fds[2].revents & libc::POLLIN != 0 {
+            if ready[2].contains(PollFlags::IN) {
                 match recv_reply(self.runner.as_fd(), "waiting for the command") {
                     Ok((reply, _)) => break reply,
                     Err(e) => {
@@ -594,7 +363,7 @@ impl Sandbox {
                     }
                 }
             }
-            if fds[2].revents != 0 || fds[3].revents != 0 {
+            if !ready[2].is_empty() || !ready[3].is_empty() {
                 self.dead = true;
                 return Err(SandboxError::Dead);
             }
@@ -616,14 +385,14 @@ impl Sandbox {
                 (status, usage)
             }
             Reply::SpawnFailed { step, errno: e } => {
-                return Err(if step == sys::COMMAND_STEPS[sys::COMMAND_STEP_EXEC] {
+                return Err(if step == SpawnStep::Exec {
                     if e == libc::ENOENT {
                         SandboxError::ProgramNotFound { program }
                     } else {
                         SandboxError::Exec { program, source: errno(e) }
                     }
                 } else {
-                    SandboxError::CommandSetup { step: escaped(&step), source: errno(e) }
+                    SandboxError::CommandSetup { step: step.name().into(), source: errno(e) }
                 });
             }
             _ => {
@@ -662,7 +431,7 @@ impl Sandbox {
     }
 
     fn send_kill(&mut self) -> Result<(), SandboxError> {
-        sys::send_with_fds(self.runner.as_fd(), &Request::Kill.encode(), &[]).map_err(|source| {
+        channel::send(self.runner.as_fd(), &Request::Kill.encode(), &[]).map_err(|source| {
             self.dead = true;
             SandboxError::Control { step: "asking the sandbox to kill the command", source }
         })
@@ -686,7 +455,7 @@ impl Sandbox {
         if self.dead {
             return Err(SandboxError::Dead);
         }
-        sys::send_with_fds(self.control.as_fd(), &Request::Reset.encode(), &[]).map_err(|source| {
+        channel::send(self.control.as_fd(), &Request::Reset.encode(), &[]).map_err(|source| {
             self.dead = true;
             SandboxError::Control { step: "asking for a reset", source }
         })
@@ -760,9 +529,8 @@ impl Sandbox {
             return Ok(());
         }
         self.reaped = true;
-        // ESRCH (already dead) is fine; the wait below reaps it either way.
-        let _ = sys::pidfd_send_signal(self.pidfd.as_fd(), libc::SIGKILL);
-        sys::wait_pidfd(self.pidfd.as_fd(), true)
+        // ESRCH (already dead) is fine; the wait reaps it either way.
+        host::kill_and_reap(self.pidfd.as_fd())
             .map_err(|source| SandboxError::Control { step: "reaping the init", source })?;
         self.cgroups
             .remove()
@@ -791,8 +559,8 @@ impl Stream {
         Stream { fd: Some(fd), data: Vec::new(), cap, truncated: false }
     }
 
-    fn poll_fd(&self) -> i32 {
-        self.fd.as_ref().map_or(-1, |f| f.as_raw_fd())
+    fn poll_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.fd.as_ref().map(|f| f.as_fd())
     }
 
     /// Reads what is there without blocking; returns true the first time the cap is passed.
@@ -801,7 +569,7 @@ impl Stream {
         let mut chunk = [0u8; 64 * 1024];
         let was_truncated = self.truncated;
         loop {
-            match sys::read(fd.as_fd(), &mut chunk) {
+            match rustix::io::read(fd, &mut chunk) {
                 Ok(0) => {
                     self.fd = None;
                     break;
@@ -813,7 +581,7 @@ impl Stream {
                         self.truncated = true;
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(rustix::io::Errno::INTR) => continue,
                 Err(_) => break, // EAGAIN: nothing more for now
             }
         }

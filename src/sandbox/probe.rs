@@ -44,7 +44,7 @@ fn read(path: &str) -> Option<String> {
 /// Probes the host (cheap: reads `/proc` and `/sys`, makes a few harmless system calls).
 pub fn probe() -> HostSupport {
     let mut features = Vec::new();
-    let (euid, _) = sys::effective_ids();
+    let euid = rustix::process::geteuid().as_raw();
     let root = euid == 0;
 
     let max_userns = read("/proc/sys/user/max_user_namespaces").and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
@@ -66,7 +66,7 @@ pub fn probe() -> HostSupport {
         }),
     });
 
-    let pidfd = sys::pidfd_supported();
+    let pidfd = rustix::process::pidfd_open(rustix::process::getpid(), rustix::process::PidfdFlags::empty()).is_ok();
     features.push(Feature {
         name: "clone3 + pidfd",
         available: pidfd,
@@ -90,7 +90,7 @@ pub fn probe() -> HostSupport {
         fix: abi.is_none().then(|| "boot with lsm=landlock,... (CONFIG_SECURITY_LANDLOCK=y)".to_string()),
     });
 
-    let seccomp = sys::seccomp_available();
+    let seccomp = rustix::thread::secure_computing_mode().is_ok();
     features.push(Feature {
         name: "seccomp",
         available: seccomp,

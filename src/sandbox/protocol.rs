@@ -10,6 +10,8 @@
 
 use std::fmt;
 
+use super::policy::Requirement;
+
 /// Largest datagram either side sends or accepts.
 pub const MAX_MESSAGE: usize = 256 * 1024;
 
@@ -45,10 +47,10 @@ pub struct ZygoteConfig {
     pub max_file_size: u64,
     /// RLIMIT_NOFILE (0: none).
     pub max_open_files: u64,
-    /// 0: off, 1: best effort, 2: required.
-    pub landlock: u8,
-    /// 0: off, 1: on.
-    pub seccomp: u8,
+    /// Whether Landlock must be enforced (one byte: 0 off, 1 best effort, 2 required).
+    pub landlock: Requirement,
+    /// Whether the seccomp filters must be installed (one byte, as for `landlock`).
+    pub seccomp: Requirement,
     /// Highest capability number of this kernel.
     pub last_cap: u32,
     /// Highest Landlock ABI to use (`u32::MAX`: whatever the kernel offers; 0: none).
@@ -145,13 +147,17 @@ pub enum Reply {
     },
     /// The command could not be started.
     SpawnFailed {
-        /// What the child was doing.
-        step: String,
+        /// What the spawner or the command's child was doing.
+        step: SpawnStep,
         /// The OS error number.
         errno: i32,
     },
-    /// The spawner's first message, to the zygote: its session is ready.
-    ResetDone,
+    /// The spawner's first message, to the zygote: its session is ready, with how much of its
+    /// Landlock ruleset the kernel enforced.
+    ResetDone {
+        /// What `landlock_restrict_self` left in force.
+        landlock: LandlockEnforcement,
+    },
     /// Every process but the zygote and the spawner is gone (the spawner's answer to `Kill`,
     /// after the killed command's `Exited` if one was running).
     Killed,
@@ -162,6 +168,88 @@ pub enum Reply {
         /// The OS error number.
         errno: i32,
     },
+}
+
+/// Where starting a command failed: in the spawner, or in the command's child between its
+/// `clone` and its `execve` (one byte on the wire).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum SpawnStep {
+    /// The spawner could not take the request (wrong descriptors, a command still running).
+    Receive = 1,
+    /// The request held an argument, variable or path with a NUL byte, or no program.
+    Decode = 2,
+    /// `clone` of the command's child.
+    Clone = 3,
+    /// The child's `setsid`.
+    NewSession = 4,
+    /// The child's stdio, descriptors above it closed, signal mask cleared.
+    Stdio = 5,
+    /// The child's `chdir` to the working directory.
+    WorkingDirectory = 6,
+    /// The child's `RLIMIT_CPU`.
+    CpuLimit = 7,
+    /// The command's own seccomp filter (`--no-fork`).
+    Seccomp = 8,
+    /// `execve` of every candidate path.
+    Exec = 9,
+}
+
+impl SpawnStep {
+    const ALL: [SpawnStep; 9] = [
+        SpawnStep::Receive,
+        SpawnStep::Decode,
+        SpawnStep::Clone,
+        SpawnStep::NewSession,
+        SpawnStep::Stdio,
+        SpawnStep::WorkingDirectory,
+        SpawnStep::CpuLimit,
+        SpawnStep::Seccomp,
+        SpawnStep::Exec,
+    ];
+
+    /// The step with this wire code, if any.
+    pub fn from_code(code: u8) -> Option<SpawnStep> {
+        SpawnStep::ALL.into_iter().find(|s| *s as u8 == code)
+    }
+
+    /// What the step does, for error messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            SpawnStep::Receive => "receive the command",
+            SpawnStep::Decode => "decode the command",
+            SpawnStep::Clone => "clone",
+            SpawnStep::NewSession => "start a session",
+            SpawnStep::Stdio => "set up stdio",
+            SpawnStep::WorkingDirectory => "enter the working directory",
+            SpawnStep::CpuLimit => "limit CPU time",
+            SpawnStep::Seccomp => "install seccomp",
+            SpawnStep::Exec => "exec",
+        }
+    }
+}
+
+/// How much of its Landlock ruleset a session's spawner got the kernel to enforce (one byte
+/// on the wire).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[repr(u8)]
+pub enum LandlockEnforcement {
+    /// None: no ruleset (Landlock off, or missing in this kernel).
+    #[default]
+    None = 0,
+    /// Part of it (the kernel's ABI is older than the ruleset's).
+    Partial = 1,
+    /// All of it.
+    Full = 2,
+}
+
+/// A [`Requirement`]'s wire code.
+fn requirement_code(r: Requirement) -> u8 {
+    match r {
+        Requirement::Off => 0,
+        Requirement::BestEffort => 1,
+        Requirement::Required => 2,
+    }
 }
 
 /// Why a datagram could not be decoded.
@@ -251,6 +339,14 @@ impl<'a> Reader<'a> {
         let n = self.u32()? as usize;
         Ok(self.take(n)?.to_vec())
     }
+    fn requirement(&mut self) -> Result<Requirement, DecodeError> {
+        match self.u8()? {
+            0 => Ok(Requirement::Off),
+            1 => Ok(Requirement::BestEffort),
+            2 => Ok(Requirement::Required),
+            _ => Err(DecodeError("bad requirement")),
+        }
+    }
     fn string(&mut self) -> Result<String, DecodeError> {
         String::from_utf8(self.bytes()?).map_err(|_| DecodeError("invalid UTF-8"))
     }
@@ -300,8 +396,8 @@ impl Request {
                 w.u64(c.address_space);
                 w.u64(c.max_file_size);
                 w.u64(c.max_open_files);
-                w.u8(c.landlock);
-                w.u8(c.seccomp);
+                w.u8(requirement_code(c.landlock));
+                w.u8(requirement_code(c.seccomp));
                 w.u32(c.last_cap);
                 w.u32(c.landlock_max_abi);
                 w.list(&c.cgroup_tasks);
@@ -344,8 +440,8 @@ impl Request {
                     address_space: r.u64()?,
                     max_file_size: r.u64()?,
                     max_open_files: r.u64()?,
-                    landlock: r.u8()?,
-                    seccomp: r.u8()?,
+                    landlock: r.requirement()?,
+                    seccomp: r.requirement()?,
                     last_cap: r.u32()?,
                     landlock_max_abi: r.u32()?,
                     cgroup_tasks: r.list()?,
@@ -398,10 +494,13 @@ impl Reply {
             }
             Reply::SpawnFailed { step, errno } => {
                 w.u8(tag::SPAWN_FAILED);
-                w.bytes(step.as_bytes());
+                w.u8(*step as u8);
                 w.i32(*errno);
             }
-            Reply::ResetDone => w.u8(tag::RESET_DONE),
+            Reply::ResetDone { landlock } => {
+                w.u8(tag::RESET_DONE);
+                w.u8(*landlock as u8);
+            }
             Reply::Killed => w.u8(tag::KILLED),
             Reply::ResetFailed { step, errno } => {
                 w.u8(tag::RESET_FAILED);
@@ -430,8 +529,18 @@ impl Reply {
                 usage: Usage { user_us: r.u64()?, system_us: r.u64()?, max_rss_kib: r.u64()? },
                 untouched: r.bool()?,
             },
-            tag::SPAWN_FAILED => Reply::SpawnFailed { step: r.string()?, errno: r.i32()? },
-            tag::RESET_DONE => Reply::ResetDone,
+            tag::SPAWN_FAILED => Reply::SpawnFailed {
+                step: SpawnStep::from_code(r.u8()?).ok_or(DecodeError("unknown spawn step"))?,
+                errno: r.i32()?,
+            },
+            tag::RESET_DONE => Reply::ResetDone {
+                landlock: match r.u8()? {
+                    0 => LandlockEnforcement::None,
+                    1 => LandlockEnforcement::Partial,
+                    2 => LandlockEnforcement::Full,
+                    _ => return Err(DecodeError("bad Landlock enforcement")),
+                },
+            },
             tag::KILLED => Reply::Killed,
             tag::RESET_FAILED => Reply::ResetFailed { step: r.string()?, errno: r.i32()? },
             _ => return Err(DecodeError("unknown reply")),
@@ -456,8 +565,8 @@ mod tests {
                 address_space: 0,
                 max_file_size: 1 << 30,
                 max_open_files: 1024,
-                landlock: 2,
-                seccomp: 1,
+                landlock: Requirement::Required,
+                seccomp: Requirement::BestEffort,
                 last_cap: 40,
                 landlock_max_abi: 5,
                 cgroup_tasks: vec![b"/sys/fs/cgroup/pids/sandpool/sb-1-0/tasks".to_vec()],
@@ -485,8 +594,11 @@ mod tests {
             Reply::Ready(ZygoteReport { landlock_abi: 7, landlock_enforced: true, ..Default::default() }),
             Reply::SetupFailed { step: "mount /proc".into(), errno: 1 },
             Reply::Exited { status: 9, usage: Usage { user_us: 1, system_us: 2, max_rss_kib: 3 }, untouched: true },
-            Reply::SpawnFailed { step: "exec".into(), errno: 2 },
-            Reply::ResetDone,
+            Reply::SpawnFailed { step: SpawnStep::Exec, errno: 2 },
+            Reply::SpawnFailed { step: SpawnStep::Receive, errno: 22 },
+            Reply::ResetDone { landlock: LandlockEnforcement::None },
+            Reply::ResetDone { landlock: LandlockEnforcement::Partial },
+            Reply::ResetDone { landlock: LandlockEnforcement::Full },
             Reply::Killed,
             Reply::ResetFailed { step: "empty /tmp".into(), errno: 16 },
         ];
@@ -508,5 +620,18 @@ mod tests {
         run.truncate(run.len() - 1);
         assert!(Request::decode(&run).is_err());
         assert!(Reply::decode(&[tag::READY, 0, 0, 0, 0, 2]).is_err());
+        assert!(Reply::decode(&[tag::SPAWN_FAILED, 0, 2, 0, 0, 0]).is_err(), "no step 0");
+        assert!(Reply::decode(&[tag::SPAWN_FAILED, 10, 2, 0, 0, 0]).is_err(), "no step 10");
+    }
+
+    #[test]
+    fn every_spawn_step_round_trips_its_code() {
+        for step in SpawnStep::ALL {
+            assert_eq!(SpawnStep::from_code(step as u8), Some(step));
+        }
+        let mut config = Request::Configure(ZygoteConfig::default()).encode();
+        let landlock_at = config.len() - (1 + 1 + 4 + 4 + 4 + 8);
+        config[landlock_at] = 3;
+        assert_eq!(Request::decode(&config), Err(DecodeError("bad requirement")));
     }
 }

@@ -1,30 +1,43 @@
 //! The zygote: the sandbox's init, pid 1 of its pid namespace.
 //!
-//! It is this very program image, re-executed by [`super::sys::spawn_zygote`] and entered
-//! through a constructor before `main` (so the host needs no hook). Being a fresh,
-//! single-threaded image, it may allocate freely while it builds the sandbox: the minimal root,
-//! `/proc`, `/dev`, `/tmp`, the binds ([`rootfs`]), hostname, loopback, limits, the Landlock
-//! ruleset and the seccomp programs. Then, for each session, it forks a spawner
+//! It is this very program image, re-executed by [`spawn_zygote`](super::sys::spawn_zygote)
+//! and entered through a constructor before `main` (so the host needs no hook). Being a fresh,
+//! single-threaded image, it may allocate freely while it builds the sandbox, in the order
+//! [`Zygote::setup`] lists: the sandbox's uid ([`creds`]), its cgroups, the minimal root,
+//! `/proc`, `/dev`, `/tmp` and the binds ([`rootfs`]), hostname, loopback and routes
+//! ([`net`]), limits, a trial Landlock ruleset, the seccomp programs, then the capabilities
+//! it drops and the filter it runs under. Then, for each session, it forks a spawner
 //! ([`spawner`]) into a pid and an IPC namespace of their own, where the spawner is pid 1,
 //! makes the session's mounts, confines itself for good, and starts each command with
-//! `clone(CLONE_VM | CLONE_VFORK)`: the child only sets up its stdio and execs. The zygote
-//! itself runs no command and stays out of the commands' pid namespace.
+//! `clone(CLONE_VM | CLONE_VFORK)`: the child only sets up its stdio and execs. After each
+//! command the spawner judges whether the session is still as it started ([`session`]). The
+//! zygote itself runs no command and stays out of the commands' pid namespace.
 
+mod creds;
+mod net;
 mod rootfs;
+mod session;
 mod spawner;
 
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::fs;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use super::landlock;
-use super::network::{NetworkWatch, cap_socket_buffers};
-use super::protocol::{MAX_MESSAGE, Reply, Request, ZygoteConfig, ZygoteReport};
-use super::seccomp::{self, Filters};
-use super::sys;
+use rustix::fs::{Mode, OFlags};
+use rustix::net::AddressFamily;
+use rustix::process::Resource;
+use rustix::thread::{LinkNameSpaceType, UnshareFlags};
+
+use super::channel;
+use super::confine::landlock;
+use super::confine::seccomp::{self, Filters};
+use super::policy::Requirement;
+use super::protocol::{LandlockEnforcement, MAX_MESSAGE, Reply, Request, ZygoteConfig, ZygoteReport};
+use super::sys::{self, ZygoteStart};
+use net::{NetworkWatch, add_unreachable_default_route, cap_socket_buffers, loopback_up};
 use rootfs::{UserBind, build_root};
 use spawner::Spawner;
 
@@ -46,46 +59,69 @@ fn cp(path: &Path) -> io::Result<CString> {
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL byte in path"))
 }
 
+/// `open(2)` of an absolute path, close-on-exec.
+fn open(path: &CStr, flags: OFlags) -> io::Result<OwnedFd> {
+    Ok(rustix::fs::open(path, flags | OFlags::CLOEXEC, Mode::empty())?)
+}
+
+/// `setrlimit(2)` with soft = hard = `value` (0 leaves the limit as it is, but for
+/// `RLIMIT_CORE`, which is always 0).
 fn apply_limits(config: &ZygoteConfig) -> StepResult<()> {
-    let set =
-        |name: &str, res, v: u64| step(format!("set {name}"), if v > 0 { sys::set_rlimit(res, v) } else { Ok(()) });
-    set("RLIMIT_NPROC", libc::RLIMIT_NPROC, config.max_processes)?;
-    set("RLIMIT_AS", libc::RLIMIT_AS, config.address_space)?;
-    set("RLIMIT_FSIZE", libc::RLIMIT_FSIZE, config.max_file_size)?;
-    set("RLIMIT_NOFILE", libc::RLIMIT_NOFILE, config.max_open_files)?;
-    step("set RLIMIT_CORE", sys::set_rlimit(libc::RLIMIT_CORE, 0))?;
+    let set = |name: &str, resource, value: u64| {
+        let limit = rustix::process::Rlimit { current: Some(value), maximum: Some(value) };
+        let applied = if value > 0 || resource == Resource::Core {
+            rustix::process::setrlimit(resource, limit).map_err(io::Error::from)
+        } else {
+            Ok(())
+        };
+        step(format!("set {name}"), applied)
+    };
+    set("RLIMIT_NPROC", Resource::Nproc, config.max_processes)?;
+    set("RLIMIT_AS", Resource::As, config.address_space)?;
+    set("RLIMIT_FSIZE", Resource::Fsize, config.max_file_size)?;
+    set("RLIMIT_NOFILE", Resource::Nofile, config.max_open_files)?;
+    set("RLIMIT_CORE", Resource::Core, 0)?;
     Ok(())
 }
 
 /// Waits until `socket` has a message (or hang-up) or `signals` reports a child's end; says
 /// which (the signalfd is drained).
 fn wait_for(socket: &OwnedFd, signals: &OwnedFd) -> (bool, bool) {
-    let mut fds = [
-        libc::pollfd { fd: socket.as_raw_fd(), events: libc::POLLIN, revents: 0 },
-        libc::pollfd { fd: signals.as_raw_fd(), events: libc::POLLIN, revents: 0 },
-    ];
-    if sys::poll(&mut fds, None).is_err() {
+    let Ok([message, signal]) = channel::poll_each([Some(socket.as_fd()), Some(signals.as_fd())], None) else {
         return (false, false);
+    };
+    if !signal.is_empty() {
+        channel::drain(signals.as_fd());
     }
-    if fds[1].revents != 0 {
-        sys::drain_signalfd(signals.as_fd());
-    }
-    (fds[0].revents != 0, fds[1].revents != 0)
+    (!message.is_empty(), !signal.is_empty())
+}
+
+/// What the zygote talks and listens on, open until it forks a spawner, which closes them.
+struct Channels {
+    /// To the host.
+    control: OwnedFd,
+    /// `SIGCHLD`, as a signalfd.
+    signals: OwnedFd,
+    /// `/dev/null`, the commands' stdin when they have none.
+    devnull: OwnedFd,
 }
 
 /// The sandbox's init: builds the sandbox, keeps the privileges that making sessions needs
 /// (under the sandbox's seccomp filter), starts one per reset, and never runs a command
 /// itself.
 struct Zygote {
-    control: OwnedFd,
-    signals: OwnedFd,
+    /// `None` only in a spawner, once it has closed them.
+    channels: Option<Channels>,
     config: ZygoteConfig,
     binds: Vec<UserBind>,
     filters: Option<Filters>,
+    /// The Landlock ABI to build rulesets for: the kernel's, or the policy's cap if lower.
     landlock_abi: Option<u32>,
-    /// The ruleset built once to see that this kernel takes it (what the report says); each
-    /// session builds its own on its own directories.
-    landlock: Option<landlock::Ruleset>,
+    /// Whether a ruleset built on the zygote's tree took (each session builds its own on its
+    /// own directories, and its spawner says what the kernel enforced).
+    landlock_builds: bool,
+    /// Whether that ruleset asks for scoping (abstract sockets, signals; ABI 6).
+    landlock_scopes: bool,
     /// What it applied, sent with each new session's socket.
     report: ZygoteReport,
     /// Its own pid namespace, to start each session's from.
@@ -95,9 +131,23 @@ struct Zygote {
 }
 
 impl Zygote {
-    fn send(&self, reply: &Reply, fds: &[i32]) {
+    fn channels(&self) -> &Channels {
+        self.channels.as_ref().expect("the zygote's channels are open until it forks a spawner")
+    }
+
+    fn send(&self, reply: &Reply, fds: &[std::os::fd::BorrowedFd<'_>]) {
         // A failed send means the host is gone; the next receive sees the hang-up.
-        let _ = sys::send_with_fds(self.control.as_fd(), &reply.encode(), fds);
+        let _ = channel::send(self.channels().control.as_fd(), &reply.encode(), fds);
+    }
+
+    /// In a freshly forked spawner: closes the zygote's descriptors (its control socket to the
+    /// host, its signalfd, its pid namespace, its network watch) but `/dev/null`, which it
+    /// returns.
+    fn close_descriptors(&mut self) -> OwnedFd {
+        self.own_pid_ns = None;
+        self.network = None;
+        let channels = self.channels.take().expect("a zygote forks a spawner with its channels open");
+        channels.devnull
     }
 
     fn writable_paths(&self) -> Vec<String> {
@@ -111,12 +161,12 @@ impl Zygote {
     }
 
     fn build_landlock(&mut self) -> StepResult<()> {
-        self.landlock = None;
-        if self.config.landlock == 0 {
+        self.landlock_builds = false;
+        if self.config.landlock == Requirement::Off {
             return Ok(());
         }
         let Some(abi) = self.landlock_abi else {
-            if self.config.landlock == 2 {
+            if self.config.landlock == Requirement::Required {
                 return Err((
                     "enforce Landlock (not supported by this kernel)".into(),
                     io::Error::from_raw_os_error(libc::EOPNOTSUPP),
@@ -126,16 +176,23 @@ impl Zygote {
         };
         let paths = self.writable_paths();
         let refs: Vec<&str> = paths.iter().map(String::as_str).collect();
-        match landlock::build(abi, &refs) {
-            Ok(r) => self.landlock = Some(r),
-            Err(e) if self.config.landlock == 2 => return Err(("build the Landlock ruleset".into(), e)),
+        match landlock::build(abi, self.config.landlock, &refs) {
+            Ok(ruleset) => {
+                self.landlock_builds = true;
+                self.landlock_scopes = ruleset.scoped;
+            }
+            Err(e) if self.config.landlock == Requirement::Required => {
+                return Err(("build the Landlock ruleset".into(), e));
+            }
             Err(_) => {}
         }
         Ok(())
     }
 
+    /// Builds the sandbox, step by step, and says what it applied (but Landlock, which the
+    /// first session's spawner reports).
     fn setup(&mut self, trees: Vec<OwnedFd>) -> StepResult<ZygoteReport> {
-        step("take the sandbox's uid", sys::become_user(SANDBOX_UID, SANDBOX_UID))?;
+        step("take the sandbox's uid", creds::become_user(SANDBOX_UID, SANDBOX_UID))?;
         // Join the cgroups first, before anything is charged or forked (the host's file
         // system is still in view: the root is not pivoted yet).
         for tasks in &self.config.cgroup_tasks {
@@ -143,11 +200,12 @@ impl Zygote {
             step(format!("join the cgroup {}", path.display()), fs::write(path, "0"))?;
         }
         self.binds = build_root(&self.config, trees)?;
-        step("set the hostname", sys::set_host_and_domain_name("sandpool", "sandpool"))?;
+        let named = rustix::system::sethostname(b"sandpool").and_then(|()| rustix::system::setdomainname(b"sandpool"));
+        step("set the hostname", named.map_err(io::Error::from))?;
         if !self.config.share_network {
-            step("bring up loopback", sys::loopback_up())?;
-            step("route nothing but loopback (IPv4)", sys::add_unreachable_default_route(libc::AF_INET))?;
-            match sys::add_unreachable_default_route(libc::AF_INET6) {
+            step("bring up loopback", loopback_up())?;
+            step("route nothing but loopback (IPv4)", add_unreachable_default_route(AddressFamily::INET))?;
+            match add_unreachable_default_route(AddressFamily::INET6) {
                 Err(e) if e.raw_os_error() == Some(libc::EAFNOSUPPORT) => {} // no IPv6 here
                 other => step("route nothing but loopback (IPv6)", other)?,
             }
@@ -163,10 +221,10 @@ impl Zygote {
         let cap = self.config.landlock_max_abi;
         self.landlock_abi = sys::landlock_abi().map(|abi| abi.min(cap)).filter(|&abi| abi > 0);
         self.build_landlock()?;
-        if self.config.seccomp != 0 {
+        if self.config.seccomp != Requirement::Off {
             match seccomp::build() {
-                Ok(f) if sys::seccomp_available() => self.filters = Some(f),
-                Ok(_) if self.config.seccomp == 2 => {
+                Ok(f) if rustix::thread::secure_computing_mode().is_ok() => self.filters = Some(f),
+                Ok(_) if self.config.seccomp == Requirement::Required => {
                     return Err((
                         "install seccomp (not supported by this kernel)".into(),
                         io::Error::from_raw_os_error(libc::EOPNOTSUPP),
@@ -176,8 +234,8 @@ impl Zygote {
                 Err(e) => return Err(("compile the seccomp filter".into(), io::Error::other(e.to_string()))),
             }
         }
-        step("drop the capability bounding set", sys::drop_bounding_set_and_lock(self.config.last_cap))?;
-        step("make the init non-dumpable", sys::set_not_dumpable())?;
+        step("drop the capability bounding set", creds::drop_bounding_set_and_lock(self.config.last_cap))?;
+        step("make the init non-dumpable", creds::set_not_dumpable())?;
         // Last: the zygote itself runs under the sandbox's filter from here on (what it still
         // does, making sessions, that filter leaves to it; each spawner closes it).
         if let Some(f) = &self.filters {
@@ -187,8 +245,9 @@ impl Zygote {
         }
         Ok(ZygoteReport {
             landlock_abi: self.landlock_abi.unwrap_or(0),
-            landlock_enforced: self.landlock.is_some(),
-            landlock_scoped: self.landlock.as_ref().is_some_and(|l| l.scoped),
+            // Set from what the first session's spawner enforced.
+            landlock_enforced: false,
+            landlock_scoped: false,
             seccomp_enforced: self.filters.is_some(),
             seccomp_denied: seccomp::denied_count(),
             loopback_only: !self.config.share_network,
@@ -199,33 +258,37 @@ impl Zygote {
     /// the zygote's, where it is pid 1 and every command is its child: commands never see the
     /// zygote, and the spawner ends them all when it goes. The spawner makes the session's
     /// mount namespace, confines itself and says, on its new socket, whether it is ready;
-    /// returns the host's end of that socket.
-    fn start_spawner(&mut self) -> StepResult<OwnedFd> {
-        let (host_end, spawner_end) = step("create the runner socket", sys::seqpacket_pair())?;
+    /// returns the host's end of that socket, and how much of its Landlock ruleset the kernel
+    /// enforces.
+    fn start_spawner(&mut self) -> StepResult<(OwnedFd, LandlockEnforcement)> {
+        let (host_end, spawner_end) = step("create the runner socket", channel::socket_pair())?;
         // The zygote's next child starts new namespaces; first make its own pid namespace
         // the one they are made below again (`unshare` only once moves where children go).
         let own = match self.own_pid_ns.take() {
             Some(fd) => fd,
-            None => step("open the zygote's pid namespace", sys::open(c"/proc/self/ns/pid", libc::O_RDONLY))?,
+            None => step("open the zygote's pid namespace", open(c"/proc/self/ns/pid", OFlags::RDONLY))?,
         };
         let own = self.own_pid_ns.insert(own);
-        step("return to the zygote's pid namespace", sys::set_pid_ns_for_children(own.as_fd()))?;
-        step("make the session's namespaces", sys::unshare(libc::CLONE_NEWPID | libc::CLONE_NEWIPC))?;
-        match step("fork the spawner", sys::fork_zygote())? {
+        let entered = rustix::thread::move_into_link_name_space(own.as_fd(), Some(LinkNameSpaceType::ProcessID));
+        step("return to the zygote's pid namespace", entered.map_err(io::Error::from))?;
+        let made = sys::unshare_namespaces(UnshareFlags::NEWPID | UnshareFlags::NEWIPC);
+        step("make the session's namespaces", made)?;
+        match step("fork the spawner", sys::fork_single_threaded())? {
             Some(_) => {
                 drop(spawner_end);
                 // Its first message is short: ready, or a failed step (a path at most).
                 let mut buf = [0u8; 8192];
                 let mut fds = Vec::new();
-                let n = step("hear from the spawner", sys::recv_with_fds(host_end.as_fd(), &mut buf, &mut fds))?;
+                let n = step("hear from the spawner", channel::recv(host_end.as_fd(), &mut buf, &mut fds))?;
                 match Reply::decode(&buf[..n]) {
-                    Ok(Reply::ResetDone) if fds.is_empty() => Ok(host_end),
+                    Ok(Reply::ResetDone { landlock }) if fds.is_empty() => Ok((host_end, landlock)),
                     Ok(Reply::SetupFailed { step, errno }) => Err((step, io::Error::from_raw_os_error(errno))),
                     // A hang-up (0 bytes) or anything else: the spawner died before it was ready.
                     _ => Err(("start the spawner".into(), io::Error::from_raw_os_error(libc::ECHILD))),
                 }
             }
             None => {
+                // This process is a spawner now: it never comes back to the zygote's code.
                 drop(host_end);
                 let code = Spawner::start(spawner_end, self);
                 sys::exit_now(code)
@@ -243,13 +306,13 @@ impl Zygote {
                 break;
             }
         }
-        sys::drain_signalfd(self.signals.as_fd());
+        channel::drain(self.channels().signals.as_fd());
     }
 
     fn serve(&mut self) -> i32 {
         let mut buf = vec![0u8; MAX_MESSAGE];
         loop {
-            let (message, child_ended) = wait_for(&self.control, &self.signals);
+            let (message, child_ended) = wait_for(&self.channels().control, &self.channels().signals);
             if child_ended {
                 // The spawner ended (killed from inside, or crashed): the host notices by its
                 // socket. Reap it.
@@ -259,7 +322,7 @@ impl Zygote {
                 continue;
             }
             let mut received = Vec::new();
-            match sys::recv_with_fds(self.control.as_fd(), &mut buf, &mut received) {
+            match channel::recv(self.channels().control.as_fd(), &mut buf, &mut received) {
                 Ok(0) | Err(_) => {
                     // The host closed the channel (or died): take everything down with us.
                     self.kill_everything();
@@ -267,7 +330,7 @@ impl Zygote {
                 }
                 Ok(n) => match Request::decode(&buf[..n]) {
                     Ok(Request::Reset) if received.is_empty() => match self.renew_session() {
-                        Ok(runner) => self.send(&Reply::Ready(self.report.clone()), &[runner.as_raw_fd()]),
+                        Ok((runner, _)) => self.send(&Reply::Ready(self.report.clone()), &[runner.as_fd()]),
                         Err((step, e)) => {
                             self.send(&Reply::ResetFailed { step, errno: e.raw_os_error().unwrap_or(libc::EIO) }, &[])
                         }
@@ -281,7 +344,7 @@ impl Zygote {
     /// Ends the session (the spawner and every process of its namespace die) and starts a new
     /// one, unless the network namespace, which outlives sessions, is no longer as it was
     /// made: then the sandbox must be replaced.
-    fn renew_session(&mut self) -> StepResult<OwnedFd> {
+    fn renew_session(&mut self) -> StepResult<(OwnedFd, LandlockEnforcement)> {
         self.kill_everything();
         if let Some(network) = &self.network {
             // A socket left behind (a TIME_WAIT, an orphan, a fragment queue) outlives every
@@ -298,26 +361,26 @@ impl Zygote {
     }
 }
 
-/// The zygote's `main`: build the sandbox as configured, start the spawner, report, then wait
-/// until the host hangs up.
-pub(crate) fn main() -> i32 {
-    sys::set_process_name(c"sandpool-zygote");
-    let control = sys::take_control_socket();
+/// The zygote's `main`: build the sandbox as configured, start the first session, report,
+/// then serve resets until the host hangs up.
+pub(crate) fn main(start: ZygoteStart) -> i32 {
+    let _ = rustix::thread::set_name(c"sandpool-zygote");
+    let ZygoteStart { control, devnull } = start;
     // Its own session: the host's terminal signals stay with the host. (Cannot fail: a fresh
     // process is never a group leader.)
-    let _ = sys::new_session();
+    let _ = rustix::process::setsid();
     let signals = match sys::take_over_signals() {
         Ok(fd) => fd,
         Err(e) => {
             let reply =
                 Reply::SetupFailed { step: "take over signals".into(), errno: e.raw_os_error().unwrap_or(libc::EIO) };
-            let _ = sys::send_with_fds(control.as_fd(), &reply.encode(), &[]);
+            let _ = channel::send(control.as_fd(), &reply.encode(), &[]);
             return 1;
         }
     };
     let mut buf = vec![0u8; MAX_MESSAGE];
     let mut trees = Vec::new();
-    let config = match sys::recv_with_fds(control.as_fd(), &mut buf, &mut trees) {
+    let config = match channel::recv(control.as_fd(), &mut buf, &mut trees) {
         Ok(n) if n > 0 => match Request::decode(&buf[..n]) {
             Ok(Request::Configure(c)) => c,
             _ => return 2,
@@ -326,13 +389,13 @@ pub(crate) fn main() -> i32 {
     };
     drop(buf);
     let mut zygote = Zygote {
-        control,
-        signals,
+        channels: Some(Channels { control, signals, devnull }),
         config,
         binds: Vec::new(),
         filters: None,
         landlock_abi: None,
-        landlock: None,
+        landlock_builds: false,
+        landlock_scopes: false,
         report: ZygoteReport::default(),
         own_pid_ns: None,
         network: None,
@@ -342,7 +405,11 @@ pub(crate) fn main() -> i32 {
         zygote.start_spawner()
     });
     match started {
-        Ok(runner) => zygote.send(&Reply::Ready(zygote.report.clone()), &[runner.as_raw_fd()]),
+        Ok((runner, landlock)) => {
+            zygote.report.landlock_enforced = landlock != LandlockEnforcement::None;
+            zygote.report.landlock_scoped = landlock == LandlockEnforcement::Full && zygote.landlock_scopes;
+            zygote.send(&Reply::Ready(zygote.report.clone()), &[runner.as_fd()])
+        }
         Err((step, e)) => {
             zygote.send(&Reply::SetupFailed { step, errno: e.raw_os_error().unwrap_or(libc::EIO) }, &[]);
             return 1;

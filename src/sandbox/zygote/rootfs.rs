@@ -4,13 +4,19 @@
 
 use std::fs;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 
+use rustix::fs::CWD;
+use rustix::mount::{
+    MountAttrFlags, MountFlags, MountPropagationFlags, MoveMountFlags, OpenTreeFlags, UnmountFlags, move_mount,
+    open_tree,
+};
+
 use super::super::protocol::{BindSpec, ZygoteConfig};
-use super::super::sys;
+use super::super::sys::mount_setattr;
 use super::{SANDBOX_UID, StepResult, c, cp, step};
 
 /// Host directories shown read-only (symlinks, as on merged-/usr systems, are recreated).
@@ -37,19 +43,29 @@ const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
 const OLD_ROOT: &str = "/.oldroot";
 
 fn mount_tmpfs(target: &str, options: &str) -> io::Result<()> {
-    mount_tmpfs_with(target, options, 0)
+    mount_tmpfs_with(target, options, MountFlags::empty())
 }
 
-fn mount_tmpfs_with(target: &str, options: &str, flags: libc::c_ulong) -> io::Result<()> {
-    let flags = libc::MS_NOSUID | libc::MS_NODEV | flags;
-    sys::mount(Some(c"tmpfs"), &c(target), Some(c"tmpfs"), flags, Some(&c(options)))
+fn mount_tmpfs_with(target: &str, options: &str, flags: MountFlags) -> io::Result<()> {
+    let flags = MountFlags::NOSUID | MountFlags::NODEV | flags;
+    Ok(rustix::mount::mount(c"tmpfs", c(target).as_c_str(), c"tmpfs", flags, c(options).as_c_str())?)
+}
+
+/// `open_tree(OPEN_TREE_CLONE | AT_RECURSIVE)`: a detached copy of the mount tree at `path`.
+fn clone_tree(path: &Path) -> io::Result<OwnedFd> {
+    let flags = OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC | OpenTreeFlags::AT_RECURSIVE;
+    Ok(open_tree(CWD, path, flags)?)
+}
+
+/// `move_mount(MOVE_MOUNT_F_EMPTY_PATH)`: attaches the detached tree `tree` at `target`.
+fn attach_tree(tree: &OwnedFd, target: &Path) -> io::Result<()> {
+    Ok(move_mount(tree, c"", CWD, target, MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH)?)
 }
 
 /// Binds `source` at `target` (recursively) and sets `attrs` on the whole new subtree.
-fn bind(source: &Path, target: &Path, attrs: u64) -> io::Result<()> {
-    let t = cp(target)?;
-    sys::mount(Some(&cp(source)?), &t, None, libc::MS_BIND | libc::MS_REC, None)?;
-    sys::mount_setattr(&t, attrs, true)
+fn bind(source: &Path, target: &Path, attrs: MountAttrFlags) -> io::Result<()> {
+    rustix::mount::mount_bind_recursive(source, target)?;
+    mount_setattr(&cp(target)?, attrs, true)
 }
 
 /// Creates a mount point for `source` at `target`: a directory, or an empty file.
@@ -74,8 +90,9 @@ fn under_old_root(path: &Path) -> PathBuf {
     Path::new(OLD_ROOT).join(path.strip_prefix("/").unwrap_or(path))
 }
 
-const RO: u64 = sys::MOUNT_ATTR_RDONLY | sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV;
-const RW: u64 = sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV;
+const RO: MountAttrFlags =
+    MountAttrFlags::MOUNT_ATTR_RDONLY.union(MountAttrFlags::MOUNT_ATTR_NOSUID).union(MountAttrFlags::MOUNT_ATTR_NODEV);
+const RW: MountAttrFlags = MountAttrFlags::MOUNT_ATTR_NOSUID.union(MountAttrFlags::MOUNT_ATTR_NODEV);
 
 /// A user bind: where it goes, and its mount tree until it is attached.
 pub(super) struct UserBind {
@@ -93,17 +110,17 @@ impl UserBind {
         let tree = self.tree.take().ok_or_else(|| io::Error::from_raw_os_error(libc::EBADF))?;
         let target = self.path().to_owned();
         make_mount_point(Path::new(&format!("/proc/self/fd/{}", tree.as_raw_fd())), &target)?;
-        let t = cp(&target)?;
-        sys::attach_tree(tree.as_fd(), &t)?;
-        sys::mount_setattr(&t, if self.spec.writable { RW } else { RO }, true)
+        attach_tree(&tree, &target)?;
+        mount_setattr(&cp(&target)?, if self.spec.writable { RW } else { RO }, true)
     }
 }
 
 pub(super) fn build_root(config: &ZygoteConfig, mut trees: Vec<OwnedFd>) -> StepResult<Vec<UserBind>> {
-    step("make mounts private", sys::mount(None, c"/", None, libc::MS_REC | libc::MS_PRIVATE, None))?;
+    let private = MountPropagationFlags::REC | MountPropagationFlags::PRIVATE;
+    step("make mounts private", rustix::mount::mount_change(c"/", private).map_err(io::Error::from))?;
     step("mount the new root", mount_tmpfs("/tmp", "size=4m,mode=0755"))?;
     step("create the old-root mount point", fs::create_dir("/tmp/.oldroot"))?;
-    step("pivot_root", sys::pivot_root(c"/tmp", c"/tmp/.oldroot"))?;
+    step("pivot_root", rustix::process::pivot_root(c"/tmp", c"/tmp/.oldroot").map_err(io::Error::from))?;
     step("enter the new root", std::env::set_current_dir("/"))?;
 
     for dir in SYSTEM_DIRS {
@@ -153,7 +170,14 @@ pub(super) fn build_root(config: &ZygoteConfig, mut trees: Vec<OwnedFd>) -> Step
     step("create /proc", fs::create_dir("/proc"))?;
     step(
         "mount /proc",
-        sys::mount(Some(c"proc"), c"/proc", Some(c"proc"), libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC, None),
+        rustix::mount::mount(
+            c"proc",
+            c"/proc",
+            c"proc",
+            MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
+            None,
+        )
+        .map_err(io::Error::from),
     )?;
 
     step("create /dev", fs::create_dir("/dev"))?;
@@ -167,19 +191,10 @@ pub(super) fn build_root(config: &ZygoteConfig, mut trees: Vec<OwnedFd>) -> Step
         }
         let target = Path::new("/dev").join(node);
         step(format!("mount point /dev/{node}"), make_mount_point(&host, &target))?;
-        step(
-            format!("bind /dev/{node}"),
-            sys::mount(
-                Some(&cp(&host).unwrap_or_default()),
-                &cp(&target).unwrap_or_default(),
-                None,
-                libc::MS_BIND,
-                None,
-            ),
-        )?;
+        step(format!("bind /dev/{node}"), rustix::mount::mount_bind(&host, &target).map_err(io::Error::from))?;
         step(
             format!("restrict /dev/{node}"),
-            sys::mount_setattr(&cp(&target).unwrap_or_default(), sys::MOUNT_ATTR_NOSUID, false),
+            cp(&target).and_then(|t| mount_setattr(&t, MountAttrFlags::MOUNT_ATTR_NOSUID, false)),
         )?;
     }
     for (name, target) in [
@@ -205,8 +220,7 @@ pub(super) fn build_root(config: &ZygoteConfig, mut trees: Vec<OwnedFd>) -> Step
                 (format!("receive the tree of {}", path.display()), io::Error::from_raw_os_error(libc::EPROTO))
             })?
         } else {
-            let host = cp(&under_old_root(&path)).map_err(|e| (format!("bind {}", path.display()), e))?;
-            step(format!("open bind source {}", path.display()), sys::clone_tree(None, &host))?
+            step(format!("open bind source {}", path.display()), clone_tree(&under_old_root(&path)))?
         };
         specs.push(UserBind { spec: spec.clone(), tree: Some(tree) });
     }
@@ -217,10 +231,12 @@ pub(super) fn build_root(config: &ZygoteConfig, mut trees: Vec<OwnedFd>) -> Step
     }
     let binds = specs;
 
-    step("detach the host's root", sys::umount2(&c(OLD_ROOT), libc::MNT_DETACH))?;
+    let detached = rustix::mount::unmount(OLD_ROOT, UnmountFlags::DETACH).map_err(io::Error::from);
+    step("detach the host's root", detached)?;
     step("remove the old-root mount point", fs::remove_dir(OLD_ROOT))?;
-    step("make / read-only", sys::mount_setattr(c"/", RO, false))?;
-    step("make /dev read-only", sys::mount_setattr(c"/dev", sys::MOUNT_ATTR_RDONLY | sys::MOUNT_ATTR_NOSUID, false))?;
+    step("make / read-only", mount_setattr(c"/", RO, false))?;
+    let dev = MountAttrFlags::MOUNT_ATTR_RDONLY | MountAttrFlags::MOUNT_ATTR_NOSUID;
+    step("make /dev read-only", mount_setattr(c"/dev", dev, false))?;
     Ok(binds)
 }
 
@@ -236,8 +252,8 @@ fn session_tmpfs_options(config: &ZygoteConfig) -> String {
 }
 
 fn mount_mqueue() -> io::Result<()> {
-    let flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC | libc::MS_NOATIME;
-    sys::mount(Some(c"mqueue"), c"/dev/mqueue", Some(c"mqueue"), flags, None)
+    let flags = MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC | MountFlags::NOATIME;
+    Ok(rustix::mount::mount(c"mqueue", c"/dev/mqueue", c"mqueue", flags, None)?)
 }
 
 /// Mounts the size-capped `/tmp` and `/dev/shm`, and `/dev/mqueue`, all `noatime`: reading a
@@ -247,8 +263,8 @@ fn mount_mqueue() -> io::Result<()> {
 /// name.
 fn mount_session_dirs(config: &ZygoteConfig) -> StepResult<()> {
     let opts = session_tmpfs_options(config);
-    step("mount /tmp", mount_tmpfs_with("/tmp", &opts, libc::MS_NOATIME))?;
-    step("mount /dev/shm", mount_tmpfs_with("/dev/shm", &opts, libc::MS_NOATIME))?;
+    step("mount /tmp", mount_tmpfs_with("/tmp", &opts, MountFlags::NOATIME))?;
+    step("mount /dev/shm", mount_tmpfs_with("/dev/shm", &opts, MountFlags::NOATIME))?;
     step("mount /dev/mqueue", mount_mqueue())
 }
 
@@ -269,15 +285,14 @@ pub(super) fn fresh_session_dirs(config: &ZygoteConfig, binds: &[UserBind]) -> S
             if kept.iter().any(|(outer, _): &(&Path, OwnedFd)| path.starts_with(outer)) {
                 continue;
             }
-            let tree =
-                step(format!("keep the bind {}", path.display()), cp(path).and_then(|p| sys::clone_tree(None, &p)))?;
+            let tree = step(format!("keep the bind {}", path.display()), clone_tree(path))?;
             kept.push((path, tree));
         }
-        step(format!("mount a fresh {dir}"), mount_tmpfs_with(dir, &opts, libc::MS_NOATIME))?;
+        step(format!("mount a fresh {dir}"), mount_tmpfs_with(dir, &opts, MountFlags::NOATIME))?;
         // In bind order: parents before children.
         for (path, tree) in kept {
             let attach = make_mount_point(Path::new(&format!("/proc/self/fd/{}", tree.as_raw_fd())), path)
-                .and_then(|()| sys::attach_tree(tree.as_fd(), &cp(path)?));
+                .and_then(|()| attach_tree(&tree, path));
             step(format!("bind {} again", path.display()), attach)?;
         }
     }

@@ -1,13 +1,13 @@
-//! The sandbox's own network namespace as session state: what a lease can leave there, and
-//! how the spawner sees it.
+//! The sandbox's own network namespace: loopback up and nothing else routed (through
+//! `rtnetlink(7)`), and the namespace as session state: what a lease can leave there, and how
+//! the spawner sees it.
 //!
 //! Once a session's processes are gone, a namespace that saw no packet is as fresh as a new
 //! one: every socket that outlives its process (a `TIME_WAIT`, an orphan, a fragment queue)
 //! comes from traffic, and so does every per-namespace counter a later lease could read
 //! (`/proc/net/dev`, `/proc/net/snmp`, `netstat`, or the same through netlink). The one
 //! counter a failed send moves without a packet, `OutNoRoutes`, stays put because the zygote
-//! routes everything but loopback to `unreachable`
-//! ([`add_unreachable_default_route`](super::sys::add_unreachable_default_route)). So the
+//! routes everything but loopback to `unreachable` ([`add_unreachable_default_route`]). So the
 //! verdict after each command compares the interfaces' counters (one `pread`), and the reset
 //! compares everything (the protocol counters cost 16–35 µs to read); what differs cannot be
 //! undone by any call, so the sandbox is replaced.
@@ -16,7 +16,10 @@ use std::fs;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 
-use super::sys;
+use rustix::fs::OFlags;
+use rustix::net::{AddressFamily, SocketFlags, SocketType};
+
+use super::open;
 
 /// The files of the namespace the spawner holds open (`/proc/net` is the reader's namespace,
 /// fixed at open) and their contents in the fresh namespace.
@@ -40,7 +43,7 @@ fn contents(file: &OwnedFd, buf: &mut Vec<u8>) -> io::Result<()> {
     buf.resize(MAX_FILE, 0);
     let mut len = 0;
     loop {
-        let n = sys::pread(file.as_fd(), &mut buf[len..], len as i64)?;
+        let n = rustix::io::pread(file.as_fd(), &mut buf[len..], len as u64)?;
         len += n;
         if n == 0 || len == buf.len() {
             break;
@@ -51,7 +54,7 @@ fn contents(file: &OwnedFd, buf: &mut Vec<u8>) -> io::Result<()> {
 }
 
 fn open_optional(path: &std::ffi::CStr) -> io::Result<Option<OwnedFd>> {
-    match sys::open(path, libc::O_RDONLY) {
+    match open(path, OFlags::RDONLY) {
         Ok(f) => Ok(Some(f)),
         // No IPv6 in this kernel.
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
@@ -64,9 +67,9 @@ impl NetworkWatch {
     /// zygote keeps, to check at each reset.
     pub(crate) fn open() -> io::Result<NetworkWatch> {
         let mut watch = NetworkWatch::open_interfaces()?;
-        watch.sockstat.push(sys::open(c"/proc/net/sockstat", libc::O_RDONLY)?);
+        watch.sockstat.push(open(c"/proc/net/sockstat", OFlags::RDONLY)?);
         watch.sockstat.extend(open_optional(c"/proc/net/sockstat6")?);
-        watch.counters.push(sys::open(c"/proc/net/snmp", libc::O_RDONLY)?);
+        watch.counters.push(open(c"/proc/net/snmp", OFlags::RDONLY)?);
         watch.counters.extend(open_optional(c"/proc/net/snmp6")?);
         watch.counters.extend(open_optional(c"/proc/net/netstat")?);
         for file in &watch.counters {
@@ -80,7 +83,7 @@ impl NetworkWatch {
     /// Only the interfaces' counters, for [`NetworkWatch::quiet`]: what each session's
     /// spawner needs for its verdict.
     pub(crate) fn open_interfaces() -> io::Result<NetworkWatch> {
-        let dev = sys::open(c"/proc/net/dev", libc::O_RDONLY)?;
+        let dev = open(c"/proc/net/dev", OFlags::RDONLY)?;
         let mut fresh_dev = Vec::new();
         contents(&dev, &mut fresh_dev)?;
         Ok(NetworkWatch { dev, sockstat: Vec::new(), counters: Vec::new(), fresh_dev, fresh_counters: Vec::new() })
@@ -90,7 +93,7 @@ impl NetworkWatch {
     /// verdict's part (one `pread`). An error counts as traffic.
     pub(crate) fn quiet(&self) -> bool {
         let mut buf = [0u8; 4096];
-        match sys::pread(self.dev.as_fd(), &mut buf, 0) {
+        match rustix::io::pread(self.dev.as_fd(), &mut buf, 0) {
             Ok(n) if n < buf.len() => buf[..n] == self.fresh_dev[..],
             _ => false,
         }
@@ -147,7 +150,7 @@ fn sockets_left(files: &[OwnedFd]) -> io::Result<SocketsLeft> {
     let mut state = SocketsLeft::default();
     let mut buf = [0u8; 1024];
     for file in files {
-        let n = sys::pread(file.as_fd(), &mut buf, 0)?;
+        let n = rustix::io::pread(file.as_fd(), &mut buf, 0)?;
         let text = std::str::from_utf8(&buf[..n]).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
         parse_sockstat(text, &mut state);
     }
@@ -183,6 +186,70 @@ pub(crate) fn cap_socket_buffers(name: &str, max: u64) -> io::Result<()> {
     let [low, default, high] = v[..] else { return Err(io::Error::from_raw_os_error(libc::EINVAL)) };
     let high = high.min(max).max(low);
     fs::write(&path, format!("{low} {} {high}", default.min(high)))
+}
+
+// --- rtnetlink(7): loopback up, everything else unreachable.
+
+/// `struct nlmsghdr`'s size, and where its type field sits.
+const NLMSG_HEADER: usize = 16;
+
+/// Sends one `rtnetlink` request (`NLM_F_REQUEST | NLM_F_ACK` and `extra_flags`) whose body
+/// is `body`, and waits for the kernel's acknowledgement: an `NLMSG_ERROR` message carrying 0,
+/// or the error.
+fn netlink_request(kind: u16, extra_flags: u16, body: &[u8]) -> io::Result<()> {
+    const NLM_F_REQUEST: u16 = 0x1;
+    const NLM_F_ACK: u16 = 0x4;
+    const NLMSG_ERROR: u16 = 0x2;
+    let sock = rustix::net::socket_with(AddressFamily::NETLINK, SocketType::RAW, SocketFlags::CLOEXEC, None)?; // None: NETLINK_ROUTE
+    let mut message = Vec::with_capacity(NLMSG_HEADER + body.len());
+    message.extend_from_slice(&((NLMSG_HEADER + body.len()) as u32).to_ne_bytes());
+    message.extend_from_slice(&kind.to_ne_bytes());
+    message.extend_from_slice(&(NLM_F_REQUEST | NLM_F_ACK | extra_flags).to_ne_bytes());
+    message.extend_from_slice(&1u32.to_ne_bytes()); // sequence number
+    message.extend_from_slice(&0u32.to_ne_bytes()); // port id: the kernel's
+    message.extend_from_slice(body);
+    rustix::net::send(&sock, &message, rustix::net::SendFlags::empty())?;
+    let mut answer = [0u8; 512];
+    let n = rustix::io::read(&sock, &mut answer)?;
+    if n < NLMSG_HEADER + 4 || u16::from_ne_bytes([answer[4], answer[5]]) != NLMSG_ERROR {
+        return Err(io::Error::from_raw_os_error(libc::EPROTO));
+    }
+    let error = i32::from_ne_bytes(answer[NLMSG_HEADER..NLMSG_HEADER + 4].try_into().expect("four bytes"));
+    if error != 0 { Err(io::Error::from_raw_os_error(-error)) } else { Ok(()) }
+}
+
+/// Brings the loopback interface up, as `ip link set lo up` does: `RTM_NEWLINK` with `IFF_UP`
+/// for interface 1, which is `lo` in every new network namespace.
+pub(crate) fn loopback_up() -> io::Result<()> {
+    const RTM_NEWLINK: u16 = 16;
+    const LOOPBACK_INDEX: i32 = 1;
+    let up = libc::IFF_UP as u32;
+    // struct ifinfomsg: family, padding, type (u16), index (i32), flags, change.
+    let mut body = Vec::with_capacity(16);
+    body.extend_from_slice(&[libc::AF_UNSPEC as u8, 0]);
+    body.extend_from_slice(&0u16.to_ne_bytes());
+    body.extend_from_slice(&LOOPBACK_INDEX.to_ne_bytes());
+    body.extend_from_slice(&up.to_ne_bytes());
+    body.extend_from_slice(&up.to_ne_bytes());
+    netlink_request(RTM_NEWLINK, 0, &body)
+}
+
+/// Adds an `unreachable` default route for `family` (`AF_INET` or `AF_INET6`), as `ip route
+/// add unreachable default` does (`RTM_NEWROUTE`). A send to an address no route covers then
+/// fails with `EHOSTUNREACH` and leaves nothing behind, where without a route it fails with
+/// `ENETUNREACH` and counts itself in the namespace's `OutNoRoutes`.
+pub(crate) fn add_unreachable_default_route(family: AddressFamily) -> io::Result<()> {
+    const RTM_NEWROUTE: u16 = 24;
+    const NLM_F_EXCL: u16 = 0x200;
+    const NLM_F_CREATE: u16 = 0x400;
+    const RT_TABLE_MAIN: u8 = 254;
+    const RTPROT_BOOT: u8 = 3;
+    const RT_SCOPE_UNIVERSE: u8 = 0;
+    // struct rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type, flags (u32).
+    let mut body =
+        vec![family.as_raw() as u8, 0, 0, 0, RT_TABLE_MAIN, RTPROT_BOOT, RT_SCOPE_UNIVERSE, libc::RTN_UNREACHABLE];
+    body.extend_from_slice(&0u32.to_ne_bytes());
+    netlink_request(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL, &body)
 }
 
 #[cfg(test)]

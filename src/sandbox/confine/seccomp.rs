@@ -45,7 +45,7 @@ use seccompiler::{
     SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule, TargetArch,
 };
 
-use super::sys::SeccompProgram;
+use super::super::sys::SeccompProgram;
 use seccompiler::sock_filter;
 
 /// System calls denied with `EPERM` for every command.

@@ -1,0 +1,172 @@
+//! The host's and the zygote's channels: `SOCK_SEQPACKET` sockets that carry one message per
+//! datagram with descriptors beside it (`SCM_RIGHTS`), pipes and memfds for a command's stdio,
+//! and waits that end at a deadline.
+
+use std::io::{self, IoSlice, IoSliceMut};
+use std::mem::MaybeUninit;
+use std::os::fd::{BorrowedFd, OwnedFd};
+use std::time::Duration;
+
+use rustix::event::{PollFd, PollFlags, Timespec};
+use rustix::fs::{MemfdFlags, OFlags};
+use rustix::io::Errno;
+use rustix::net::{
+    AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags, SendAncillaryBuffer,
+    SendAncillaryMessage, SendFlags, SocketFlags, SocketType,
+};
+
+/// Most descriptors one message carries.
+pub(crate) const MAX_FDS: usize = 32;
+
+/// Room for the control message of `MAX_FDS` descriptors.
+const CMSG_SPACE: usize = rustix::cmsg_space!(ScmRights(MAX_FDS));
+
+/// [`socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC)`](https://man7.org/linux/man-pages/man2/socketpair.2.html):
+/// two connected ends that keep message boundaries.
+pub(crate) fn socket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
+    Ok(rustix::net::socketpair(AddressFamily::UNIX, SocketType::SEQPACKET, SocketFlags::CLOEXEC, None)?)
+}
+
+/// [`sendmsg(2)`](https://man7.org/linux/man-pages/man2/sendmsg.2.html) of one datagram with
+/// `fds` attached (`SCM_RIGHTS`; at most [`MAX_FDS`]), never raising `SIGPIPE`.
+pub(crate) fn send(sock: BorrowedFd<'_>, data: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<()> {
+    if fds.len() > MAX_FDS {
+        return Err(io::Error::from_raw_os_error(libc::EMSGSIZE));
+    }
+    let mut space = [MaybeUninit::<u8>::uninit(); CMSG_SPACE];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    if !fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(fds)) {
+        return Err(io::Error::from_raw_os_error(libc::EMSGSIZE));
+    }
+    loop {
+        match rustix::net::sendmsg(sock, &[IoSlice::new(data)], &mut control, SendFlags::NOSIGNAL) {
+            Err(Errno::INTR) => continue,
+            other => return other.map(drop).map_err(io::Error::from),
+        }
+    }
+}
+
+/// [`recvmsg(2)`](https://man7.org/linux/man-pages/man2/recvmsg.2.html) of one datagram,
+/// taking ownership of the descriptors attached (`MSG_CMSG_CLOEXEC`). Returns its length; 0
+/// means the peer closed. A datagram or descriptor list that did not fit is an error
+/// (`EMSGSIZE`), and its descriptors are closed.
+pub(crate) fn recv(sock: BorrowedFd<'_>, buf: &mut [u8], fds: &mut Vec<OwnedFd>) -> io::Result<usize> {
+    let mut space = [MaybeUninit::<u8>::uninit(); CMSG_SPACE];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    let msg = loop {
+        match rustix::net::recvmsg(sock, &mut [IoSliceMut::new(buf)], &mut control, RecvFlags::CMSG_CLOEXEC) {
+            Err(Errno::INTR) => continue,
+            other => break other?,
+        }
+    };
+    for message in control.drain() {
+        if let RecvAncillaryMessage::ScmRights(received) = message {
+            fds.extend(received);
+        }
+    }
+    if msg.flags.intersects(ReturnFlags::TRUNC | ReturnFlags::CTRUNC) {
+        fds.clear();
+        return Err(io::Error::from_raw_os_error(libc::EMSGSIZE));
+    }
+    Ok(msg.bytes)
+}
+
+/// [`ppoll(2)`](https://man7.org/linux/man-pages/man2/poll.2.html): waits until one of `fds`
+/// is ready or `timeout` passes (`None`: no end). Returns how many are ready; 0 on timeout
+/// or when a signal interrupted the wait (the caller looks at its deadline again).
+pub(crate) fn poll(fds: &mut [PollFd<'_>], timeout: Option<Duration>) -> io::Result<usize> {
+    let timeout = timeout
+        .map(|t| Timespec { tv_sec: t.as_secs().min(i64::MAX as u64) as i64, tv_nsec: i64::from(t.subsec_nanos()) });
+    match rustix::event::poll(fds, timeout.as_ref()) {
+        Err(Errno::INTR) => Ok(0),
+        other => Ok(other?),
+    }
+}
+
+/// [`poll`] on up to `N` descriptors (`None`: not watched), for input; returns what each
+/// reported (empty for one not watched, and for all on timeout).
+pub(crate) fn poll_each<const N: usize>(
+    fds: [Option<BorrowedFd<'_>>; N],
+    timeout: Option<Duration>,
+) -> io::Result<[PollFlags; N]> {
+    let mut watched: Vec<PollFd<'_>> = Vec::with_capacity(N);
+    for fd in fds.iter().flatten() {
+        watched.push(PollFd::from_borrowed_fd(*fd, PollFlags::IN));
+    }
+    poll(&mut watched, timeout)?;
+    let mut ready = watched.iter().map(PollFd::revents);
+    Ok(fds.map(|fd| fd.and_then(|_| ready.next()).unwrap_or(PollFlags::empty())))
+}
+
+/// Reads a non-blocking signalfd or eventfd until it is empty.
+pub(crate) fn drain(fd: BorrowedFd<'_>) {
+    let mut buf = [0u8; 1024];
+    while matches!(rustix::io::read(fd, &mut buf), Ok(n) if n > 0) {}
+}
+
+/// [`pipe2(O_CLOEXEC)`](https://man7.org/linux/man-pages/man2/pipe.2.html): (read end, write
+/// end); the read end non-blocking if asked.
+pub(crate) fn pipe(nonblocking_read: bool) -> io::Result<(OwnedFd, OwnedFd)> {
+    let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+    if nonblocking_read {
+        rustix::fs::fcntl_setfl(&r, OFlags::NONBLOCK)?;
+    }
+    Ok((r, w))
+}
+
+/// [`memfd_create(MFD_CLOEXEC)`](https://man7.org/linux/man-pages/man2/memfd_create.2.html)
+/// filled with `data` and rewound: a command's stdin given as bytes.
+pub(crate) fn memfd_with(name: &std::ffi::CStr, data: &[u8]) -> io::Result<OwnedFd> {
+    let fd = rustix::fs::memfd_create(name, MemfdFlags::CLOEXEC)?;
+    let mut file = std::fs::File::from(fd);
+    std::io::Write::write_all(&mut file, data)?;
+    std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(0))?;
+    Ok(OwnedFd::from(file))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsFd;
+
+    #[test]
+    fn a_datagram_carries_descriptors_and_keeps_its_bounds() {
+        let (a, b) = socket_pair().unwrap();
+        let (r, w) = pipe(false).unwrap();
+        send(a.as_fd(), b"one", &[r.as_fd(), w.as_fd()]).unwrap();
+        send(a.as_fd(), b"two", &[]).unwrap();
+        let mut buf = [0u8; 16];
+        let mut fds = Vec::new();
+        assert_eq!(recv(b.as_fd(), &mut buf, &mut fds).unwrap(), 3);
+        assert_eq!(&buf[..3], b"one");
+        assert_eq!(fds.len(), 2);
+        // The received write end reaches the original read end.
+        rustix::io::write(&fds[1], b"x").unwrap();
+        let mut byte = [0u8; 1];
+        assert_eq!(rustix::io::read(&r, &mut byte).unwrap(), 1);
+        fds.clear();
+        assert_eq!(recv(b.as_fd(), &mut buf, &mut fds).unwrap(), 3);
+        assert_eq!(&buf[..3], b"two");
+        assert!(fds.is_empty());
+    }
+
+    #[test]
+    fn a_datagram_too_long_for_the_buffer_is_refused() {
+        let (a, b) = socket_pair().unwrap();
+        let (r, _w) = pipe(false).unwrap();
+        send(a.as_fd(), b"longer than four", &[r.as_fd()]).unwrap();
+        let mut buf = [0u8; 4];
+        let mut fds = Vec::new();
+        let err = recv(b.as_fd(), &mut buf, &mut fds).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EMSGSIZE));
+        assert!(fds.is_empty(), "the descriptors of a refused message are closed");
+    }
+
+    #[test]
+    fn more_descriptors_than_a_message_carries_are_refused() {
+        let (a, _b) = socket_pair().unwrap();
+        let (r, _w) = pipe(false).unwrap();
+        let many = vec![r.as_fd(); MAX_FDS + 1];
+        assert_eq!(send(a.as_fd(), b"x", &many).unwrap_err().raw_os_error(), Some(libc::EMSGSIZE));
+    }
+}

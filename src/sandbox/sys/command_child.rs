@@ -1,0 +1,203 @@
+//! The spawner's clone child, which becomes a command.
+
+use std::ffi::{CStr, CString, c_char, c_int, c_void};
+use std::io;
+use std::mem::{MaybeUninit, size_of};
+use std::os::fd::{AsRawFd, BorrowedFd};
+use std::ptr;
+
+use rustix::process::{Pid, WaitOptions, waitpid};
+
+use super::super::protocol::SpawnStep;
+use super::raw::{ChildStack, clone_on_new_stack, raw_syscall};
+
+/// A compiled seccomp program ready to install (`struct sock_fprog`'s contents).
+pub(crate) type SeccompProgram = Vec<seccompiler::sock_filter>;
+
+/// What a command child needs, all prepared before the clone.
+pub(crate) struct CommandSpec<'a> {
+    /// Descriptors for the command's stdin, stdout, stderr.
+    pub stdio: [BorrowedFd<'a>; 3],
+    /// Working directory.
+    pub cwd: &'a CStr,
+    /// Paths to try with `execve`, in order (one unless PATH was searched).
+    pub candidates: &'a [CString],
+    /// argv and envp.
+    pub argv: &'a [CString],
+    /// Environment.
+    pub envp: &'a [CString],
+    /// Seccomp programs this command adds to the ones it inherits.
+    pub filters: &'a [&'a SeccompProgram],
+    /// RLIMIT_CPU in seconds, if any.
+    pub cpu_seconds: Option<u64>,
+}
+
+#[repr(C)]
+struct CommandChildArgs {
+    stdio: [c_int; 3],
+    cwd: *const c_char,
+    candidates: *const *const c_char,
+    argv: *const *const c_char,
+    envp: *const *const c_char,
+    filters: *const libc::sock_fprog,
+    filter_count: usize,
+    cpu_seconds: u64,
+    /// A [`SpawnStep`] code, 0 while none failed.
+    failed_step: u8,
+    errno: c_int,
+}
+
+/// The command child: its own session, stdio, working directory and CPU limit, the extra
+/// filters, then `execve`. Everything else (no_new_privs, Landlock, seccomp, no capabilities)
+/// it inherits from the spawner.
+extern "C" fn command_child(arg: *mut c_void) -> ! {
+    // SAFETY: `arg` points to the `CommandChildArgs` of `spawn_command`, alive while this child
+    // runs (the parent is suspended by CLONE_VFORK).
+    let a = unsafe { &mut *(arg as *mut CommandChildArgs) };
+    let fail = |a: &mut CommandChildArgs, step: SpawnStep, ret: isize| -> ! {
+        a.failed_step = step as u8;
+        a.errno = -ret as c_int;
+        // SAFETY: exit_group ends this child only (it shares no thread group with the parent).
+        unsafe { raw_syscall(libc::SYS_exit_group, 127, 0, 0, 0, 0) };
+        super::raw::unreachable_loop()
+    };
+    // SAFETY (all raw system calls below): pointer arguments point into prepared, immutable
+    // buffers owned by the suspended parent frame, or into this child's stack.
+    unsafe {
+        let r = raw_syscall(libc::SYS_setsid, 0, 0, 0, 0, 0);
+        if r < 0 {
+            fail(a, SpawnStep::NewSession, r);
+        }
+        for (i, fd) in a.stdio.iter().enumerate() {
+            let r = if *fd == i as c_int {
+                raw_syscall(libc::SYS_fcntl, i, libc::F_SETFD as usize, 0, 0, 0)
+            } else {
+                raw_syscall(libc::SYS_dup3, *fd as usize, i, 0, 0, 0)
+            };
+            if r < 0 {
+                fail(a, SpawnStep::Stdio, r);
+            }
+        }
+        let r = raw_syscall(libc::SYS_close_range, 3, u32::MAX as usize, 0, 0, 0);
+        if r < 0 {
+            fail(a, SpawnStep::Stdio, r);
+        }
+        let r = raw_syscall(libc::SYS_chdir, a.cwd as usize, 0, 0, 0, 0);
+        if r < 0 {
+            fail(a, SpawnStep::WorkingDirectory, r);
+        }
+        if a.cpu_seconds > 0 {
+            let lim = libc::rlimit { rlim_cur: a.cpu_seconds, rlim_max: a.cpu_seconds + 1 };
+            let r = raw_syscall(libc::SYS_setrlimit, libc::RLIMIT_CPU as usize, &lim as *const _ as usize, 0, 0, 0);
+            if r < 0 {
+                fail(a, SpawnStep::CpuLimit, r);
+            }
+        }
+        // The spawner keeps every signal blocked (it reads SIGCHLD from a signalfd); the
+        // command starts with none blocked.
+        let empty = [0u64; 1];
+        let r = raw_syscall(libc::SYS_rt_sigprocmask, libc::SIG_SETMASK as usize, empty.as_ptr() as usize, 0, 8, 0);
+        if r < 0 {
+            fail(a, SpawnStep::Stdio, r);
+        }
+        for i in 0..a.filter_count {
+            let r = raw_syscall(
+                libc::SYS_seccomp,
+                libc::SECCOMP_SET_MODE_FILTER as usize,
+                0,
+                a.filters.add(i) as usize,
+                0,
+                0,
+            );
+            if r < 0 {
+                fail(a, SpawnStep::Seccomp, r);
+            }
+        }
+        let mut best_error: isize = -(libc::ENOENT as isize);
+        let mut candidate = a.candidates;
+        while !(*candidate).is_null() {
+            let r = raw_syscall(libc::SYS_execve, *candidate as usize, a.argv as usize, a.envp as usize, 0, 0);
+            // Like execvp: a later ENOENT does not hide an earlier, more telling error.
+            if r != -(libc::ENOENT as isize) {
+                best_error = r;
+            }
+            candidate = candidate.add(1);
+        }
+        fail(a, SpawnStep::Exec, best_error)
+    }
+}
+
+/// A command whose child failed before `execve`: which step and why.
+#[derive(Debug)]
+pub(crate) struct CommandSpawnFailure {
+    pub step: SpawnStep,
+    pub error: io::Error,
+}
+
+/// Starts a command from the spawner:
+/// [`clone(2)`](https://man7.org/linux/man-pages/man2/clone.2.html) with
+/// `CLONE_VM | CLONE_VFORK` on a reusable stack (the sandbox's filter answers `clone3` with
+/// `ENOSYS`), the child setting itself up and calling `execve`. Returns its pid, or where it
+/// failed.
+pub(crate) fn spawn_command(spec: &CommandSpec<'_>, stack: &mut CommandStack) -> Result<i32, CommandSpawnFailure> {
+    let to_ptrs = |v: &[CString]| -> Vec<*const c_char> {
+        v.iter().map(|s| s.as_ptr()).chain(std::iter::once(ptr::null())).collect()
+    };
+    let candidates = to_ptrs(spec.candidates);
+    let argv = to_ptrs(spec.argv);
+    let envp = to_ptrs(spec.envp);
+    let progs: Vec<libc::sock_fprog> = spec
+        .filters
+        .iter()
+        .map(|p| libc::sock_fprog { len: p.len() as u16, filter: p.as_ptr() as *mut libc::sock_filter })
+        .collect();
+    let mut child_args = CommandChildArgs {
+        stdio: spec.stdio.map(|fd| fd.as_raw_fd()),
+        cwd: spec.cwd.as_ptr(),
+        candidates: candidates.as_ptr(),
+        argv: argv.as_ptr(),
+        envp: envp.as_ptr(),
+        filters: progs.as_ptr(),
+        filter_count: progs.len(),
+        cpu_seconds: spec.cpu_seconds.unwrap_or(0),
+        failed_step: 0,
+        errno: 0,
+    };
+    let flags = libc::CLONE_VM as usize | libc::CLONE_VFORK as usize | libc::SIGCHLD as usize;
+    let stack_top = stack.0.as_mut_ptr() as usize + size_of::<ChildStack>();
+    // SAFETY: the stack is ours, aligned, and `stack_top` is its end; `child_args` and every
+    // array it points to live in this frame, suspended by CLONE_VFORK until the child execs or
+    // exits; the child makes raw system calls only.
+    let ret = unsafe {
+        clone_on_new_stack(
+            libc::SYS_clone,
+            flags,
+            stack_top,
+            command_child,
+            &mut child_args as *mut CommandChildArgs as *mut c_void,
+        )
+    };
+    if ret < 0 {
+        return Err(CommandSpawnFailure { step: SpawnStep::Clone, error: io::Error::from_raw_os_error(-ret as i32) });
+    }
+    // SAFETY: plain reads of locals the child may have written before it exited.
+    let (step, errno) = unsafe { (ptr::read_volatile(&child_args.failed_step), ptr::read_volatile(&child_args.errno)) };
+    if step != 0 {
+        // Reap it now so the spawner's SIGCHLD handling never sees it as the command.
+        let _ =
+            Pid::from_raw(ret as i32).map(|pid| waitpid(Some(pid), WaitOptions::from_bits_retain(libc::__WALL as u32)));
+        let step = SpawnStep::from_code(step).unwrap_or(SpawnStep::Exec);
+        return Err(CommandSpawnFailure { step, error: io::Error::from_raw_os_error(errno) });
+    }
+    Ok(ret as i32)
+}
+
+/// The reusable stack of the spawner's command children.
+pub(crate) struct CommandStack(Box<MaybeUninit<ChildStack>>);
+
+impl CommandStack {
+    /// Allocates one.
+    pub(crate) fn new() -> Self {
+        CommandStack(Box::new(MaybeUninit::uninit()))
+    }
+}

@@ -1,0 +1,256 @@
+//! A session's state, and the verdict after each command: is the session still as it
+//! started, so that the next lease may have it as it is?
+//!
+//! The reset itself is the zygote's ([`Zygote::renew_session`](super::Zygote)): the whole
+//! session ends with its pid namespace, and the next starts with new namespaces and file
+//! systems. The verdict only has to tell, cheaply, when that is not needed.
+
+use std::ffi::{CStr, CString, OsStr};
+use std::fs;
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use rustix::fs::{AtFlags, CWD, OFlags, StatxFlags, statx};
+
+use super::super::sys::{self, OwnSettings};
+use super::net::NetworkWatch;
+use super::{cp, open};
+
+/// The size tmpfs and mqueue report for a directory holding only `.` and `..`: they count 20
+/// bytes per entry (the kernel keeps it; a command cannot change it but by adding entries).
+const EMPTY_DIR_SIZE: u64 = 40;
+
+/// The directories a session can write to outside its binds, in the order `pristine` keeps.
+const SESSION_DIRS: [&CStr; 3] = [c"/tmp", c"/dev/shm", c"/dev/mqueue"];
+
+/// What `statx(2)` says of a path (a final symlink not followed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct PathStat {
+    /// The mount it lives on (`STATX_MNT_ID`).
+    mount_id: u64,
+    /// Its size: for a tmpfs or mqueue directory, 20 bytes per entry, `.` and `..` included.
+    size: u64,
+    /// Its permission bits (with set-id and sticky bits).
+    mode: u16,
+    /// Its owner and group.
+    owner: (u32, u32),
+    /// Its access and modification times (seconds, nanoseconds).
+    times: [(i64, u32); 2],
+}
+
+impl PathStat {
+    /// [`statx(2)`](https://man7.org/linux/man-pages/man2/statx.2.html) of `path` for its
+    /// mount id, size, mode, owner and times.
+    fn of(path: &CStr) -> io::Result<PathStat> {
+        let mask = StatxFlags::MNT_ID
+            | StatxFlags::SIZE
+            | StatxFlags::MODE
+            | StatxFlags::UID
+            | StatxFlags::GID
+            | StatxFlags::ATIME
+            | StatxFlags::MTIME;
+        let st = statx(CWD, path, AtFlags::SYMLINK_NOFOLLOW, mask)?;
+        Ok(PathStat {
+            mount_id: st.stx_mnt_id,
+            size: st.stx_size,
+            mode: st.stx_mode & 0o7777,
+            owner: (st.stx_uid, st.stx_gid),
+            times: [(st.stx_atime.tv_sec, st.stx_atime.tv_nsec), (st.stx_mtime.tv_sec, st.stx_mtime.tv_nsec)],
+        })
+    }
+}
+
+/// [`listxattr(2)`](https://man7.org/linux/man-pages/man2/listxattr.2.html): the extended
+/// attribute names of `path` (a final symlink followed; the session directories are not
+/// symlinks). A file system without extended attributes has none.
+fn xattr_names(path: &CStr) -> io::Result<Vec<CString>> {
+    let mut buf = vec![0u8; 1024];
+    loop {
+        match rustix::fs::listxattr(path, &mut buf[..]) {
+            Ok(n) => {
+                buf.truncate(n);
+                return Ok(buf
+                    .split(|&b| b == 0)
+                    .filter(|n| !n.is_empty())
+                    .filter_map(|n| CString::new(n).ok())
+                    .collect());
+            }
+            Err(rustix::io::Errno::NOTSUP) => return Ok(Vec::new()),
+            // More names than room: ask how much they need, and try again.
+            Err(rustix::io::Errno::RANGE) => {
+                let need = rustix::fs::listxattr(path, &mut [0u8; 0][..])?;
+                buf.resize(need.max(buf.len() * 2), 0);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// What [`SessionState::untouched`] compares of one session directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct SessionDir {
+    /// Mount, size (20 bytes per entry on tmpfs and mqueue), mode, owner and times (the
+    /// time of a lease's last change is the lease's).
+    stat: PathStat,
+    /// Its extended attribute names (a command may set `user.*` ones, or an ACL).
+    xattrs: Vec<CString>,
+    /// Its inode flags (the owner may set `nodump`, `noatime`, ... with `chattr`); a file
+    /// system without them (mqueue) has none.
+    flags: u32,
+}
+
+impl SessionDir {
+    fn read(dir: &CStr, fd: &OwnedFd) -> Option<SessionDir> {
+        let stat = PathStat::of(dir).ok()?;
+        let xattrs = xattr_names(dir).ok()?;
+        let flags = match rustix::fs::ioctl_getflags(fd) {
+            Ok(flags) => flags.bits(),
+            Err(rustix::io::Errno::NOTTY | rustix::io::Errno::OPNOTSUPP) => 0,
+            Err(_) => return None,
+        };
+        Some(SessionDir { stat, xattrs, flags })
+    }
+}
+
+/// The session directories' state.
+fn session_dirs(fds: &[OwnedFd]) -> Option<[SessionDir; 3]> {
+    let [a, b, c] = [0, 1, 2].map(|i| SessionDir::read(SESSION_DIRS[i], fds.get(i)?));
+    Some([a?, b?, c?])
+}
+
+/// The pristine state of the session directories, or `None` if one holds a plain
+/// directory of its own mount (the parent of a nested bind's mount point): what a command
+/// adds in there does not show on the session directory, so every session gets a reset.
+fn pristine_session_dirs(fds: &[OwnedFd]) -> Option<[SessionDir; 3]> {
+    let dirs = session_dirs(fds)?;
+    for (dir, state) in SESSION_DIRS.iter().zip(&dirs) {
+        if state.stat.size <= EMPTY_DIR_SIZE {
+            continue;
+        }
+        // Only binds' mount points may be there (a session starts with nothing else).
+        let path = Path::new(OsStr::from_bytes(dir.to_bytes()));
+        for entry in fs::read_dir(path).ok()? {
+            let c_path = cp(&entry.ok()?.path()).ok()?;
+            if PathStat::of(&c_path).ok()?.mount_id == state.stat.mount_id {
+                return None;
+            }
+        }
+    }
+    Some(dirs)
+}
+
+/// Opens `kernel.shm_next_id`, `msg_next_id` and `sem_next_id` of the session's IPC namespace
+/// and sets each to 0 (see [`SessionState::no_ipc_object_made`]); `None` if this kernel has
+/// none.
+fn first_ipc_ids() -> io::Result<Option<Vec<OwnedFd>>> {
+    let mut files = Vec::new();
+    for path in [c"/proc/sys/kernel/shm_next_id", c"/proc/sys/kernel/msg_next_id", c"/proc/sys/kernel/sem_next_id"] {
+        match open(path, OFlags::RDWR) {
+            Ok(f) => files.push(f),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(None),
+            Err(e) => return Err(e),
+        }
+    }
+    for f in &files {
+        rustix::io::pwrite(f, b"0", 0)?;
+    }
+    Ok(Some(files))
+}
+
+/// What a session's spawner holds to judge, after each command, whether the session is still
+/// as it started.
+pub(super) struct SessionState {
+    /// How the session directories look when the session starts (`None` if they could not
+    /// be read, or hold plain directories for nested binds: then no session counts as
+    /// untouched).
+    pristine: Option<[SessionDir; 3]>,
+    /// The sandbox's own network namespace, whose sockets and counters are session state;
+    /// `None` with the host's network.
+    network: Option<NetworkWatch>,
+    /// The session directories, held open for their inode flags (one `ioctl` each).
+    session_fds: Vec<OwnedFd>,
+    /// The session's `ns_last_pid`, held open for writing.
+    pid_counter: OwnedFd,
+    /// The session's `kernel.{shm,msg,sem}_next_id`, set to 0 when it starts: the next System
+    /// V object of each kind takes that id, as in a fresh IPC namespace, and sets it back to
+    /// -1, which shows that the session made one even if it removed it since. `None` where
+    /// the kernel lacks them (no `CONFIG_CHECKPOINT_RESTORE`).
+    ipc_next_ids: Option<Vec<OwnedFd>>,
+    /// The spawner's own settings as it started, which commands inherit (`None` if they could
+    /// not be read: then no session counts as untouched).
+    settings: Option<OwnSettings>,
+}
+
+impl SessionState {
+    /// Records the session as it starts (the spawner confined, nothing run yet) and rewinds
+    /// the pid counter; on failure, the step that failed.
+    pub(super) fn start(share_network: bool) -> Result<SessionState, (String, io::Error)> {
+        let step = |name: &'static str| move |e: io::Error| (name.to_string(), e);
+        let network = match share_network {
+            true => None,
+            false => Some(NetworkWatch::open_interfaces().map_err(step("watch the network namespace"))?),
+        };
+        let session_fds = SESSION_DIRS
+            .iter()
+            .map(|d| open(d, OFlags::RDONLY | OFlags::DIRECTORY))
+            .collect::<io::Result<_>>()
+            .map_err(step("open the session directories"))?;
+        let pid_counter = open(c"/proc/sys/kernel/ns_last_pid", OFlags::WRONLY).map_err(step("open ns_last_pid"))?;
+        let ipc_next_ids = first_ipc_ids().map_err(step("set the next System V IPC ids"))?;
+        let mut state =
+            SessionState { pristine: None, network, session_fds, pid_counter, ipc_next_ids, settings: None };
+        state.rewind_pid_counter().map_err(step("rewind the pid counter"))?;
+        state.pristine = pristine_session_dirs(&state.session_fds);
+        state.settings = OwnSettings::read().ok();
+        Ok(state)
+    }
+
+    /// Makes the next process of the session pid 2 again, as in a fresh sandbox, so that no
+    /// lease learns from its pids how many processes the one before made. Only while the
+    /// spawner is alone in its namespace (`ns_last_pid` of the session's `/proc`, which needs
+    /// `CAP_CHECKPOINT_RESTORE`).
+    fn rewind_pid_counter(&self) -> io::Result<()> {
+        rustix::io::pwrite(&self.pid_counter, b"1", 0)?;
+        Ok(())
+    }
+
+    /// Whether the session is as it started: no process but the spawner, no entry added to
+    /// `/tmp`, `/dev/shm` or `/dev/mqueue` (tmpfs and mqueue count 20 bytes of directory size
+    /// per entry, and a session cannot remove the mount points of binds), their modes, owners,
+    /// times, extended attributes and inode flags unchanged, no System V IPC object ever made,
+    /// no packet through the sandbox's own network namespace (so no socket left in any state),
+    /// and the spawner's own settings as they were. Processes come first: once none is left,
+    /// nothing can change the rest. When all of it holds, the pid counter is rewound, so the
+    /// next command is pid 2 as in a fresh sandbox.
+    pub(super) fn untouched(&self) -> bool {
+        let Some(pristine) = &self.pristine else { return false };
+        sys::surely_no_other_process()
+            && session_dirs(&self.session_fds).as_ref() == Some(pristine)
+            && self.no_ipc_object_made()
+            && self.network.as_ref().is_none_or(NetworkWatch::quiet)
+            && self.own_settings_intact()
+            && self.rewind_pid_counter().is_ok()
+    }
+
+    /// Whether the session never made a System V IPC object (so none is left, and the next
+    /// ids are still those of a fresh namespace); without the `*_next_id` files, whether none
+    /// is left.
+    fn no_ipc_object_made(&self) -> bool {
+        match &self.ipc_next_ids {
+            Some(files) => files.iter().all(|f| {
+                let mut buf = [0u8; 8];
+                matches!(rustix::io::pread(f.as_fd(), &mut buf, 0), Ok(2) if &buf[..2] == b"0\n")
+            }),
+            None => matches!(sys::sysv_ipc_in_use(), Ok([0, 0, 0])),
+        }
+    }
+
+    /// Whether the spawner's own settings (limits, scheduling, affinity, I/O priority, pending
+    /// signals), which every later command inherits, are still as it started. The seccomp
+    /// filter keeps commands from naming the spawner (pid 1); this is the wall behind it.
+    fn own_settings_intact(&self) -> bool {
+        self.settings.is_some() && OwnSettings::read().ok() == self.settings
+    }
+}
