@@ -2,27 +2,28 @@
 //! coreutils, `python3`, `cc`) work; the kernel's sharp edges fail with `EPERM`.
 //!
 //! Installing a filter compiles it, which for the big one costs a few hundred microseconds:
-//! too much per command, and too much per session. So there are three:
+//! too much per command, and too much per session. So there are three sets:
 //!
-//! - The *sandbox's* program, installed once on the zygote when the sandbox is built; every
-//!   session's spawner and every command inherit it. After the architecture check it holds:
-//!   1. on x86_64, a guard that refuses the x32 ABI (its syscall numbers would bypass a list
-//!      keyed on x86_64 numbers);
-//!   2. `clone3` and `openat2` answer `ENOSYS`, so libc falls back to `clone` and `openat`,
-//!      whose flags a filter can see;
-//!   3. the deny list (built with `seccompiler`), with `clone` refused when it asks for a new
-//!      namespace or `CLONE_PARENT`, and `unshare` allowed only the namespaces a session is
-//!      made of (pid, IPC, mount);
-//!   4. the calls that act on another process by pid, refused when aimed at the spawner,
-//!      pid 1 of the commands' pid namespace (see `calls_on_the_spawner`): signals,
-//!      `pidfd_open`, `prlimit64`, the scheduler and I/O priority setters, `F_SETOWN`. A
-//!      command cannot see the zygote at all, and its `/proc` does not list the spawner;
-//!      this keeps it from changing what the spawner passes on to every later command.
-//!      Docker has no such rules: its init is not shared between tenants.
+//! - The *sandbox's* programs, installed once on the zygote when the sandbox is built; every
+//!   session's spawner and every command inherit them. In install order:
+//!   1. on x86_64, a hand-written guard that refuses the x32 ABI (its syscall numbers would
+//!      bypass lists keyed on x86_64 numbers, and share their architecture value);
+//!   2. the deny list (built with `seccompiler`, like the rest), with `clone` refused when it
+//!      asks for a new namespace or `CLONE_PARENT`, `unshare` allowed only the namespaces a
+//!      session is made of (pid, IPC, mount), and the calls that act on another process by
+//!      pid refused when aimed at the spawner, pid 1 of the commands' pid namespace (see
+//!      `calls_on_the_spawner`): signals, `pidfd_open`, `prlimit64`, the scheduler and I/O
+//!      priority setters, `F_SETOWN`. A command cannot see the zygote at all, and its `/proc`
+//!      does not list the spawner; this keeps it from changing what the spawner passes on to
+//!      every later command. Docker has no such rules: its init is not shared between
+//!      tenants;
+//!   3. `clone3` and `openat2` answer `ENOSYS`, so libc falls back to `clone` and `openat`,
+//!      whose flags a filter can see (`unreadable_calls`);
+//!   4. `open`/`openat` with `O_TMPFILE` answer `EOPNOTSUPP` (see `no_unnamed_files`: an
+//!      unnamed file moves a counter the next lease could read).
 //!
-//!   A second, small program with it answers `open`/`openat` with `O_TMPFILE` with
-//!   `EOPNOTSUPP` (see `no_unnamed_files`: an unnamed file moves a counter the next lease
-//!   could read).
+//!   The kernel runs every filter on every call, but caches the calls all of them allow
+//!   whatever the arguments, so the small ones cost the commands' hot calls nothing.
 //! - The *session's* program, small, installed by each spawner once it has made its session:
 //!   the calls that make one (`mount` and the new mount API, `unshare`, `setns`) fail with
 //!   `EPERM`. The zygote keeps them, under the sandbox's filter, to make sessions; nothing
@@ -46,6 +47,7 @@ use seccompiler::{
 };
 
 use super::super::sys::SeccompProgram;
+#[cfg(target_arch = "x86_64")]
 use seccompiler::sock_filter;
 
 /// System calls denied with `EPERM` for every command.
@@ -296,41 +298,34 @@ fn no_process_creation() -> Result<SeccompProgram, seccompiler::BackendError> {
     SeccompFilter::new(rules, SeccompAction::Allow, SeccompAction::Errno(libc::EPERM as u32), target())?.try_into()
 }
 
-const BPF_LD_W_ABS: u16 = 0x20;
-const BPF_JEQ_K: u16 = 0x15;
-const BPF_JGE_K: u16 = 0x35;
-const BPF_RET_K: u16 = 0x06;
-const SECCOMP_RET_ALLOW: u32 = 0x7fff_0000;
-const SECCOMP_RET_ERRNO: u32 = 0x0005_0000;
-/// Offsets in `struct seccomp_data`.
-const DATA_NR: u32 = 0;
-const DATA_ARCH: u32 = 4;
-/// The x32 ABI's syscall-number bit (`__X32_SYSCALL_BIT`).
-#[cfg(target_arch = "x86_64")]
-const X32_SYSCALL_BIT: u32 = 0x4000_0000;
-
-fn stmt(code: u16, k: u32) -> sock_filter {
-    sock_filter { code, jt: 0, jf: 0, k }
+/// `clone3` and `openat2`, whose arguments live in structures a filter cannot read, answer
+/// `ENOSYS`: libc and programs fall back to `clone` and `openat`, whose flags it can.
+fn unreadable_calls() -> Result<SeccompProgram, seccompiler::BackendError> {
+    let rules: BTreeMap<i64, Vec<SeccompRule>> =
+        BTreeMap::from([(libc::SYS_clone3, Vec::new()), (libc::SYS_openat2, Vec::new())]);
+    SeccompFilter::new(rules, SeccompAction::Allow, SeccompAction::Errno(libc::ENOSYS as u32), target())?.try_into()
 }
 
-/// The guards: on x86_64 every x32 syscall number fails with `EPERM`; `clone3` and
-/// `openat2`, whose arguments live in structures a filter cannot read, answer `ENOSYS`, so
-/// libc and programs fall back to `clone` and `openat`, whose flags it can. Expects the
-/// syscall number loaded; falls through otherwise.
-fn guards() -> Vec<sock_filter> {
-    let mut v = Vec::new();
-    #[cfg(target_arch = "x86_64")]
-    v.extend([
+/// On x86_64, the x32 ABI's calls (numbers with `__X32_SYSCALL_BIT`) fail with `EPERM`. They
+/// carry the x86_64 architecture value, so `seccompiler`'s architecture check lets them
+/// through, and their numbers match none of its rules: hand-written, four instructions.
+#[cfg(target_arch = "x86_64")]
+fn no_x32() -> SeccompProgram {
+    const BPF_LD_W_ABS: u16 = 0x20;
+    const BPF_JGE_K: u16 = 0x35;
+    const BPF_RET_K: u16 = 0x06;
+    const SECCOMP_RET_ALLOW: u32 = 0x7fff_0000;
+    const SECCOMP_RET_ERRNO: u32 = 0x0005_0000;
+    /// Where `struct seccomp_data` holds the call's number.
+    const DATA_NR: u32 = 0;
+    const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+    let stmt = |code, k| sock_filter { code, jt: 0, jf: 0, k };
+    vec![
+        stmt(BPF_LD_W_ABS, DATA_NR),
         sock_filter { code: BPF_JGE_K, jt: 0, jf: 1, k: X32_SYSCALL_BIT },
         stmt(BPF_RET_K, SECCOMP_RET_ERRNO | libc::EPERM as u32),
-    ]);
-    for unreadable in [libc::SYS_clone3, libc::SYS_openat2] {
-        v.extend([
-            sock_filter { code: BPF_JEQ_K, jt: 0, jf: 1, k: unreadable as u32 },
-            stmt(BPF_RET_K, SECCOMP_RET_ERRNO | libc::ENOSYS as u32),
-        ]);
-    }
-    v
+        stmt(BPF_RET_K, SECCOMP_RET_ALLOW),
+    ]
 }
 
 /// `open`/`openat` with `O_TMPFILE` answer `EOPNOTSUPP`, as on a file system without it (libc's
@@ -354,37 +349,6 @@ fn no_unnamed_files() -> Result<SeccompProgram, seccompiler::BackendError> {
     SeccompFilter::new(rules, SeccompAction::Allow, SeccompAction::Errno(libc::EOPNOTSUPP as u32), target())?.try_into()
 }
 
-/// The guards alone, as a program of their own (the fallback when splicing is not possible).
-fn guard_program() -> SeccompProgram {
-    let mut v = vec![stmt(BPF_LD_W_ABS, DATA_NR)];
-    v.extend(guards());
-    v.push(stmt(BPF_RET_K, SECCOMP_RET_ALLOW));
-    v
-}
-
-/// The whole policy in one program: `seccompiler`'s deny list with the guards spliced in right
-/// after its architecture check. Installing a filter compiles it (tens of microseconds here),
-/// so one program instead of three makes sandboxes cheaper to create. `None` if the deny
-/// list does not start as expected (architecture check, then a load of the syscall number).
-fn spliced(deny: &SeccompProgram) -> Option<SeccompProgram> {
-    const ARCH_CHECK: usize = 3;
-    let expected = deny.len() > ARCH_CHECK
-        && deny[0].code == BPF_LD_W_ABS
-        && deny[0].k == DATA_ARCH
-        && deny[2].code == BPF_RET_K
-        && deny[3].code == BPF_LD_W_ABS
-        && deny[3].k == DATA_NR;
-    if !expected {
-        return None;
-    }
-    let mut prog = deny[..ARCH_CHECK].to_vec();
-    prog.push(stmt(BPF_LD_W_ABS, DATA_NR));
-    prog.extend(guards());
-    // BPF jumps are relative and only forward: the rest keeps its meaning.
-    prog.extend_from_slice(&deny[ARCH_CHECK..]);
-    Some(prog)
-}
-
 /// The compiled programs.
 pub(crate) struct Filters {
     /// Installed once on the zygote when the sandbox is built, in install order: every
@@ -398,12 +362,10 @@ pub(crate) struct Filters {
 
 /// Compiles the filters.
 pub(crate) fn build() -> Result<Filters, seccompiler::BackendError> {
-    let deny = deny_list()?;
-    let mut sandbox = match spliced(&deny) {
-        Some(one) => vec![one],
-        None => vec![guard_program(), deny],
-    };
-    sandbox.push(no_unnamed_files()?);
+    let mut sandbox = Vec::new();
+    #[cfg(target_arch = "x86_64")]
+    sandbox.push(no_x32());
+    sandbox.extend([deny_list()?, unreadable_calls()?, no_unnamed_files()?]);
     Ok(Filters { sandbox, session: session_filter()?, no_fork: no_process_creation()? })
 }
 
@@ -419,11 +381,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn filters_build_into_one_program() {
+    fn filters_build() {
         let f = build().unwrap();
-        assert_eq!(f.sandbox.len(), 2, "the guards splice into seccompiler's program; O_TMPFILE has its own");
+        let x32 = usize::from(cfg!(target_arch = "x86_64"));
+        assert_eq!(f.sandbox.len(), x32 + 3, "x32 guard (x86_64), deny list, ENOSYS calls, O_TMPFILE");
         assert!(f.sandbox.iter().chain([&f.session, &f.no_fork]).all(|p| !p.is_empty() && p.len() < 4096));
-        assert!(f.sandbox[0].len() > 2 * denied_syscalls().len(), "one test per denied call at least");
-        assert!(f.session.len() < f.sandbox[0].len() / 4, "the per-session program stays small");
+        let deny = &f.sandbox[x32];
+        assert!(deny.len() > 2 * denied_syscalls().len(), "one test per denied call at least");
+        assert!(f.session.len() < deny.len() / 4, "the per-session program stays small");
     }
 }
