@@ -39,7 +39,9 @@ fn drop_leaves_nothing_on_the_host() {
     drop(sb);
     assert!(!std::path::Path::new(&format!("/proc/{init}")).exists(), "the init is gone and reaped");
     assert_eq!(open_fds(), fds_before, "no descriptor leaked");
-    assert!(common::sandbox_cgroups().is_empty(), "no cgroup left: {:?}", common::sandbox_cgroups());
+    let left = common::sandbox_cgroups_once_removed();
+    assert!(left.is_empty(), "no cgroup left: {left:?}");
+    assert_eq!(sandpool::sandbox::cgroup_removal_failures(), 0, "and none the remover gave up on");
     assert_eq!(mounts_of(std::process::id() as i32).unwrap(), host_mounts, "the host's mounts are untouched");
     // The sandbox's processes were in its pid namespace: none survived the init.
     let sleeping = std::fs::read_dir("/proc")
@@ -49,4 +51,15 @@ fn drop_leaves_nothing_on_the_host() {
         .filter(|c| c == "sleep\u{0}1000\u{0}")
         .count();
     assert_eq!(sleeping, 0);
+
+    // `destroy` waits until the cgroups are gone, even right after a command that left
+    // processes behind (the kernel holds a cgroup busy while its last tasks are torn down).
+    let mut sb = Sandbox::spawn(&Policy::default()).unwrap();
+    let out = sb.run(&Command::new("/bin/sh").args(["-c", "sleep 1000 & sleep 1000 & echo started"])).unwrap();
+    assert!(out.success());
+    let cgroups = common::sandbox_cgroups();
+    assert_eq!(!cgroups.is_empty(), common::has_cgroups(&sb), "cgroups found: {cgroups:?}");
+    sb.destroy().unwrap();
+    let left: Vec<_> = cgroups.into_iter().filter(|d| d.exists()).collect();
+    assert!(left.is_empty(), "destroy returned with cgroups left: {left:?}");
 }

@@ -65,6 +65,7 @@ use std::time::{Duration, Instant};
 use rustix::event::PollFlags;
 use rustix::thread::UnshareFlags;
 
+pub use cgroup::cgroup_removal_failures;
 pub use command::{Command, CommandError, DEFAULT_PATH, ExitStatus, KillReason, MAX_ARGS_BYTES, Output, ResourceUsage};
 pub use error::SandboxError;
 pub use isolation::{Enforcement, Isolation, LandlockStatus, Limit, Namespaces, SeccompStatus, SessionSeparation};
@@ -95,7 +96,8 @@ const CONTROL_TIMEOUT: Duration = Duration::from_secs(30);
 const KILL_GRACE: Duration = Duration::from_secs(10);
 
 /// One live sandbox. Dropping it (or [`Sandbox::destroy`]) kills its init through the pidfd,
-/// which takes every process of the sandbox with it, reaps it and removes its cgroups.
+/// which takes every process of the sandbox with it, reaps it and removes its cgroups (when
+/// dropped, in the background if the kernel still holds one busy: dropping never waits).
 #[derive(Debug)]
 pub struct Sandbox {
     /// To the zygote: the configuration, then resets (each one a new session); closing it
@@ -519,12 +521,22 @@ impl Sandbox {
         self.cgroups.oom_killed()
     }
 
-    /// Kills the sandbox and everything in it, reaps its init and removes its cgroups.
+    /// Kills the sandbox and everything in it, reaps its init and removes its cgroups, waiting
+    /// while the kernel finishes tearing its last processes down (a millisecond or two as a
+    /// rule; at most [`REMOVAL_PATIENCE`](cgroup::REMOVAL_PATIENCE), 10 s). Dropping a
+    /// sandbox does the same but never waits for its cgroups: a busy one is removed in the
+    /// background (see [`cgroup_removal_failures`]).
     pub fn destroy(mut self) -> Result<(), SandboxError> {
-        self.teardown()
+        self.teardown(true)
     }
 
-    fn teardown(&mut self) -> Result<(), SandboxError> {
+    /// [`Sandbox::destroy`] that does not wait for the cgroups, as a drop does: for a pool,
+    /// which may destroy a sandbox on the thread that releases it.
+    pub(crate) fn destroy_without_waiting(mut self) -> Result<(), SandboxError> {
+        self.teardown(false)
+    }
+
+    fn teardown(&mut self, wait_for_cgroups: bool) -> Result<(), SandboxError> {
         if self.reaped {
             return Ok(());
         }
@@ -532,6 +544,10 @@ impl Sandbox {
         // ESRCH (already dead) is fine; the wait reaps it either way.
         host::kill_and_reap(self.pidfd.as_fd())
             .map_err(|source| SandboxError::Control { step: "reaping the init", source })?;
+        if !wait_for_cgroups {
+            self.cgroups.remove_or_defer();
+            return Ok(());
+        }
         self.cgroups
             .remove()
             .map_err(|source| SandboxError::Cgroup { step: "remove the sandbox's cgroup".into(), source })
@@ -540,7 +556,7 @@ impl Sandbox {
 
 impl Drop for Sandbox {
     fn drop(&mut self) {
-        if let Err(e) = self.teardown() {
+        if let Err(e) = self.teardown(false) {
             tracing::warn!(pid = self.pid, error = %e, "sandbox teardown failed");
         }
     }

@@ -235,6 +235,20 @@ pub fn sandbox_cgroups() -> Vec<PathBuf> {
 }
 
 /// Whether `sandbox`'s report says a cgroup (v1 or v2) enforces its memory limit.
+/// The sandboxes' cgroups still there once they are gone, waiting while the background
+/// remover works: a dropped sandbox leaves a cgroup that the kernel still holds busy to it.
+/// Generous (the remover itself gives up after 10 s): this bounds a hang, it times nothing.
+pub fn sandbox_cgroups_once_removed() -> Vec<PathBuf> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let left = sandbox_cgroups();
+        if left.is_empty() || std::time::Instant::now() > deadline {
+            return left;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 pub fn has_cgroups(sandbox: &Sandbox) -> bool {
     use sandpool::sandbox::Enforcement;
     sandbox

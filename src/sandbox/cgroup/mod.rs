@@ -1,13 +1,22 @@
-//! Per-sandbox cgroups for the memory and process limits: cgroup v2 where a writable,
-//! delegated subtree has the controllers, cgroup v1 where that is what the host has (this
-//! machine: v2 holds only `hugetlb`, `memory` and `pids` are v1), otherwise none (the limits
-//! then fall back to rlimits).
+//! Per-sandbox cgroups for the memory and process limits: cgroup v2 ([`v2`]) where a
+//! writable, delegated subtree has the controllers, cgroup v1 ([`v1`]) where that is what the
+//! host has (this machine: v2 holds only `hugetlb`, `memory` and `pids` are v1), otherwise
+//! none (the limits then fall back to rlimits).
+//!
+//! A sandbox's cgroups go with it. [`Sandbox::destroy`](super::Sandbox::destroy) waits until
+//! they are removed; dropping a sandbox does not wait: a cgroup the kernel still holds busy
+//! (its last processes being torn down) is removed by a background thread, which counts and
+//! logs what it could not remove ([`cgroup_removal_failures`]).
+
+mod v1;
+mod v2;
 
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{OnceLock, mpsc};
+use std::time::{Duration, Instant};
 
 use super::isolation::Enforcement;
 
@@ -42,18 +51,6 @@ fn writable_dir(path: &Path) -> bool {
         .is_ok()
 }
 
-/// The v2 directory this process lives in, if v2 is mounted.
-fn own_v2_dir() -> Option<PathBuf> {
-    let text = fs::read_to_string("/proc/self/cgroup").ok()?;
-    let rel = text.lines().find_map(|l| l.strip_prefix("0::"))?;
-    for mount in ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"] {
-        if Path::new(mount).join("cgroup.controllers").exists() {
-            return Some(Path::new(mount).join(rel.trim_start_matches('/')));
-        }
-    }
-    None
-}
-
 /// Removes the cgroups that sandbox hosts killed before they could clean up left behind:
 /// `sb-<pid>-<n>` directories whose host process is gone. A cgroup that still holds a process
 /// cannot be removed, so nothing alive is touched.
@@ -75,21 +72,20 @@ fn remove_stale(parent: &Path) {
 
 fn detect() -> CgroupSupport {
     let mut s = CgroupSupport::default();
-    let v2 = own_v2_dir();
+    let v2 = v2::own_dir();
     for (controller, slot) in [("memory", 0), ("pids", 1)] {
         let mut home = None;
         if let Some(dir) = &v2 {
             // Delegated v2: our own cgroup's subtree_control already hands the controller down
             // and we may create children there.
-            let delegated = fs::read_to_string(dir.join("cgroup.subtree_control"))
-                .is_ok_and(|t| t.split_whitespace().any(|c| c == controller));
-            if delegated && writable_dir(dir) {
+            if v2::hands_down(dir, controller) && writable_dir(dir) {
                 home = Some(CgroupHome { parent: dir.clone(), version: Enforcement::CgroupV2 });
             }
         }
         if home.is_none() {
-            let v1 = Path::new("/sys/fs/cgroup").join(controller);
-            let is_v1 = v1.join("cgroup.procs").exists() && !v1.join("cgroup.controllers").exists();
+            let v1_dir = v1::hierarchy(controller);
+            let is_v1 = v1_dir.is_some();
+            let v1 = v1_dir.unwrap_or_default();
             if is_v1 && writable_dir(&v1) {
                 let parent = v1.join("sandpool");
                 match fs::create_dir(&parent) {
@@ -131,10 +127,6 @@ pub(crate) struct SandboxCgroups {
     pub pids: Option<Enforcement>,
 }
 
-fn write(path: &Path, value: &str) -> io::Result<()> {
-    fs::write(path, value)
-}
-
 impl SandboxCgroups {
     /// Makes the sandbox's cgroups and sets their limits.
     pub(crate) fn create(memory_bytes: u64, max_processes: u64) -> Result<Self, (String, io::Error)> {
@@ -147,28 +139,9 @@ impl SandboxCgroups {
             let dir = home.parent.join(&name);
             fs::create_dir(&dir).map_err(|e| (format!("create {}", dir.display()), e))?;
             cg.dirs.push((dir.clone(), home.version));
-            let limit = memory_bytes.to_string();
             match home.version {
-                Enforcement::CgroupV2 => {
-                    write(&dir.join("memory.max"), &limit).map_err(|e| ("set memory.max".into(), e))?;
-                    // No swap: the limit is on memory, not memory that spills to disk.
-                    let _ = write(&dir.join("memory.swap.max"), "0");
-                }
-                _ => {
-                    write(&dir.join("memory.limit_in_bytes"), &limit)
-                        .map_err(|e| ("set memory.limit_in_bytes".into(), e))?;
-                    let memsw = dir.join("memory.memsw.limit_in_bytes");
-                    if memsw.exists() {
-                        write(&memsw, &limit).map_err(|e| ("set memory.memsw.limit_in_bytes".into(), e))?;
-                    }
-                    // cgroup v1 charges socket buffers only once a TCP limit is set (v2
-                    // always charges them to memory.max): without it, loopback connections
-                    // could pin hundreds of MiB of kernel memory beyond the limit.
-                    let tcp = dir.join("memory.kmem.tcp.limit_in_bytes");
-                    if tcp.exists() {
-                        write(&tcp, &limit).map_err(|e| ("set memory.kmem.tcp.limit_in_bytes".into(), e))?;
-                    }
-                }
+                Enforcement::CgroupV2 => v2::limit_memory(&dir, memory_bytes)?,
+                _ => v1::limit_memory(&dir, memory_bytes)?,
             }
             cg.memory = Some(home.version);
         }
@@ -178,27 +151,17 @@ impl SandboxCgroups {
                 fs::create_dir(&dir).map_err(|e| (format!("create {}", dir.display()), e))?;
                 cg.dirs.push((dir.clone(), home.version));
             }
-            write(&dir.join("pids.max"), &max_processes.to_string()).map_err(|e| ("set pids.max".into(), e))?;
+            fs::write(dir.join("pids.max"), max_processes.to_string()).map_err(|e| ("set pids.max".into(), e))?;
             cg.pids = Some(home.version);
         }
         Ok(cg)
     }
 
-    /// The v1 cgroups' `tasks` files, handed to the sandbox's user (`uid`, `gid`) so that the
-    /// zygote moves itself in by writing `0` there. Moving another process takes the
-    /// threadgroup lock, whose RCU grace period costs about a millisecond per cgroup here; a
-    /// thread moving itself does not.
+    /// The v1 cgroups' `tasks` files, handed to the sandbox's user (`uid`, `gid`), which the
+    /// zygote joins itself (see [`v1::self_join_file`]).
     pub(crate) fn self_join_files(&self, uid: u32, gid: u32) -> Result<Vec<PathBuf>, (String, io::Error)> {
-        let mut files = Vec::new();
-        for (dir, version) in &self.dirs {
-            if *version == Enforcement::CgroupV1 {
-                let tasks = dir.join("tasks");
-                std::os::unix::fs::chown(&tasks, Some(uid), Some(gid))
-                    .map_err(|e| (format!("hand {} to the sandbox", tasks.display()), e))?;
-                files.push(tasks);
-            }
-        }
-        Ok(files)
+        let v1_dirs = self.dirs.iter().filter(|(_, version)| *version == Enforcement::CgroupV1);
+        v1_dirs.map(|(dir, _)| v1::self_join_file(dir, uid, gid)).collect()
     }
 
     /// Moves process `pid` (and so all its future children) into the cgroups the zygote does
@@ -206,8 +169,7 @@ impl SandboxCgroups {
     pub(crate) fn attach(&self, pid: i32) -> Result<(), (String, io::Error)> {
         for (dir, version) in &self.dirs {
             if *version != Enforcement::CgroupV1 {
-                write(&dir.join("cgroup.procs"), &pid.to_string())
-                    .map_err(|e| (format!("attach to {}", dir.display()), e))?;
+                v2::attach(dir, pid)?;
             }
         }
         Ok(())
@@ -225,35 +187,103 @@ impl SandboxCgroups {
         })
     }
 
-    /// Removes the cgroups; their processes must be gone. Retries briefly while the kernel
-    /// finishes tearing the last task down.
+    /// Removes the cgroups, waiting (up to [`REMOVAL_PATIENCE`]) while the kernel finishes
+    /// tearing their last processes down; their processes must be dead.
     pub(crate) fn remove(&mut self) -> io::Result<()> {
         let mut last = Ok(());
         for (dir, _) in self.dirs.drain(..) {
-            let mut attempt = 0;
-            loop {
-                match fs::remove_dir(&dir) {
-                    Ok(()) => break,
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => break,
-                    Err(e) if attempt < 200 && e.raw_os_error() == Some(libc::EBUSY) => {
-                        attempt += 1;
-                        std::thread::sleep(std::time::Duration::from_millis(1));
-                    }
-                    Err(e) => {
-                        tracing::warn!(dir = %dir.display(), error = %e, "cannot remove sandbox cgroup");
-                        last = Err(e);
-                        break;
-                    }
-                }
+            if let Err(e) = remove_patiently(&dir) {
+                tracing::warn!(dir = %dir.display(), error = %e, "cannot remove sandbox cgroup");
+                REMOVAL_FAILURES.fetch_add(1, Ordering::Relaxed);
+                last = Err(e);
             }
         }
         last
+    }
+
+    /// Removes the cgroups that can go now, and hands those still busy to the background
+    /// remover: never blocks.
+    pub(crate) fn remove_or_defer(&mut self) {
+        for (dir, _) in self.dirs.drain(..) {
+            match fs::remove_dir(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => remove_later(dir),
+                Err(e) => {
+                    tracing::warn!(dir = %dir.display(), error = %e, "cannot remove sandbox cgroup");
+                    REMOVAL_FAILURES.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
     }
 }
 
 impl Drop for SandboxCgroups {
     fn drop(&mut self) {
-        let _ = self.remove();
+        self.remove_or_defer();
+    }
+}
+
+/// How long a cgroup may stay busy after its processes were killed before its removal counts
+/// as failed. The kernel frees a cgroup once its last task is fully gone, which normally takes
+/// a millisecond or two.
+pub(crate) const REMOVAL_PATIENCE: Duration = Duration::from_secs(10);
+
+/// Sandbox cgroups that could not be removed (and stay behind until a later sandbox host
+/// finds them stale).
+static REMOVAL_FAILURES: AtomicU64 = AtomicU64::new(0);
+
+/// How many sandbox cgroups this process could not remove, in the foreground or the
+/// background (each is also logged with `tracing` at warn level). They stay behind until
+/// a later sandbox host, once this process is gone, removes them as stale.
+pub fn cgroup_removal_failures() -> u64 {
+    REMOVAL_FAILURES.load(Ordering::Relaxed)
+}
+
+/// `rmdir` of `dir`, again and again (1 ms, then doubling to 100 ms apart) while it is busy,
+/// for up to [`REMOVAL_PATIENCE`]. A cgroup already gone counts as removed.
+fn remove_patiently(dir: &Path) -> io::Result<()> {
+    let deadline = Instant::now() + REMOVAL_PATIENCE;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match fs::remove_dir(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(100));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Hands a busy cgroup to the background remover, started on first use; where no thread can
+/// be started, removes it here.
+fn remove_later(dir: PathBuf) {
+    static REMOVER: OnceLock<Option<mpsc::Sender<PathBuf>>> = OnceLock::new();
+    let remover = REMOVER.get_or_init(|| {
+        let (send, receive) = mpsc::channel::<PathBuf>();
+        let started = std::thread::Builder::new().name("sandpool-cgroups".into()).spawn(move || {
+            for dir in receive {
+                if let Err(e) = remove_patiently(&dir) {
+                    tracing::warn!(dir = %dir.display(), error = %e, "cannot remove sandbox cgroup");
+                    REMOVAL_FAILURES.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+        match started {
+            Ok(_) => Some(send),
+            Err(e) => {
+                tracing::warn!(error = %e, "no thread to remove busy cgroups in the background; removing them in place");
+                None
+            }
+        }
+    });
+    let queued = remover.as_ref().and_then(|s| s.send(dir.clone()).ok());
+    if queued.is_none() && remove_patiently(&dir).is_err() {
+        tracing::warn!(dir = %dir.display(), "cannot remove sandbox cgroup");
+        REMOVAL_FAILURES.fetch_add(1, Ordering::Relaxed);
     }
 }
 

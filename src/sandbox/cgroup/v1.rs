@@ -1,0 +1,41 @@
+//! cgroup v1: one hierarchy per controller, with a `sandpool` directory of our own in each.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Where a v1 `controller` is mounted, if it is a v1 hierarchy.
+pub(super) fn hierarchy(controller: &str) -> Option<PathBuf> {
+    let dir = Path::new("/sys/fs/cgroup").join(controller);
+    (dir.join("cgroup.procs").exists() && !dir.join("cgroup.controllers").exists()).then_some(dir)
+}
+
+/// Sets a sandbox's memory limit: `memory.limit_in_bytes`, the same with swap where the
+/// kernel accounts it, and the TCP buffers' limit.
+pub(super) fn limit_memory(dir: &Path, bytes: u64) -> Result<(), (String, io::Error)> {
+    let limit = bytes.to_string();
+    fs::write(dir.join("memory.limit_in_bytes"), &limit).map_err(|e| ("set memory.limit_in_bytes".into(), e))?;
+    let memsw = dir.join("memory.memsw.limit_in_bytes");
+    if memsw.exists() {
+        fs::write(&memsw, &limit).map_err(|e| ("set memory.memsw.limit_in_bytes".into(), e))?;
+    }
+    // cgroup v1 charges socket buffers only once a TCP limit is set (v2 always charges them
+    // to memory.max): without it, loopback connections could pin hundreds of MiB of kernel
+    // memory beyond the limit.
+    let tcp = dir.join("memory.kmem.tcp.limit_in_bytes");
+    if tcp.exists() {
+        fs::write(&tcp, &limit).map_err(|e| ("set memory.kmem.tcp.limit_in_bytes".into(), e))?;
+    }
+    Ok(())
+}
+
+/// The cgroup's `tasks` file, handed to the sandbox's user (`uid`, `gid`) so that the zygote
+/// moves itself in by writing `0` there. Moving another process takes the threadgroup lock,
+/// whose RCU grace period costs about a millisecond per cgroup here; a thread moving itself
+/// does not.
+pub(super) fn self_join_file(dir: &Path, uid: u32, gid: u32) -> Result<PathBuf, (String, io::Error)> {
+    let tasks = dir.join("tasks");
+    std::os::unix::fs::chown(&tasks, Some(uid), Some(gid))
+        .map_err(|e| (format!("hand {} to the sandbox", tasks.display()), e))?;
+    Ok(tasks)
+}
