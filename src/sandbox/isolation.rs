@@ -1,5 +1,12 @@
 //! The honest report of what a sandbox actually applied, layer by layer.
 
+use std::time::Duration;
+
+use super::SANDBOX_UID;
+use super::cgroup::SandboxCgroups;
+use super::policy::Policy;
+use super::protocol::ZygoteReport;
+
 use std::fmt;
 
 use super::policy::Network;
@@ -158,5 +165,116 @@ impl Isolation {
     /// The limit called `name`, if reported.
     pub fn limit(&self, name: &str) -> Option<&Limit> {
         self.limits.iter().find(|l| l.name == name)
+    }
+}
+
+/// The report of a sandbox as built: what the policy asked, what the zygote applied, and what
+/// was missing.
+pub(super) fn build_isolation(
+    policy: &Policy,
+    report: &ZygoteReport,
+    cgroups: &SandboxCgroups,
+    host_uid: u32,
+    missing: Vec<String>,
+) -> Isolation {
+    let ms = |d: Duration| d.as_millis().min(u64::MAX as u128) as u64;
+    let mut limits = vec![
+        match cgroups.memory {
+            Some(e) => Limit { name: "memory", value: policy.memory_bytes, enforced_by: e, note: "whole sandbox" },
+            None => Limit {
+                name: "memory",
+                value: policy.memory_bytes,
+                enforced_by: Enforcement::Rlimit,
+                note: "per process (RLIMIT_AS): no writable memory cgroup",
+            },
+        },
+        match cgroups.pids {
+            Some(e) => Limit {
+                name: "processes",
+                value: policy.max_processes,
+                enforced_by: e,
+                note: "whole sandbox, its init and spawner not counted",
+            },
+            None => Limit {
+                name: "processes",
+                value: policy.max_processes,
+                enforced_by: Enforcement::Rlimit,
+                note: "whole sandbox (RLIMIT_NPROC, counted in its own user namespace), its init and spawner not counted",
+            },
+        },
+        Limit {
+            name: "tmp_size",
+            value: policy.tmp_size,
+            enforced_by: Enforcement::Tmpfs,
+            note: "/tmp and /dev/shm each",
+        },
+        Limit {
+            name: "timeout",
+            value: ms(policy.timeout),
+            enforced_by: Enforcement::Host,
+            note: "default per command, ms",
+        },
+        Limit {
+            name: "output",
+            value: policy.output_limit as u64,
+            enforced_by: Enforcement::Host,
+            note: "per stream, bytes; truncated and killed past it",
+        },
+        Limit {
+            name: "file_size",
+            value: policy.max_file_size,
+            enforced_by: Enforcement::Rlimit,
+            note: "per file (RLIMIT_FSIZE)",
+        },
+        Limit {
+            name: "open_files",
+            value: policy.max_open_files,
+            enforced_by: Enforcement::Rlimit,
+            note: "per process (RLIMIT_NOFILE)",
+        },
+    ];
+    if let Some(cpu) = policy.cpu_time {
+        limits.push(Limit {
+            name: "cpu_time",
+            value: ms(cpu),
+            enforced_by: Enforcement::Rlimit,
+            note: "per process (RLIMIT_CPU), ms",
+        });
+    }
+    Isolation {
+        namespaces: Namespaces {
+            user: true,
+            pid: true,
+            mount: true,
+            network: policy.network == Network::LoopbackOnly,
+            ipc: true,
+            uts: true,
+            cgroup: true,
+        },
+        sessions: SessionSeparation {
+            own_pid_namespace: true,
+            pid_counter_rewound: true,
+            calls_on_the_spawner_refused: report.seccomp_enforced,
+            spawner_settings_checked: true,
+            fresh_session_on_reset: true,
+        },
+        network: policy.network,
+        loopback_only: report.loopback_only,
+        root: "minimal: tmpfs root via pivot_root, read-only system dirs, fresh /proc, tiny /dev, private /tmp",
+        landlock: LandlockStatus {
+            abi: (report.landlock_abi > 0).then_some(report.landlock_abi),
+            enforced: report.landlock_enforced,
+            scoped: report.landlock_scoped,
+        },
+        seccomp: SeccompStatus {
+            enforced: report.seccomp_enforced,
+            denied_syscalls: if report.seccomp_enforced { report.seccomp_denied } else { 0 },
+        },
+        no_new_privs: true,
+        capabilities_dropped: true,
+        uid: SANDBOX_UID,
+        host_uid,
+        limits,
+        missing,
     }
 }

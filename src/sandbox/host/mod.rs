@@ -192,3 +192,17 @@ pub(super) fn socket_buffer_max(memory_bytes: u64) -> u64 {
 pub(super) fn errno(e: i32) -> io::Error {
     io::Error::from_raw_os_error(e)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::escaped;
+
+    #[test]
+    fn what_a_sandbox_says_is_escaped_before_it_is_printed() {
+        assert_eq!(escaped("mount /proc"), "mount /proc");
+        assert_eq!(escaped("\u{1b}[2J\u{1b}]0;owned\u{7}x\n"), "\\u{1b}[2J\\u{1b}]0;owned\\u{7}x\\n");
+        assert_eq!(escaped("a\\b"), "a\\\\b");
+        let long = "é".repeat(500);
+        assert_eq!(escaped(&long).chars().count(), 203);
+    }
+}
