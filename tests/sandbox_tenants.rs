@@ -543,3 +543,30 @@ fn the_init_itself_runs_under_the_sandbox_filter_and_each_session_adds_its_own()
     let inside = stdout(&sh(&mut sb, "grep -E '^Seccomp(_filters)?:' /proc/self/status | tr -s '\\t' ' '"));
     assert_eq!(inside, format!("Seccomp: 2\nSeccomp_filters: {}", sandbox_programs + 1), "commands inherit them all");
 }
+
+/// The spawner holds only what it owns: the zygote's descriptors (the control socket to the
+/// host, its signalfd, its pid namespace, its network watch) are closed in every spawner, so
+/// nothing a session reaches could talk to the host or outlive the session. Read from the
+/// host, which may read a non-dumpable process's descriptors only as root.
+#[test]
+fn a_spawner_holds_none_of_the_zygotes_descriptors() {
+    let sb = Sandbox::spawn(&default_policy()).unwrap();
+    let links = |pid: i32| -> Option<Vec<String>> {
+        let dir = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
+        Some(dir.flatten().filter_map(|e| std::fs::read_link(e.path()).ok()).map(|l| l.display().to_string()).collect())
+    };
+    let Some(zygote) = links(sb.pid()) else {
+        skip("a_spawner_holds_none_of_the_zygotes_descriptors", "this uid may not read the sandbox's descriptors");
+        return;
+    };
+    let spawner = links(spawner_of(&sb)).expect("readable as the zygote's are");
+    let count = |links: &[String], what: &str| links.iter().filter(|l| l.starts_with(what)).count();
+    // The probe sees them where they are: the zygote holds its control socket, its signalfd
+    // and its pid namespace.
+    assert!(count(&zygote, "socket:") >= 1, "the zygote's control socket: {zygote:?}");
+    assert_eq!(count(&zygote, "anon_inode:[signalfd]"), 1, "{zygote:?}");
+    assert_eq!(count(&zygote, "pid:["), 1, "the zygote's own pid namespace: {zygote:?}");
+    assert_eq!(count(&spawner, "socket:"), 1, "the runner socket alone: {spawner:?}");
+    assert_eq!(count(&spawner, "anon_inode:[signalfd]"), 1, "its own signalfd alone: {spawner:?}");
+    assert_eq!(count(&spawner, "pid:["), 0, "no namespace handle: {spawner:?}");
+}
