@@ -10,6 +10,11 @@
 //! - [`manager`]: the two joined: [`SandboxPool`] hands out ready sandboxes and wipes them
 //!   in the background between leases.
 //! - The `sandpool` command (feature `cli`): `run`, `bench` and `doctor`.
+//!
+//! Cargo features: `cli` (on by default) is only for the command; a library user turns it
+//! off (`default-features = false`) and builds without clap, indicatif or serde. `serde`
+//! derives `serde::Serialize` for what the library reports (the isolation applied, host
+//! support, parts of a policy); `cli` turns it on.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -18,6 +23,3 @@ pub mod pool;
 pub mod sandbox;
 
 pub use manager::{SandboxLease, SandboxManager, SandboxPool, SandboxPoolBuilder, SandboxPoolError, SandboxPoolStats};
-
-#[cfg(feature = "cli")]
-pub mod bench;

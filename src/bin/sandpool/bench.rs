@@ -1,7 +1,7 @@
 //! `sandpool bench`: warm, cold and bare execution side by side, and with `--engine` the pool
 //! engine against its baselines.
+use crate::harness::{self, Progress};
 use indicatif::{ProgressBar, ProgressStyle};
-use sandpool::bench::{self, Progress};
 use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -63,7 +63,7 @@ pub fn main(args: BenchArgs) -> ExitCode {
     let sandbox_threads = if args.threads.is_empty() { DEFAULT_SANDBOX_THREADS.to_vec() } else { args.threads.clone() };
     let engine_threads = if args.threads.is_empty() { DEFAULT_ENGINE_THREADS.to_vec() } else { args.threads.clone() };
     let engine_pool = args.pool_size.unwrap_or(DEFAULT_ENGINE_POOL_SIZE).max(1);
-    let sandbox = bench::SandboxBench {
+    let sandbox = harness::SandboxBench {
         argv: args.program.iter().map(std::ffi::OsString::from).collect(),
         pool_size: args.pool_size,
         policy: sandpool::sandbox::Policy::default(),
@@ -78,7 +78,7 @@ pub fn main(args: BenchArgs) -> ExitCode {
 
     let mut total = (sandbox_threads.len() * 3) as u64;
     if args.engine {
-        total += (engine_threads.len() * (1 + bench::BASELINES.len())) as u64;
+        total += (engine_threads.len() * (1 + harness::BASELINES.len())) as u64;
     }
     let bar = if args.json { ProgressBar::hidden() } else { ProgressBar::new(total) };
     bar.set_style(
@@ -86,8 +86,8 @@ pub fn main(args: BenchArgs) -> ExitCode {
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let progress = |p: Progress<'_>| match p {
-        Progress::Start { mode, threads, .. } => bar.set_message(format!("{mode} × {threads} threads")),
-        Progress::Done(_) => bar.inc(1),
+        Progress::Start { mode, threads } => bar.set_message(format!("{mode} × {threads} threads")),
+        Progress::Done => bar.inc(1),
     };
     let sandbox_rows = match sandbox.run_all(&sandbox_threads, duration, &progress) {
         Ok(rows) => rows,
@@ -98,7 +98,7 @@ pub fn main(args: BenchArgs) -> ExitCode {
         }
     };
     let engine_rows = if args.engine {
-        bench::run_engine_modes(&engine_threads, duration, engine_pool, &progress)
+        harness::run_engine_modes(&engine_threads, duration, engine_pool, &progress)
     } else {
         Vec::new()
     };
@@ -107,7 +107,7 @@ pub fn main(args: BenchArgs) -> ExitCode {
     let mut out = std::io::stdout().lock();
     let r = if args.json {
         let all: Vec<_> = sandbox_rows.iter().chain(&engine_rows).cloned().collect();
-        bench::write_json(&mut out, &all)
+        harness::write_json(&mut out, &all)
     } else {
         print_report(&mut out, &args, &sandbox_rows, &engine_rows, &sandbox_threads, engine_pool)
     };
@@ -123,17 +123,18 @@ pub fn main(args: BenchArgs) -> ExitCode {
 fn print_report(
     out: &mut dyn Write,
     args: &BenchArgs,
-    sandbox_rows: &[bench::ModeReport],
-    engine_rows: &[bench::ModeReport],
+    sandbox_rows: &[harness::ModeReport],
+    engine_rows: &[harness::ModeReport],
     threads: &[usize],
     engine_pool: usize,
 ) -> std::io::Result<()> {
     writeln!(out, "sandbox: {:?}, {} s per mode (vs best bl = ops/s over bare)", args.program, args.duration)?;
-    bench::print_table(out, sandbox_rows, &[bench::BARE])?;
+    harness::print_table(out, sandbox_rows, &[harness::BARE])?;
     writeln!(out)?;
     for &t in threads {
         let find = |n: &str| sandbox_rows.iter().find(|r| r.name == n && r.threads == t);
-        let (Some(warm), Some(bare), Some(cold)) = (find(bench::WARM), find(bench::BARE), find(bench::COLD)) else {
+        let (Some(warm), Some(bare), Some(cold)) = (find(harness::WARM), find(harness::BARE), find(harness::COLD))
+        else {
             continue;
         };
         writeln!(
@@ -161,7 +162,7 @@ fn print_report(
     if !engine_rows.is_empty() {
         writeln!(out)?;
         writeln!(out, "pool engine: acquire+release round trips, pool of {engine_pool}, {} s each", args.duration)?;
-        bench::print_table(out, engine_rows, &bench::BASELINES)?;
+        harness::print_table(out, engine_rows, &harness::BASELINES)?;
     }
     Ok(())
 }

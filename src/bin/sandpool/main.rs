@@ -3,6 +3,7 @@
 
 mod bench;
 mod doctor;
+mod harness;
 mod run;
 
 use clap::{Parser, Subcommand};

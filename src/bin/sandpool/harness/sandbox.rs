@@ -8,29 +8,29 @@ use std::time::Duration;
 
 use super::report::ModeReport;
 use super::runner::{Progress, measure};
-use crate::SandboxPool;
-use crate::sandbox::{Command, Policy, Sandbox};
+use sandpool::sandbox::{Command, Policy, Sandbox};
+use sandpool::{SandboxPool, SandboxPoolError};
 
 /// The warm mode's name.
-pub const WARM: &str = "warm";
+pub(crate) const WARM: &str = "warm";
 /// The cold mode's name.
-pub const COLD: &str = "cold";
+pub(crate) const COLD: &str = "cold";
 /// The floor's name.
-pub const BARE: &str = "bare";
+pub(crate) const BARE: &str = "bare";
 
 /// Why a sandbox mode's operation failed (counted as an error, not an op).
 #[derive(Debug)]
-pub struct OpFailed;
+struct OpFailed;
 
 /// What the sandbox modes run.
 #[derive(Debug, Clone)]
-pub struct SandboxBench {
+pub(crate) struct SandboxBench {
     /// Program and arguments.
-    pub argv: Vec<OsString>,
+    pub(crate) argv: Vec<OsString>,
     /// Sandboxes in the warm pool (`None`: two per thread, one running while the other resets).
-    pub pool_size: Option<usize>,
+    pub(crate) pool_size: Option<usize>,
     /// The policy of every sandbox.
-    pub policy: Policy,
+    pub(crate) policy: Policy,
 }
 
 impl SandboxBench {
@@ -41,7 +41,7 @@ impl SandboxBench {
     /// `bare`: the program through `std::process::Command::output()` (posix_spawn, pipes),
     /// with the same minimal environment a sandboxed command gets (the host's environment
     /// would make every exec slower and the floor unfair).
-    pub fn bare(&self, threads: usize, duration: Duration) -> ModeReport {
+    fn bare(&self, threads: usize, duration: Duration) -> ModeReport {
         let env = self.command().environment();
         measure(BARE, threads, duration, || {
             let out = std::process::Command::new(&self.argv[0])
@@ -57,7 +57,7 @@ impl SandboxBench {
 
     /// `warm`: acquire a ready sandbox, run, release (the reset happens off the caller's
     /// path: the sandbox's spawner does it, the pool's collector thread takes it back).
-    pub fn warm(&self, threads: usize, duration: Duration) -> Result<ModeReport, crate::SandboxPoolError> {
+    fn warm(&self, threads: usize, duration: Duration) -> Result<ModeReport, SandboxPoolError> {
         let size = self.pool_size.unwrap_or(threads * 2);
         let pool = SandboxPool::builder(self.policy.clone()).max_size(size).min_idle(size).build()?;
         pool.warm_up(Duration::from_secs(60));
@@ -70,7 +70,7 @@ impl SandboxBench {
     }
 
     /// `cold`: make a sandbox, run, destroy it.
-    pub fn cold(&self, threads: usize, duration: Duration) -> ModeReport {
+    fn cold(&self, threads: usize, duration: Duration) -> ModeReport {
         let cmd = self.command();
         measure(COLD, threads, duration, || {
             let mut sandbox = Sandbox::spawn(&self.policy).map_err(|_| OpFailed)?;
@@ -81,33 +81,25 @@ impl SandboxBench {
     }
 
     /// Runs `bare`, `warm` and `cold` at each thread count, reporting progress.
-    pub fn run_all(
+    pub(crate) fn run_all(
         &self,
         thread_counts: &[usize],
         duration: Duration,
         progress: &dyn Fn(Progress<'_>),
-    ) -> Result<Vec<ModeReport>, crate::SandboxPoolError> {
-        let total = thread_counts.len() * 3;
-        let mut rows = Vec::with_capacity(total);
+    ) -> Result<Vec<ModeReport>, SandboxPoolError> {
+        let mut rows = Vec::with_capacity(thread_counts.len() * 3);
         for &threads in thread_counts {
             for mode in [BARE, WARM, COLD] {
-                progress(Progress::Start { mode, threads, index: rows.len(), total });
+                progress(Progress::Start { mode, threads });
                 let row = match mode {
                     BARE => self.bare(threads, duration),
                     WARM => self.warm(threads, duration)?,
                     _ => self.cold(threads, duration),
                 };
-                progress(Progress::Done(&row));
+                progress(Progress::Done);
                 rows.push(row);
             }
         }
         Ok(rows)
     }
-}
-
-/// `warm`'s p50 latency over `bare`'s at the same thread count.
-pub fn p50_ratio(rows: &[ModeReport], mode: &str, base: &str, threads: usize) -> Option<f64> {
-    let find = |n: &str| rows.iter().find(|r| r.name == n && r.threads == threads);
-    let (a, b) = (find(mode)?, find(base)?);
-    (b.p50_us > 0.0).then(|| a.p50_us / b.p50_us)
 }

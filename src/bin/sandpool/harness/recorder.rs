@@ -4,7 +4,7 @@ use hdrhistogram::Histogram;
 use std::time::Duration;
 
 /// Latencies of one thread's operations, in nanoseconds (3 significant figures).
-pub struct Recorder {
+pub(crate) struct Recorder {
     hist: Histogram<u64>,
 }
 
@@ -16,35 +16,25 @@ impl Default for Recorder {
 
 impl Recorder {
     /// An empty recorder (1 ns to 1 hour).
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Recorder { hist: Histogram::new_with_bounds(1, 3_600_000_000_000, 3).expect("valid histogram bounds") }
     }
 
     /// Records one latency.
     #[inline]
-    pub fn record(&mut self, d: Duration) {
+    pub(crate) fn record(&mut self, d: Duration) {
         let ns = (d.as_nanos() as u64).max(1);
         self.hist.saturating_record(ns);
     }
 
     /// Adds another recorder's samples.
-    pub fn merge(&mut self, other: &Recorder) {
+    pub(crate) fn merge(&mut self, other: &Recorder) {
         // Same bounds on both sides: cannot fail.
         let _ = self.hist.add(&other.hist);
     }
 
-    /// Samples recorded.
-    pub fn len(&self) -> u64 {
-        self.hist.len()
-    }
-
-    /// Whether nothing was recorded.
-    pub fn is_empty(&self) -> bool {
-        self.hist.is_empty()
-    }
-
     /// The latency at quantile `q` (0..=1), in microseconds.
-    pub fn quantile_us(&self, q: f64) -> f64 {
+    pub(crate) fn quantile_us(&self, q: f64) -> f64 {
         if self.hist.is_empty() {
             return 0.0;
         }
@@ -52,7 +42,7 @@ impl Recorder {
     }
 
     /// The largest latency, in microseconds.
-    pub fn max_us(&self) -> f64 {
+    pub(crate) fn max_us(&self) -> f64 {
         self.hist.max() as f64 / 1000.0
     }
 }

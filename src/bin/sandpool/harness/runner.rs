@@ -1,34 +1,24 @@
-//! [`measure`] (time-boxed, with latencies), [`run_iters`] (fixed count, for criterion) and
-//! [`run_engine_modes`].
+//! [`measure`] (time-boxed, with latencies) and [`run_engine_modes`].
 
-use super::baselines::{ArrayQueuePool, BenchPool, EnginePool, MutexVecDequePool, ParkingLotPool};
+use super::baselines::{BASELINES, ENGINE, subject_for};
 use super::recorder::Recorder;
 use super::report::ModeReport;
 use std::sync::Barrier;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-/// Name of the engine mode.
-pub const ENGINE: &str = "engine";
-/// Names of the baseline modes, in table order.
-pub const BASELINES: [&str; 3] = ["mutex-vecdeque", "parking-lot", "array-queue"];
-
 /// Progress of a multi-mode run.
 #[derive(Debug, Clone, Copy)]
-pub enum Progress<'a> {
-    /// Measurement `index` of `total` starts.
+pub(crate) enum Progress<'a> {
+    /// A measurement starts.
     Start {
         /// Mode name.
         mode: &'a str,
         /// Thread count.
         threads: usize,
-        /// 0-based index of this measurement.
-        index: usize,
-        /// Number of measurements in the run.
-        total: usize,
     },
     /// A measurement finished.
-    Done(&'a ModeReport),
+    Done,
 }
 
 /// Runs `op` on `threads` threads for `duration` and reports throughput and latency.
@@ -36,7 +26,12 @@ pub enum Progress<'a> {
 /// Fast operations are timed on a sample (every 32nd, once the first 256 show a mean
 /// under 5 µs) so that reading the clock does not dominate what is measured; throughput
 /// always counts every operation. `Err` results count as errors, not as ops.
-pub fn measure<E>(name: &str, threads: usize, duration: Duration, op: impl Fn() -> Result<(), E> + Sync) -> ModeReport {
+pub(crate) fn measure<E>(
+    name: &str,
+    threads: usize,
+    duration: Duration,
+    op: impl Fn() -> Result<(), E> + Sync,
+) -> ModeReport {
     let threads = threads.max(1);
     let stop = AtomicBool::new(false);
     let barrier = Barrier::new(threads + 1);
@@ -100,61 +95,22 @@ pub fn measure<E>(name: &str, threads: usize, duration: Duration, op: impl Fn() 
     }
 }
 
-/// Runs `op` `iters` times in total, split over `threads` threads, and returns the wall
-/// time from the common start to the last thread's end (for criterion's `iter_custom`).
-pub fn run_iters<E>(threads: usize, iters: u64, op: impl Fn() -> Result<(), E> + Sync) -> Duration {
-    let threads = threads.max(1) as u64;
-    let barrier = Barrier::new(threads as usize + 1);
-    std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
-            .map(|i| {
-                let (op, barrier) = (&op, &barrier);
-                let n = iters / threads + u64::from(i < iters % threads);
-                s.spawn(move || {
-                    barrier.wait();
-                    for _ in 0..n {
-                        let _ = std::hint::black_box(op());
-                    }
-                })
-            })
-            .collect();
-        barrier.wait();
-        let start = Instant::now();
-        for h in handles {
-            h.join().unwrap();
-        }
-        start.elapsed()
-    })
-}
-
-/// A fresh, warm pool of `size` items for engine mode `name` (`engine` or a baseline).
-pub fn subject_for(name: &str, size: usize) -> Option<Box<dyn BenchPool>> {
-    Some(match name {
-        "engine" => Box::new(EnginePool::new(size)),
-        "mutex-vecdeque" => Box::new(MutexVecDequePool::new(size)),
-        "parking-lot" => Box::new(ParkingLotPool::new(size)),
-        "array-queue" => Box::new(ArrayQueuePool::new(size)),
-        _ => return None,
-    })
-}
-
 /// Measures `engine` and the three baselines at each thread count (a fresh pool of
 /// `pool_size` items per measurement), in the order engine, baselines for each count.
-pub fn run_engine_modes(
+pub(crate) fn run_engine_modes(
     thread_counts: &[usize],
     duration: Duration,
     pool_size: usize,
     progress: &dyn Fn(Progress<'_>),
 ) -> Vec<ModeReport> {
     let modes: Vec<&str> = std::iter::once(ENGINE).chain(BASELINES).collect();
-    let total = thread_counts.len() * modes.len();
-    let mut rows = Vec::with_capacity(total);
+    let mut rows = Vec::with_capacity(thread_counts.len() * modes.len());
     for &threads in thread_counts {
         for mode in &modes {
-            progress(Progress::Start { mode, threads, index: rows.len(), total });
+            progress(Progress::Start { mode, threads });
             let subject = subject_for(mode, pool_size).expect("known mode");
             let row = measure(mode, threads, duration, || subject.round_trip());
-            progress(Progress::Done(&row));
+            progress(Progress::Done);
             rows.push(row);
         }
     }

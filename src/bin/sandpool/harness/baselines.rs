@@ -1,39 +1,47 @@
 //! The pools the engine is measured against, and the engine itself, behind one trait.
+//!
+//! Self-contained (it uses only the library, `crossbeam` and `parking_lot`) so that the
+//! criterion bench `benches/engine.rs` can include this file alone.
 
-use crate::pool::{Manager, Pool, PoolConfig, PoolError};
 use crossbeam::queue::ArrayQueue;
+use sandpool::pool::{Manager, Pool, PoolConfig, PoolError};
 use std::collections::VecDeque;
 use std::hint::black_box;
 use std::sync::Mutex;
 
+/// Name of the engine mode.
+pub(crate) const ENGINE: &str = "engine";
+/// Names of the baseline modes, in table order.
+pub(crate) const BASELINES: [&str; 3] = ["mutex-vecdeque", "parking-lot", "array-queue"];
+
 /// Something whose acquire+release round trip is measured.
-pub trait BenchPool: Sync {
+pub(crate) trait BenchPool: Sync {
     /// Acquires one item, touches it and releases it; `Err` if none could be had.
     fn round_trip(&self) -> Result<(), &'static str>;
 }
 
 /// `std::sync::Mutex<VecDeque>`: the original design.
-pub struct MutexVecDequePool(Mutex<VecDeque<u64>>);
+struct MutexVecDequePool(Mutex<VecDeque<u64>>);
 /// `parking_lot::Mutex<Vec>`.
-pub struct ParkingLotPool(parking_lot::Mutex<Vec<u64>>);
+struct ParkingLotPool(parking_lot::Mutex<Vec<u64>>);
 /// A bare `crossbeam` `ArrayQueue`.
-pub struct ArrayQueuePool(ArrayQueue<u64>);
+struct ArrayQueuePool(ArrayQueue<u64>);
 
 impl MutexVecDequePool {
     /// Pre-filled with `size` items.
-    pub fn new(size: usize) -> Self {
+    fn new(size: usize) -> Self {
         MutexVecDequePool(Mutex::new((0..size as u64).collect()))
     }
 }
 impl ParkingLotPool {
     /// Pre-filled with `size` items.
-    pub fn new(size: usize) -> Self {
+    fn new(size: usize) -> Self {
         ParkingLotPool(parking_lot::Mutex::new((0..size as u64).collect()))
     }
 }
 impl ArrayQueuePool {
     /// Pre-filled with `size` items.
-    pub fn new(size: usize) -> Self {
+    fn new(size: usize) -> Self {
         let q = ArrayQueue::new(size.max(1));
         for i in 0..size as u64 {
             let _ = q.push(i);
@@ -70,7 +78,7 @@ impl BenchPool for ArrayQueuePool {
 }
 
 /// A manager of plain numbers, for measuring the engine alone.
-pub struct Tokens(std::sync::atomic::AtomicU64);
+struct Tokens(std::sync::atomic::AtomicU64);
 
 impl Manager for Tokens {
     type Resource = u64;
@@ -81,11 +89,11 @@ impl Manager for Tokens {
 }
 
 /// The engine, warm, with `size` resources and no sweeper running.
-pub struct EnginePool(Pool<Tokens>);
+struct EnginePool(Pool<Tokens>);
 
 impl EnginePool {
     /// A warm engine pool of `size` resources.
-    pub fn new(size: usize) -> Self {
+    fn new(size: usize) -> Self {
         let size = size.max(1);
         let cfg = PoolConfig::builder()
             .max_size(size)
@@ -98,11 +106,6 @@ impl EnginePool {
         let pool = Pool::new(Tokens(Default::default()), cfg).expect("no sweeper to spawn");
         pool.sweep_once();
         EnginePool(pool)
-    }
-
-    /// The pool.
-    pub fn pool(&self) -> &Pool<Tokens> {
-        &self.0
     }
 }
 
@@ -118,4 +121,16 @@ impl BenchPool for EnginePool {
             Err(_) => Err("error"),
         }
     }
+}
+
+/// A fresh, warm pool of `size` items for engine mode `name` ([`ENGINE`] or one of
+/// [`BASELINES`]).
+pub(crate) fn subject_for(name: &str, size: usize) -> Option<Box<dyn BenchPool>> {
+    Some(match name {
+        ENGINE => Box::new(EnginePool::new(size)),
+        "mutex-vecdeque" => Box::new(MutexVecDequePool::new(size)),
+        "parking-lot" => Box::new(ParkingLotPool::new(size)),
+        "array-queue" => Box::new(ArrayQueuePool::new(size)),
+        _ => return None,
+    })
 }

@@ -5,31 +5,31 @@ use std::io::{self, Write};
 
 /// One measured mode at one thread count (one row of the table, one JSON object).
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ModeReport {
+pub(crate) struct ModeReport {
     /// Mode name (`engine`, `array-queue`, `warm`, ...).
-    pub name: String,
+    pub(crate) name: String,
     /// Threads running the operation.
-    pub threads: usize,
+    pub(crate) threads: usize,
     /// Successful operations.
-    pub ops: u64,
+    pub(crate) ops: u64,
     /// Successful operations per second, all threads together.
-    pub ops_per_sec: f64,
+    pub(crate) ops_per_sec: f64,
     /// Median latency, µs.
-    pub p50_us: f64,
+    pub(crate) p50_us: f64,
     /// 90th percentile latency, µs.
-    pub p90_us: f64,
+    pub(crate) p90_us: f64,
     /// 99th percentile latency, µs.
-    pub p99_us: f64,
+    pub(crate) p99_us: f64,
     /// 99.9th percentile latency, µs.
-    pub p999_us: f64,
+    pub(crate) p999_us: f64,
     /// Largest latency, µs.
-    pub max_us: f64,
+    pub(crate) max_us: f64,
     /// Failed operations.
-    pub errors: u64,
+    pub(crate) errors: u64,
 }
 
 /// `row`'s throughput over the best of `baselines` at the same thread count.
-pub fn ratio_to_best(rows: &[ModeReport], row: &ModeReport, baselines: &[&str]) -> Option<f64> {
+fn ratio_to_best(rows: &[ModeReport], row: &ModeReport, baselines: &[&str]) -> Option<f64> {
     let best = rows
         .iter()
         .filter(|r| r.threads == row.threads && baselines.contains(&r.name.as_str()))
@@ -52,7 +52,7 @@ fn human(x: f64) -> String {
 
 /// Prints the table: ops, ops/s, p50/p90/p99/p999/max in µs, errors, and each row's ratio
 /// to the best of `baselines` at its thread count.
-pub fn print_table(out: &mut dyn Write, rows: &[ModeReport], baselines: &[&str]) -> io::Result<()> {
+pub(crate) fn print_table(out: &mut dyn Write, rows: &[ModeReport], baselines: &[&str]) -> io::Result<()> {
     writeln!(
         out,
         "{:<16} {:>7} {:>12} {:>10} {:>9} {:>9} {:>9} {:>9} {:>10} {:>7} {:>10}",
@@ -88,7 +88,7 @@ pub fn print_table(out: &mut dyn Write, rows: &[ModeReport], baselines: &[&str])
 }
 
 /// Writes `{"modes": [...]}`.
-pub fn write_json(out: &mut dyn Write, rows: &[ModeReport]) -> io::Result<()> {
+pub(crate) fn write_json(out: &mut dyn Write, rows: &[ModeReport]) -> io::Result<()> {
     #[derive(Serialize)]
     struct Doc<'a> {
         modes: &'a [ModeReport],
