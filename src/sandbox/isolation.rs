@@ -13,7 +13,7 @@ use super::policy::Network;
 
 /// How a limit is enforced.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "cli", derive(serde::Serialize), serde(rename_all = "snake_case"))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize), serde(rename_all = "snake_case"))]
 pub enum Enforcement {
     /// A cgroup v2 controller, for the whole sandbox.
     CgroupV2,
@@ -44,7 +44,7 @@ impl fmt::Display for Enforcement {
 
 /// One limit and how it is enforced.
 #[derive(Clone, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "cli", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Limit {
     /// What it limits (`memory`, `processes`, `cpu_time`, `file_size`, `open_files`, `tmp_size`,
     /// `timeout`, `output`).
@@ -59,7 +59,7 @@ pub struct Limit {
 
 /// Namespaces the sandbox lives in.
 #[derive(Clone, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "cli", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Namespaces {
     /// Own user namespace.
     pub user: bool,
@@ -82,7 +82,7 @@ pub struct Namespaces {
 /// sandbox's own processes. Every field is what was applied: a sandbox whose spawner could not
 /// set up its session is not made at all.
 #[derive(Clone, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "cli", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct SessionSeparation {
     /// Commands run in a pid namespace of their own, one level below the init's, whose pid 1
     /// is the spawner: the init is not in it at all, and the spawner (which no command may
@@ -107,7 +107,7 @@ pub struct SessionSeparation {
 
 /// Landlock's part.
 #[derive(Clone, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "cli", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct LandlockStatus {
     /// ABI version in use, if any: the kernel's, or the policy's
     /// [`landlock_max_abi`](super::PolicyBuilder::landlock_max_abi) if lower.
@@ -120,7 +120,7 @@ pub struct LandlockStatus {
 
 /// Seccomp's part.
 #[derive(Clone, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "cli", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct SeccompStatus {
     /// Whether the filter is installed on every command.
     pub enforced: bool,
@@ -131,7 +131,7 @@ pub struct SeccompStatus {
 /// What a sandbox actually applied. Nothing here is what was *asked*: each field is what the
 /// kernel accepted.
 #[derive(Clone, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "cli", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Isolation {
     /// Namespaces.
     pub namespaces: Namespaces,

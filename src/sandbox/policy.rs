@@ -12,7 +12,7 @@ pub const MAX_BINDS: usize = 32;
 
 /// Whether the sandbox gets its own network namespace.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-#[cfg_attr(feature = "cli", derive(serde::Serialize), serde(rename_all = "snake_case"))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize), serde(rename_all = "snake_case"))]
 pub enum Network {
     /// Its own network namespace with only the loopback interface up (the default).
     #[default]
@@ -25,7 +25,7 @@ pub enum Network {
 /// [`Sandbox::spawn`](super::Sandbox::spawn); a best-effort one is reported as missing in
 /// [`Isolation`](super::Isolation).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-#[cfg_attr(feature = "cli", derive(serde::Serialize), serde(rename_all = "snake_case"))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize), serde(rename_all = "snake_case"))]
 pub enum Requirement {
     /// Fail the spawn if the layer cannot be applied (the default).
     #[default]
@@ -92,7 +92,7 @@ pub enum PolicyError {
 
 /// One bind mount: a host path shown at the same path inside.
 #[derive(Clone, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "cli", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Bind {
     /// Absolute, canonical host path (also the path inside).
     pub path: PathBuf,

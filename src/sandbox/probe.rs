@@ -9,7 +9,7 @@ use super::sys;
 
 /// A finding about one feature.
 #[derive(Clone, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "cli", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Feature {
     /// Its name.
     pub name: &'static str,
@@ -23,7 +23,7 @@ pub struct Feature {
 
 /// What this host supports.
 #[derive(Clone, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "cli", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct HostSupport {
     /// Kernel release.
     pub kernel: String,
