@@ -1,5 +1,6 @@
-//! A session's spawner: pid 1 of the session's pid namespace, the parent of every command,
-//! and the judge of whether a session left anything behind (the untouched verdict).
+//! A session's spawner: pid 1 of the session's pid namespace and the parent of every command.
+//! After each command it asks the session's state ([`SessionState`]) whether the session is
+//! still as it started (the untouched verdict), and says so with the command's end.
 
 use std::ffi::CString;
 use std::io;
