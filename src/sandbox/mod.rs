@@ -351,9 +351,8 @@ impl Sandbox {
 
     /// Kills the sandbox and everything in it, reaps its init and removes its cgroups, waiting
     /// while the kernel finishes tearing its last processes down (a millisecond or two as a
-    /// rule; at most [`REMOVAL_PATIENCE`](cgroup::REMOVAL_PATIENCE), 10 s). Dropping a
-    /// sandbox does the same but never waits for its cgroups: a busy one is removed in the
-    /// background (see [`cgroup_removal_failures`]).
+    /// rule; at most 10 s). Dropping a sandbox does the same but never waits for its cgroups:
+    /// a busy one is removed in the background (see [`cgroup_removal_failures`]).
     pub fn destroy(mut self) -> Result<(), SandboxError> {
         self.teardown(true)
     }
