@@ -22,4 +22,9 @@ pub mod manager;
 pub mod pool;
 pub mod sandbox;
 
-pub use manager::{SandboxLease, SandboxManager, SandboxPool, SandboxPoolBuilder, SandboxPoolError, SandboxPoolStats};
+pub use manager::{
+    SandboxLease, SandboxManager, SandboxPool, SandboxPoolBuilder, SandboxPoolError, SandboxPoolRunError,
+    SandboxPoolStats,
+};
+pub use pool::{ConfigError, PoolError};
+pub use sandbox::{CommandError, PolicyError, SandboxError};

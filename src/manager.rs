@@ -21,7 +21,7 @@
 //! pidfds, never on the acquire path), so one killed from outside while idle is replaced.
 
 use std::collections::{HashMap, HashSet};
-use std::ops::{Deref, DerefMut};
+use std::ops::Deref;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
@@ -174,6 +174,7 @@ struct Shared {
 
 /// Builds a [`SandboxPool`]; every setting has a documented default.
 #[derive(Debug)]
+#[must_use = "a builder does nothing until `build` is called"]
 pub struct SandboxPoolBuilder {
     policy: Policy,
     max_size: usize,
@@ -440,8 +441,27 @@ pub enum SandboxPoolRunError {
 }
 
 /// A sandbox on loan from a [`SandboxPool`]: a session whose `run`s share `/tmp`.
-/// Dereferences to the [`Sandbox`]; dropping it starts the reset and hands the sandbox to the
-/// collector (the caller never waits for the reset).
+/// Dereferences (shared only) to the [`Sandbox`], for what it reports; what changes the
+/// sandbox goes through the lease ([`SandboxLease::run`], [`SandboxLease::reset`]), which
+/// marks it broken when the sandbox fails. Dropping it starts the reset and hands the sandbox
+/// to the collector (the caller never waits for the reset).
+///
+/// ```no_run
+/// # fn f(lease: &sandpool::SandboxLease) {
+/// let sandbox: &sandpool::sandbox::Sandbox = lease; // what it applied, its pid, ...
+/// println!("{:?}", sandbox.isolation());
+/// # }
+/// ```
+///
+/// No `&mut Sandbox` comes out of a lease, so nothing can change the sandbox behind the
+/// lease's back:
+///
+/// ```compile_fail
+/// # fn f(lease: &mut sandpool::SandboxLease) {
+/// let sandbox: &mut sandpool::sandbox::Sandbox = &mut *lease;
+/// # }
+/// ```
+#[must_use = "dropping a lease at once hands the sandbox back"]
 pub struct SandboxLease {
     lease: Option<Lease<'static, SandboxManager>>,
     shared: Arc<Shared>,
@@ -465,6 +485,17 @@ impl SandboxLease {
         result
     }
 
+    /// Starts a fresh session within the lease (see [`Sandbox::reset`]): what earlier
+    /// commands of the lease did is gone. A failed reset marks the lease so that the sandbox
+    /// is destroyed when the lease ends.
+    pub fn reset(&mut self) -> Result<(), SandboxError> {
+        let result = self.sandbox_mut().reset();
+        if result.is_err() {
+            self.broken = true;
+        }
+        result
+    }
+
     /// Ends the lease destroying the sandbox instead of reusing it.
     pub fn discard(mut self) {
         self.broken = true;
@@ -484,12 +515,6 @@ impl Deref for SandboxLease {
     type Target = Sandbox;
     fn deref(&self) -> &Sandbox {
         self.lease.as_ref().expect("lease present until drop")
-    }
-}
-
-impl DerefMut for SandboxLease {
-    fn deref_mut(&mut self) -> &mut Sandbox {
-        self.sandbox_mut()
     }
 }
 

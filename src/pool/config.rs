@@ -152,6 +152,7 @@ pub enum ConfigError {
 
 /// Builds a [`PoolConfig`], checking it in [`build`](PoolConfigBuilder::build).
 #[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until `build` is called"]
 pub struct PoolConfigBuilder {
     cfg: PoolConfig,
     max_idle_set: bool,

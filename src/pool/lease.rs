@@ -55,6 +55,7 @@ impl<M: Manager> Deref for Home<'_, M> {
 /// assert_eq!(handle.join().unwrap(), 8);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+#[must_use = "dropping a lease at once returns the resource"]
 pub struct Lease<'a, M: Manager> {
     idle: Option<Idle<M::Resource>>,
     home: Home<'a, M>,

@@ -69,6 +69,7 @@ pub enum CommandError {
 /// assert_eq!(cmd.get_program(), "sh");
 /// ```
 #[derive(Clone, Debug)]
+#[must_use = "a command does nothing until a sandbox runs it"]
 pub struct Command {
     program: OsString,
     args: Vec<OsString>,

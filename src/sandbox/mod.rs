@@ -70,7 +70,7 @@ pub use command::{Command, CommandError, DEFAULT_PATH, ExitStatus, KillReason, M
 pub use error::SandboxError;
 pub use isolation::{Enforcement, Isolation, LandlockStatus, Limit, Namespaces, SeccompStatus, SessionSeparation};
 pub use policy::{Bind, Network, Policy, PolicyBuilder, PolicyError, Requirement};
-pub use readiness::Readiness;
+pub(crate) use readiness::Readiness;
 
 use cgroup::SandboxCgroups;
 use host::{SpawnGuard, errno, escaped, last_cap, take_runner, wait_reply};
@@ -293,7 +293,7 @@ impl Sandbox {
     /// Asks for a reset without waiting for it (one `sendmsg`); [`Sandbox::finish_reset`]
     /// collects the answer, which arrives on [`Sandbox::runner_fd`]. Lets a pool start resets
     /// from the releasing thread and collect them elsewhere.
-    pub fn start_reset(&mut self) -> Result<(), SandboxError> {
+    pub(crate) fn start_reset(&mut self) -> Result<(), SandboxError> {
         if self.dead {
             return Err(SandboxError::Dead);
         }
@@ -304,7 +304,7 @@ impl Sandbox {
     }
 
     /// Waits for the answer to [`Sandbox::start_reset`].
-    pub fn finish_reset(&mut self) -> Result<(), SandboxError> {
+    pub(crate) fn finish_reset(&mut self) -> Result<(), SandboxError> {
         if self.dead {
             return Err(SandboxError::Dead);
         }
@@ -339,7 +339,7 @@ impl Sandbox {
 
     /// The socket the answer to a started reset arrives on: readable once it is done (for
     /// `epoll`-based collectors).
-    pub fn runner_fd(&self) -> BorrowedFd<'_> {
+    pub(crate) fn runner_fd(&self) -> BorrowedFd<'_> {
         self.control.as_fd()
     }
 

@@ -189,6 +189,7 @@ impl Policy {
 
 /// Builds a [`Policy`], validating every input; errors surface from [`PolicyBuilder::build`].
 #[derive(Debug)]
+#[must_use = "a builder does nothing until `build` is called"]
 pub struct PolicyBuilder {
     policy: Policy,
     error: Option<PolicyError>,
