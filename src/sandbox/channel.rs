@@ -98,6 +98,76 @@ pub(crate) fn poll_each<const N: usize>(
     Ok(fds.map(|fd| fd.and_then(|_| ready.next()).unwrap_or(PollFlags::empty())))
 }
 
+/// Writes one message to a pipe, framed by a length byte: a write of at most 256 bytes is
+/// atomic on a pipe, so messages from one writer never interleave. A closed reader (`EPIPE`)
+/// is an error like any other (the writer blocks `SIGPIPE`).
+pub(crate) fn send_framed(pipe: BorrowedFd<'_>, message: &[u8]) -> io::Result<()> {
+    let len = u8::try_from(message.len()).map_err(|_| io::Error::from_raw_os_error(libc::EMSGSIZE))?;
+    let mut framed = Vec::with_capacity(1 + message.len());
+    framed.push(len);
+    framed.extend_from_slice(message);
+    loop {
+        match rustix::io::write(pipe, &framed) {
+            Err(Errno::INTR) => continue,
+            Ok(n) if n == framed.len() => return Ok(()),
+            Ok(_) => return Err(io::Error::from(io::ErrorKind::WriteZero)),
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Reads messages framed by [`send_framed`] from a pipe: what one `read` brings may hold
+/// several, or part of one.
+#[derive(Debug, Default)]
+pub(crate) struct FramedReader {
+    buf: Vec<u8>,
+    ended: bool,
+}
+
+impl FramedReader {
+    /// A complete message already read, if any.
+    pub(crate) fn buffered(&mut self) -> Option<Vec<u8>> {
+        let len = usize::from(*self.buf.first()?);
+        if self.buf.len() < 1 + len {
+            return None;
+        }
+        let message = self.buf[1..1 + len].to_vec();
+        self.buf.drain(..1 + len);
+        Some(message)
+    }
+
+    /// Whether a complete message waits in the buffer.
+    pub(crate) fn has_buffered(&self) -> bool {
+        self.buf.first().is_some_and(|&len| self.buf.len() > usize::from(len))
+    }
+
+    /// Reads what the pipe has (one `read`, which may block if it has nothing), then returns
+    /// the next complete message; `Ok(None)` once the writer closed it with none left, or if
+    /// only part of one has arrived (then `ended` says which).
+    pub(crate) fn read(&mut self, pipe: BorrowedFd<'_>) -> io::Result<Option<Vec<u8>>> {
+        if let Some(message) = self.buffered() {
+            return Ok(Some(message));
+        }
+        let mut chunk = [0u8; 512];
+        let n = loop {
+            match rustix::io::read(pipe, &mut chunk) {
+                Err(Errno::INTR) => continue,
+                other => break other?,
+            }
+        };
+        if n == 0 {
+            self.ended = true;
+        }
+        self.buf.extend_from_slice(&chunk[..n]);
+        Ok(self.buffered())
+    }
+
+    /// Whether the writer closed the pipe.
+    pub(crate) fn ended(&self) -> bool {
+        self.ended
+    }
+}
+
 /// Reads a non-blocking signalfd or eventfd until it is empty.
 pub(crate) fn drain(fd: BorrowedFd<'_>) {
     let mut buf = [0u8; 1024];
@@ -160,6 +230,23 @@ mod tests {
         let err = recv(b.as_fd(), &mut buf, &mut fds).unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::EMSGSIZE));
         assert!(fds.is_empty(), "the descriptors of a refused message are closed");
+    }
+
+    #[test]
+    fn framed_messages_keep_their_bounds_in_a_pipe() {
+        let (r, w) = pipe(false).unwrap();
+        send_framed(w.as_fd(), b"first").unwrap();
+        send_framed(w.as_fd(), b"").unwrap();
+        send_framed(w.as_fd(), b"third").unwrap();
+        drop(w);
+        let mut reader = FramedReader::default();
+        assert_eq!(reader.read(r.as_fd()).unwrap().as_deref(), Some(&b"first"[..]), "one read brings all three");
+        assert!(reader.has_buffered());
+        assert_eq!(reader.read(r.as_fd()).unwrap().as_deref(), Some(&b""[..]));
+        assert_eq!(reader.read(r.as_fd()).unwrap().as_deref(), Some(&b"third"[..]));
+        assert_eq!(reader.read(r.as_fd()).unwrap(), None);
+        assert!(reader.ended());
+        assert!(send_framed(r.as_fd(), &[0u8; 256]).is_err(), "longer than a length byte says");
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! A command to run in a sandbox, and what came of it.
 
 use std::ffi::{OsStr, OsString};
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use thiserror::Error;
@@ -53,10 +55,95 @@ pub enum CommandError {
         /// Which limit.
         what: &'static str,
     },
+    /// Bytes given as where an output stream goes.
+    #[error("{stream} cannot be bytes: give Stdio::piped(), Stdio::null() or a descriptor")]
+    BytesAsOutput {
+        /// `"stdout"` or `"stderr"`.
+        stream: &'static str,
+    },
+}
+
+/// Where one of a command's standard streams comes from or goes, as in
+/// [`std::process::Stdio`]: `/dev/null`, a pipe to the host ([`Stdio::piped`]: the
+/// [`Child`](super::Child) gets its end), bytes fed to stdin, or a descriptor of the caller's
+/// (a file, a socket, one end of the caller's own pipe), passed into the sandbox.
+///
+/// ```
+/// use sandpool::sandbox::{Command, Stdio};
+/// let cmd = Command::new("wc").arg("-c").stdin(Stdio::piped()).stdout(Stdio::piped());
+/// let fed = Command::new("cat").stdin("bytes, as before"); // Stdio::bytes, from a string
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct Stdio(pub(crate) StdioKind);
+
+#[derive(Clone, Debug, Default)]
+pub(crate) enum StdioKind {
+    #[default]
+    Null,
+    Piped,
+    Bytes(Arc<[u8]>),
+    Fd(Arc<OwnedFd>),
+}
+
+impl Stdio {
+    /// `/dev/null`.
+    pub fn null() -> Stdio {
+        Stdio(StdioKind::Null)
+    }
+    /// A pipe between the command and the host.
+    pub fn piped() -> Stdio {
+        Stdio(StdioKind::Piped)
+    }
+    /// Bytes the command reads on its stdin (stdin only).
+    pub fn bytes(bytes: impl Into<Vec<u8>>) -> Stdio {
+        Stdio(StdioKind::Bytes(bytes.into().into()))
+    }
+    /// A descriptor of the caller's, passed into the sandbox (a copy of it: the caller's
+    /// stays open). Whatever it reaches, the command reaches: give it only what the command
+    /// may have.
+    pub fn fd(fd: impl Into<OwnedFd>) -> Stdio {
+        Stdio(StdioKind::Fd(Arc::new(fd.into())))
+    }
+}
+
+impl From<Vec<u8>> for Stdio {
+    fn from(bytes: Vec<u8>) -> Stdio {
+        Stdio::bytes(bytes)
+    }
+}
+
+impl From<&[u8]> for Stdio {
+    fn from(bytes: &[u8]) -> Stdio {
+        Stdio::bytes(bytes)
+    }
+}
+
+impl From<&str> for Stdio {
+    fn from(text: &str) -> Stdio {
+        Stdio::bytes(text)
+    }
+}
+
+impl From<String> for Stdio {
+    fn from(text: String) -> Stdio {
+        Stdio::bytes(text)
+    }
+}
+
+impl From<OwnedFd> for Stdio {
+    fn from(fd: OwnedFd) -> Stdio {
+        Stdio::fd(fd)
+    }
+}
+
+impl From<std::fs::File> for Stdio {
+    fn from(file: std::fs::File) -> Stdio {
+        Stdio::fd(file)
+    }
 }
 
 /// A command to run in a [`Sandbox`](super::Sandbox): program, arguments, environment,
-/// working directory, optional stdin bytes, and per-command limits.
+/// working directory, where its standard streams go ([`Stdio`]), and per-command limits.
 ///
 /// The environment starts minimal (`PATH`, `HOME=/tmp`, `TMPDIR=/tmp`, `LANG=C.UTF-8`); no
 /// host variable leaks in. A program without `/` is searched in `PATH` inside the sandbox.
@@ -75,7 +162,9 @@ pub struct Command {
     args: Vec<OsString>,
     env: Vec<(OsString, OsString)>,
     cwd: PathBuf,
-    stdin: Option<Vec<u8>>,
+    stdin: Stdio,
+    stdout: Stdio,
+    stderr: Stdio,
     timeout: Option<Duration>,
     output_limit: Option<usize>,
     no_fork: bool,
@@ -89,7 +178,9 @@ impl Command {
             args: Vec::new(),
             env: Vec::new(),
             cwd: PathBuf::from("/tmp"),
-            stdin: None,
+            stdin: Stdio::null(),
+            stdout: Stdio::piped(),
+            stderr: Stdio::piped(),
             timeout: None,
             output_limit: None,
             no_fork: false,
@@ -121,17 +212,31 @@ impl Command {
         self.cwd = dir.as_ref().to_owned();
         self
     }
-    /// Bytes fed to the command's stdin. Default: `/dev/null`.
-    pub fn stdin(mut self, bytes: impl Into<Vec<u8>>) -> Self {
-        self.stdin = Some(bytes.into());
+    /// Where stdin comes from: bytes (`.stdin("text")`), a pipe, a descriptor. Default:
+    /// `/dev/null`.
+    pub fn stdin(mut self, stdin: impl Into<Stdio>) -> Self {
+        self.stdin = stdin.into();
         self
     }
-    /// Wall-clock limit; default: the policy's.
+    /// Where stdout goes. Default: a pipe ([`Sandbox::run`](super::Sandbox::run) captures
+    /// it, a [`Child`](super::Child) reads it).
+    pub fn stdout(mut self, stdout: impl Into<Stdio>) -> Self {
+        self.stdout = stdout.into();
+        self
+    }
+    /// Where stderr goes. Default: a pipe, as stdout.
+    pub fn stderr(mut self, stderr: impl Into<Stdio>) -> Self {
+        self.stderr = stderr.into();
+        self
+    }
+    /// Wall-clock limit; default: the policy's. The sandbox kills the command's process group
+    /// when it passes.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
     }
-    /// Cap of each captured stream in bytes; default: the policy's.
+    /// Cap of each piped output stream in bytes; default: the policy's. Past it the command
+    /// is killed, and the reader sees the stream end there.
     pub fn output_limit(mut self, bytes: usize) -> Self {
         self.output_limit = Some(bytes);
         self
@@ -159,8 +264,8 @@ impl Command {
     pub(crate) fn get_no_fork(&self) -> bool {
         self.no_fork
     }
-    pub(crate) fn get_stdin(&self) -> Option<&[u8]> {
-        self.stdin.as_deref()
+    pub(crate) fn get_stdio(&self) -> [&Stdio; 3] {
+        [&self.stdin, &self.stdout, &self.stderr]
     }
 
     /// The environment the command gets: the minimal defaults, then its own variables.
@@ -213,6 +318,11 @@ impl Command {
         if self.output_limit == Some(0) {
             return Err(CommandError::ZeroLimit { what: "the output limit" });
         }
+        for (stream, stdio) in [("stdout", &self.stdout), ("stderr", &self.stderr)] {
+            if matches!(stdio.0, StdioKind::Bytes(_)) {
+                return Err(CommandError::BytesAsOutput { stream });
+            }
+        }
         Ok(EncodedCommand { argv, env, cwd })
     }
 }
@@ -232,6 +342,35 @@ pub enum ExitStatus {
     Exited(i32),
     /// It was killed by this signal.
     Signaled(i32),
+}
+
+impl ExitStatus {
+    /// From a raw wait status.
+    pub(crate) fn from_wait_status(status: i32) -> ExitStatus {
+        if libc::WIFSIGNALED(status) {
+            ExitStatus::Signaled(libc::WTERMSIG(status))
+        } else {
+            ExitStatus::Exited(libc::WEXITSTATUS(status))
+        }
+    }
+    /// Whether it exited with code 0.
+    pub fn success(&self) -> bool {
+        *self == ExitStatus::Exited(0)
+    }
+    /// Its exit code, if it exited.
+    pub fn code(&self) -> Option<i32> {
+        match *self {
+            ExitStatus::Exited(c) => Some(c),
+            ExitStatus::Signaled(_) => None,
+        }
+    }
+    /// The signal that killed it, if one did.
+    pub fn signal(&self) -> Option<i32> {
+        match *self {
+            ExitStatus::Signaled(s) => Some(s),
+            ExitStatus::Exited(_) => None,
+        }
+    }
 }
 
 /// Resource use of a finished command (its process and the descendants it waited for).
@@ -312,6 +451,8 @@ mod tests {
         let big = "x".repeat(MAX_ARGS_BYTES);
         assert!(matches!(Command::new("x").arg(big).encode(), Err(CommandError::TooLarge { .. })));
         assert!(matches!(Command::new("x").timeout(Duration::ZERO).encode(), Err(CommandError::ZeroLimit { .. })));
+        let bytes_out = Command::new("x").stdout(Stdio::bytes("no")).encode();
+        assert_eq!(bytes_out.unwrap_err(), CommandError::BytesAsOutput { stream: "stdout" });
     }
 
     #[test]

@@ -111,6 +111,10 @@ pub enum SandboxError {
     /// The zygote is gone (killed from outside, or out of memory).
     #[error("the sandbox's init has died; this sandbox cannot be used any more")]
     Dead,
+    /// The command's session ended before its end was reported: the sandbox was reset (or
+    /// destroyed) while the command ran, which ends every process of the session.
+    #[error("the command's session ended (the sandbox was reset) before the command did")]
+    SessionEnded,
     /// Starting a fresh session failed (or the network namespace, which sessions share, is
     /// not as it was made); the sandbox must not be reused.
     #[error("resetting the sandbox failed at '{step}'")]
@@ -132,6 +136,7 @@ impl SandboxError {
                 | SandboxError::ProgramNotFound { .. }
                 | SandboxError::Exec { .. }
                 | SandboxError::Policy(_)
+                | SandboxError::SessionEnded
         )
     }
 }

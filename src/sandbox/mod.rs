@@ -46,6 +46,7 @@
 
 mod cgroup;
 mod channel;
+mod child;
 mod command;
 mod confine;
 mod error;
@@ -61,18 +62,24 @@ mod sys;
 mod zygote;
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rustix::thread::UnshareFlags;
 
 pub use cgroup::cgroup_removal_failures;
-pub use command::{Command, CommandError, DEFAULT_PATH, ExitStatus, KillReason, MAX_ARGS_BYTES, Output, ResourceUsage};
+pub use child::{Child, ChildExit, ChildStderr, ChildStdin, ChildStdout, Killer};
+pub use command::{
+    Command, CommandError, DEFAULT_PATH, ExitStatus, KillReason, MAX_ARGS_BYTES, Output, ResourceUsage, Stdio,
+};
 pub use error::SandboxError;
 pub use isolation::{Enforcement, Isolation, LandlockStatus, Limit, Namespaces, SeccompStatus, SessionSeparation};
 pub use policy::{Bind, Network, Policy, PolicyBuilder, PolicyError, Requirement};
 pub(crate) use readiness::Readiness;
 
 use cgroup::SandboxCgroups;
+use child::SessionLink;
 use host::{SpawnGuard, errno, escaped, last_cap, take_runner, wait_reply};
 use protocol::{BindSpec, Reply, Request, ZygoteConfig};
 
@@ -104,7 +111,7 @@ pub struct Sandbox {
     /// tells the zygote to take the whole sandbox down.
     control: OwnedFd,
     /// To the current session's spawner: commands and kills.
-    runner: OwnedFd,
+    runner: Arc<SessionLink>,
     pidfd: OwnedFd,
     pid: i32,
     cgroups: SandboxCgroups,
@@ -113,7 +120,9 @@ pub struct Sandbox {
     dead: bool,
     reaped: bool,
     /// A command ran since the last reset.
-    used: bool,
+    used: AtomicBool,
+    /// The next command's token (its name in `Signal` requests).
+    next_token: AtomicU64,
 }
 
 impl Sandbox {
@@ -232,7 +241,7 @@ impl Sandbox {
         let pidfd = guard.pidfd.take().expect("guard holds the pidfd");
         Ok(Sandbox {
             control: host_end,
-            runner,
+            runner: Arc::new(SessionLink { runner }),
             pidfd,
             pid: zygote.pid,
             cgroups,
@@ -240,7 +249,8 @@ impl Sandbox {
             isolation,
             dead: false,
             reaped: false,
-            used: false,
+            used: AtomicBool::new(false),
+            next_token: AtomicU64::new(1),
         })
     }
 
@@ -271,7 +281,7 @@ impl Sandbox {
     /// owners as they were, no System V IPC object. Writes inside binds persist by design and
     /// do not count.
     pub fn is_clean(&self) -> bool {
-        !self.used
+        !self.used.load(Ordering::Acquire)
     }
 
     /// Whether its init is alive and no fatal error has been seen (one `poll` on the pidfd).
@@ -318,8 +328,8 @@ impl Sandbox {
             Ok((Reply::Ready(_), fds)) => {
                 // The new session's spawner; the old one's socket, and whatever it still held,
                 // goes with it.
-                self.runner = take_runner(fds).inspect_err(|_| self.dead = true)?;
-                self.used = false;
+                self.runner = Arc::new(SessionLink { runner: take_runner(fds).inspect_err(|_| self.dead = true)? });
+                self.used.store(false, Ordering::Release);
                 Ok(())
             }
             Ok((Reply::ResetFailed { step, errno: e }, _)) => {

@@ -75,8 +75,17 @@ pub struct RunRequest {
     pub no_fork: bool,
     /// RLIMIT_CPU in seconds (0: none).
     pub cpu_seconds: u64,
-    /// Whether a stdin descriptor travels with the request (else `/dev/null`).
-    pub has_stdin: bool,
+    /// Which of stdin, stdout and stderr travel as descriptors with the request, in that
+    /// order (the others are `/dev/null`); the child's status pipe (its write end) comes last, always.
+    pub given: [bool; 3],
+    /// Wall-clock limit in milliseconds (0: none): past it the spawner kills the command's
+    /// process group.
+    pub timeout_ms: u64,
+    /// The host's name for the command, unique in the session: what `Signal` names.
+    pub token: u64,
+    /// Whether the spawner sends `Started` (with the pid) once the command runs; `run`, which
+    /// needs no pid, does without the extra wake-up.
+    pub report_start: bool,
 }
 
 /// A message from the host to the zygote.
@@ -84,11 +93,18 @@ pub struct RunRequest {
 pub enum Request {
     /// First message: build the sandbox.
     Configure(ZygoteConfig),
-    /// Start a command (to the spawner); stdin (if any), stdout and stderr travel as
-    /// descriptors.
+    /// Start a command (to the spawner); its given stdio and its status pipe travel as
+    /// descriptors. Everything about the command comes back on its status pipe:
+    /// `Started`, then `Exited` (or `SpawnFailed`), then the socket closes.
     Run(RunRequest),
-    /// Kill every process of the sandbox but the zygote and the spawner (to the spawner).
-    Kill,
+    /// Send `signal` to the process group of the command named `token` (to the spawner);
+    /// `SIGKILL` kills the whole group, processes it forks meanwhile included.
+    Signal {
+        /// The command's token, from its `RunRequest`.
+        token: u64,
+        /// The signal number.
+        signal: i32,
+    },
     /// End the session and start a fresh one (to the zygote): the answer is `Ready` with the
     /// new spawner's socket, or `ResetFailed`.
     Reset,
@@ -126,7 +142,7 @@ pub struct Usage {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Reply {
     /// The sandbox is built, or a new session started; the spawner's socket (for `Run` and
-    /// `Kill`) comes with it.
+    /// `Signal`) comes with it.
     Ready(ZygoteReport),
     /// Building the sandbox failed at `step`.
     SetupFailed {
@@ -144,6 +160,13 @@ pub enum Reply {
         /// Whether the session was, once it ended, as a reset leaves it (nothing left
         /// running, written or changed), so the next lease needs no reset.
         untouched: bool,
+        /// Whether the spawner killed it for running past its timeout.
+        timed_out: bool,
+    },
+    /// The command started (on its status pipe): its pid in the session.
+    Started {
+        /// The pid, which is also its process group's and its session's id.
+        pid: i32,
     },
     /// The command could not be started.
     SpawnFailed {
@@ -158,9 +181,6 @@ pub enum Reply {
         /// What `landlock_restrict_self` left in force.
         landlock: LandlockEnforcement,
     },
-    /// Every process but the zygote and the spawner is gone (the spawner's answer to `Kill`,
-    /// after the killed command's `Exited` if one was running).
-    Killed,
     /// No fresh session could be started: the sandbox must not be reused.
     ResetFailed {
         /// What the zygote was doing.
@@ -366,7 +386,7 @@ impl<'a> Reader<'a> {
 mod tag {
     pub const CONFIGURE: u8 = 1;
     pub const RUN: u8 = 2;
-    pub const KILL: u8 = 3;
+    pub const SIGNAL: u8 = 3;
     pub const RESET: u8 = 4;
     pub const READY: u8 = 101;
     pub const SETUP_FAILED: u8 = 102;
@@ -374,7 +394,7 @@ mod tag {
     pub const SPAWN_FAILED: u8 = 104;
     pub const RESET_DONE: u8 = 105;
     pub const RESET_FAILED: u8 = 106;
-    pub const KILLED: u8 = 107;
+    pub const STARTED: u8 = 107;
 }
 
 impl Request {
@@ -410,9 +430,18 @@ impl Request {
                 w.bytes(&r.cwd);
                 w.bool(r.no_fork);
                 w.u64(r.cpu_seconds);
-                w.bool(r.has_stdin);
+                for given in r.given {
+                    w.bool(given);
+                }
+                w.u64(r.timeout_ms);
+                w.u64(r.token);
+                w.bool(r.report_start);
             }
-            Request::Kill => w.u8(tag::KILL),
+            Request::Signal { token, signal } => {
+                w.u8(tag::SIGNAL);
+                w.u64(*token);
+                w.i32(*signal);
+            }
             Request::Reset => w.u8(tag::RESET),
         }
         w.0
@@ -454,9 +483,12 @@ impl Request {
                 cwd: r.bytes()?,
                 no_fork: r.bool()?,
                 cpu_seconds: r.u64()?,
-                has_stdin: r.bool()?,
+                given: [r.bool()?, r.bool()?, r.bool()?],
+                timeout_ms: r.u64()?,
+                token: r.u64()?,
+                report_start: r.bool()?,
             }),
-            tag::KILL => Request::Kill,
+            tag::SIGNAL => Request::Signal { token: r.u64()?, signal: r.i32()? },
             tag::RESET => Request::Reset,
             _ => return Err(DecodeError("unknown request")),
         };
@@ -484,13 +516,18 @@ impl Reply {
                 w.bytes(step.as_bytes());
                 w.i32(*errno);
             }
-            Reply::Exited { status, usage, untouched } => {
+            Reply::Exited { status, usage, untouched, timed_out } => {
                 w.u8(tag::EXITED);
                 w.i32(*status);
                 w.u64(usage.user_us);
                 w.u64(usage.system_us);
                 w.u64(usage.max_rss_kib);
                 w.bool(*untouched);
+                w.bool(*timed_out);
+            }
+            Reply::Started { pid } => {
+                w.u8(tag::STARTED);
+                w.i32(*pid);
             }
             Reply::SpawnFailed { step, errno } => {
                 w.u8(tag::SPAWN_FAILED);
@@ -501,7 +538,6 @@ impl Reply {
                 w.u8(tag::RESET_DONE);
                 w.u8(*landlock as u8);
             }
-            Reply::Killed => w.u8(tag::KILLED),
             Reply::ResetFailed { step, errno } => {
                 w.u8(tag::RESET_FAILED);
                 w.bytes(step.as_bytes());
@@ -528,7 +564,9 @@ impl Reply {
                 status: r.i32()?,
                 usage: Usage { user_us: r.u64()?, system_us: r.u64()?, max_rss_kib: r.u64()? },
                 untouched: r.bool()?,
+                timed_out: r.bool()?,
             },
+            tag::STARTED => Reply::Started { pid: r.i32()? },
             tag::SPAWN_FAILED => Reply::SpawnFailed {
                 step: SpawnStep::from_code(r.u8()?).ok_or(DecodeError("unknown spawn step"))?,
                 errno: r.i32()?,
@@ -541,7 +579,6 @@ impl Reply {
                     _ => return Err(DecodeError("bad Landlock enforcement")),
                 },
             },
-            tag::KILLED => Reply::Killed,
             tag::RESET_FAILED => Reply::ResetFailed { step: r.string()?, errno: r.i32()? },
             _ => return Err(DecodeError("unknown reply")),
         };
@@ -578,9 +615,12 @@ mod tests {
                 cwd: b"/tmp".to_vec(),
                 no_fork: true,
                 cpu_seconds: 7,
-                has_stdin: true,
+                given: [true, false, true],
+                timeout_ms: 1500,
+                token: 7,
+                report_start: true,
             }),
-            Request::Kill,
+            Request::Signal { token: 7, signal: 9 },
             Request::Reset,
         ];
         for m in msgs {
@@ -593,13 +633,18 @@ mod tests {
         let msgs = [
             Reply::Ready(ZygoteReport { landlock_abi: 7, landlock_enforced: true, ..Default::default() }),
             Reply::SetupFailed { step: "mount /proc".into(), errno: 1 },
-            Reply::Exited { status: 9, usage: Usage { user_us: 1, system_us: 2, max_rss_kib: 3 }, untouched: true },
+            Reply::Exited {
+                status: 9,
+                usage: Usage { user_us: 1, system_us: 2, max_rss_kib: 3 },
+                untouched: true,
+                timed_out: false,
+            },
+            Reply::Started { pid: 2 },
             Reply::SpawnFailed { step: SpawnStep::Exec, errno: 2 },
             Reply::SpawnFailed { step: SpawnStep::Receive, errno: 22 },
             Reply::ResetDone { landlock: LandlockEnforcement::None },
             Reply::ResetDone { landlock: LandlockEnforcement::Partial },
             Reply::ResetDone { landlock: LandlockEnforcement::Full },
-            Reply::Killed,
             Reply::ResetFailed { step: "empty /tmp".into(), errno: 16 },
         ];
         for m in msgs {
@@ -613,7 +658,7 @@ mod tests {
         assert!(Request::decode(&[99]).is_err());
         // A list claiming 2^32-1 entries must fail fast, not allocate.
         assert!(Request::decode(&[tag::RUN, 0xff, 0xff, 0xff, 0xff]).is_err());
-        let mut ok = Request::Kill.encode();
+        let mut ok = Request::Reset.encode();
         ok.push(0);
         assert_eq!(Request::decode(&ok), Err(DecodeError("trailing bytes")));
         let mut run = Request::Run(RunRequest::default()).encode();

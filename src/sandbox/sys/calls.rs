@@ -95,7 +95,7 @@ pub(crate) fn take_over_signals() -> io::Result<OwnedFd> {
 }
 
 /// A [`signalfd(2)`](https://man7.org/linux/man-pages/man2/signalfd.2.html) that reports
-/// `SIGCHLD` (non-blocking), for a process that blocks it already (one that called
+/// `SIGCHLD` and `SIGPIPE` (non-blocking), for a process that blocks it already (one that called
 /// [`take_over_signals`], or a fork of it: dispositions and mask are inherited).
 pub(crate) fn child_signals() -> io::Result<OwnedFd> {
     // SAFETY: sigset_t is plain data filled by sigemptyset/sigaddset; the calls only write it,
@@ -104,6 +104,9 @@ pub(crate) fn child_signals() -> io::Result<OwnedFd> {
         let mut chld: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut chld);
         libc::sigaddset(&mut chld, libc::SIGCHLD);
+        // A spawner writing to a command's status pipe that the host closed gets SIGPIPE,
+        // blocked: read here, so it does not stay pending (the verdict compares those).
+        libc::sigaddset(&mut chld, libc::SIGPIPE);
         owned(libc::signalfd(-1, &chld, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK))
     }
 }

@@ -84,10 +84,10 @@ fn apply_limits(config: &ZygoteConfig) -> StepResult<()> {
     Ok(())
 }
 
-/// Waits until `socket` has a message (or hang-up) or `signals` reports a child's end; says
-/// which (the signalfd is drained).
-fn wait_for(socket: &OwnedFd, signals: &OwnedFd) -> (bool, bool) {
-    let Ok([message, signal]) = channel::poll_each([Some(socket.as_fd()), Some(signals.as_fd())], None) else {
+/// Waits until `socket` has a message (or hang-up) or `signals` reports a child's end, or
+/// `timeout` passes; says which (the signalfd is drained).
+fn wait_for(socket: &OwnedFd, signals: &OwnedFd, timeout: Option<std::time::Duration>) -> (bool, bool) {
+    let Ok([message, signal]) = channel::poll_each([Some(socket.as_fd()), Some(signals.as_fd())], timeout) else {
         return (false, false);
     };
     if !signal.is_empty() {
@@ -312,7 +312,7 @@ impl Zygote {
     fn serve(&mut self) -> i32 {
         let mut buf = vec![0u8; MAX_MESSAGE];
         loop {
-            let (message, child_ended) = wait_for(&self.channels().control, &self.channels().signals);
+            let (message, child_ended) = wait_for(&self.channels().control, &self.channels().signals, None);
             if child_ended {
                 // The spawner ended (killed from inside, or crashed): the host notices by its
                 // socket. Reap it.

@@ -5,8 +5,10 @@
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::time::{Duration, Instant};
 
 use rustix::mount::MountFlags;
+use rustix::process::{Pid, Signal, kill_process_group};
 use rustix::thread::UnshareFlags;
 
 use super::super::channel;
@@ -51,19 +53,42 @@ impl PreparedCommand {
     }
 }
 
+/// Most commands one session runs at once: each holds a status socket in the spawner.
+const MAX_CHILDREN: usize = 64;
+
+/// A command the spawner started and has not reaped yet.
+struct RunningChild {
+    /// Its pid, which is also its process group's (it starts a session of its own).
+    pid: i32,
+    /// The host's name for it.
+    token: u64,
+    /// Where its `Exited` goes: the write end of a pipe (a socket passed with `SCM_RIGHTS`
+    /// would cost each command the kernel's in-flight socket accounting).
+    status: OwnedFd,
+    /// When it runs past its timeout.
+    deadline: Option<Instant>,
+    /// Whether the spawner killed it for that.
+    timed_out: bool,
+}
+
 /// A session's spawner: a child of the zygote, pid 1 of the session's pid namespace, that
 /// confines itself once (Landlock, seccomp, `no_new_privs`, one capability) so that each
-/// command inherits all of it for free, starts commands, reports their end and whether they
-/// left the session untouched, and kills everything on request. As its namespace's init it
-/// inherits every process its commands leave behind; when it dies, they all do.
+/// command inherits all of it for free, starts commands (several may run at once), kills a
+/// command's process group on request or at its timeout, reports each command's end on its
+/// own status socket with whether it left the session untouched, and kills everything when
+/// the host hangs up. As its namespace's init it inherits every process its commands leave
+/// behind; when it dies, they all do.
 pub(super) struct Spawner {
     runner: OwnedFd,
     signals: OwnedFd,
-    /// `/dev/null`, a command's stdin when it has none.
+    /// `/dev/null`, a command's stdio where the host gave none.
     devnull: OwnedFd,
     no_fork: Option<sys::SeccompProgram>,
     stack: CommandStack,
-    running: Option<i32>,
+    children: Vec<RunningChild>,
+    /// While a kill goes round a process group, the ends reaped meanwhile, reported once the
+    /// group is gone (so an `Exited` after a kill means nothing of the group is left).
+    held: Option<Vec<(i32, i32, sys::ChildUsage)>>,
     /// What the verdict after each command compares.
     session: SessionState,
 }
@@ -88,7 +113,7 @@ impl Spawner {
         let devnull = zygote.close_descriptors();
         match Spawner::new(runner, devnull, zygote) {
             Ok(mut spawner) => {
-                spawner.send(&Reply::ResetDone { landlock });
+                let _ = channel::send(spawner.runner.as_fd(), &Reply::ResetDone { landlock }.encode(), &[]);
                 spawner.serve()
             }
             Err((runner, e)) => fail(runner.as_fd(), e),
@@ -169,24 +194,77 @@ impl Spawner {
             devnull,
             no_fork: zygote.filters.as_ref().map(|f| f.no_fork.clone()),
             stack: CommandStack::new(),
-            running: None,
+            children: Vec::new(),
+            held: None,
             session,
         })
     }
 
-    fn send(&self, reply: &Reply) {
-        let _ = channel::send(self.runner.as_fd(), &reply.encode(), &[]);
+    /// Records a reaped child; if it was a command, reports its end on its status socket,
+    /// which then closes.
+    fn reaped(&mut self, pid: i32, status: i32, usage: sys::ChildUsage) {
+        if let Some(held) = &mut self.held {
+            held.push((pid, status, usage));
+            return;
+        }
+        let Some(i) = self.children.iter().position(|c| c.pid == pid) else { return };
+        let child = self.children.swap_remove(i);
+        // Untouched only once no command runs any more (and nothing else is left).
+        let untouched = self.children.is_empty() && self.session.untouched();
+        let reply = Reply::Exited {
+            status,
+            usage: Usage { user_us: usage.user_us, system_us: usage.system_us, max_rss_kib: usage.max_rss_kib },
+            untouched,
+            timed_out: child.timed_out,
+        };
+        let _ = channel::send_framed(child.status.as_fd(), &reply.encode());
     }
 
-    /// Records a reaped child; reports it if it was the running command.
-    fn reaped(&mut self, pid: i32, status: i32, usage: sys::ChildUsage) {
-        if Some(pid) == self.running {
-            self.running = None;
-            self.send(&Reply::Exited {
-                status,
-                usage: Usage { user_us: usage.user_us, system_us: usage.system_us, max_rss_kib: usage.max_rss_kib },
-                untouched: self.session.untouched(),
-            });
+    /// Reaps every child that has ended, without waiting.
+    fn reap_ended(&mut self) {
+        while let Ok(Some((pid, status, usage))) = sys::reap_any(false) {
+            self.reaped(pid, status, usage);
+        }
+    }
+
+    /// Sends `signal` to the process group of command `pid`. `SIGKILL` goes again until the
+    /// group is gone, so that a process forked while the signal went round dies too.
+    fn signal_group(&mut self, pid: i32, signal: Signal) {
+        let Some(group) = Pid::from_raw(pid) else { return };
+        if signal != Signal::KILL {
+            let _ = kill_process_group(group, signal);
+            return;
+        }
+        self.held.get_or_insert_with(Vec::new);
+        while kill_process_group(group, Signal::KILL).is_ok() {
+            self.reap_ended();
+            // Let the killed processes exit (a wake-up on the next SIGCHLD, or 1 ms).
+            let _ = channel::poll_each([Some(self.signals.as_fd())], Some(Duration::from_millis(1)));
+            channel::drain(self.signals.as_fd());
+        }
+        // None of the group can take a signal any more: each is gone or a zombie, which a
+        // last reap collects.
+        self.reap_ended();
+        for (pid, status, usage) in self.held.take().unwrap_or_default() {
+            self.reaped(pid, status, usage);
+        }
+    }
+
+    /// Kills the process group of every command past its timeout.
+    fn enforce_deadlines(&mut self) {
+        let now = Instant::now();
+        let late: Vec<i32> = self
+            .children
+            .iter_mut()
+            .filter(|c| c.deadline.is_some_and(|d| d <= now))
+            .map(|c| {
+                c.deadline = None;
+                c.timed_out = true;
+                c.pid
+            })
+            .collect();
+        for pid in late {
+            self.signal_group(pid, Signal::KILL);
         }
     }
 
@@ -205,25 +283,33 @@ impl Spawner {
         channel::drain(self.signals.as_fd());
     }
 
-    /// Starts a command; on failure, the reply that says why.
-    fn start_command(&mut self, req: RunRequest, mut fds: Vec<OwnedFd>) -> Result<(), Reply> {
-        let expected = if req.has_stdin { 3 } else { 2 };
-        if fds.len() != expected || self.running.is_some() {
-            return Err(Reply::SpawnFailed { step: SpawnStep::Receive, errno: libc::EINVAL });
+    /// Starts a command: its given stdio, then its status socket, travel with the request.
+    /// Its `Started` (or `SpawnFailed`) goes on the status socket; a request whose descriptors
+    /// do not match is dropped, which closes them (the host sees its status socket hang up).
+    fn start_command(&mut self, req: RunRequest, mut fds: Vec<OwnedFd>) {
+        let given = req.given.iter().filter(|g| **g).count();
+        if fds.len() != given + 1 {
+            return;
         }
-        let stderr = fds.pop().expect("checked length");
-        let stdout = fds.pop().expect("checked length");
-        let stdin = fds.pop();
+        let status = fds.pop().expect("checked length");
+        let fail = |step, errno: i32| {
+            let _ = channel::send_framed(status.as_fd(), &Reply::SpawnFailed { step, errno }.encode());
+        };
+        if self.children.len() >= MAX_CHILDREN {
+            return fail(SpawnStep::Receive, libc::EAGAIN);
+        }
+        let mut given_fds = fds.into_iter();
+        let stdio = req.given.map(|g| if g { given_fds.next() } else { None });
         let prepared = match PreparedCommand::new(&req) {
             Ok(v) => v,
-            Err(errno) => return Err(Reply::SpawnFailed { step: SpawnStep::Decode, errno }),
+            Err(errno) => return fail(SpawnStep::Decode, errno),
         };
         let filters: Vec<&sys::SeccompProgram> = match (&self.no_fork, req.no_fork) {
             (Some(p), true) => vec![p],
             _ => Vec::new(),
         };
         let spec = CommandSpec {
-            stdio: [stdin.as_ref().unwrap_or(&self.devnull).as_fd(), stdout.as_fd(), stderr.as_fd()],
+            stdio: [0, 1, 2].map(|i| stdio[i].as_ref().unwrap_or(&self.devnull).as_fd()),
             cwd: &prepared.cwd,
             candidates: &prepared.candidates,
             argv: &prepared.argv,
@@ -233,21 +319,25 @@ impl Spawner {
         };
         match sys::spawn_command(&spec, &mut self.stack) {
             Ok(pid) => {
-                self.running = Some(pid);
-                Ok(())
+                if req.report_start {
+                    let _ = channel::send_framed(status.as_fd(), &Reply::Started { pid }.encode());
+                }
+                let deadline = (req.timeout_ms > 0).then(|| Instant::now() + Duration::from_millis(req.timeout_ms));
+                self.children.push(RunningChild { pid, token: req.token, status, deadline, timed_out: false });
             }
-            Err(f) => Err(Reply::SpawnFailed { step: f.step, errno: f.error.raw_os_error().unwrap_or(libc::EIO) }),
+            Err(f) => fail(f.step, f.error.raw_os_error().unwrap_or(libc::EIO)),
         }
     }
 
     fn serve(&mut self) -> i32 {
         let mut buf = vec![0u8; MAX_MESSAGE];
         loop {
-            let (message, child_ended) = wait_for(&self.runner, &self.signals);
+            let next_deadline = self.children.iter().filter_map(|c| c.deadline).min();
+            let timeout = next_deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            let (message, child_ended) = wait_for(&self.runner, &self.signals, timeout);
+            self.enforce_deadlines();
             if child_ended {
-                while let Ok(Some((pid, status, usage))) = sys::reap_any(false) {
-                    self.reaped(pid, status, usage);
-                }
+                self.reap_ended();
             }
             if !message {
                 continue;
@@ -261,16 +351,15 @@ impl Spawner {
                 Ok(n) => n,
             };
             match Request::decode(&buf[..n]) {
-                Ok(Request::Run(req)) => {
-                    if let Err(reply) = self.start_command(req, received) {
-                        self.send(&reply);
+                Ok(Request::Run(req)) => self.start_command(req, received),
+                Ok(Request::Signal { token, signal }) => {
+                    let pid = self.children.iter().find(|c| c.token == token).map(|c| c.pid);
+                    if let (Some(pid), Some(signal)) = (pid, Signal::from_named_raw(signal)) {
+                        self.signal_group(pid, signal);
                     }
                 }
-                Ok(Request::Kill) => {
-                    self.kill_everything();
-                    self.send(&Reply::Killed);
-                }
-                _ => self.send(&Reply::SpawnFailed { step: SpawnStep::Decode, errno: libc::EPROTO }),
+                // Anything else: nothing to do.
+                _ => {}
             }
         }
     }

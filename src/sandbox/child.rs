@@ -1,0 +1,519 @@
+//! A command running in a sandbox: [`Child`], shaped like [`std::process::Child`], with its
+//! streams ([`ChildStdin`], [`ChildStdout`], [`ChildStderr`]) and a [`Killer`] that other
+//! threads may hold.
+//!
+//! Each command has a status pipe of its own to the session's spawner, on which its start
+//! and its end arrive, so any number of children run and are waited for at once, from any
+//! thread, without one reader sorting out the others' replies. The spawner enforces each
+//! command's timeout itself (it kills the command's process group); the host only bounds how
+//! long it waits to hear of it.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use rustix::event::PollFlags;
+
+use super::command::{Command, ExitStatus, KillReason, ResourceUsage, StdioKind};
+use super::host::errno;
+use super::protocol::{self, Reply, Request, RunRequest, SpawnStep};
+use super::{CONTROL_TIMEOUT, KILL_GRACE, Sandbox, SandboxError, channel};
+
+/// A session's request socket to its spawner, shared by the sandbox and its children (a
+/// child may outlive the session: then sending to it fails, and the child's status pipe
+/// has hung up).
+#[derive(Debug)]
+pub(crate) struct SessionLink {
+    pub(crate) runner: OwnedFd,
+}
+
+/// Sends signals to one command's process group, from any thread, for as long as anyone
+/// holds it (a clone of [`Child::killer`]).
+#[derive(Clone, Debug)]
+pub struct Killer {
+    link: Arc<SessionLink>,
+    /// The host's name for the command in its session.
+    token: u64,
+    /// Set when the sandbox killed the command for its output.
+    cut: Arc<AtomicBool>,
+}
+
+impl Killer {
+    /// Kills the command's process group: the command and every process it started that
+    /// stayed in its group (one that left it with `setsid` or `setpgid` lives until the
+    /// session ends). Asks the spawner, which kills again until the group is gone.
+    pub fn kill(&self) -> Result<(), SandboxError> {
+        self.signal(libc::SIGKILL)
+    }
+
+    /// Sends `signal` (a named signal, 1 to 31) to the command's process group, as a
+    /// terminal does for Ctrl-C. Signals for a command that has ended are ignored.
+    pub fn signal(&self, signal: i32) -> Result<(), SandboxError> {
+        let request = Request::Signal { token: self.token, signal };
+        channel::send(self.link.runner.as_fd(), &request.encode(), &[])
+            .map_err(|source| SandboxError::Control { step: "asking the sandbox to signal the command", source })
+    }
+
+    /// Kills the command for its output, so that its end says why.
+    fn cut(&self) {
+        if !self.cut.swap(true, Ordering::AcqRel) {
+            let _ = self.kill();
+        }
+    }
+}
+
+/// What a piped output stream reads, up to the cap.
+#[derive(Debug)]
+struct CappedPipe {
+    file: File,
+    /// Bytes it may still pass on; past them the command is killed and the stream ends.
+    room: usize,
+    /// Whether the command wrote past the cap.
+    truncated: bool,
+    killer: Killer,
+}
+
+impl Read for CappedPipe {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.room == 0 {
+            // Read one byte more than the cap allows: only a command that writes past it is
+            // cut, not one that writes exactly the cap.
+            let mut probe = [0u8; 1];
+            return match self.file.read(&mut probe)? {
+                0 => Ok(0),
+                _ => {
+                    self.truncated = true;
+                    self.killer.cut();
+                    Ok(0)
+                }
+            };
+        }
+        let want = buf.len().min(self.room);
+        let n = self.file.read(&mut buf[..want])?;
+        self.room -= n;
+        Ok(n)
+    }
+}
+
+/// The host's end of a command's stdin ([`Stdio::piped`](super::Stdio::piped)): what is
+/// written reaches the command as it is written. Dropping it closes the command's stdin.
+#[derive(Debug)]
+pub struct ChildStdin(File);
+
+impl Write for ChildStdin {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
+impl AsFd for ChildStdin {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.0.as_fd()
+    }
+}
+
+/// The host's end of a command's piped stdout, read as the command writes. Past the output
+/// cap the command is killed and the stream ends there; [`ChildExit::killed_by_sandbox`]
+/// says so.
+#[derive(Debug)]
+pub struct ChildStdout(CappedPipe);
+
+/// The host's end of a command's piped stderr; as [`ChildStdout`].
+#[derive(Debug)]
+pub struct ChildStderr(CappedPipe);
+
+impl Read for ChildStdout {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+impl Read for ChildStderr {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+impl ChildStdout {
+    /// Whether the command wrote past the output cap (and was killed for it).
+    pub fn truncated(&self) -> bool {
+        self.0.truncated
+    }
+}
+
+impl ChildStderr {
+    /// Whether the command wrote past the output cap (and was killed for it).
+    pub fn truncated(&self) -> bool {
+        self.0.truncated
+    }
+}
+
+impl AsFd for ChildStdout {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.0.file.as_fd()
+    }
+}
+
+impl AsFd for ChildStderr {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.0.file.as_fd()
+    }
+}
+
+/// How a [`Child`] ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChildExit {
+    /// Its exit code or the signal that killed it.
+    pub status: ExitStatus,
+    /// Why the sandbox killed it, if it did (its timeout, or its output past the cap).
+    pub killed_by_sandbox: Option<KillReason>,
+    /// Resource use as the kernel reported it.
+    pub usage: ResourceUsage,
+    /// Wall-clock time from start to exit (as the host saw it).
+    pub duration: Duration,
+    /// Whether the session was as fresh as it started once this command ended (nothing else
+    /// running, nothing left).
+    pub(crate) untouched: bool,
+}
+
+impl ChildExit {
+    /// Whether it exited with code 0.
+    pub fn success(&self) -> bool {
+        self.status.success()
+    }
+    /// Its exit code, if it exited.
+    pub fn code(&self) -> Option<i32> {
+        self.status.code()
+    }
+    /// Whether the sandbox killed it for running past its timeout.
+    pub fn timed_out(&self) -> bool {
+        self.killed_by_sandbox == Some(KillReason::Timeout)
+    }
+}
+
+/// A command running in a sandbox, from [`Sandbox::start`]. Like [`std::process::Child`]:
+/// take its streams, then [`wait`](Child::wait) for it. Several run at once in one session
+/// (a server and its client), each with its own timeout and output cap.
+///
+/// Dropping a `Child` does not stop the command: it runs on in the session (its piped streams
+/// closed) until it ends, its timeout passes, or the session ends.
+#[derive(Debug)]
+#[must_use = "a child runs on in the session; wait for it, or kill it"]
+pub struct Child {
+    /// Its stdin, if piped.
+    pub stdin: Option<ChildStdin>,
+    /// Its stdout, if piped.
+    pub stdout: Option<ChildStdout>,
+    /// Its stderr, if piped.
+    pub stderr: Option<ChildStderr>,
+    /// Its pid in the sandbox, once its start is heard of.
+    pid: i32,
+    /// The read end of its status pipe, and what has been read of it.
+    status: OwnedFd,
+    reader: channel::FramedReader,
+    /// The program, for the error if it could not start (heard of late, under `run`).
+    program: String,
+    killer: Killer,
+    started: Instant,
+    /// When the host stops waiting to hear of the end: its timeout, plus a grace for the kill.
+    give_up: Instant,
+    exit: Option<ChildExit>,
+}
+
+impl Child {
+    /// Its pid inside the sandbox (also its process group's and session's id there).
+    pub fn id(&self) -> u32 {
+        self.pid as u32
+    }
+
+    /// A handle that kills or signals it from another thread.
+    pub fn killer(&self) -> Killer {
+        self.killer.clone()
+    }
+
+    /// Kills it and its process group (see [`Killer::kill`]); nothing if it has ended.
+    pub fn kill(&mut self) -> Result<(), SandboxError> {
+        if self.exit.is_some() { Ok(()) } else { self.killer.kill() }
+    }
+
+    /// Sends `signal` to its process group (see [`Killer::signal`]).
+    pub fn signal(&self, signal: i32) -> Result<(), SandboxError> {
+        self.killer.signal(signal)
+    }
+
+    /// Waits for it to end. Closes its stdin first, as [`std::process::Child::wait`] does,
+    /// so a command reading it to the end is not left waiting.
+    pub fn wait(&mut self) -> Result<ChildExit, SandboxError> {
+        drop(self.stdin.take());
+        loop {
+            if let Some(exit) = self.wait_until(self.give_up)? {
+                return Ok(exit);
+            }
+            if Instant::now() >= self.give_up {
+                return Err(SandboxError::Dead);
+            }
+        }
+    }
+
+    /// Its end, if it has ended; does not wait.
+    pub fn try_wait(&mut self) -> Result<Option<ChildExit>, SandboxError> {
+        self.wait_until(Instant::now())
+    }
+
+    /// Waits for it to end, at most `timeout`; `None` if it is still running then.
+    pub fn wait_timeout(&mut self, timeout: Duration) -> Result<Option<ChildExit>, SandboxError> {
+        let until = Instant::now() + timeout;
+        let exit = self.wait_until(until.min(self.give_up))?;
+        if exit.is_none() && Instant::now() >= self.give_up {
+            return Err(SandboxError::Dead);
+        }
+        Ok(exit)
+    }
+
+    /// Waits for its start: its pid, or why it could not start (its image missing, ...); or
+    /// the sandbox's death.
+    fn wait_for_start(&mut self, sandbox: &Sandbox) -> Result<(), SandboxError> {
+        let deadline = self.started + CONTROL_TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(SandboxError::Control {
+                    step: "waiting for the command to start",
+                    source: io::Error::from(io::ErrorKind::TimedOut),
+                });
+            }
+            let [status_ready, init_ended] =
+                channel::poll_each([Some(self.status.as_fd()), Some(sandbox.pidfd.as_fd())], Some(left))
+                    .map_err(|source| SandboxError::Control { step: "waiting for the command to start", source })?;
+            if status_ready.contains(PollFlags::IN) {
+                return match read_status(self.status.as_fd(), &mut self.reader)? {
+                    Some(Reply::Started { pid }) => {
+                        self.pid = pid;
+                        Ok(())
+                    }
+                    Some(Reply::SpawnFailed { step, errno: e }) => Err(spawn_error(&self.program, step, e)),
+                    Some(_) => Err(SandboxError::Protocol(protocol::DecodeError::unexpected())),
+                    None => Err(SandboxError::Dead),
+                };
+            }
+            if !status_ready.is_empty() || !init_ended.is_empty() {
+                return Err(SandboxError::Dead);
+            }
+        }
+    }
+
+    /// Its status pipe, readable when its end has arrived (or the session ended).
+    pub(crate) fn status_fd(&self) -> BorrowedFd<'_> {
+        self.status.as_fd()
+    }
+
+    /// Whether its end has been read already, waiting to be taken.
+    pub(crate) fn has_buffered_status(&self) -> bool {
+        self.reader.has_buffered()
+    }
+
+    /// How long the host still waits to hear of its end.
+    pub(crate) fn left(&self) -> Duration {
+        self.give_up.saturating_duration_since(Instant::now())
+    }
+
+    /// Waits on its status pipe until `until` for its end.
+    fn wait_until(&mut self, until: Instant) -> Result<Option<ChildExit>, SandboxError> {
+        if let Some(exit) = self.exit {
+            return Ok(Some(exit));
+        }
+        let reply = loop {
+            if !self.reader.has_buffered() {
+                let left = until.saturating_duration_since(Instant::now());
+                let [ready] = channel::poll_each([Some(self.status.as_fd())], Some(left))
+                    .map_err(|source| SandboxError::Control { step: "waiting for the command", source })?;
+                if ready.is_empty() {
+                    return Ok(None);
+                }
+            }
+            match read_status(self.status.as_fd(), &mut self.reader)? {
+                Some(Reply::Started { pid }) => self.pid = pid,
+                Some(Reply::SpawnFailed { step, errno: e }) => return Err(spawn_error(&self.program, step, e)),
+                other => break other,
+            }
+        };
+        let exit = match reply {
+            Some(Reply::Exited { status, usage, untouched, timed_out }) => {
+                let status = ExitStatus::from_wait_status(status);
+                let cut = self.killer.cut.load(Ordering::Acquire);
+                let killed = status == ExitStatus::Signaled(libc::SIGKILL);
+                let killed_by_sandbox = match (timed_out, cut && killed) {
+                    (true, _) => Some(KillReason::Timeout),
+                    (false, true) => Some(KillReason::OutputLimit),
+                    _ => None,
+                };
+                ChildExit {
+                    status,
+                    killed_by_sandbox,
+                    usage: ResourceUsage {
+                        user_time: Duration::from_micros(usage.user_us),
+                        system_time: Duration::from_micros(usage.system_us),
+                        max_rss_kib: usage.max_rss_kib,
+                    },
+                    duration: self.started.elapsed(),
+                    untouched,
+                }
+            }
+            Some(_) => return Err(SandboxError::Protocol(protocol::DecodeError::unexpected())),
+            None => return Err(SandboxError::SessionEnded),
+        };
+        self.exit = Some(exit);
+        Ok(Some(exit))
+    }
+}
+
+/// Reads one message from a command's status pipe (which is readable); `None` if it ended
+/// with none (the session ended). Part of a message read so far waits in `reader`: then it
+/// reads on, as the rest is in the pipe already (the spawner writes each message at once).
+fn read_status(status: BorrowedFd<'_>, reader: &mut channel::FramedReader) -> Result<Option<Reply>, SandboxError> {
+    loop {
+        let message = reader
+            .read(status)
+            .map_err(|source| SandboxError::Control { step: "reading the command's status", source })?;
+        match message {
+            Some(message) => return Ok(Some(Reply::decode(&message)?)),
+            None if reader.ended() => return Ok(None),
+            None => continue,
+        }
+    }
+}
+
+/// The host's ends of a command's stdio, and what is passed into the sandbox.
+struct StdioPlan {
+    given: [bool; 3],
+    /// What travels with the request, in stdio order.
+    sent: Vec<Arc<OwnedFd>>,
+    stdin: Option<File>,
+    outputs: [Option<File>; 2],
+}
+
+fn plan_stdio(cmd: &Command, nonblocking_outputs: bool) -> Result<StdioPlan, SandboxError> {
+    let to_error = |what| move |source| SandboxError::Channel { what, source };
+    let mut plan = StdioPlan { given: [false; 3], sent: Vec::new(), stdin: None, outputs: [None, None] };
+    for (i, stdio) in cmd.get_stdio().into_iter().enumerate() {
+        let sent = match &stdio.0 {
+            StdioKind::Null => None,
+            StdioKind::Fd(fd) => Some(fd.clone()),
+            StdioKind::Bytes(bytes) => {
+                Some(Arc::new(channel::memfd_with(c"sandpool-stdin", bytes).map_err(to_error("stdin buffer"))?))
+            }
+            StdioKind::Piped if i == 0 => {
+                let (r, w) = channel::pipe(false).map_err(to_error("stdin pipe"))?;
+                plan.stdin = Some(File::from(w));
+                Some(Arc::new(r))
+            }
+            StdioKind::Piped => {
+                let (r, w) = channel::pipe(nonblocking_outputs).map_err(to_error("output pipe"))?;
+                plan.outputs[i - 1] = Some(File::from(r));
+                Some(Arc::new(w))
+            }
+        };
+        plan.given[i] = sent.is_some();
+        plan.sent.extend(sent);
+    }
+    Ok(plan)
+}
+
+impl Sandbox {
+    /// Starts a command and returns at once: its piped streams are read and written as it
+    /// runs (see [`Child`]). Several may run at once in the session, and each ends with it.
+    ///
+    /// ```no_run
+    /// use sandpool::sandbox::{Command, Policy, Sandbox, Stdio};
+    /// use std::io::{BufRead, BufReader, Write};
+    /// let sandbox = Sandbox::spawn(&Policy::default())?;
+    /// let mut child = sandbox.start(&Command::new("sh").args(["-c", "read x; echo got $x"])
+    ///     .stdin(Stdio::piped()))?;
+    /// child.stdin.as_mut().unwrap().write_all(b"hello\n")?;
+    /// let mut line = String::new();
+    /// BufReader::new(child.stdout.take().unwrap()).read_line(&mut line)?;
+    /// assert_eq!(line, "got hello\n");
+    /// assert!(child.wait()?.success());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn start(&self, cmd: &Command) -> Result<Child, SandboxError> {
+        let mut child = self.start_with(cmd, false, true)?;
+        child.wait_for_start(self)?;
+        Ok(child)
+    }
+
+    /// [`Sandbox::start`], with the host's ends of piped outputs blocking or not, returning
+    /// before the command's start is heard of: its `Started` (sent only if `report_start`) or
+    /// why it could not start is read by [`Child::wait_for_start`] or by the first wait.
+    pub(crate) fn start_with(
+        &self,
+        cmd: &Command,
+        nonblocking_outputs: bool,
+        report_start: bool,
+    ) -> Result<Child, SandboxError> {
+        if self.dead {
+            return Err(SandboxError::Dead);
+        }
+        let super::command::EncodedCommand { argv, env, cwd } = cmd.encode()?;
+        self.used.store(true, Ordering::Release);
+        let timeout = cmd.get_timeout().unwrap_or(self.policy.timeout);
+        let cap = cmd.get_output_limit().unwrap_or(self.policy.output_limit);
+        let plan = plan_stdio(cmd, nonblocking_outputs)?;
+        let token = self.next_token.fetch_add(1, Ordering::Relaxed);
+        let (status, status_inside) =
+            channel::pipe(false).map_err(|source| SandboxError::Channel { what: "command status pipe", source })?;
+        let request = Request::Run(RunRequest {
+            argv,
+            env,
+            cwd,
+            no_fork: cmd.get_no_fork(),
+            cpu_seconds: self.policy.cpu_time.map_or(0, |t| t.as_secs().max(1)),
+            given: plan.given,
+            timeout_ms: timeout.as_millis().clamp(1, u64::MAX as u128) as u64,
+            token,
+            report_start,
+        });
+        let mut fds: Vec<BorrowedFd<'_>> = plan.sent.iter().map(|f| f.as_fd()).collect();
+        fds.push(status_inside.as_fd());
+        let started = Instant::now();
+        channel::send(self.runner.runner.as_fd(), &request.encode(), &fds)
+            .map_err(|source| SandboxError::Control { step: "sending the command", source })?;
+        drop(fds);
+        drop((status_inside, plan.sent));
+
+        let killer = Killer { link: self.runner.clone(), token, cut: Arc::new(AtomicBool::new(false)) };
+        let [stdout, stderr] = plan
+            .outputs
+            .map(|f| f.map(|file| CappedPipe { file, room: cap, truncated: false, killer: killer.clone() }));
+        Ok(Child {
+            stdin: plan.stdin.map(ChildStdin),
+            stdout: stdout.map(ChildStdout),
+            stderr: stderr.map(ChildStderr),
+            pid: 0,
+            status,
+            reader: channel::FramedReader::default(),
+            program: cmd.get_program().to_string_lossy().into_owned(),
+            killer,
+            started,
+            give_up: started + timeout + KILL_GRACE,
+            exit: None,
+        })
+    }
+}
+
+/// The error for a command that could not start: not found, not executable, or a step of its
+/// child that failed.
+fn spawn_error(program: &str, step: SpawnStep, e: i32) -> SandboxError {
+    let program = program.to_string();
+    match step {
+        SpawnStep::Exec if e == libc::ENOENT => SandboxError::ProgramNotFound { program },
+        SpawnStep::Exec => SandboxError::Exec { program, source: errno(e) },
+        _ => SandboxError::CommandSetup { step: step.name().into(), source: errno(e) },
+    }
+}

@@ -1,0 +1,231 @@
+//! Live processes: a [`Child`] whose streams are read and written as it runs, several children
+//! in one session, kills from another thread, timeouts and output caps on streams, and a
+//! session's processes living exactly as long as the session.
+//!
+//! Streaming is proven by ordering, never by timing: a command that prints a line and then
+//! waits for a line on stdin gets its answer only if its output reaches the host before it
+//! ends. A buffered implementation deadlocks there; a watchdog kills the command after a
+//! generous bound so that such a failure fails the test instead of hanging it.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use common::*;
+use sandpool::SandboxPool;
+use sandpool::sandbox::{Child, Command, ExitStatus, KillReason, Killer, Sandbox, SandboxError, Stdio};
+
+/// Kills the child if the test has not finished within a minute; says whether it had to.
+struct Watchdog {
+    fired: Arc<AtomicBool>,
+    done: Arc<AtomicBool>,
+}
+
+impl Watchdog {
+    fn new(killer: Killer) -> Watchdog {
+        let fired = Arc::new(AtomicBool::new(false));
+        let done = Arc::new(AtomicBool::new(false));
+        let (f, d) = (fired.clone(), done.clone());
+        std::thread::spawn(move || {
+            for _ in 0..600 {
+                if d.load(Ordering::Acquire) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            f.store(true, Ordering::Release);
+            let _ = killer.kill();
+        });
+        Watchdog { fired, done }
+    }
+
+    fn finish(self) {
+        self.done.store(true, Ordering::Release);
+        assert!(!self.fired.load(Ordering::Acquire), "the watchdog had to kill the command: it deadlocked");
+    }
+}
+
+fn start(sandbox: &Sandbox, cmd: Command) -> Child {
+    sandbox.start(&cmd.timeout(Duration::from_secs(120))).unwrap()
+}
+
+#[test]
+fn a_command_gets_its_answer_to_what_it_printed() {
+    let sb = Sandbox::spawn(&default_policy()).unwrap();
+    let script = "echo question; read answer; echo \"got $answer\"; read again; echo \"and $again\"";
+    let mut child = start(&sb, Command::new("/bin/sh").args(["-c", script]).stdin(Stdio::piped()));
+    let dog = Watchdog::new(child.killer());
+    let mut stdin = child.stdin.take().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "question", "printed before it reads: streamed");
+    stdin.write_all(b"forty-two\n").unwrap();
+    assert_eq!(lines.next().unwrap().unwrap(), "got forty-two");
+    stdin.write_all(b"more\n").unwrap();
+    drop(stdin);
+    assert_eq!(lines.next().unwrap().unwrap(), "and more");
+    assert!(lines.next().is_none(), "then the stream ends");
+    let exit = child.wait().unwrap();
+    dog.finish();
+    assert!(exit.success() && exit.code() == Some(0) && exit.killed_by_sandbox.is_none(), "{exit:?}");
+}
+
+#[test]
+fn stdin_streams_without_being_read_to_its_end_first() {
+    // `head -n1` ends after one line while stdin stays open: a host that buffered stdin to
+    // its end first would never start it.
+    let sb = Sandbox::spawn(&default_policy()).unwrap();
+    let mut child = start(&sb, Command::new("head").arg("-n1").stdin(Stdio::piped()));
+    let dog = Watchdog::new(child.killer());
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"first\nsecond\n").unwrap();
+    let mut out = String::new();
+    child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    assert_eq!(out, "first\n");
+    let exit = child.wait().unwrap();
+    dog.finish();
+    assert!(exit.success());
+    drop(stdin);
+}
+
+#[test]
+fn two_children_of_one_session_talk_while_both_run() {
+    let mut sb = Sandbox::spawn(&default_policy()).unwrap();
+    assert!(sh(&mut sb, "mkfifo /tmp/pipe").success());
+    // The reader blocks on the FIFO until the writer, started after it, opens it.
+    let mut reader = start(&sb, Command::new("cat").arg("/tmp/pipe"));
+    let dog = Watchdog::new(reader.killer());
+    assert!(reader.try_wait().unwrap().is_none(), "the reader waits for a writer");
+    let mut writer = start(&sb, Command::new("/bin/sh").args(["-c", "echo through the fifo > /tmp/pipe"]));
+    assert_ne!(reader.id(), writer.id());
+    let mut out = String::new();
+    reader.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    assert_eq!(out, "through the fifo\n");
+    assert!(writer.wait().unwrap().success());
+    assert!(reader.wait().unwrap().success());
+    dog.finish();
+}
+
+#[test]
+fn a_child_is_killed_from_another_thread() {
+    let sb = Sandbox::spawn(&default_policy()).unwrap();
+    let mut child = start(&sb, Command::new("/bin/sh").args(["-c", "sleep 1000 & sleep 1000"]));
+    assert!(child.wait_timeout(Duration::from_millis(200)).unwrap().is_none(), "it runs");
+    assert!(session_processes(&sb) >= 2, "the probe sees the command and its background sleep");
+    let killer = child.killer();
+    std::thread::spawn(move || killer.kill().unwrap()).join().unwrap();
+    let exit = child.wait().unwrap();
+    assert_eq!(exit.status, ExitStatus::Signaled(libc::SIGKILL));
+    assert_eq!(exit.killed_by_sandbox, None, "killed by the caller, not the sandbox");
+    assert_eq!(session_processes(&sb), 0, "its whole process group went with it");
+}
+
+#[test]
+fn a_signal_reaches_the_command_and_its_group() {
+    let sb = Sandbox::spawn(&default_policy()).unwrap();
+    let mut child = start(
+        &sb,
+        Command::new("/bin/sh")
+            .args(["-c", "trap 'echo got INT; exit 3' INT; echo ready; while :; do sleep 0.05; done"]),
+    );
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "ready", "the trap is set");
+    child.signal(libc::SIGINT).unwrap();
+    assert_eq!(lines.next().unwrap().unwrap(), "got INT");
+    assert_eq!(child.wait().unwrap().code(), Some(3));
+}
+
+#[test]
+fn a_childs_timeout_kills_it_and_says_so() {
+    let sb = Sandbox::spawn(&default_policy()).unwrap();
+    let mut child = sb.start(&Command::new("sleep").arg("1000").timeout(Duration::from_millis(300))).unwrap();
+    let exit = child.wait().unwrap();
+    assert!(exit.timed_out(), "{exit:?}");
+    assert_eq!(exit.status, ExitStatus::Signaled(libc::SIGKILL));
+    // A command that ends in time is not marked.
+    let mut quick = sb.start(&Command::new("true").timeout(Duration::from_secs(30))).unwrap();
+    assert!(!quick.wait().unwrap().timed_out());
+}
+
+#[test]
+fn a_streamed_output_ends_at_the_cap_and_the_exit_says_it_was_cut() {
+    let sb = Sandbox::spawn(&default_policy()).unwrap();
+    let cap = 64 * 1024;
+    let mut child = start(&sb, Command::new("yes").output_limit(cap));
+    let mut stdout = child.stdout.take().unwrap();
+    let mut got = Vec::new();
+    stdout.read_to_end(&mut got).unwrap();
+    assert_eq!(got.len(), cap, "the reader sees the stream end at the cap");
+    assert!(stdout.truncated());
+    let exit = child.wait().unwrap();
+    assert_eq!(exit.killed_by_sandbox, Some(KillReason::OutputLimit), "{exit:?}");
+    // Exactly the cap is not past it.
+    let mut exact = start(&sb, Command::new("head").args(["-c", &cap.to_string(), "/dev/zero"]).output_limit(cap));
+    let mut stdout = exact.stdout.take().unwrap();
+    let mut got = Vec::new();
+    stdout.read_to_end(&mut got).unwrap();
+    assert_eq!((got.len(), stdout.truncated()), (cap, false));
+    assert_eq!(exact.wait().unwrap().killed_by_sandbox, None);
+}
+
+#[test]
+fn a_callers_descriptor_is_the_commands_stdout() {
+    let dir = TempDir::new("children-fd");
+    let path = dir.path().join("out");
+    let file = std::fs::File::create(&path).unwrap();
+    let sb = Sandbox::spawn(&default_policy()).unwrap();
+    let mut child = start(&sb, Command::new("echo").arg("into the caller's file").stdout(file));
+    assert!(child.stdout.is_none(), "not piped: nothing to read on the host");
+    assert!(child.wait().unwrap().success());
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "into the caller's file\n");
+}
+
+#[test]
+fn a_reset_ends_the_sessions_children() {
+    let mut sb = Sandbox::spawn(&default_policy()).unwrap();
+    let mut child = start(&sb, Command::new("sleep").arg("1000"));
+    assert!(child.try_wait().unwrap().is_none());
+    sb.reset().unwrap();
+    assert!(matches!(child.wait(), Err(SandboxError::SessionEnded)));
+    assert!(sh(&mut sb, "true").success(), "the sandbox itself goes on");
+}
+
+#[test]
+fn a_background_process_lives_through_the_lease_and_not_into_the_next() {
+    let pool = SandboxPool::builder(default_policy()).max_size(1).min_idle(0).build().unwrap();
+    let mut lease = pool.acquire().unwrap();
+    let started = lease.run(&Command::new("/bin/sh").args(["-c", "sleep 1000 > /dev/null 2>&1 & echo $!"])).unwrap();
+    let pid = String::from_utf8(started.stdout).unwrap().trim().to_string();
+    assert!(!pid.is_empty());
+    let alive = Command::new("kill").args(["-0", &pid]);
+    assert!(lease.run(&alive).unwrap().success(), "the next command of the lease sees it running");
+    drop(lease);
+    let mut next = pool.acquire().unwrap();
+    let out = next
+        .run(
+            &Command::new("/bin/sh")
+                .args(["-c", &format!("kill -0 {pid} 2>/dev/null; echo $?; ls /proc | grep -c '^[0-9]'")]),
+        )
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("1"), "the next lease finds no such process");
+    // Its own sh and ls (and the grep) are all it sees.
+    assert!(lines.next().unwrap().parse::<u32>().unwrap() <= 3, "{text}");
+}
+
+#[test]
+fn a_dropped_child_runs_to_its_end_and_leaves_the_session_clean() {
+    let mut sb = Sandbox::spawn(&default_policy()).unwrap();
+    // Its handle goes at once: its end is reported to no one (the spawner writes to a pipe
+    // the host closed, and must not keep the SIGPIPE that brings).
+    drop(start(&sb, Command::new("sleep").arg("0.2")));
+    assert!(!sb.is_clean(), "a command ran");
+    // A command that outlasts it and changes nothing finds the session as fresh as it
+    // started: nothing left running, the spawner's settings (pending signals among them) as
+    // they were.
+    assert!(sh(&mut sb, "sleep 0.6").success());
+    assert!(sb.is_clean(), "the session counts as untouched once the dropped command has ended");
+}
