@@ -229,3 +229,13 @@ fn a_dropped_child_runs_to_its_end_and_leaves_the_session_clean() {
     assert!(sh(&mut sb, "sleep 0.6").success());
     assert!(sb.is_clean(), "the session counts as untouched once the dropped command has ended");
 }
+
+#[test]
+fn a_cleared_environment_reaches_the_command_as_set() {
+    let mut sb = Sandbox::spawn(&default_policy()).unwrap();
+    let out = sb.run(&Command::new("env").env_clear().envs([("ONLY", "this")])).unwrap();
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), "ONLY=this\n", "found without PATH, through the default");
+    let out = sb.run(&Command::new("env").env_remove("HOME").current_dir("/")).unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("PATH=") && !text.contains("HOME="), "{text}");
+}

@@ -160,7 +160,10 @@ impl From<std::fs::File> for Stdio {
 pub struct Command {
     program: OsString,
     args: Vec<OsString>,
-    env: Vec<(OsString, OsString)>,
+    /// Changes to the environment, in order: a value set, or `None` for one removed.
+    env: Vec<(OsString, Option<OsString>)>,
+    /// Whether the defaults (`PATH`, `HOME`, ...) were cleared.
+    env_cleared: bool,
     cwd: PathBuf,
     stdin: Stdio,
     stdout: Stdio,
@@ -177,6 +180,7 @@ impl Command {
             program: program.as_ref().to_owned(),
             args: Vec::new(),
             env: Vec::new(),
+            env_cleared: false,
             cwd: PathBuf::from("/tmp"),
             stdin: Stdio::null(),
             stdout: Stdio::piped(),
@@ -204,13 +208,43 @@ impl Command {
     pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Self {
         let key = key.as_ref().to_owned();
         self.env.retain(|(k, _)| *k != key);
-        self.env.push((key, value.as_ref().to_owned()));
+        self.env.push((key, Some(value.as_ref().to_owned())));
+        self
+    }
+    /// Sets several environment variables, as [`Command::env`] each.
+    pub fn envs<I, K, V>(mut self, vars: I) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<OsStr>,
+        V: AsRef<OsStr>,
+    {
+        for (k, v) in vars {
+            self = self.env(k, v);
+        }
+        self
+    }
+    /// Removes an environment variable, a default one (`PATH`, `HOME`, ...) included.
+    pub fn env_remove(mut self, key: impl AsRef<OsStr>) -> Self {
+        let key = key.as_ref().to_owned();
+        self.env.retain(|(k, _)| *k != key);
+        self.env.push((key, None));
+        self
+    }
+    /// Starts the environment empty: no default, and none set before this call. (Without
+    /// `PATH`, a program given without `/` is searched in [`DEFAULT_PATH`].)
+    pub fn env_clear(mut self) -> Self {
+        self.env.clear();
+        self.env_cleared = true;
         self
     }
     /// Working directory inside the sandbox. Default: `/tmp`.
-    pub fn cwd(mut self, dir: impl AsRef<Path>) -> Self {
+    pub fn current_dir(mut self, dir: impl AsRef<Path>) -> Self {
         self.cwd = dir.as_ref().to_owned();
         self
+    }
+    /// [`Command::current_dir`], under its older name.
+    pub fn cwd(self, dir: impl AsRef<Path>) -> Self {
+        self.current_dir(dir)
     }
     /// Where stdin comes from: bytes (`.stdin("text")`), a pipe, a descriptor. Default:
     /// `/dev/null`.
@@ -270,14 +304,16 @@ impl Command {
 
     /// The environment the command gets: the minimal defaults, then its own variables.
     pub fn environment(&self) -> Vec<(OsString, OsString)> {
-        let mut env: Vec<(OsString, OsString)> =
-            [("PATH", DEFAULT_PATH), ("HOME", "/tmp"), ("TMPDIR", "/tmp"), ("LANG", "C.UTF-8")]
-                .iter()
-                .map(|(k, v)| (OsString::from(k), OsString::from(v)))
-                .collect();
+        let defaults = [("PATH", DEFAULT_PATH), ("HOME", "/tmp"), ("TMPDIR", "/tmp"), ("LANG", "C.UTF-8")];
+        let mut env: Vec<(OsString, OsString)> = match self.env_cleared {
+            true => Vec::new(),
+            false => defaults.iter().map(|(k, v)| (OsString::from(k), OsString::from(v))).collect(),
+        };
         for (k, v) in &self.env {
             env.retain(|(ek, _)| ek != k);
-            env.push((k.clone(), v.clone()));
+            if let Some(v) = v {
+                env.push((k.clone(), v.clone()));
+            }
         }
         env
     }
@@ -465,5 +501,31 @@ mod tests {
         assert_eq!(cwd, b"/tmp");
         // Nothing of the host's environment.
         assert!(!env.iter().any(|e| e.starts_with("CARGO") || e.starts_with("USER=")));
+    }
+
+    #[test]
+    fn environment_takes_std_shaped_changes() {
+        let names = |cmd: Command| -> Vec<String> {
+            cmd.environment().into_iter().map(|(k, v)| format!("{}={}", k.display(), v.display())).collect()
+        };
+        let removed = names(Command::new("x").env_remove("HOME").envs([("A", "1"), ("B", "2")]));
+        assert!(!removed.iter().any(|e| e.starts_with("HOME=")), "{removed:?}");
+        assert!(
+            removed.contains(&"A=1".into())
+                && removed.contains(&"B=2".into())
+                && removed.contains(&"LANG=C.UTF-8".into())
+        );
+        assert_eq!(names(Command::new("x").env("A", "1").env_clear().env("B", "2")), ["B=2"]);
+        assert_eq!(
+            names(Command::new("x").env_remove("A").env("A", "back")),
+            [
+                "PATH=".to_string() + DEFAULT_PATH,
+                "HOME=/tmp".into(),
+                "TMPDIR=/tmp".into(),
+                "LANG=C.UTF-8".into(),
+                "A=back".into()
+            ]
+        );
+        assert_eq!(Command::new("x").current_dir("/srv").get_cwd(), Path::new("/srv"));
     }
 }
