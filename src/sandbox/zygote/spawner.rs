@@ -53,7 +53,7 @@ impl PreparedCommand {
     }
 }
 
-/// Most commands one session runs at once: each holds a status socket in the spawner.
+/// Most commands one session runs at once: each holds a status pipe in the spawner.
 const MAX_CHILDREN: usize = 64;
 
 /// A command the spawner started and has not reaped yet.
@@ -75,7 +75,7 @@ struct RunningChild {
 /// confines itself once (Landlock, seccomp, `no_new_privs`, one capability) so that each
 /// command inherits all of it for free, starts commands (several may run at once), kills a
 /// command's process group on request or at its timeout, reports each command's end on its
-/// own status socket with whether it left the session untouched, and kills everything when
+/// own status pipe with whether it left the session untouched, and kills everything when
 /// the host hangs up. As its namespace's init it inherits every process its commands leave
 /// behind; when it dies, they all do.
 pub(super) struct Spawner {
@@ -200,7 +200,7 @@ impl Spawner {
         })
     }
 
-    /// Records a reaped child; if it was a command, reports its end on its status socket,
+    /// Records a reaped child; if it was a command, reports its end on its status pipe,
     /// which then closes.
     fn reaped(&mut self, pid: i32, status: i32, usage: sys::ChildUsage) {
         if let Some(held) = &mut self.held {
@@ -283,9 +283,9 @@ impl Spawner {
         channel::drain(self.signals.as_fd());
     }
 
-    /// Starts a command: its given stdio, then its status socket, travel with the request.
-    /// Its `Started` (or `SpawnFailed`) goes on the status socket; a request whose descriptors
-    /// do not match is dropped, which closes them (the host sees its status socket hang up).
+    /// Starts a command: its given stdio, then its status pipe, travel with the request.
+    /// Its `Started` (or `SpawnFailed`) goes on the status pipe; a request whose descriptors
+    /// do not match is dropped, which closes them (the host sees its status pipe hang up).
     fn start_command(&mut self, req: RunRequest, mut fds: Vec<OwnedFd>) {
         let given = req.given.iter().filter(|g| **g).count();
         if fds.len() != given + 1 {
