@@ -155,6 +155,12 @@ fn target() -> TargetArch {
     return TargetArch::aarch64;
 }
 
+/// Compiles `rules` into a program that fails the calls they match with `errno` and allows
+/// everything else.
+fn program(rules: BTreeMap<i64, Vec<SeccompRule>>, errno: i32) -> Result<SeccompProgram, seccompiler::BackendError> {
+    SeccompFilter::new(rules, SeccompAction::Allow, SeccompAction::Errno(errno as u32), target())?.try_into()
+}
+
 fn flag_set(flag: u64) -> SeccompRule {
     SeccompRule::new(vec![
         SeccompCondition::new(0, SeccompCmpArgLen::Qword, SeccompCmpOp::MaskedEq(flag), flag)
@@ -269,7 +275,7 @@ fn deny_list() -> Result<SeccompProgram, seccompiler::BackendError> {
         libc::SYS_unshare,
         NAMESPACE_FLAGS.iter().filter(|f| *f & SESSION_NAMESPACES == 0).map(|f| flag_set(*f)).collect(),
     );
-    SeccompFilter::new(rules, SeccompAction::Allow, SeccompAction::Errno(libc::EPERM as u32), target())?.try_into()
+    program(rules, libc::EPERM)
 }
 
 /// The session's filter: what [`session_making_syscalls`] lists fails with `EPERM`. Small, so
@@ -277,7 +283,7 @@ fn deny_list() -> Result<SeccompProgram, seccompiler::BackendError> {
 fn session_filter() -> Result<SeccompProgram, seccompiler::BackendError> {
     let rules: BTreeMap<i64, Vec<SeccompRule>> =
         session_making_syscalls().into_iter().map(|(_, nr)| (nr, Vec::new())).collect();
-    SeccompFilter::new(rules, SeccompAction::Allow, SeccompAction::Errno(libc::EPERM as u32), target())?.try_into()
+    program(rules, libc::EPERM)
 }
 
 /// `--no-fork`: refuses every way to make a process (`clone` without `CLONE_THREAD`, `fork`,
@@ -295,7 +301,7 @@ fn no_process_creation() -> Result<SeccompProgram, seccompiler::BackendError> {
         rules.insert(libc::SYS_fork, Vec::new());
         rules.insert(libc::SYS_vfork, Vec::new());
     }
-    SeccompFilter::new(rules, SeccompAction::Allow, SeccompAction::Errno(libc::EPERM as u32), target())?.try_into()
+    program(rules, libc::EPERM)
 }
 
 /// `clone3` and `openat2`, whose arguments live in structures a filter cannot read, answer
@@ -303,7 +309,7 @@ fn no_process_creation() -> Result<SeccompProgram, seccompiler::BackendError> {
 fn unreadable_calls() -> Result<SeccompProgram, seccompiler::BackendError> {
     let rules: BTreeMap<i64, Vec<SeccompRule>> =
         BTreeMap::from([(libc::SYS_clone3, Vec::new()), (libc::SYS_openat2, Vec::new())]);
-    SeccompFilter::new(rules, SeccompAction::Allow, SeccompAction::Errno(libc::ENOSYS as u32), target())?.try_into()
+    program(rules, libc::ENOSYS)
 }
 
 /// On x86_64, the x32 ABI's calls (numbers with `__X32_SYSCALL_BIT`) fail with `EPERM`. They
@@ -346,7 +352,7 @@ fn no_unnamed_files() -> Result<SeccompProgram, seccompiler::BackendError> {
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::from([(libc::SYS_openat, vec![tmpfile_flag(2)?])]);
     #[cfg(target_arch = "x86_64")]
     rules.insert(libc::SYS_open, vec![tmpfile_flag(1)?]);
-    SeccompFilter::new(rules, SeccompAction::Allow, SeccompAction::Errno(libc::EOPNOTSUPP as u32), target())?.try_into()
+    program(rules, libc::EOPNOTSUPP)
 }
 
 /// The compiled programs.

@@ -2,6 +2,7 @@
 //! policy's binds, the session directories) and as each session covers it with fresh session
 //! directories.
 
+use std::ffi::CStr;
 use std::fs;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -49,6 +50,13 @@ fn mount_tmpfs(target: &str, options: &str) -> io::Result<()> {
 fn mount_tmpfs_with(target: &str, options: &str, flags: MountFlags) -> io::Result<()> {
     let flags = MountFlags::NOSUID | MountFlags::NODEV | flags;
     Ok(rustix::mount::mount(c"tmpfs", c(target).as_c_str(), c"tmpfs", flags, c(options).as_c_str())?)
+}
+
+/// Mounts a `proc` of the caller's pid namespace on `/proc` (`nosuid`, `nodev`, `noexec`),
+/// with `options` (`hidepid=...`) if any.
+pub(super) fn mount_proc(options: Option<&CStr>) -> io::Result<()> {
+    let flags = MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
+    Ok(rustix::mount::mount(c"proc", c"/proc", c"proc", flags, options)?)
 }
 
 /// `open_tree(OPEN_TREE_CLONE | AT_RECURSIVE)`: a detached copy of the mount tree at `path`.
@@ -168,17 +176,7 @@ pub(super) fn build_root(config: &ZygoteConfig, mut trees: Vec<OwnedFd>) -> Step
     }
 
     step("create /proc", fs::create_dir("/proc"))?;
-    step(
-        "mount /proc",
-        rustix::mount::mount(
-            c"proc",
-            c"/proc",
-            c"proc",
-            MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
-            None,
-        )
-        .map_err(io::Error::from),
-    )?;
+    step("mount /proc", mount_proc(None))?;
 
     step("create /dev", fs::create_dir("/dev"))?;
     step("mount /dev", mount_tmpfs("/dev", "size=64k,mode=0755"))?;

@@ -7,7 +7,6 @@ use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use rustix::mount::MountFlags;
 use rustix::process::{Pid, Signal, kill_process_group};
 use rustix::thread::UnshareFlags;
 
@@ -18,7 +17,7 @@ use super::super::policy::Requirement;
 use super::super::protocol::{LandlockEnforcement, MAX_MESSAGE, Reply, Request, RunRequest, SpawnStep, Usage};
 use super::super::sys::{self, CommandSpec, CommandStack};
 use super::creds::{confine_spawner, pid_counter_capability, raise_oom_score_adj};
-use super::rootfs::fresh_session_dirs;
+use super::rootfs::{fresh_session_dirs, mount_proc};
 use super::session::SessionState;
 use super::{StepResult, Zygote, step, wait_for};
 
@@ -132,17 +131,7 @@ impl Spawner {
         // before any command exists.
         step("raise oom_score_adj", raise_oom_score_adj())?;
         step("make the session's mount namespace", sys::unshare_namespaces(UnshareFlags::NEWNS))?;
-        step(
-            "mount the session's /proc",
-            rustix::mount::mount(
-                c"proc",
-                c"/proc",
-                c"proc",
-                MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
-                c"hidepid=2",
-            )
-            .map_err(io::Error::from),
-        )?;
+        step("mount the session's /proc", mount_proc(Some(c"hidepid=2")))?;
         fresh_session_dirs(&zygote.config, &zygote.binds)?;
         // Its working directory was the zygote's /tmp, now covered: no command child (which
         // copies it until its own chdir) should start from there.
@@ -253,17 +242,10 @@ impl Spawner {
     /// Kills the process group of every command past its timeout.
     fn enforce_deadlines(&mut self) {
         let now = Instant::now();
-        let late: Vec<i32> = self
-            .children
-            .iter_mut()
-            .filter(|c| c.deadline.is_some_and(|d| d <= now))
-            .map(|c| {
-                c.deadline = None;
-                c.timed_out = true;
-                c.pid
-            })
-            .collect();
-        for pid in late {
+        while let Some(late) = self.children.iter_mut().find(|c| c.deadline.is_some_and(|d| d <= now)) {
+            late.deadline = None;
+            late.timed_out = true;
+            let pid = late.pid;
             self.signal_group(pid, Signal::KILL);
         }
     }
