@@ -35,12 +35,12 @@ fn thousands_of_leases_from_several_threads_all_correct() {
                     let tag = format!("{t}-{i}");
                     if i % 25 == 0 {
                         // A session: the second run sees what the first left in /tmp.
-                        let first = Command::new("/bin/sh").args(["-c", &format!("echo {tag} > /tmp/s")]);
-                        assert!(lease.run(&first).unwrap().success());
-                        let out = lease.run(&Command::new("cat").arg("/tmp/s")).unwrap();
+                        let first = lease.run(Command::new("/bin/sh").args(["-c", &format!("echo {tag} > /tmp/s")]));
+                        assert!(first.unwrap().success());
+                        let out = lease.run(Command::new("cat").arg("/tmp/s")).unwrap();
                         assert_eq!(out.stdout, format!("{tag}\n").into_bytes());
                     } else {
-                        let out = lease.run(&Command::new("echo").arg(&tag)).unwrap();
+                        let out = lease.run(Command::new("echo").arg(&tag)).unwrap();
                         assert_eq!(out.stdout, format!("{tag}\n").into_bytes(), "every result is the command's own");
                     }
                 }
@@ -70,19 +70,19 @@ fn the_next_lease_of_a_sandbox_sees_nothing_of_the_previous_one() {
     let mut first = pool.acquire().unwrap();
     let pid = first.pid();
     let out = first
-        .run(&Command::new("/bin/sh").args(["-c", "echo secret > /tmp/left; sleep 1000 >/dev/null 2>&1 & echo ok"]))
+        .run(Command::new("/bin/sh").args(["-c", "echo secret > /tmp/left; sleep 1000 >/dev/null 2>&1 & echo ok"]))
         .unwrap();
     assert_eq!(out.stdout, b"ok\n");
     // Within the lease both are there (the check below can see them).
     let seen = first
-        .run(&Command::new("/bin/sh").args(["-c", "cat /tmp/left; cat /proc/[0-9]*/comm | grep -c sleep"]))
+        .run(Command::new("/bin/sh").args(["-c", "cat /tmp/left; cat /proc/[0-9]*/comm | grep -c sleep"]))
         .unwrap();
     assert_eq!(seen.stdout, b"secret\n1\n");
     drop(first);
     let mut second = pool.acquire().unwrap();
     assert_eq!(second.pid(), pid, "the same sandbox, reused");
     let seen =
-        second.run(&Command::new("/bin/sh").args(["-c", "ls -A /tmp; cat /proc/[0-9]*/comm | grep -c sleep"])).unwrap();
+        second.run(Command::new("/bin/sh").args(["-c", "ls -A /tmp; cat /proc/[0-9]*/comm | grep -c sleep"])).unwrap();
     assert_eq!(seen.stdout, b"0\n", "no file, no process left: {:?}", String::from_utf8_lossy(&seen.stdout));
     assert_eq!(pool.stats().resets, 1);
 }
@@ -94,7 +94,11 @@ fn the_next_lease_of_a_sandbox_sees_nothing_of_the_previous_one() {
 fn untouched_sessions_skip_the_reset_and_traces_never_cross_leases() {
     let pool = SandboxPool::builder(Policy::default()).max_size(1).min_idle(1).build().unwrap();
     assert!(pool.warm_up(Duration::from_secs(30)));
-    let sh = |script: &str| Command::new("/bin/sh").args(["-c", script]);
+    let sh = |script: &str| {
+        let mut cmd = Command::new("/bin/sh");
+        cmd.args(["-c", script]);
+        cmd
+    };
     let first = {
         let mut lease = pool.acquire().unwrap();
         assert!(lease.run(&Command::new("true")).unwrap().success());

@@ -89,9 +89,9 @@ fn the_pool_keeps_serving_through_kills_timeouts_and_floods() {
                         Err(e) => panic!("the pool stopped serving: {e}"),
                     };
                     let (cmd, kind) = match i % 10 {
-                        3 => (Command::new("sleep").arg("10").timeout(Duration::from_millis(50)), "timeout"),
-                        7 => (Command::new("yes").output_limit(64 * 1024), "flood"),
-                        _ => (Command::new("echo").arg(format!("{t}-{i}")), "echo"),
+                        3 => (Command::new("sleep").arg("10").timeout(Duration::from_millis(50)).clone(), "timeout"),
+                        7 => (Command::new("yes").output_limit(64 * 1024).clone(), "flood"),
+                        _ => (Command::new("echo").arg(format!("{t}-{i}")).clone(), "echo"),
                     };
                     match lease.run(&cmd) {
                         Ok(out) => {

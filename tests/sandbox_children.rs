@@ -10,46 +10,14 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use common::*;
 use sandpool::SandboxPool;
-use sandpool::sandbox::{Child, Command, ExitStatus, KillReason, Killer, Sandbox, SandboxError, Stdio};
+use sandpool::sandbox::{Child, Command, ExitStatus, KillReason, Sandbox, SandboxError, Stdio};
 
-/// Kills the child if the test has not finished within a minute; says whether it had to.
-struct Watchdog {
-    fired: Arc<AtomicBool>,
-    done: Arc<AtomicBool>,
-}
-
-impl Watchdog {
-    fn new(killer: Killer) -> Watchdog {
-        let fired = Arc::new(AtomicBool::new(false));
-        let done = Arc::new(AtomicBool::new(false));
-        let (f, d) = (fired.clone(), done.clone());
-        std::thread::spawn(move || {
-            for _ in 0..600 {
-                if d.load(Ordering::Acquire) {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            f.store(true, Ordering::Release);
-            let _ = killer.kill();
-        });
-        Watchdog { fired, done }
-    }
-
-    fn finish(self) {
-        self.done.store(true, Ordering::Release);
-        assert!(!self.fired.load(Ordering::Acquire), "the watchdog had to kill the command: it deadlocked");
-    }
-}
-
-fn start(sandbox: &Sandbox, cmd: Command) -> Child {
-    sandbox.start(&cmd.timeout(Duration::from_secs(120))).unwrap()
+fn start(sandbox: &Sandbox, cmd: &mut Command) -> Child {
+    sandbox.start(cmd.timeout(Duration::from_secs(120))).unwrap()
 }
 
 #[test]
@@ -140,12 +108,12 @@ fn a_signal_reaches_the_command_and_its_group() {
 #[test]
 fn a_childs_timeout_kills_it_and_says_so() {
     let sb = Sandbox::spawn(&default_policy()).unwrap();
-    let mut child = sb.start(&Command::new("sleep").arg("1000").timeout(Duration::from_millis(300))).unwrap();
+    let mut child = sb.start(Command::new("sleep").arg("1000").timeout(Duration::from_millis(300))).unwrap();
     let exit = child.wait().unwrap();
     assert!(exit.timed_out(), "{exit:?}");
     assert_eq!(exit.status, ExitStatus::Signaled(libc::SIGKILL));
     // A command that ends in time is not marked.
-    let mut quick = sb.start(&Command::new("true").timeout(Duration::from_secs(30))).unwrap();
+    let mut quick = sb.start(Command::new("true").timeout(Duration::from_secs(30))).unwrap();
     assert!(!quick.wait().unwrap().timed_out());
 }
 
@@ -196,16 +164,17 @@ fn a_reset_ends_the_sessions_children() {
 fn a_background_process_lives_through_the_lease_and_not_into_the_next() {
     let pool = SandboxPool::builder(default_policy()).max_size(1).min_idle(0).build().unwrap();
     let mut lease = pool.acquire().unwrap();
-    let started = lease.run(&Command::new("/bin/sh").args(["-c", "sleep 1000 > /dev/null 2>&1 & echo $!"])).unwrap();
+    let started = lease.run(Command::new("/bin/sh").args(["-c", "sleep 1000 > /dev/null 2>&1 & echo $!"])).unwrap();
     let pid = String::from_utf8(started.stdout).unwrap().trim().to_string();
     assert!(!pid.is_empty());
-    let alive = Command::new("kill").args(["-0", &pid]);
+    let mut alive = Command::new("kill");
+    alive.args(["-0", &pid]);
     assert!(lease.run(&alive).unwrap().success(), "the next command of the lease sees it running");
     drop(lease);
     let mut next = pool.acquire().unwrap();
     let out = next
         .run(
-            &Command::new("/bin/sh")
+            Command::new("/bin/sh")
                 .args(["-c", &format!("kill -0 {pid} 2>/dev/null; echo $?; ls /proc | grep -c '^[0-9]'")]),
         )
         .unwrap();
@@ -235,9 +204,9 @@ fn a_dropped_child_runs_to_its_end_and_leaves_the_session_clean() {
 #[test]
 fn a_cleared_environment_reaches_the_command_as_set() {
     let mut sb = Sandbox::spawn(&default_policy()).unwrap();
-    let out = sb.run(&Command::new("env").env_clear().envs([("ONLY", "this")])).unwrap();
+    let out = sb.run(Command::new("env").env_clear().envs([("ONLY", "this")])).unwrap();
     assert_eq!(String::from_utf8(out.stdout).unwrap(), "ONLY=this\n", "found without PATH, through the default");
-    let out = sb.run(&Command::new("env").env_remove("HOME").current_dir("/")).unwrap();
+    let out = sb.run(Command::new("env").env_remove("HOME").current_dir("/")).unwrap();
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("PATH=") && !text.contains("HOME="), "{text}");
 }

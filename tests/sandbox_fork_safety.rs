@@ -49,7 +49,7 @@ fn creating_sandboxes_is_safe_while_other_threads_allocate_and_lock() {
     };
     for i in 0..40 {
         let mut sb = Sandbox::spawn(&Policy::default()).unwrap();
-        let out = sb.run(&Command::new("echo").arg(i.to_string())).unwrap();
+        let out = sb.run(Command::new("echo").arg(i.to_string())).unwrap();
         assert_eq!(out.stdout, format!("{i}\n").into_bytes());
     }
     done.store(true, Ordering::Relaxed);

@@ -192,8 +192,8 @@ fn a_fork_bomb_stays_within_the_process_limit() {
     assert!(made > 0, "forking itself works");
 
     // A real bomb: it ends by the timeout, the host keeps working, the sandbox can be reset.
-    let bomb =
-        Command::new("/bin/sh").args(["-c", "b() { b | b & }; b; sleep 60"]).timeout(Duration::from_millis(1500));
+    let mut bomb = Command::new("/bin/sh");
+    bomb.args(["-c", "b() { b | b & }; b; sleep 60"]).timeout(Duration::from_millis(1500));
     let out = sb.run(&bomb).unwrap();
     assert!(out.timed_out || out.exit_code().is_some());
     assert!(std::process::Command::new("true").status().unwrap().success(), "the host still forks");
@@ -206,7 +206,7 @@ fn a_memory_hog_is_stopped() {
     assert_eq!(probe_outside(&["alloc", "256"]), "ok", "the probe allocates 256 MiB on the host");
     let policy = probe_policy().memory_mib(64).build().unwrap();
     let mut sb = Sandbox::spawn(&policy).unwrap();
-    let out = sb.run(&Command::new(probe()).args(["alloc", "256"])).unwrap();
+    let out = sb.run(Command::new(probe()).args(["alloc", "256"])).unwrap();
     let stopped = out.signal() == Some(libc::SIGKILL) || stdout(&out) == "err 12";
     assert!(stopped, "killed by the memory cgroup or refused by RLIMIT_AS: {out:?}");
     assert_eq!(probe_inside(&mut sb, &["alloc", "16"]), "ok", "within the limit it works");
@@ -215,27 +215,27 @@ fn a_memory_hog_is_stopped() {
 #[test]
 fn an_output_flood_is_truncated_and_killed() {
     let mut sb = Sandbox::spawn(&default_policy()).unwrap();
-    let out = sb.run(&Command::new("yes").output_limit(1 << 20)).unwrap();
+    let out = sb.run(Command::new("yes").output_limit(1 << 20)).unwrap();
     assert_eq!(out.stdout.len(), 1 << 20);
     assert!(out.stdout_truncated && !out.stderr_truncated);
     assert_eq!(out.killed_by_sandbox, Some(KillReason::OutputLimit));
     assert_eq!(out.status, ExitStatus::Signaled(libc::SIGKILL));
     // Under the cap nothing is cut.
-    let out = sb.run(&Command::new("head").args(["-c", "1000", "/dev/zero"]).output_limit(1 << 20)).unwrap();
+    let out = sb.run(Command::new("head").args(["-c", "1000", "/dev/zero"]).output_limit(1 << 20)).unwrap();
     assert_eq!((out.stdout.len(), out.stdout_truncated, out.killed_by_sandbox), (1000, false, None));
 }
 
 #[test]
 fn a_timeout_is_enforced_on_the_whole_command() {
     let mut sb = Sandbox::spawn(&probe_policy().build().unwrap()).unwrap();
-    let cmd = Command::new("/bin/sh").args(["-c", "sleep 60 & sleep 60"]).timeout(Duration::from_millis(300));
-    let out = sb.run(&cmd).unwrap();
+    let out = sb.run(Command::new("/bin/sh").args(["-c", "sleep 60 & sleep 60"]).timeout(Duration::from_millis(300)));
+    let out = out.unwrap();
     assert!(out.timed_out);
     assert_eq!(out.killed_by_sandbox, Some(KillReason::Timeout));
     assert_eq!(out.status, ExitStatus::Signaled(libc::SIGKILL));
     assert_eq!(session_processes(&sb), 0, "the background sleep died too");
     // A command that ends in time is not flagged.
-    let out = sb.run(&Command::new("true").timeout(Duration::from_secs(30))).unwrap();
+    let out = sb.run(Command::new("true").timeout(Duration::from_secs(30))).unwrap();
     assert!(!out.timed_out && out.success());
 }
 
@@ -305,10 +305,10 @@ fn reset_removes_extended_attributes_of_the_session_directories() {
 #[test]
 fn stdin_env_and_cwd_reach_the_command() {
     let mut sb = Sandbox::spawn(&default_policy()).unwrap();
-    let out = sb.run(&Command::new("cat").stdin(b"from stdin".to_vec())).unwrap();
+    let out = sb.run(Command::new("cat").stdin(b"from stdin".to_vec())).unwrap();
     assert_eq!(out.stdout, b"from stdin");
     let script = "echo $K; pwd; env | cut -d= -f1 | sort | tr '\\n' ' '";
-    let out = sb.run(&Command::new("/bin/sh").args(["-c", script]).env("K", "v").cwd("/usr")).unwrap();
+    let out = sb.run(Command::new("/bin/sh").args(["-c", script]).env("K", "v").cwd("/usr")).unwrap();
     assert_eq!(stdout(&out), "v\n/usr\nHOME K LANG PATH PWD TMPDIR", "no host variable gets in");
 }
 
@@ -321,7 +321,7 @@ fn ordinary_programs_work_under_the_default_policy() {
     assert_eq!(stdout(&out), "AbC");
     let py = "import threading, subprocess, json; t = threading.Thread(target=lambda: None); t.start(); t.join(); \
               print(json.dumps(subprocess.run(['echo', 'sub'], capture_output=True, text=True).stdout))";
-    let out = sb.run(&Command::new("python3").args(["-c", py])).unwrap();
+    let out = sb.run(Command::new("python3").args(["-c", py])).unwrap();
     assert_eq!(stdout(&out), "\"sub\\n\"", "{}", String::from_utf8_lossy(&out.stderr));
     let out = sh(&mut sb, "printf 'int main(void){return 42;}' > m.c && cc m.c -o m && ./m; echo $?");
     assert_eq!(stdout(&out), "42", "{}", String::from_utf8_lossy(&out.stderr));
@@ -444,4 +444,25 @@ fn a_nested_bind_under_tmp_makes_every_session_get_a_reset() {
     assert_eq!(stdout(&out), "inner\ntrace", "the session can write next to the bind: {out:?}");
     sb.reset().unwrap();
     assert_eq!(stdout(&sh(&mut sb, &format!("ls -A {outer_dir}"))), "inner", "the reset wiped it");
+}
+
+/// `TIOCSTI` types into a terminal as if at its keyboard: on a terminal of the host's handed
+/// in as a descriptor, into the host's shell. The probe first types into its own terminal
+/// with the sandbox's seccomp filter off, which works wherever the kernel still allows it.
+#[test]
+fn a_command_cannot_type_into_a_terminal() {
+    let legacy = std::fs::read_to_string("/proc/sys/dev/tty/legacy_tiocsti");
+    if legacy.as_deref().is_ok_and(|v| v.trim() == "0") {
+        skip("a_command_cannot_type_into_a_terminal", "the kernel refuses TIOCSTI itself (dev.tty.legacy_tiocsti=0)");
+        return;
+    }
+    let typed = |seccomp: Requirement| {
+        let mut sb = Sandbox::spawn(&probe_policy().seccomp(seccomp).build().unwrap()).unwrap();
+        let out = sb.run(Command::new(probe()).arg("tiocsti").pty(24, 80)).unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let unfiltered = typed(Requirement::Off);
+    assert!(unfiltered.contains("ok"), "the probe types into its own terminal without the filter: {unfiltered:?}");
+    let filtered = typed(Requirement::Required);
+    assert!(filtered.contains(&format!("err {}", libc::EPERM)), "{filtered:?}");
 }

@@ -23,7 +23,7 @@ fn drop_leaves_nothing_on_the_host() {
     let host_mounts = mounts_of(std::process::id() as i32).unwrap();
 
     let mut sb = Sandbox::spawn(&Policy::default()).unwrap();
-    let out = sb.run(&Command::new("/bin/sh").args(["-c", "sleep 1000 & sleep 1000 & echo started"])).unwrap();
+    let out = sb.run(Command::new("/bin/sh").args(["-c", "sleep 1000 & sleep 1000 & echo started"])).unwrap();
     assert!(out.success());
     let init = sb.pid();
     // While alive: the init exists, holds its own mounts, and (as root) its cgroups exist.
@@ -55,7 +55,7 @@ fn drop_leaves_nothing_on_the_host() {
     // `destroy` waits until the cgroups are gone, even right after a command that left
     // processes behind (the kernel holds a cgroup busy while its last tasks are torn down).
     let mut sb = Sandbox::spawn(&Policy::default()).unwrap();
-    let out = sb.run(&Command::new("/bin/sh").args(["-c", "sleep 1000 & sleep 1000 & echo started"])).unwrap();
+    let out = sb.run(Command::new("/bin/sh").args(["-c", "sleep 1000 & sleep 1000 & echo started"])).unwrap();
     assert!(out.success());
     let cgroups = common::sandbox_cgroups();
     assert_eq!(!cgroups.is_empty(), common::has_cgroups(&sb), "cgroups found: {cgroups:?}");

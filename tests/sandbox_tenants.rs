@@ -112,7 +112,7 @@ fn a_socket_left_in_time_wait_never_reaches_the_next_lease() {
 
     // Through the pool: the next lease gets another sandbox, with no socket at all.
     let pool = SandboxPool::builder(probe_policy().build().unwrap()).max_size(1).min_idle(1).build().unwrap();
-    let (first, out) = one_lease(&pool, &Command::new(probe()).arg("timewait"));
+    let (first, out) = one_lease(&pool, Command::new(probe()).arg("timewait"));
     assert_eq!(out, "ok");
     let deadline = Instant::now() + Duration::from_secs(60);
     while pool.stats().reset_failures == 0 {
@@ -121,7 +121,7 @@ fn a_socket_left_in_time_wait_never_reaches_the_next_lease() {
     }
     let mut lease = pool.acquire().unwrap();
     assert_ne!(lease.pid(), first, "the sandbox that kept a socket was replaced");
-    let out = lease.run(&Command::new("/bin/sh").args(["-c", tcp_states])).unwrap();
+    let out = lease.run(Command::new("/bin/sh").args(["-c", tcp_states])).unwrap();
     assert_eq!(stdout(&out), "", "the next lease sees no socket of the previous one");
 }
 
@@ -255,10 +255,10 @@ fn a_change_to_the_spawner_marks_the_session_dirty_and_the_next_session_has_a_ne
 
     // Through the pool: the dirty lease is reset before the next one.
     let pool = SandboxPool::builder(policy()).max_size(1).min_idle(1).build().unwrap();
-    assert_eq!(one_lease(&pool, &Command::new(probe()).args(["lowerlimit", "1"])).1, "ok");
+    assert_eq!(one_lease(&pool, Command::new(probe()).args(["lowerlimit", "1"])).1, "ok");
     let mut lease = pool.acquire().unwrap();
     assert_eq!(pool.stats().resets, 1, "{:?}", pool.stats());
-    let out = lease.run(&Command::new("/bin/sh").args(["-c", limit()])).unwrap();
+    let out = lease.run(Command::new("/bin/sh").args(["-c", limit()])).unwrap();
     assert_eq!(stdout(&out), before, "the next lease sees the limit as a fresh sandbox has it");
 }
 
@@ -280,11 +280,11 @@ fn the_pid_counter_starts_afresh_for_each_lease() {
     // A command that forked and reaped its children leaves the session untouched; the next
     // one, of the next lease, starts from the same pid as in a fresh sandbox.
     let pool = SandboxPool::builder(probe_policy().build().unwrap()).max_size(1).min_idle(1).build().unwrap();
-    let (first, out) = one_lease(&pool, &Command::new(probe()).args(["forkmany", "30"]));
+    let (first, out) = one_lease(&pool, Command::new(probe()).args(["forkmany", "30"]));
     assert_eq!(out, "30");
     let mut lease = pool.acquire().unwrap();
     assert_eq!(lease.pid(), first, "the same sandbox, handed on without a reset");
-    let out = lease.run(&Command::new(probe()).arg("pid")).unwrap();
+    let out = lease.run(Command::new(probe()).arg("pid")).unwrap();
     assert_eq!(stdout(&out), first_pid, "the next lease cannot tell how many processes the last one made");
     assert!(pool.stats().resets_skipped > 0, "{:?}", pool.stats());
 }
@@ -316,11 +316,11 @@ fn traffic_a_lease_sent_never_shows_in_the_next_lease_counters() {
 
     // Through the pool: the next lease gets a namespace that has seen nothing.
     let pool = SandboxPool::builder(probe_policy().build().unwrap()).max_size(1).min_idle(1).build().unwrap();
-    let (first, out) = one_lease(&pool, &Command::new(probe()).args(["udp", "127.0.0.1"]));
+    let (first, out) = one_lease(&pool, Command::new(probe()).args(["udp", "127.0.0.1"]));
     assert_eq!(out, "ok");
     let mut lease = pool.acquire().unwrap();
     assert_ne!(lease.pid(), first, "the sandbox whose namespace saw traffic was replaced");
-    let out = lease.run(&Command::new("/bin/sh").args(["-c", LOOPBACK_LINE])).unwrap();
+    let out = lease.run(Command::new("/bin/sh").args(["-c", LOOPBACK_LINE])).unwrap();
     assert_eq!(received_packets(&stdout(&out)), 0, "the next lease sees no packet of the previous one");
 }
 
@@ -416,13 +416,13 @@ fn inode_numbers_and_ipc_ids_start_afresh_for_each_lease() {
     {
         let mut lease = pool.acquire().unwrap();
         for args in [["inodes", "30"], ["shmid", ""]] {
-            assert!(lease.run(&Command::new(probe()).args(args)).unwrap().success());
+            assert!(lease.run(Command::new(probe()).args(args)).unwrap().success());
         }
     }
     let mut lease = pool.acquire().unwrap();
-    let inode = lease.run(&Command::new(probe()).args(["inodes", "1"])).unwrap();
+    let inode = lease.run(Command::new(probe()).args(["inodes", "1"])).unwrap();
     assert_eq!(stdout(&inode), first_inode);
-    let shmid = lease.run(&Command::new(probe()).arg("shmid")).unwrap();
+    let shmid = lease.run(Command::new(probe()).arg("shmid")).unwrap();
     assert_eq!(stdout(&shmid), first_shmid);
 }
 
@@ -482,7 +482,7 @@ fn fingerprint(out: &sandpool::sandbox::Output) -> String {
 fn the_next_lease_cannot_tell_its_sandbox_from_a_fresh_one() {
     let policy = || probe_policy().build().unwrap();
     let fresh = fingerprint(
-        &Sandbox::spawn(&policy()).unwrap().run(&Command::new("/bin/sh").args(["-c", FINGERPRINT])).unwrap(),
+        &Sandbox::spawn(&policy()).unwrap().run(Command::new("/bin/sh").args(["-c", FINGERPRINT])).unwrap(),
     );
     assert!(fresh.contains("pid 2") && fresh.contains("next shm id 0"), "{fresh}");
 
@@ -502,13 +502,13 @@ fn the_next_lease_cannot_tell_its_sandbox_from_a_fresh_one() {
     {
         let first = {
             let mut lease = pool.acquire().unwrap();
-            let out = lease.run(&Command::new("/bin/sh").args(["-c", script])).unwrap();
+            let out = lease.run(Command::new("/bin/sh").args(["-c", script])).unwrap();
             assert!(out.success(), "{what}: {out:?}");
             lease.pid()
         };
         let mut lease = pool.acquire().unwrap();
         assert_eq!(lease.pid(), first, "{what}: the same sandbox, reused");
-        let seen = fingerprint(&lease.run(&Command::new("/bin/sh").args(["-c", FINGERPRINT])).unwrap());
+        let seen = fingerprint(&lease.run(Command::new("/bin/sh").args(["-c", FINGERPRINT])).unwrap());
         assert_eq!(seen, fresh, "{what}: the next lease sees its sandbox as a fresh one");
     }
     let s = pool.stats();

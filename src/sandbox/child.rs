@@ -65,7 +65,7 @@ impl Killer {
     }
 }
 
-/// What a piped output stream reads, up to the cap.
+/// What a piped output stream (or a terminal) reads, up to the cap.
 #[derive(Debug)]
 struct CappedPipe {
     file: File,
@@ -74,6 +74,18 @@ struct CappedPipe {
     /// Whether the command wrote past the cap.
     truncated: bool,
     killer: Killer,
+    /// Whether `file` is a terminal's near end, which says `EIO` where a pipe says end of
+    /// file (once no process holds the far end).
+    terminal: bool,
+}
+
+impl CappedPipe {
+    fn read_file(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self.file.read(buf) {
+            Err(e) if self.terminal && e.raw_os_error() == Some(libc::EIO) => Ok(0),
+            other => other,
+        }
+    }
 }
 
 impl Read for CappedPipe {
@@ -82,7 +94,7 @@ impl Read for CappedPipe {
             // Read one byte more than the cap allows: only a command that writes past it is
             // cut, not one that writes exactly the cap.
             let mut probe = [0u8; 1];
-            return match self.file.read(&mut probe)? {
+            return match self.read_file(&mut probe)? {
                 0 => Ok(0),
                 _ => {
                     self.truncated = true;
@@ -92,7 +104,7 @@ impl Read for CappedPipe {
             };
         }
         let want = buf.len().min(self.room);
-        let n = self.file.read(&mut buf[..want])?;
+        let n = self.read_file(&mut buf[..want])?;
         self.room -= n;
         Ok(n)
     }
@@ -166,6 +178,62 @@ impl AsFd for ChildStderr {
     }
 }
 
+/// The host's side of a command's terminal ([`Command::pty`]): reads what the command shows
+/// (its output, and the echo of what it is typed), writes what it is typed (`b"\x03"` is
+/// Ctrl-C), and sets the window size. Past the output cap the command is killed and the
+/// reads end there, as for [`ChildStdout`]; once the command and everything holding its
+/// terminal are gone, reads end too.
+///
+/// ```no_run
+/// use sandpool::sandbox::{Command, Policy, Sandbox};
+/// use std::io::{Read, Write};
+/// let sandbox = Sandbox::spawn(&Policy::default())?;
+/// let mut child = sandbox.start(Command::new("sh").pty(24, 80))?;
+/// let mut tty = child.pty.take().unwrap();
+/// tty.write_all(b"stty size; exit 3\n")?;
+/// let mut screen = Vec::new();
+/// tty.read_to_end(&mut screen)?;                  // the echo, then "24 80\r\n"
+/// assert_eq!(child.wait()?.code(), Some(3));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct ChildPty(CappedPipe);
+
+impl ChildPty {
+    /// Sets the terminal's window size; the command's foreground process group gets
+    /// `SIGWINCH` (`TIOCSWINSZ`, see
+    /// [`ioctl_tty(2)`](https://man7.org/linux/man-pages/man2/ioctl_tty.2.html)).
+    pub fn resize(&self, rows: u16, cols: u16) -> io::Result<()> {
+        let size = rustix::termios::Winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
+        Ok(rustix::termios::tcsetwinsize(&self.0.file, size)?)
+    }
+    /// Whether the command wrote past the output cap (and was killed for it).
+    pub fn truncated(&self) -> bool {
+        self.0.truncated
+    }
+}
+
+impl Read for ChildPty {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+impl Write for ChildPty {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.file.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl AsFd for ChildPty {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.0.file.as_fd()
+    }
+}
+
 /// How a [`Child`] ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ChildExit {
@@ -212,6 +280,8 @@ pub struct Child {
     pub stdout: Option<ChildStdout>,
     /// Its stderr, if piped.
     pub stderr: Option<ChildStderr>,
+    /// Its terminal, if it runs on one ([`Command::pty`]).
+    pub pty: Option<ChildPty>,
     /// Its pid in the sandbox, once its start is heard of.
     pid: i32,
     /// The read end of its status pipe, and what has been read of it.
@@ -464,10 +534,22 @@ impl Sandbox {
         self.used.store(true, Ordering::Release);
         let timeout = cmd.get_timeout().unwrap_or(self.policy.timeout);
         let cap = cmd.get_output_limit().unwrap_or(self.policy.output_limit);
-        let plan = plan_stdio(cmd, nonblocking_outputs)?;
+        let terminal = cmd.get_pty().map(|(rows, cols)| [rows, cols]);
+        let plan = match terminal {
+            Some(_) => StdioPlan { given: [false; 3], sent: Vec::new(), stdin: None, outputs: [None, None] },
+            None => plan_stdio(cmd, nonblocking_outputs)?,
+        };
         let token = self.next_token.fetch_add(1, Ordering::Relaxed);
         let (status, status_inside) =
             channel::pipe(false).map_err(|source| SandboxError::Channel { what: "command status pipe", source })?;
+        // A terminal's near end comes back on a socket of its own (a pipe cannot carry it).
+        let terminal_return = match terminal {
+            Some(_) => Some(
+                channel::socket_pair()
+                    .map_err(|source| SandboxError::Channel { what: "terminal return socket", source })?,
+            ),
+            None => None,
+        };
         let request = Request::Run(RunRequest {
             argv,
             env,
@@ -478,23 +560,33 @@ impl Sandbox {
             timeout_ms: timeout.as_millis().clamp(1, u64::MAX as u128) as u64,
             token,
             report_start,
+            terminal,
         });
         let mut fds: Vec<BorrowedFd<'_>> = plan.sent.iter().map(|f| f.as_fd()).collect();
+        fds.extend(terminal_return.as_ref().map(|(_, inside)| inside.as_fd()));
         fds.push(status_inside.as_fd());
         let started = Instant::now();
         channel::send(self.runner.runner.as_fd(), &request.encode(), &fds)
             .map_err(|source| SandboxError::Control { step: "sending the command", source })?;
         drop(fds);
         drop((status_inside, plan.sent));
+        let pty = match terminal_return {
+            Some((back, inside)) => {
+                drop(inside);
+                self.receive_terminal(back, nonblocking_outputs)?
+            }
+            None => None,
+        };
 
         let killer = Killer { link: self.runner.clone(), token, cut: Arc::new(AtomicBool::new(false)) };
-        let [stdout, stderr] = plan
-            .outputs
-            .map(|f| f.map(|file| CappedPipe { file, room: cap, truncated: false, killer: killer.clone() }));
+        let capped =
+            |file, terminal| CappedPipe { file, room: cap, truncated: false, killer: killer.clone(), terminal };
+        let [stdout, stderr] = plan.outputs.map(|f| f.map(|file| capped(file, false)));
         Ok(Child {
             stdin: plan.stdin.map(ChildStdin),
             stdout: stdout.map(ChildStdout),
             stderr: stderr.map(ChildStderr),
+            pty: pty.map(|file| ChildPty(capped(file, true))),
             pid: 0,
             status,
             reader: channel::FramedReader::default(),
@@ -504,6 +596,31 @@ impl Sandbox {
             give_up: started + timeout + KILL_GRACE,
             exit: None,
         })
+    }
+}
+
+impl Sandbox {
+    /// Receives a terminal's near end from the spawner, sent once the command runs; `None`
+    /// if the command could not start (why is on its status pipe).
+    fn receive_terminal(&self, back: OwnedFd, nonblocking: bool) -> Result<Option<File>, SandboxError> {
+        let step = "receiving the command's terminal";
+        let [sent, init_ended] =
+            channel::poll_each([Some(back.as_fd()), Some(self.pidfd.as_fd())], Some(CONTROL_TIMEOUT))
+                .map_err(|source| SandboxError::Control { step, source })?;
+        if sent.is_empty() {
+            return match init_ended.is_empty() {
+                true => Err(SandboxError::Control { step, source: io::Error::from(io::ErrorKind::TimedOut) }),
+                false => Err(SandboxError::Dead),
+            };
+        }
+        let mut fds = Vec::new();
+        channel::recv(back.as_fd(), &mut [0u8; 1], &mut fds)
+            .map_err(|source| SandboxError::Control { step, source })?;
+        let Some(near) = fds.pop() else { return Ok(None) };
+        if nonblocking {
+            rustix::io::ioctl_fionbio(&near, true).map_err(|e| SandboxError::Control { step, source: e.into() })?;
+        }
+        Ok(Some(File::from(near)))
     }
 }
 

@@ -70,8 +70,10 @@ pub enum CommandError {
 ///
 /// ```
 /// use sandpool::sandbox::{Command, Stdio};
-/// let cmd = Command::new("wc").arg("-c").stdin(Stdio::piped()).stdout(Stdio::piped());
-/// let fed = Command::new("cat").stdin("bytes, as before"); // Stdio::bytes, from a string
+/// let mut cmd = Command::new("wc");
+/// cmd.arg("-c").stdin(Stdio::piped()).stdout(Stdio::piped());
+/// let mut fed = Command::new("cat");
+/// fed.stdin("bytes, as before"); // Stdio::bytes, from a string
 /// ```
 #[derive(Clone, Debug, Default)]
 pub struct Stdio(pub(crate) StdioKind);
@@ -151,8 +153,8 @@ impl From<std::fs::File> for Stdio {
 /// ```
 /// use sandpool::sandbox::Command;
 /// use std::time::Duration;
-/// let cmd = Command::new("sh").args(["-c", "echo $GREETING"]).env("GREETING", "hi")
-///     .timeout(Duration::from_secs(5));
+/// let mut cmd = Command::new("sh");
+/// cmd.args(["-c", "echo $GREETING"]).env("GREETING", "hi").timeout(Duration::from_secs(5));
 /// assert_eq!(cmd.get_program(), "sh");
 /// ```
 #[derive(Clone, Debug)]
@@ -171,6 +173,8 @@ pub struct Command {
     timeout: Option<Duration>,
     output_limit: Option<usize>,
     no_fork: bool,
+    /// A terminal of its own, `[rows, columns]`.
+    terminal: Option<[u16; 2]>,
 }
 
 impl Command {
@@ -188,15 +192,16 @@ impl Command {
             timeout: None,
             output_limit: None,
             no_fork: false,
+            terminal: None,
         }
     }
     /// Adds one argument.
-    pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Self {
+    pub fn arg(&mut self, arg: impl AsRef<OsStr>) -> &mut Self {
         self.args.push(arg.as_ref().to_owned());
         self
     }
     /// Adds arguments.
-    pub fn args<I, S>(mut self, args: I) -> Self
+    pub fn args<I, S>(&mut self, args: I) -> &mut Self
     where
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
@@ -205,26 +210,26 @@ impl Command {
         self
     }
     /// Sets an environment variable (overriding a default one of the same name).
-    pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Self {
+    pub fn env(&mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> &mut Self {
         let key = key.as_ref().to_owned();
         self.env.retain(|(k, _)| *k != key);
         self.env.push((key, Some(value.as_ref().to_owned())));
         self
     }
     /// Sets several environment variables, as [`Command::env`] each.
-    pub fn envs<I, K, V>(mut self, vars: I) -> Self
+    pub fn envs<I, K, V>(&mut self, vars: I) -> &mut Self
     where
         I: IntoIterator<Item = (K, V)>,
         K: AsRef<OsStr>,
         V: AsRef<OsStr>,
     {
         for (k, v) in vars {
-            self = self.env(k, v);
+            self.env(k, v);
         }
         self
     }
     /// Removes an environment variable, a default one (`PATH`, `HOME`, ...) included.
-    pub fn env_remove(mut self, key: impl AsRef<OsStr>) -> Self {
+    pub fn env_remove(&mut self, key: impl AsRef<OsStr>) -> &mut Self {
         let key = key.as_ref().to_owned();
         self.env.retain(|(k, _)| *k != key);
         self.env.push((key, None));
@@ -232,59 +237,92 @@ impl Command {
     }
     /// Starts the environment empty: no default, and none set before this call. (Without
     /// `PATH`, a program given without `/` is searched in [`DEFAULT_PATH`].)
-    pub fn env_clear(mut self) -> Self {
+    pub fn env_clear(&mut self) -> &mut Self {
         self.env.clear();
         self.env_cleared = true;
         self
     }
     /// Working directory inside the sandbox. Default: `/tmp`.
-    pub fn current_dir(mut self, dir: impl AsRef<Path>) -> Self {
+    pub fn current_dir(&mut self, dir: impl AsRef<Path>) -> &mut Self {
         self.cwd = dir.as_ref().to_owned();
         self
     }
     /// [`Command::current_dir`], under its older name.
-    pub fn cwd(self, dir: impl AsRef<Path>) -> Self {
+    pub fn cwd(&mut self, dir: impl AsRef<Path>) -> &mut Self {
         self.current_dir(dir)
     }
     /// Where stdin comes from: bytes (`.stdin("text")`), a pipe, a descriptor. Default:
     /// `/dev/null`.
-    pub fn stdin(mut self, stdin: impl Into<Stdio>) -> Self {
+    pub fn stdin(&mut self, stdin: impl Into<Stdio>) -> &mut Self {
         self.stdin = stdin.into();
         self
     }
     /// Where stdout goes. Default: a pipe ([`Sandbox::run`](super::Sandbox::run) captures
     /// it, a [`Child`](super::Child) reads it).
-    pub fn stdout(mut self, stdout: impl Into<Stdio>) -> Self {
+    pub fn stdout(&mut self, stdout: impl Into<Stdio>) -> &mut Self {
         self.stdout = stdout.into();
         self
     }
     /// Where stderr goes. Default: a pipe, as stdout.
-    pub fn stderr(mut self, stderr: impl Into<Stdio>) -> Self {
+    pub fn stderr(&mut self, stderr: impl Into<Stdio>) -> &mut Self {
         self.stderr = stderr.into();
         self
     }
     /// Wall-clock limit; default: the policy's. The sandbox kills the command's process group
     /// when it passes.
-    pub fn timeout(mut self, timeout: Duration) -> Self {
+    pub fn timeout(&mut self, timeout: Duration) -> &mut Self {
         self.timeout = Some(timeout);
         self
     }
     /// Cap of each piped output stream in bytes; default: the policy's. Past it the command
     /// is killed, and the reader sees the stream end there.
-    pub fn output_limit(mut self, bytes: usize) -> Self {
+    pub fn output_limit(&mut self, bytes: usize) -> &mut Self {
         self.output_limit = Some(bytes);
         self
     }
     /// Forbids the command to create processes (a seccomp filter on fork/vfork/clone).
-    pub fn no_fork(mut self, yes: bool) -> Self {
+    pub fn no_fork(&mut self, yes: bool) -> &mut Self {
         self.no_fork = yes;
         self
+    }
+    /// Runs the command on a terminal of its own, `rows` by `cols`: a pseudo-terminal of the
+    /// sandbox's session (a devpts instance of the session's, seen inside as `/dev/pts/N`)
+    /// that is its stdin, stdout, stderr and controlling terminal, so `isatty` holds, a
+    /// shell is interactive and Ctrl-C (the byte `0x03`) interrupts it. The host gets the
+    /// other side as [`Child::pty`](super::Child::pty) ([`ChildPty`](super::ChildPty): read
+    /// what the command shows, write what it types, [`resize`](super::ChildPty::resize));
+    /// under [`Sandbox::run`](super::Sandbox::run) what it shows comes back as `stdout`.
+    /// The [`Stdio`] settings do not apply.
+    ///
+    /// Pipes stay the default on purpose: a terminal echoes input and turns `\n` into
+    /// `\r\n`, which breaks line protocols.
+    ///
+    /// ```
+    /// use sandpool::sandbox::Command;
+    /// let mut shell = Command::new("bash");
+    /// shell.pty(24, 80);
+    /// ```
+    pub fn pty(&mut self, rows: u16, cols: u16) -> &mut Self {
+        self.terminal = Some([rows, cols]);
+        self
+    }
+    /// The terminal size set with [`Command::pty`], `(rows, cols)`, if any.
+    pub fn get_pty(&self) -> Option<(u16, u16)> {
+        self.terminal.map(|[rows, cols]| (rows, cols))
     }
     /// The program.
     pub fn get_program(&self) -> &OsStr {
         &self.program
     }
+    /// The arguments (the program not included).
+    pub fn get_args(&self) -> impl ExactSizeIterator<Item = &OsStr> {
+        self.args.iter().map(OsString::as_os_str)
+    }
     /// The working directory.
+    pub fn get_current_dir(&self) -> &Path {
+        &self.cwd
+    }
+    /// The working directory ([`Command::get_current_dir`] under its older name).
     pub fn get_cwd(&self) -> &Path {
         &self.cwd
     }
@@ -505,7 +543,7 @@ mod tests {
 
     #[test]
     fn environment_takes_std_shaped_changes() {
-        let names = |cmd: Command| -> Vec<String> {
+        let names = |cmd: &Command| -> Vec<String> {
             cmd.environment().into_iter().map(|(k, v)| format!("{}={}", k.display(), v.display())).collect()
         };
         let removed = names(Command::new("x").env_remove("HOME").envs([("A", "1"), ("B", "2")]));

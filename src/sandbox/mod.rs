@@ -69,7 +69,7 @@ use std::time::{Duration, Instant};
 use rustix::thread::UnshareFlags;
 
 pub use cgroup::cgroup_removal_failures;
-pub use child::{Child, ChildExit, ChildStderr, ChildStdin, ChildStdout, Killer};
+pub use child::{Child, ChildExit, ChildPty, ChildStderr, ChildStdin, ChildStdout, Killer};
 pub use command::{
     Command, CommandError, DEFAULT_PATH, ExitStatus, KillReason, MAX_ARGS_BYTES, Output, ResourceUsage, Stdio,
 };

@@ -86,6 +86,11 @@ pub struct RunRequest {
     /// Whether the spawner sends `Started` (with the pid) once the command runs; `run`, which
     /// needs no pid, does without the extra wake-up.
     pub report_start: bool,
+    /// A terminal of its own, `[rows, columns]`: the spawner opens a pseudo-terminal in the
+    /// session's devpts, makes its far end the command's stdin, stdout, stderr and controlling
+    /// terminal, and sends its near end (the master) back on the socket that travels just
+    /// before the status pipe. Then `given` is all false.
+    pub terminal: Option<[u16; 2]>,
 }
 
 /// A message from the host to the zygote.
@@ -213,10 +218,13 @@ pub enum SpawnStep {
     Seccomp = 8,
     /// `execve` of every candidate path.
     Exec = 9,
+    /// The command's terminal: opening the pseudo-terminal in the spawner, or making it the
+    /// child's controlling terminal.
+    Terminal = 10,
 }
 
 impl SpawnStep {
-    const ALL: [SpawnStep; 9] = [
+    const ALL: [SpawnStep; 10] = [
         SpawnStep::Receive,
         SpawnStep::Decode,
         SpawnStep::Clone,
@@ -226,6 +234,7 @@ impl SpawnStep {
         SpawnStep::CpuLimit,
         SpawnStep::Seccomp,
         SpawnStep::Exec,
+        SpawnStep::Terminal,
     ];
 
     /// The step with this wire code, if any.
@@ -245,6 +254,7 @@ impl SpawnStep {
             SpawnStep::CpuLimit => "limit CPU time",
             SpawnStep::Seccomp => "install seccomp",
             SpawnStep::Exec => "exec",
+            SpawnStep::Terminal => "set up the terminal",
         }
     }
 }
@@ -346,6 +356,9 @@ impl<'a> Reader<'a> {
         let b = self.take(4)?;
         Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
     }
+    fn u16(&mut self) -> Result<u16, DecodeError> {
+        u16::try_from(self.u32()?).map_err(|_| DecodeError("terminal size out of range"))
+    }
     fn i32(&mut self) -> Result<i32, DecodeError> {
         Ok(self.u32()? as i32)
     }
@@ -436,6 +449,10 @@ impl Request {
                 w.u64(r.timeout_ms);
                 w.u64(r.token);
                 w.bool(r.report_start);
+                w.bool(r.terminal.is_some());
+                for n in r.terminal.iter().flatten() {
+                    w.u32(u32::from(*n));
+                }
             }
             Request::Signal { token, signal } => {
                 w.u8(tag::SIGNAL);
@@ -487,6 +504,10 @@ impl Request {
                 timeout_ms: r.u64()?,
                 token: r.u64()?,
                 report_start: r.bool()?,
+                terminal: match r.bool()? {
+                    true => Some([r.u16()?, r.u16()?]),
+                    false => None,
+                },
             }),
             tag::SIGNAL => Request::Signal { token: r.u64()?, signal: r.i32()? },
             tag::RESET => Request::Reset,
@@ -619,7 +640,9 @@ mod tests {
                 timeout_ms: 1500,
                 token: 7,
                 report_start: true,
+                terminal: Some([24, 80]),
             }),
+            Request::Run(RunRequest { argv: vec![b"true".to_vec()], ..Default::default() }),
             Request::Signal { token: 7, signal: 9 },
             Request::Reset,
         ];
@@ -666,7 +689,11 @@ mod tests {
         assert!(Request::decode(&run).is_err());
         assert!(Reply::decode(&[tag::READY, 0, 0, 0, 0, 2]).is_err());
         assert!(Reply::decode(&[tag::SPAWN_FAILED, 0, 2, 0, 0, 0]).is_err(), "no step 0");
-        assert!(Reply::decode(&[tag::SPAWN_FAILED, 10, 2, 0, 0, 0]).is_err(), "no step 10");
+        assert!(Reply::decode(&[tag::SPAWN_FAILED, 11, 2, 0, 0, 0]).is_err(), "no step 11");
+        let mut huge = Request::Run(RunRequest { terminal: Some([1, 1]), ..Default::default() }).encode();
+        huge.truncate(huge.len() - 8);
+        huge.extend_from_slice(&[0, 0, 1, 0, 1, 0, 0, 0]);
+        assert_eq!(Request::decode(&huge), Err(DecodeError("terminal size out of range")));
     }
 
     #[test]

@@ -5,9 +5,26 @@ use std::io::{self, Read};
 use std::os::fd::AsFd;
 use std::sync::atomic::Ordering;
 
-use super::child::Child;
+use super::child::{Child, ChildPty, ChildStdout};
 use super::command::{Command, Output};
 use super::{Sandbox, SandboxError, channel};
+
+/// An output `run` collects: a pipe, or a terminal.
+trait Stream: Read + AsFd {
+    fn truncated(&self) -> bool;
+}
+
+impl Stream for ChildStdout {
+    fn truncated(&self) -> bool {
+        ChildStdout::truncated(self)
+    }
+}
+
+impl Stream for ChildPty {
+    fn truncated(&self) -> bool {
+        ChildPty::truncated(self)
+    }
+}
 
 /// A piped output stream being collected.
 struct Collected {
@@ -57,10 +74,13 @@ impl Sandbox {
         result
     }
 
-    /// Collects a child's piped output until it ends.
+    /// Collects a child's piped output (or what its terminal shows, as stdout) until it ends.
     fn collect(&self, mut child: Child) -> Result<Output, SandboxError> {
         drop(child.stdin.take());
-        let mut stdout = child.stdout.take();
+        let mut stdout: Option<Box<dyn Stream>> = match child.pty.take() {
+            Some(pty) => Some(Box::new(pty)),
+            None => child.stdout.take().map(|s| Box::new(s) as Box<dyn Stream>),
+        };
         let mut stderr = child.stderr.take();
         let mut out = Collected { data: Vec::new(), open: stdout.is_some() };
         let mut err = Collected { data: Vec::new(), open: stderr.is_some() };
@@ -75,7 +95,7 @@ impl Sandbox {
             let ready = channel::poll_each(watched, Some(child.left()))
                 .map_err(|source| SandboxError::Control { step: "waiting for the command", source })?;
             if let Some(s) = stdout.as_mut().filter(|_| !ready[0].is_empty()) {
-                out.read_available(s);
+                out.read_available(s.as_mut());
             }
             if let Some(s) = stderr.as_mut().filter(|_| !ready[1].is_empty()) {
                 err.read_available(s);
@@ -92,7 +112,7 @@ impl Sandbox {
         // The command has exited: what it wrote is in the pipes. Take it without waiting for
         // an end of file that a background process holding the pipe could delay forever.
         if let Some(s) = stdout.as_mut() {
-            out.read_available(s);
+            out.read_available(s.as_mut());
         }
         if let Some(s) = stderr.as_mut() {
             err.read_available(s);

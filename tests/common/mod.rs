@@ -4,9 +4,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command as HostCommand;
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
-use sandpool::sandbox::{Command, Output, Policy, Sandbox};
+use sandpool::sandbox::{Command, Killer, Output, Policy, Sandbox};
 
 /// A fresh directory under the system temp dir, world-readable, removed on drop.
 pub struct TempDir(pub PathBuf);
@@ -118,13 +120,13 @@ pub fn probe_policy() -> sandpool::sandbox::PolicyBuilder {
 
 /// Runs the probe in `sandbox`.
 pub fn probe_inside(sandbox: &mut Sandbox, args: &[&str]) -> String {
-    let out = sandbox.run(&Command::new(probe()).args(args)).unwrap();
+    let out = sandbox.run(Command::new(probe()).args(args)).unwrap();
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 /// Runs `sh -c script` in `sandbox`.
 pub fn sh(sandbox: &mut Sandbox, script: &str) -> Output {
-    sandbox.run(&Command::new("/bin/sh").args(["-c", script])).unwrap()
+    sandbox.run(Command::new("/bin/sh").args(["-c", script])).unwrap()
 }
 
 pub fn stdout(o: &Output) -> String {
@@ -255,4 +257,34 @@ pub fn has_cgroups(sandbox: &Sandbox) -> bool {
         .isolation()
         .limit("memory")
         .is_some_and(|l| matches!(l.enforced_by, Enforcement::CgroupV1 | Enforcement::CgroupV2))
+}
+
+/// Kills the child if the test has not finished within a minute; says whether it had to.
+pub struct Watchdog {
+    fired: Arc<AtomicBool>,
+    done: Arc<AtomicBool>,
+}
+
+impl Watchdog {
+    pub fn new(killer: Killer) -> Watchdog {
+        let fired = Arc::new(AtomicBool::new(false));
+        let done = Arc::new(AtomicBool::new(false));
+        let (f, d) = (fired.clone(), done.clone());
+        std::thread::spawn(move || {
+            for _ in 0..600 {
+                if d.load(Ordering::Acquire) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            f.store(true, Ordering::Release);
+            let _ = killer.kill();
+        });
+        Watchdog { fired, done }
+    }
+
+    pub fn finish(self) {
+        self.done.store(true, Ordering::Release);
+        assert!(!self.fired.load(Ordering::Acquire), "the watchdog had to kill the command: it deadlocked");
+    }
 }

@@ -168,6 +168,7 @@ int main(int argc, char **argv) {
         printf("%d\n", n);
         return 0;
     }
+    if (!strcmp(a, "tiocsti")) { char c = '#'; return report(ioctl(0, TIOCSTI, &c)); }
     if (!strcmp(a, "pid")) { printf("%d\n", getpid()); return 0; }
     /* An unnamed file in ARG (O_TMPFILE). */
     if (!strcmp(a, "tmpfile")) return report(open(arg, O_TMPFILE | O_RDWR, 0600));

@@ -70,7 +70,7 @@ pub fn main(args: BenchArgs) -> ExitCode {
     };
     // Fail early, with the reason, if this host cannot make a sandbox or run the program.
     if let Err(e) = sandpool::sandbox::Sandbox::spawn(&sandbox.policy)
-        .and_then(|mut s| s.run(&sandpool::sandbox::Command::new(&sandbox.argv[0]).args(&sandbox.argv[1..])))
+        .and_then(|mut s| s.run(sandpool::sandbox::Command::new(&sandbox.argv[0]).args(&sandbox.argv[1..])))
     {
         eprintln!("sandpool bench: cannot run {:?} in a sandbox here: {e} (see `sandpool doctor`)", sandbox.argv);
         return ExitCode::from(1);

@@ -132,9 +132,10 @@ pub fn main(args: RunArgs) -> ExitCode {
         Err(e) => return fail(EXIT_SETUP, e),
     };
     let program = &args.command[0];
-    let mut cmd = Command::new(program).args(&args.command[1..]).cwd(&args.cwd).no_fork(args.no_fork);
+    let mut cmd = Command::new(program);
+    cmd.args(&args.command[1..]).current_dir(&args.cwd).no_fork(args.no_fork);
     for (k, v) in &args.env {
-        cmd = cmd.env(k, v);
+        cmd.env(k, v);
     }
     if !args.cwd.is_absolute() {
         return fail(EXIT_SETUP, format!("--cwd {:?} must be an absolute path", args.cwd));
@@ -150,7 +151,7 @@ pub fn main(args: RunArgs) -> ExitCode {
         return fail(EXIT_NOT_FOUND, e);
     }
     if let Some(input) = forwarded_stdin() {
-        cmd = cmd.stdin(input);
+        cmd.stdin(input);
     }
 
     let mut sandbox = match Sandbox::spawn(&policy) {

@@ -261,6 +261,14 @@ fn calls_on_the_spawner() -> Vec<(i64, Vec<SeccompRule>)> {
     ]
 }
 
+/// `TIOCSTI` pushes bytes into a terminal's input as if typed, and `TIOCLINUX` reaches the
+/// console: through a terminal of the host's handed in as a descriptor (`Stdio::fd`), a
+/// command could type into the host's shell. Refused on every terminal (the command's own
+/// included: a program that types to itself has no need of it).
+fn terminal_injection() -> Vec<SeccompRule> {
+    vec![rule(vec![arg_is(1, libc::TIOCSTI)]), rule(vec![arg_is(1, libc::TIOCLINUX)])]
+}
+
 fn deny_list() -> Result<SeccompProgram, seccompiler::BackendError> {
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> =
         denied_syscalls().into_iter().map(|(_, nr)| (nr, Vec::new())).collect();
@@ -270,6 +278,7 @@ fn deny_list() -> Result<SeccompProgram, seccompiler::BackendError> {
     rules.insert(libc::SYS_personality, vec![personality_not_allowed()]);
     rules.insert(libc::SYS_socket, vec![vsock_socket()]);
     rules.extend(calls_on_the_spawner());
+    rules.entry(libc::SYS_ioctl).or_default().extend(terminal_injection());
     // Before the session's filter closes it, `unshare` may make a session's namespaces only.
     rules.insert(
         libc::SYS_unshare,

@@ -30,6 +30,8 @@ pub(crate) struct CommandSpec<'a> {
     pub filters: &'a [&'a SeccompProgram],
     /// RLIMIT_CPU in seconds, if any.
     pub cpu_seconds: Option<u64>,
+    /// A terminal (the far end of a pseudo-terminal) to make the command's controlling one.
+    pub terminal: Option<BorrowedFd<'a>>,
 }
 
 #[repr(C)]
@@ -42,12 +44,14 @@ struct CommandChildArgs {
     filters: *const libc::sock_fprog,
     filter_count: usize,
     cpu_seconds: u64,
+    /// The controlling terminal to take, or -1.
+    terminal: c_int,
     /// A [`SpawnStep`] code, 0 while none failed.
     failed_step: u8,
     errno: c_int,
 }
 
-/// The command child: its own session, stdio, working directory and CPU limit, the extra
+/// The command child: its own session (and controlling terminal, if it has one), stdio, working directory and CPU limit, the extra
 /// filters, then `execve`. Everything else (no_new_privs, Landlock, seccomp, no capabilities)
 /// it inherits from the spawner.
 extern "C" fn command_child(arg: *mut c_void) -> ! {
@@ -67,6 +71,14 @@ extern "C" fn command_child(arg: *mut c_void) -> ! {
         let r = raw_syscall(libc::SYS_setsid, 0, 0, 0, 0, 0);
         if r < 0 {
             fail(a, SpawnStep::NewSession, r);
+        }
+        // A session leader without a controlling terminal takes this one (its foreground
+        // process group is then the command's, which Ctrl-C reaches).
+        if a.terminal >= 0 {
+            let r = raw_syscall(libc::SYS_ioctl, a.terminal as usize, libc::TIOCSCTTY as usize, 0, 0, 0);
+            if r < 0 {
+                fail(a, SpawnStep::Terminal, r);
+            }
         }
         for (i, fd) in a.stdio.iter().enumerate() {
             let r = if *fd == i as c_int {
@@ -160,6 +172,7 @@ pub(crate) fn spawn_command(spec: &CommandSpec<'_>, stack: &mut CommandStack) ->
         filters: progs.as_ptr(),
         filter_count: progs.len(),
         cpu_seconds: spec.cpu_seconds.unwrap_or(0),
+        terminal: spec.terminal.map_or(-1, |fd| fd.as_raw_fd()),
         failed_step: 0,
         errno: 0,
     };

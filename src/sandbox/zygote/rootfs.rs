@@ -205,6 +205,9 @@ pub(super) fn build_root(config: &ZygoteConfig, mut trees: Vec<OwnedFd>) -> Step
     }
     step("create /dev/shm", fs::create_dir("/dev/shm"))?;
     step("create /dev/mqueue", fs::create_dir("/dev/mqueue"))?;
+    // Each session mounts a devpts instance of its own here.
+    step("create /dev/pts", fs::create_dir("/dev/pts"))?;
+    step("link /dev/ptmx", symlink("pts/ptmx", "/dev/ptmx"))?;
     step("create /tmp", fs::create_dir("/tmp"))?;
     mount_session_dirs(config)?;
 
@@ -247,6 +250,15 @@ fn session_tmpfs_options(config: &ZygoteConfig) -> String {
         "size={},nr_inodes={SESSION_INODES},mode=1777,uid={SANDBOX_UID},gid={SANDBOX_UID}",
         config.tmp_size.max(4096)
     )
+}
+
+/// Mounts a devpts instance of the session's own on `/dev/pts`: its terminals and their
+/// numbers are nobody else's, and it goes with the session. It holds at most 64 terminals at
+/// once (the kernel's own limit, `kernel.pty.max`, is host-wide).
+fn mount_devpts() -> io::Result<()> {
+    let flags = MountFlags::NOSUID | MountFlags::NOEXEC;
+    let options = c"newinstance,ptmxmode=0666,mode=0620,max=64";
+    Ok(rustix::mount::mount(c"devpts", c"/dev/pts", c"devpts", flags, Some(options))?)
 }
 
 fn mount_mqueue() -> io::Result<()> {
@@ -294,5 +306,6 @@ pub(super) fn fresh_session_dirs(config: &ZygoteConfig, binds: &[UserBind]) -> S
             step(format!("bind {} again", path.display()), attach)?;
         }
     }
-    step("mount a fresh /dev/mqueue", mount_mqueue())
+    step("mount a fresh /dev/mqueue", mount_mqueue())?;
+    step("mount the session's /dev/pts", mount_devpts())
 }

@@ -181,6 +181,15 @@ pub(super) struct SessionState {
     /// The spawner's own settings as it started, which commands inherit (`None` if they could
     /// not be read: then no session counts as untouched).
     settings: Option<OwnSettings>,
+    /// `/dev/pts` and its `ptmx` as the session starts: a terminal written to moves the
+    /// times of `ptmx` (`None` if they could not be read: then no session counts as
+    /// untouched).
+    terminals: Option<[PathStat; 2]>,
+}
+
+/// What `statx` says of the session's devpts: its root and its `ptmx`.
+fn terminals() -> Option<[PathStat; 2]> {
+    Some([PathStat::of(c"/dev/pts").ok()?, PathStat::of(c"/dev/pts/ptmx").ok()?])
 }
 
 impl SessionState {
@@ -199,11 +208,19 @@ impl SessionState {
             .map_err(step("open the session directories"))?;
         let pid_counter = open(c"/proc/sys/kernel/ns_last_pid", OFlags::WRONLY).map_err(step("open ns_last_pid"))?;
         let ipc_next_ids = first_ipc_ids().map_err(step("set the next System V IPC ids"))?;
-        let mut state =
-            SessionState { pristine: None, network, session_fds, pid_counter, ipc_next_ids, settings: None };
+        let mut state = SessionState {
+            pristine: None,
+            network,
+            session_fds,
+            pid_counter,
+            ipc_next_ids,
+            settings: None,
+            terminals: None,
+        };
         state.rewind_pid_counter().map_err(step("rewind the pid counter"))?;
         state.pristine = pristine_session_dirs(&state.session_fds);
         state.settings = OwnSettings::read().ok();
+        state.terminals = terminals();
         Ok(state)
     }
 
@@ -221,7 +238,8 @@ impl SessionState {
     /// per entry, and a session cannot remove the mount points of binds), their modes, owners,
     /// times, extended attributes and inode flags unchanged, no System V IPC object ever made,
     /// no packet through the sandbox's own network namespace (so no socket left in any state),
-    /// and the spawner's own settings as they were. Processes come first: once none is left,
+    /// the spawner's own settings as they were, and the session's devpts as it was (a
+    /// terminal once written to shows in the times of `ptmx`). Processes come first: once none is left,
     /// nothing can change the rest. When all of it holds, the pid counter is rewound, so the
     /// next command is pid 2 as in a fresh sandbox.
     pub(super) fn untouched(&self) -> bool {
@@ -231,6 +249,8 @@ impl SessionState {
             && self.no_ipc_object_made()
             && self.network.as_ref().is_none_or(NetworkWatch::quiet)
             && self.own_settings_intact()
+            && self.terminals.is_some()
+            && terminals() == self.terminals
             && self.rewind_pid_counter().is_ok()
     }
 

@@ -90,6 +90,33 @@ pub(super) struct Spawner {
     held: Option<Vec<(i32, i32, sys::ChildUsage)>>,
     /// What the verdict after each command compares.
     session: SessionState,
+    /// Whether a command was given a terminal: the host may still hold its near end, so the
+    /// session is never again as it started.
+    gave_a_terminal: bool,
+}
+
+/// A pseudo-terminal of the session's devpts: the near end (the master) goes to the host,
+/// the far end is the command's.
+struct Terminal {
+    near: OwnedFd,
+    far: OwnedFd,
+}
+
+impl Terminal {
+    /// Opens one of `[rows, cols]`:
+    /// [`posix_openpt(3)`](https://man7.org/linux/man-pages/man3/posix_openpt.3.html) on the
+    /// session's `/dev/ptmx`, `unlockpt`, `TIOCSWINSZ`, and the far end through `TIOCGPTPEER`
+    /// (no path lookup, so no other devpts can answer).
+    fn open([rows, cols]: [u16; 2]) -> io::Result<Terminal> {
+        use rustix::pty::OpenptFlags;
+        let flags = OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC;
+        let near = rustix::pty::openpt(flags)?;
+        rustix::pty::unlockpt(&near)?;
+        let size = rustix::termios::Winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
+        rustix::termios::tcsetwinsize(&near, size)?;
+        let far = rustix::pty::ioctl_tiocgptpeer(&near, flags)?;
+        Ok(Terminal { near, far })
+    }
 }
 
 impl Spawner {
@@ -186,6 +213,7 @@ impl Spawner {
             children: Vec::new(),
             held: None,
             session,
+            gave_a_terminal: false,
         })
     }
 
@@ -199,7 +227,7 @@ impl Spawner {
         let Some(i) = self.children.iter().position(|c| c.pid == pid) else { return };
         let child = self.children.swap_remove(i);
         // Untouched only once no command runs any more (and nothing else is left).
-        let untouched = self.children.is_empty() && self.session.untouched();
+        let untouched = self.children.is_empty() && !self.gave_a_terminal && self.session.untouched();
         let reply = Reply::Exited {
             status,
             usage: Usage { user_us: usage.user_us, system_us: usage.system_us, max_rss_kib: usage.max_rss_kib },
@@ -265,15 +293,18 @@ impl Spawner {
         channel::drain(self.signals.as_fd());
     }
 
-    /// Starts a command: its given stdio, then its status pipe, travel with the request.
-    /// Its `Started` (or `SpawnFailed`) goes on the status pipe; a request whose descriptors
-    /// do not match is dropped, which closes them (the host sees its status pipe hang up).
+    /// Starts a command: its given stdio, then (for a terminal) the socket its near end goes
+    /// back on, then its status pipe, travel with the request. Its `Started` (or
+    /// `SpawnFailed`) goes on the status pipe; a request whose descriptors do not match is
+    /// dropped, which closes them (the host sees its status pipe hang up).
     fn start_command(&mut self, req: RunRequest, mut fds: Vec<OwnedFd>) {
         let given = req.given.iter().filter(|g| **g).count();
-        if fds.len() != given + 1 {
+        let with_terminal = req.terminal.is_some();
+        if fds.len() != given + 1 + usize::from(with_terminal) || (with_terminal && given > 0) {
             return;
         }
         let status = fds.pop().expect("checked length");
+        let terminal_return = if with_terminal { fds.pop() } else { None };
         let fail = |step, errno: i32| {
             let _ = channel::send_framed(status.as_fd(), &Reply::SpawnFailed { step, errno }.encode());
         };
@@ -286,21 +317,35 @@ impl Spawner {
             Ok(v) => v,
             Err(errno) => return fail(SpawnStep::Decode, errno),
         };
+        let terminal = match req.terminal.map(Terminal::open).transpose() {
+            Ok(t) => t,
+            Err(e) => return fail(SpawnStep::Terminal, e.raw_os_error().unwrap_or(libc::EIO)),
+        };
         let filters: Vec<&sys::SeccompProgram> = match (&self.no_fork, req.no_fork) {
             (Some(p), true) => vec![p],
             _ => Vec::new(),
         };
         let spec = CommandSpec {
-            stdio: [0, 1, 2].map(|i| stdio[i].as_ref().unwrap_or(&self.devnull).as_fd()),
+            stdio: match &terminal {
+                Some(t) => [t.far.as_fd(); 3],
+                None => [0, 1, 2].map(|i| stdio[i].as_ref().unwrap_or(&self.devnull).as_fd()),
+            },
             cwd: &prepared.cwd,
             candidates: &prepared.candidates,
             argv: &prepared.argv,
             envp: &prepared.envp,
             filters: &filters,
             cpu_seconds: (req.cpu_seconds > 0).then_some(req.cpu_seconds),
+            terminal: terminal.as_ref().map(|t| t.far.as_fd()),
         };
         match sys::spawn_command(&spec, &mut self.stack) {
             Ok(pid) => {
+                // The near end goes to the host before the start is heard of; the spawner
+                // keeps neither end (the far one is the command's alone).
+                if let (Some(t), Some(back)) = (&terminal, &terminal_return) {
+                    self.gave_a_terminal = true;
+                    let _ = channel::send(back.as_fd(), b"T", &[t.near.as_fd()]);
+                }
                 if req.report_start {
                     let _ = channel::send_framed(status.as_fd(), &Reply::Started { pid }.encode());
                 }

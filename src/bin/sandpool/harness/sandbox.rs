@@ -35,7 +35,9 @@ pub(crate) struct SandboxBench {
 
 impl SandboxBench {
     fn command(&self) -> Command {
-        Command::new(&self.argv[0]).args(&self.argv[1..])
+        let mut cmd = Command::new(&self.argv[0]);
+        cmd.args(&self.argv[1..]);
+        cmd
     }
 
     /// `bare`: the program through `std::process::Command::output()` (posix_spawn, pipes),
