@@ -138,3 +138,183 @@ fn host_specific_directories_show_only_through_a_bind() {
     let default = sandpool(&["run", "--", "test", "-e", "/opt"]);
     assert_eq!(default.status.code(), Some(1), "by default it is not: {}", text(&default.stderr));
 }
+
+/// Kills `pid` if `done` is not set within a minute: a run that deadlocks fails its test
+/// instead of hanging it.
+fn watchdog(pid: u32) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let seen = done.clone();
+    std::thread::spawn(move || {
+        for _ in 0..600 {
+            if seen.load(std::sync::atomic::Ordering::Acquire) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+    });
+    done
+}
+
+fn sandpool_piped(args: &[&str]) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_sandpool"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn run_streams_stdin_and_output_as_they_come() {
+    use std::io::{BufRead, BufReader};
+    // A command that asks and waits for the answer: only output passed on as it is written,
+    // and input as it arrives, get it answered. Buffering either way deadlocks (the watchdog
+    // then kills sandpool and the test fails).
+    let mut child = sandpool_piped(&["run", "--", "sh", "-c", "echo question; read a; echo \"got $a\""]);
+    let done = watchdog(child.id());
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "question");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"42\n").unwrap();
+    assert_eq!(lines.next().unwrap().unwrap(), "got 42");
+    assert!(child.wait().unwrap().success());
+    done.store(true, std::sync::atomic::Ordering::Release);
+
+    // `yes | sandpool run -- head -n1`: stdin that never ends is not read to its end first.
+    let mut yes = Command::new("yes").stdout(Stdio::piped()).spawn().unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_sandpool"))
+        .args(["run", "--", "head", "-n1"])
+        .stdin(yes.stdout.take().unwrap())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let done = watchdog(child.id());
+    let out = child.wait_with_output().unwrap();
+    done.store(true, std::sync::atomic::Ordering::Release);
+    let _ = yes.kill();
+    let _ = yes.wait();
+    assert_eq!((out.status.code(), text(&out.stdout)), (Some(0), "y\n".to_string()));
+}
+
+/// The largest resident size `pid` has had, KiB (`VmHWM`), while it lives.
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().trim_end_matches(" kB").parse().ok())
+}
+
+#[test]
+fn run_passes_two_gib_of_stdin_with_little_memory() {
+    let mut head = Command::new("head").args(["-c", "2G", "/dev/zero"]).stdout(Stdio::piped()).spawn().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sandpool"))
+        .args(["run", "--", "wc", "-c"])
+        .stdin(head.stdout.take().unwrap())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let done = watchdog(child.id());
+    let mut peak = 0;
+    while child.try_wait().unwrap().is_none() {
+        peak = peak.max(peak_rss_kib(child.id()).unwrap_or(0));
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    done.store(true, std::sync::atomic::Ordering::Release);
+    let _ = head.wait();
+    assert_eq!(text(&out.stdout).trim(), "2147483648");
+    assert!(peak > 0, "the probe read sandpool's memory while it ran");
+    assert!(peak < 64 * 1024, "sandpool held {peak} KiB: the input was buffered");
+}
+
+#[test]
+fn signals_reach_the_command_and_a_second_one_kills_it() {
+    use std::io::{BufRead, BufReader};
+    let started = |child: &mut std::process::Child| {
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+        assert_eq!(line, "ready\n");
+    };
+    let send = |signal: &str, pid: u32| {
+        assert!(Command::new("kill").args([signal, &pid.to_string()]).status().unwrap().success());
+    };
+    let trapped = "trap 'echo got INT; exit 5' INT; echo ready; while :; do sleep 0.1; done";
+    let mut child = sandpool_piped(&["run", "--", "sh", "-c", trapped]);
+    let done = watchdog(child.id());
+    started(&mut child);
+    send("-INT", child.id());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!((out.status.code(), text(&out.stdout)), (Some(5), "got INT\n".to_string()));
+    done.store(true, std::sync::atomic::Ordering::Release);
+
+    let ignored = "trap 'echo ignored' TERM HUP; echo ready; while :; do sleep 0.1; done";
+    let mut child = sandpool_piped(&["run", "--", "sh", "-c", ignored]);
+    let done = watchdog(child.id());
+    started(&mut child);
+    send("-HUP", child.id());
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+    assert_eq!(line, "ignored\n", "the first one reached the command's trap");
+    send("-TERM", child.id());
+    let out = child.wait_with_output().unwrap();
+    done.store(true, std::sync::atomic::Ordering::Release);
+    assert_eq!(out.status.code(), Some(128 + 9), "the second one killed it");
+}
+
+#[test]
+fn tty_needs_a_terminal() {
+    let out = sandpool(&["run", "-t", "--", "true"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(text(&out.stderr).contains("-t needs a terminal"), "{}", text(&out.stderr));
+}
+
+/// `-t` in a real terminal: tmux runs `sandpool run -t -- sh` in a detached session of a
+/// known size, types into it (`send-keys`) and reads its screen (`capture-pane`).
+#[test]
+fn tty_runs_an_interactive_shell_in_a_real_terminal() {
+    if Command::new("tmux").arg("-V").output().is_err() {
+        eprintln!("SKIP tty_runs_an_interactive_shell_in_a_real_terminal: tmux is not installed");
+        return;
+    }
+    let server = format!("sandpool-test-{}", std::process::id());
+    let tmux = |args: &[&str]| -> String {
+        let out = Command::new("tmux").arg("-L").arg(&server).args(args).env("TERM", "xterm").output().unwrap();
+        assert!(out.status.success(), "tmux {args:?}: {}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    let screen_shows = |what: &str| -> String {
+        for _ in 0..300 {
+            let screen = tmux(&["capture-pane", "-p", "-t", "t"]);
+            if screen.contains(what) {
+                return screen;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("the screen never showed {what:?}: {}", tmux(&["capture-pane", "-p", "-t", "t"]));
+    };
+    let bin = env!("CARGO_BIN_EXE_sandpool");
+    // After sandpool: its exit status, and whether the terminal is back in cooked mode.
+    let script =
+        format!("{bin} run -t -- sh; echo exited-$?; stty -a | grep -q ' icanon' && echo cooked-again; sleep 60");
+    tmux(&["new-session", "-d", "-s", "t", "-x", "100", "-y", "30", &script]);
+    let result = std::panic::catch_unwind(|| {
+        tmux(&["send-keys", "-t", "t", "tty; stty size", "Enter"]);
+        let screen = screen_shows("30 100");
+        assert!(screen.contains("/dev/pts/0"), "{screen}");
+        tmux(&["resize-window", "-t", "t", "-x", "120", "-y", "40"]);
+        tmux(&["send-keys", "-t", "t", "stty size", "Enter"]);
+        screen_shows("40 120");
+        tmux(&["send-keys", "-t", "t", "sleep 100", "Enter"]);
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        tmux(&["send-keys", "-t", "t", "C-c"]);
+        tmux(&["send-keys", "-t", "t", "echo after-$?", "Enter"]);
+        screen_shows("after-130");
+        tmux(&["send-keys", "-t", "t", "exit 3", "Enter"]);
+        screen_shows("exited-3");
+        screen_shows("cooked-again");
+    });
+    let _ = Command::new("tmux").arg("-L").arg(&server).arg("kill-server").status();
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}

@@ -4,6 +4,7 @@
 mod bench;
 mod doctor;
 mod harness;
+mod relay;
 mod run;
 
 use clap::{Parser, Subcommand};

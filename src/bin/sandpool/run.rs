@@ -2,11 +2,18 @@
 
 use std::ffi::OsString;
 use std::io::{IsTerminal, Read, Write};
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::thread::JoinHandle;
 use std::time::Duration;
 
-use sandpool::sandbox::{Command, DEFAULT_PATH, ExitStatus, KillReason, Network, Policy, Sandbox, SandboxError};
+use sandpool::sandbox::{
+    Child, ChildPty, ChildStderr, ChildStdout, Command, DEFAULT_PATH, ExitStatus, KillReason, Network, Policy, Sandbox,
+    SandboxError,
+};
+
+use crate::relay::{self, RawTerminal, SignalRelay, StdinSource, TerminalResizer};
 
 /// Exit status when the sandbox could not be set up (or the input was refused).
 pub const EXIT_SETUP: u8 = 125;
@@ -49,6 +56,9 @@ pub struct RunArgs {
     /// Working directory inside.
     #[arg(long, value_name = "PATH", default_value = "/tmp")]
     cwd: PathBuf,
+    /// Run on a terminal of its own (interactive; needs a terminal on stdin).
+    #[arg(short = 't', long = "tty", conflicts_with = "json")]
+    tty: bool,
     /// Print one JSON object instead of passing output through.
     #[arg(long)]
     json: bool,
@@ -75,43 +85,6 @@ fn parse_env(s: &str) -> Result<(String, String), String> {
 fn fail(code: u8, msg: impl std::fmt::Display) -> ExitCode {
     eprintln!("sandpool: {msg}");
     ExitCode::from(code)
-}
-
-/// What the command's stdin gets: our stdin when it is a file, or a pipe that already has data
-/// or is closed within a moment; otherwise nothing (an open pipe that stays silent, as a test
-/// harness may leave, must not hang us).
-fn forwarded_stdin() -> Option<Vec<u8>> {
-    if std::io::stdin().is_terminal() {
-        return None;
-    }
-    let meta = std::fs::metadata("/proc/self/fd/0").ok()?;
-    if meta.is_file() {
-        let mut buf = Vec::new();
-        std::io::stdin().lock().read_to_end(&mut buf).ok()?;
-        return Some(buf);
-    }
-    // A reader thread: its first read returns as soon as there is data or end of file.
-    let (first_tx, first_rx) = std::sync::mpsc::channel::<()>();
-    let (done_tx, done_rx) = std::sync::mpsc::channel::<Vec<u8>>();
-    std::thread::spawn(move || {
-        let mut stdin = std::io::stdin().lock();
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 64 * 1024];
-        let mut first = Some(first_tx);
-        loop {
-            let n = stdin.read(&mut chunk).unwrap_or(0);
-            if let Some(tx) = first.take() {
-                let _ = tx.send(());
-            }
-            if n == 0 {
-                break;
-            }
-            buf.extend_from_slice(&chunk[..n]);
-        }
-        let _ = done_tx.send(buf);
-    });
-    first_rx.recv_timeout(Duration::from_millis(50)).ok()?;
-    done_rx.recv().ok()
 }
 
 /// Runs `sandpool run`.
@@ -150,53 +123,78 @@ pub fn main(args: RunArgs) -> ExitCode {
     if let Err(e) = policy.locate_program(std::path::Path::new(program), search_path, &args.cwd) {
         return fail(EXIT_NOT_FOUND, e);
     }
-    if let Some(input) = forwarded_stdin() {
-        cmd.stdin(input);
+    if args.tty {
+        if !std::io::stdin().is_terminal() {
+            return fail(EXIT_SETUP, "-t needs a terminal on stdin (run it from one, or leave -t out)");
+        }
+        let (rows, cols) = relay::our_window_size().unwrap_or((24, 80));
+        cmd.pty(rows, cols);
+    } else {
+        cmd.stdin(StdinSource::of_this_process().stdio());
     }
 
-    let mut sandbox = match Sandbox::spawn(&policy) {
+    let mut signals = match SignalRelay::catch() {
+        Ok(s) => s,
+        Err(e) => return fail(EXIT_SETUP, format!("cannot catch signals: {e}")),
+    };
+    let sandbox = match Sandbox::spawn(&policy) {
         Ok(s) => s,
         Err(e) => return fail(EXIT_SETUP, describe(&e)),
     };
-    let output = match sandbox.run(&cmd) {
-        Ok(o) => o,
+    let mut child = match sandbox.start(&cmd) {
+        Ok(c) => c,
         Err(e @ SandboxError::ProgramNotFound { .. }) => return fail(EXIT_NOT_FOUND, describe(&e)),
         Err(e @ SandboxError::Exec { .. }) => return fail(EXIT_CANNOT_EXECUTE, describe(&e)),
         Err(e) => return fail(EXIT_SETUP, describe(&e)),
     };
+    let mut streams = match Streams::start(&mut child, args.json) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = child.kill();
+            return fail(EXIT_SETUP, format!("cannot pass the command's streams: {e}"));
+        }
+    };
+    signals.start(child.killer(), streams.resizer.take());
+    let exit = child.wait();
+    signals.stop();
     let oom = sandbox.oom_killed();
     let isolation = sandbox.isolation().clone();
+    // Tear the sandbox down (kill, reap, remove its cgroups): whatever the command left
+    // running lets go of its output, which is then passed on to its end.
+    drop(sandbox);
+    let output = streams.finish();
+    let exit = match exit {
+        Ok(exit) => exit,
+        Err(e) => return fail(EXIT_SETUP, describe(&e)),
+    };
 
-    let code = if output.timed_out {
+    let code = if exit.timed_out() {
         EXIT_TIMEOUT
     } else {
-        match output.status {
+        match exit.status {
             ExitStatus::Exited(c) => (c & 0xff) as u8,
             ExitStatus::Signaled(s) => (128 + s).min(255) as u8,
         }
     };
     if args.json {
         let value = serde_json::json!({
-            "exit_code": output.exit_code(),
-            "signal": output.signal(),
-            "timed_out": output.timed_out,
+            "exit_code": exit.code(),
+            "signal": exit.status.signal(),
+            "timed_out": exit.timed_out(),
             "stdout": String::from_utf8_lossy(&output.stdout),
             "stderr": String::from_utf8_lossy(&output.stderr),
             "stdout_truncated": output.stdout_truncated,
             "stderr_truncated": output.stderr_truncated,
-            "duration_us": output.duration.as_micros() as u64,
+            "duration_us": exit.duration.as_micros() as u64,
             "oom_killed": oom,
             "isolation": isolation,
         });
         println!("{value}");
     } else {
-        let _ = std::io::stdout().write_all(&output.stdout);
-        let _ = std::io::stdout().flush();
-        let _ = std::io::stderr().write_all(&output.stderr);
-        if output.timed_out {
+        if exit.timed_out() {
             eprintln!("sandpool: timed out after {:.3} s; the command was killed", args.timeout.as_secs_f64());
         }
-        if output.killed_by_sandbox == Some(KillReason::OutputLimit) {
+        if exit.killed_by_sandbox == Some(KillReason::OutputLimit) {
             eprintln!(
                 "sandpool: output went past the {} byte cap: truncated, and the command was killed",
                 policy.output_limit()
@@ -206,10 +204,122 @@ pub fn main(args: RunArgs) -> ExitCode {
             eprintln!("sandpool: the sandbox ran out of memory (limit {} MiB); a process was killed", args.memory);
         }
     }
-    // Tear the sandbox down (kill, reap, remove its cgroups) after the output is out: the
-    // kernel takes a few milliseconds to dismantle its namespaces.
-    drop(sandbox);
     ExitCode::from(code)
+}
+
+/// What is collected for `--json`, or was passed through.
+#[derive(Default)]
+struct Collected {
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+    stdout_truncated: bool,
+    stderr_truncated: bool,
+}
+
+/// Where an output of the command goes: our own stream, or a buffer for `--json`.
+enum Sink {
+    Stdout,
+    Stderr,
+    Buffer(Vec<u8>),
+}
+
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Sink::Stdout => std::io::stdout().lock().write(buf),
+            Sink::Stderr => std::io::stderr().lock().write(buf),
+            Sink::Buffer(b) => b.write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Sink::Stdout => std::io::stdout().lock().flush(),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// One output of the command: a pipe, or its terminal.
+enum Output {
+    Stdout(ChildStdout),
+    Stderr(ChildStderr),
+    Terminal(ChildPty),
+}
+
+/// Whether the command wrote past the output cap; closes the output.
+fn truncated(output: Output) -> bool {
+    match output {
+        Output::Stdout(s) => s.truncated(),
+        Output::Stderr(s) => s.truncated(),
+        Output::Terminal(t) => t.truncated(),
+    }
+}
+
+impl Read for Output {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Output::Stdout(s) => s.read(buf),
+            Output::Stderr(s) => s.read(buf),
+            Output::Terminal(t) => t.read(buf),
+        }
+    }
+}
+
+/// The threads passing the command's streams while it runs.
+struct Streams {
+    stdout: Option<JoinHandle<(bool, Sink)>>,
+    stderr: Option<JoinHandle<(bool, Sink)>>,
+    /// Our terminal in raw mode, for `-t`.
+    raw: Option<RawTerminal>,
+    /// What resizes the command's terminal on `SIGWINCH`, for `-t`.
+    resizer: Option<TerminalResizer>,
+}
+
+impl Streams {
+    /// Starts passing the child's streams: our stdin in (unless the command has our
+    /// descriptor itself), its output out to ours, or into buffers when `collect`.
+    fn start(child: &mut Child, collect: bool) -> std::io::Result<Streams> {
+        let sink = |ours: Sink| if collect { Sink::Buffer(Vec::new()) } else { ours };
+        if let Some(pty) = child.pty.take() {
+            let resizer = TerminalResizer::new(&pty)?;
+            let typed = std::fs::File::from(pty.as_fd().try_clone_to_owned()?);
+            let raw = RawTerminal::enter()?;
+            // Keys go in as they are typed, until our stdin ends; a thread blocked reading it
+            // when the command ends goes with the process.
+            drop(relay::copy_in_background(std::io::stdin(), typed, drop));
+            let shown = relay::copy_in_background(Output::Terminal(pty), sink(Sink::Stdout), truncated);
+            return Ok(Streams { stdout: Some(shown), stderr: None, raw: Some(raw), resizer: Some(resizer) });
+        }
+        if let Some(input) = child.stdin.take() {
+            drop(relay::copy_in_background(std::io::stdin(), input, drop));
+        }
+        let stdout =
+            child.stdout.take().map(|s| relay::copy_in_background(Output::Stdout(s), sink(Sink::Stdout), truncated));
+        let stderr =
+            child.stderr.take().map(|s| relay::copy_in_background(Output::Stderr(s), sink(Sink::Stderr), truncated));
+        Ok(Streams { stdout, stderr, raw: None, resizer: None })
+    }
+
+    /// Waits for the outputs to end (the sandbox gone, nothing holds them any more), puts our
+    /// terminal back, and says what was collected.
+    fn finish(self) -> Collected {
+        let mut collected = Collected::default();
+        let joined = |thread: Option<JoinHandle<(bool, Sink)>>| thread.and_then(|t| t.join().ok());
+        if let Some((truncated, sink)) = joined(self.stdout) {
+            collected.stdout_truncated = truncated;
+            if let Sink::Buffer(b) = sink {
+                collected.stdout = b;
+            }
+        }
+        if let Some((truncated, sink)) = joined(self.stderr) {
+            collected.stderr_truncated = truncated;
+            if let Sink::Buffer(b) = sink {
+                collected.stderr = b;
+            }
+        }
+        drop(self.raw);
+        collected
+    }
 }
 
 /// An error with its chain of causes, for a human.
