@@ -210,3 +210,75 @@ fn a_cleared_environment_reaches_the_command_as_set() {
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("PATH=") && !text.contains("HOME="), "{text}");
 }
+
+/// A session of an agent platform: one command starts a server in the background, the next
+/// command of the same lease is its client and gets an answer; the next lease finds neither
+/// the server nor a trace of it.
+#[test]
+fn a_server_started_in_one_command_answers_the_next_and_not_the_next_lease() {
+    if !std::path::Path::new("/usr/bin/python3").exists() {
+        skip("a_server_started_in_one_command_answers_the_next_and_not_the_next_lease", "no /usr/bin/python3");
+        return;
+    }
+    let server = "import socket\n\
+        s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+        s.bind(('127.0.0.1', 7000)); s.listen()\n\
+        open('/tmp/ready', 'w').close()\n\
+        while True:\n    c, _ = s.accept(); c.sendall(b'hello from the server'); c.close()\n";
+    let client = "while [ ! -e /tmp/ready ]; do sleep 0.05; done; python3 -c \"import socket\n\
+        try:\n    print(socket.create_connection(('127.0.0.1', 7000)).recv(100).decode())\n\
+        except OSError as e:\n    print('no server:', e.errno)\"";
+    let pool = SandboxPool::builder(default_policy()).max_size(1).min_idle(0).build().unwrap();
+    let mut lease = pool.acquire().unwrap();
+    let mut serve = Command::new("python3");
+    serve.args(["-c", server]).stdout(Stdio::null()).stderr(Stdio::null());
+    let server_child = lease.start(&serve).unwrap();
+    drop(server_child); // it runs on in the session
+    let asked = lease.run(Command::new("/bin/sh").args(["-c", client]).timeout(Duration::from_secs(60))).unwrap();
+    assert_eq!(String::from_utf8_lossy(&asked.stdout), "hello from the server\n", "{asked:?}");
+    drop(lease);
+
+    let mut next = pool.acquire().unwrap();
+    let probe = "test -e /tmp/ready && echo ready-file; python3 -c \"import socket\n\
+        try:\n    socket.create_connection(('127.0.0.1', 7000)); print('connected')\n\
+        except OSError as e:\n    print('no server:', e.errno)\"";
+    let out = next.run(Command::new("/bin/sh").args(["-c", probe])).unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), format!("no server: {}\n", libc::ECONNREFUSED), "{out:?}");
+}
+
+/// A verdict of "untouched" that the spawner made before another command of the session
+/// reached it says nothing of that command: the session stays unclean, and the next lease
+/// gets a reset. (The pause lets the first command's verdict come first; on a slower machine
+/// the verdict may see the second command anyway, which makes the test weaker, never wrong.)
+#[test]
+fn a_verdict_does_not_cover_a_command_sent_after_it() {
+    let pool = SandboxPool::builder(default_policy()).max_size(1).min_idle(0).build().unwrap();
+    let lease = pool.acquire().unwrap();
+    let mut first = lease.start(&Command::new("true")).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut second = lease.start(Command::new("/bin/sh").args(["-c", "echo left > /tmp/left; sleep 1000"])).unwrap();
+    assert!(first.wait().unwrap().success());
+    assert!(!lease.is_clean(), "a command is still running");
+    second.kill().unwrap();
+    let _ = second.wait().unwrap();
+    drop(lease);
+    let mut next = pool.acquire().unwrap();
+    let out = next.run(Command::new("ls").arg("/tmp")).unwrap();
+    assert!(out.stdout.is_empty(), "{out:?}");
+}
+
+/// `start` returns without waiting to hear the command started; a command that cannot start
+/// says so from its wait, typed, and has no pid.
+#[test]
+fn a_command_that_cannot_start_says_so_from_its_wait() {
+    let sb = Sandbox::spawn(&default_policy()).unwrap();
+    let mut missing = sb.start(&Command::new("no-such-program-anywhere")).unwrap();
+    assert_eq!(missing.id(), 0);
+    assert!(matches!(missing.wait(), Err(SandboxError::ProgramNotFound { .. })), "not found");
+    let mut not_executable = sb.start(&Command::new("/etc/hostname")).unwrap();
+    assert!(matches!(not_executable.wait(), Err(SandboxError::Exec { .. })), "not executable");
+    // The probe can fail: a command that starts has its pid (the session's first is 2).
+    let mut fine = sb.start(&Command::new("true")).unwrap();
+    assert!(fine.id() >= 2);
+    assert!(fine.wait().unwrap().success());
+}

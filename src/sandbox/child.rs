@@ -11,8 +11,8 @@
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use rustix::event::PollFlags;
@@ -25,9 +25,41 @@ use super::{CONTROL_TIMEOUT, KILL_GRACE, Sandbox, SandboxError, channel};
 /// A session's request socket to its spawner, shared by the sandbox and its children (a
 /// child may outlive the session: then sending to it fails, and the child's status pipe
 /// has hung up).
+///
+/// It also keeps whether the session is as it started. Commands are counted as they are
+/// sent; the spawner says, with each command's end, whether the session was untouched and
+/// how many commands it had received by then. The session is clean while that verdict covers
+/// every command sent: a command still on its way (sent from another thread) keeps it
+/// unclean, whatever a verdict that could not see it said.
 #[derive(Debug)]
 pub(crate) struct SessionLink {
     pub(crate) runner: OwnedFd,
+    /// `Run` requests sent (counted before each is sent).
+    commands_sent: AtomicU64,
+    /// The most commands covered by an "untouched" verdict.
+    clean_through: AtomicU64,
+}
+
+impl SessionLink {
+    /// The link to a fresh session's spawner.
+    pub(crate) fn new(runner: OwnedFd) -> SessionLink {
+        SessionLink { runner, commands_sent: AtomicU64::new(0), clean_through: AtomicU64::new(0) }
+    }
+
+    /// Whether the session is as it started, as far as the spawner's verdicts tell.
+    pub(crate) fn is_clean(&self) -> bool {
+        self.clean_through.load(Ordering::Acquire) == self.commands_sent.load(Ordering::Acquire)
+    }
+
+    /// Records that a command is about to be sent.
+    fn count_command(&self) {
+        self.commands_sent.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Records a verdict of "untouched" that covered the first `commands_received` commands.
+    fn untouched_through(&self, commands_received: u64) {
+        self.clean_through.fetch_max(commands_received, Ordering::AcqRel);
+    }
 }
 
 /// Sends signals to one command's process group, from any thread, for as long as anyone
@@ -245,9 +277,6 @@ pub struct ChildExit {
     pub usage: ResourceUsage,
     /// Wall-clock time from start to exit (as the host saw it).
     pub duration: Duration,
-    /// Whether the session was as fresh as it started once this command ended (nothing else
-    /// running, nothing left).
-    pub(crate) untouched: bool,
 }
 
 impl ChildExit {
@@ -282,11 +311,11 @@ pub struct Child {
     pub stderr: Option<ChildStderr>,
     /// Its terminal, if it runs on one ([`Command::pty`]).
     pub pty: Option<ChildPty>,
-    /// Its pid in the sandbox, once its start is heard of.
-    pid: i32,
-    /// The read end of its status pipe, and what has been read of it.
+    /// The read end of its status pipe.
     status: OwnedFd,
-    reader: channel::FramedReader,
+    /// What has been read of it (behind a lock only so that [`Child::id`] can read the start
+    /// through `&self`; everything else takes it through `&mut self`, without locking).
+    heard: Mutex<Heard>,
     /// The program, for the error if it could not start (heard of late, under `run`).
     program: String,
     killer: Killer,
@@ -296,10 +325,63 @@ pub struct Child {
     exit: Option<ChildExit>,
 }
 
+/// What a child's status pipe has said so far.
+#[derive(Debug, Default)]
+struct Heard {
+    reader: channel::FramedReader,
+    /// Its pid, once its start is heard of (0 before).
+    pid: i32,
+    /// Why it could not start, if it could not.
+    failure: Option<(SpawnStep, i32)>,
+    /// A message read while looking for the start, not taken yet.
+    held: Option<Reply>,
+}
+
+impl Heard {
+    /// Whether a message is waiting to be taken without reading the pipe.
+    fn has_buffered(&self) -> bool {
+        self.held.is_some() || self.reader.has_buffered()
+    }
+
+    /// The next message (the pipe being readable, or one buffered); `None` if the pipe hung
+    /// up. Records the start and a failure to start.
+    fn next(&mut self, status: BorrowedFd<'_>) -> Result<Option<Reply>, SandboxError> {
+        let message = match self.held.take() {
+            Some(message) => Some(message),
+            None => read_status(status, &mut self.reader)?,
+        };
+        match &message {
+            Some(Reply::Started { pid }) => self.pid = *pid,
+            Some(Reply::SpawnFailed { step, errno }) => self.failure = Some((*step, *errno)),
+            _ => {}
+        }
+        Ok(message)
+    }
+}
+
 impl Child {
-    /// Its pid inside the sandbox (also its process group's and session's id there).
+    /// Its pid inside the sandbox (also its process group's and session's id there). The
+    /// first call may wait for the sandbox to report the start ([`Sandbox::start`] returns
+    /// as soon as the command is on its way); 0 if the command could not start (its
+    /// [`wait`](Child::wait) says why) or the session ended first.
     pub fn id(&self) -> u32 {
-        self.pid as u32
+        let mut heard = self.heard.lock().unwrap_or_else(PoisonError::into_inner);
+        while heard.pid == 0 && heard.failure.is_none() && heard.held.is_none() {
+            if !heard.reader.has_buffered() {
+                let left = self.give_up.saturating_duration_since(Instant::now());
+                match channel::poll_each([Some(self.status.as_fd())], Some(left)) {
+                    Ok([ready]) if !ready.is_empty() => {}
+                    _ => break,
+                }
+            }
+            match heard.next(self.status.as_fd()) {
+                Ok(Some(Reply::Started { .. } | Reply::SpawnFailed { .. })) => {}
+                // Anything else is the wait's to take.
+                Ok(Some(other)) => heard.held = Some(other),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        heard.pid as u32
     }
 
     /// A handle that kills or signals it from another thread.
@@ -362,11 +444,9 @@ impl Child {
                 channel::poll_each([Some(self.status.as_fd()), Some(sandbox.pidfd.as_fd())], Some(left))
                     .map_err(|source| SandboxError::Control { step: "waiting for the command to start", source })?;
             if status_ready.contains(PollFlags::IN) {
-                return match read_status(self.status.as_fd(), &mut self.reader)? {
-                    Some(Reply::Started { pid }) => {
-                        self.pid = pid;
-                        Ok(())
-                    }
+                let heard = self.heard.get_mut().unwrap_or_else(PoisonError::into_inner);
+                return match heard.next(self.status.as_fd())? {
+                    Some(Reply::Started { .. }) => Ok(()),
                     Some(Reply::SpawnFailed { step, errno: e }) => Err(spawn_error(&self.program, step, e)),
                     Some(_) => Err(SandboxError::Protocol(protocol::DecodeError::unexpected())),
                     None => Err(SandboxError::Dead),
@@ -384,8 +464,8 @@ impl Child {
     }
 
     /// Whether its end has been read already, waiting to be taken.
-    pub(crate) fn has_buffered_status(&self) -> bool {
-        self.reader.has_buffered()
+    pub(crate) fn has_buffered_status(&mut self) -> bool {
+        self.heard.get_mut().unwrap_or_else(PoisonError::into_inner).has_buffered()
     }
 
     /// How long the host still waits to hear of its end.
@@ -398,8 +478,12 @@ impl Child {
         if let Some(exit) = self.exit {
             return Ok(Some(exit));
         }
+        let heard = self.heard.get_mut().unwrap_or_else(PoisonError::into_inner);
+        if let Some((step, e)) = heard.failure {
+            return Err(spawn_error(&self.program, step, e));
+        }
         let reply = loop {
-            if !self.reader.has_buffered() {
+            if !heard.has_buffered() {
                 let left = until.saturating_duration_since(Instant::now());
                 let [ready] = channel::poll_each([Some(self.status.as_fd())], Some(left))
                     .map_err(|source| SandboxError::Control { step: "waiting for the command", source })?;
@@ -407,14 +491,17 @@ impl Child {
                     return Ok(None);
                 }
             }
-            match read_status(self.status.as_fd(), &mut self.reader)? {
-                Some(Reply::Started { pid }) => self.pid = pid,
+            match heard.next(self.status.as_fd())? {
+                Some(Reply::Started { .. }) => {}
                 Some(Reply::SpawnFailed { step, errno: e }) => return Err(spawn_error(&self.program, step, e)),
                 other => break other,
             }
         };
         let exit = match reply {
-            Some(Reply::Exited { status, usage, untouched, timed_out }) => {
+            Some(Reply::Exited { status, usage, untouched, timed_out, commands_received }) => {
+                if untouched {
+                    self.killer.link.untouched_through(commands_received);
+                }
                 let status = ExitStatus::from_wait_status(status);
                 let cut = self.killer.cut.load(Ordering::Acquire);
                 let killed = status == ExitStatus::Signaled(libc::SIGKILL);
@@ -432,7 +519,6 @@ impl Child {
                         max_rss_kib: usage.max_rss_kib,
                     },
                     duration: self.started.elapsed(),
-                    untouched,
                 }
             }
             Some(_) => return Err(SandboxError::Protocol(protocol::DecodeError::unexpected())),
@@ -499,6 +585,13 @@ impl Sandbox {
     /// Starts a command and returns at once: its piped streams are read and written as it
     /// runs (see [`Child`]). Several may run at once in the session, and each ends with it.
     ///
+    /// It returns once the command is on its way, without waiting to hear that it started
+    /// (that would cost every command a wake-up): a command that cannot start (no such
+    /// program, not executable) says so from its first `wait`, `try_wait` or
+    /// `wait_timeout`, as [`SandboxError::ProgramNotFound`] or [`SandboxError::Exec`]. Only
+    /// a command with a terminal ([`Command::pty`]) is heard of first, as the terminal comes
+    /// back with its start.
+    ///
     /// ```no_run
     /// use sandpool::sandbox::{Command, Policy, Sandbox, Stdio};
     /// use std::io::{BufRead, BufReader, Write};
@@ -514,7 +607,10 @@ impl Sandbox {
     /// ```
     pub fn start(&self, cmd: &Command) -> Result<Child, SandboxError> {
         let mut child = self.start_with(cmd, false, true)?;
-        child.wait_for_start(self)?;
+        if cmd.get_pty().is_some() && child.pty.is_none() {
+            // No terminal came back: the status pipe says why.
+            child.wait_for_start(self)?;
+        }
         Ok(child)
     }
 
@@ -531,7 +627,6 @@ impl Sandbox {
             return Err(SandboxError::Dead);
         }
         let super::command::EncodedCommand { argv, env, cwd } = cmd.encode()?;
-        self.used.store(true, Ordering::Release);
         let timeout = cmd.get_timeout().unwrap_or(self.policy.timeout);
         let cap = cmd.get_output_limit().unwrap_or(self.policy.output_limit);
         let terminal = cmd.get_pty().map(|(rows, cols)| [rows, cols]);
@@ -566,6 +661,7 @@ impl Sandbox {
         fds.extend(terminal_return.as_ref().map(|(_, inside)| inside.as_fd()));
         fds.push(status_inside.as_fd());
         let started = Instant::now();
+        self.runner.count_command();
         channel::send(self.runner.runner.as_fd(), &request.encode(), &fds)
             .map_err(|source| SandboxError::Control { step: "sending the command", source })?;
         drop(fds);
@@ -587,9 +683,8 @@ impl Sandbox {
             stdout: stdout.map(ChildStdout),
             stderr: stderr.map(ChildStderr),
             pty: pty.map(|file| ChildPty(capped(file, true))),
-            pid: 0,
             status,
-            reader: channel::FramedReader::default(),
+            heard: Mutex::new(Heard::default()),
             program: cmd.get_program().to_string_lossy().into_owned(),
             killer,
             started,

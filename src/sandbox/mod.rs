@@ -63,7 +63,7 @@ mod zygote;
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 use rustix::thread::UnshareFlags;
@@ -119,8 +119,6 @@ pub struct Sandbox {
     isolation: Isolation,
     dead: bool,
     reaped: bool,
-    /// A command ran since the last reset.
-    used: AtomicBool,
     /// The next command's token (its name in `Signal` requests).
     next_token: AtomicU64,
 }
@@ -241,7 +239,7 @@ impl Sandbox {
         let pidfd = guard.pidfd.take().expect("guard holds the pidfd");
         Ok(Sandbox {
             control: host_end,
-            runner: Arc::new(SessionLink { runner }),
+            runner: Arc::new(SessionLink::new(runner)),
             pidfd,
             pid: zygote.pid,
             cgroups,
@@ -249,7 +247,6 @@ impl Sandbox {
             isolation,
             dead: false,
             reaped: false,
-            used: AtomicBool::new(false),
             next_token: AtomicU64::new(1),
         })
     }
@@ -281,7 +278,7 @@ impl Sandbox {
     /// owners as they were, no System V IPC object. Writes inside binds persist by design and
     /// do not count.
     pub fn is_clean(&self) -> bool {
-        !self.used.load(Ordering::Acquire)
+        self.runner.is_clean()
     }
 
     /// Whether its init is alive and no fatal error has been seen (one `poll` on the pidfd).
@@ -328,8 +325,7 @@ impl Sandbox {
             Ok((Reply::Ready(_), fds)) => {
                 // The new session's spawner; the old one's socket, and whatever it still held,
                 // goes with it.
-                self.runner = Arc::new(SessionLink { runner: take_runner(fds).inspect_err(|_| self.dead = true)? });
-                self.used.store(false, Ordering::Release);
+                self.runner = Arc::new(SessionLink::new(take_runner(fds).inspect_err(|_| self.dead = true)?));
                 Ok(())
             }
             Ok((Reply::ResetFailed { step, errno: e }, _)) => {

@@ -167,6 +167,9 @@ pub enum Reply {
         untouched: bool,
         /// Whether the spawner killed it for running past its timeout.
         timed_out: bool,
+        /// How many `Run` requests the spawner had received when it judged: the verdict says
+        /// nothing of a command the host sent after those.
+        commands_received: u64,
     },
     /// The command started (on its status pipe): its pid in the session.
     Started {
@@ -537,7 +540,7 @@ impl Reply {
                 w.bytes(step.as_bytes());
                 w.i32(*errno);
             }
-            Reply::Exited { status, usage, untouched, timed_out } => {
+            Reply::Exited { status, usage, untouched, timed_out, commands_received } => {
                 w.u8(tag::EXITED);
                 w.i32(*status);
                 w.u64(usage.user_us);
@@ -545,6 +548,7 @@ impl Reply {
                 w.u64(usage.max_rss_kib);
                 w.bool(*untouched);
                 w.bool(*timed_out);
+                w.u64(*commands_received);
             }
             Reply::Started { pid } => {
                 w.u8(tag::STARTED);
@@ -586,6 +590,7 @@ impl Reply {
                 usage: Usage { user_us: r.u64()?, system_us: r.u64()?, max_rss_kib: r.u64()? },
                 untouched: r.bool()?,
                 timed_out: r.bool()?,
+                commands_received: r.u64()?,
             },
             tag::STARTED => Reply::Started { pid: r.i32()? },
             tag::SPAWN_FAILED => Reply::SpawnFailed {
@@ -661,6 +666,7 @@ mod tests {
                 usage: Usage { user_us: 1, system_us: 2, max_rss_kib: 3 },
                 untouched: true,
                 timed_out: false,
+                commands_received: 3,
             },
             Reply::Started { pid: 2 },
             Reply::SpawnFailed { step: SpawnStep::Exec, errno: 2 },

@@ -3,7 +3,6 @@
 
 use std::io::{self, Read};
 use std::os::fd::AsFd;
-use std::sync::atomic::Ordering;
 
 use super::child::{Child, ChildPty, ChildStdout};
 use super::command::{Command, Output};
@@ -117,9 +116,6 @@ impl Sandbox {
         if let Some(s) = stderr.as_mut() {
             err.read_available(s);
         }
-        // The spawner looked once the command ended: a session it left as a reset would needs
-        // no reset (the pool then hands the sandbox on at once).
-        self.used.store(!exit.untouched, Ordering::Release);
         Ok(Output {
             status: exit.status,
             timed_out: exit.timed_out(),

@@ -1,4 +1,4 @@
-//! `sandpool bench`: warm, cold and bare execution side by side, and with `--engine` the pool
+//! `sandpool bench`: warm (through `run` and through a `Child`), cold and bare execution side
 //! engine against its baselines.
 use crate::harness::{self, Progress};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -133,7 +133,8 @@ fn print_report(
     writeln!(out)?;
     for &t in threads {
         let find = |n: &str| sandbox_rows.iter().find(|r| r.name == n && r.threads == t);
-        let (Some(warm), Some(bare), Some(cold)) = (find(harness::WARM), find(harness::BARE), find(harness::COLD))
+        let (Some(warm), Some(bare), Some(cold), Some(start)) =
+            (find(harness::WARM), find(harness::BARE), find(harness::COLD), find(harness::START))
         else {
             continue;
         };
@@ -144,6 +145,12 @@ fn print_report(
             warm.p99_us / bare.p99_us,
             warm.ops_per_sec / bare.ops_per_sec,
             cold.p50_us / warm.p50_us,
+        )?;
+        writeln!(
+            out,
+            "  through a Child (start, read, wait): p50 {:.2}× warm's, throughput {:.2}× warm's",
+            start.p50_us / warm.p50_us,
+            start.ops_per_sec / warm.ops_per_sec,
         )?;
         // The reference figures are of `/bin/true`: another program is compared only with what
         // this run measured.

@@ -22,7 +22,7 @@ struct Cli {
 enum Commands {
     /// Run one command in a fresh sandbox.
     Run(run::RunArgs),
-    /// Measure warm, cold and bare execution (and with --engine the pool engine) side by side.
+    /// Measure warm (run and start), cold and bare execution (and with --engine the pool engine) side by side.
     Bench(bench::BenchArgs),
     /// Say what this host supports and what isolation sandpool gives here.
     Doctor(doctor::DoctorArgs),

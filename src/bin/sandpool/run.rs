@@ -143,9 +143,7 @@ pub fn main(args: RunArgs) -> ExitCode {
     };
     let mut child = match sandbox.start(&cmd) {
         Ok(c) => c,
-        Err(e @ SandboxError::ProgramNotFound { .. }) => return fail(EXIT_NOT_FOUND, describe(&e)),
-        Err(e @ SandboxError::Exec { .. }) => return fail(EXIT_CANNOT_EXECUTE, describe(&e)),
-        Err(e) => return fail(EXIT_SETUP, describe(&e)),
+        Err(e) => return fail(exit_code_of(&e), describe(&e)),
     };
     let mut streams = match Streams::start(&mut child, args.json) {
         Ok(s) => s,
@@ -165,7 +163,7 @@ pub fn main(args: RunArgs) -> ExitCode {
     let output = streams.finish();
     let exit = match exit {
         Ok(exit) => exit,
-        Err(e) => return fail(EXIT_SETUP, describe(&e)),
+        Err(e) => return fail(exit_code_of(&e), describe(&e)),
     };
 
     let code = if exit.timed_out() {
@@ -319,6 +317,16 @@ impl Streams {
         }
         drop(self.raw);
         collected
+    }
+}
+
+/// The exit status for a command that could not run: not found, not executable, or the
+/// sandbox failing.
+fn exit_code_of(e: &SandboxError) -> u8 {
+    match e {
+        SandboxError::ProgramNotFound { .. } => EXIT_NOT_FOUND,
+        SandboxError::Exec { .. } => EXIT_CANNOT_EXECUTE,
+        _ => EXIT_SETUP,
     }
 }
 

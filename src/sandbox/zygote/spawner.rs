@@ -90,6 +90,9 @@ pub(super) struct Spawner {
     held: Option<Vec<(i32, i32, sys::ChildUsage)>>,
     /// What the verdict after each command compares.
     session: SessionState,
+    /// `Run` requests received this session (what the host counts as sent, once none is
+    /// on its way).
+    commands_received: u64,
     /// Whether a command was given a terminal: the host may still hold its near end, so the
     /// session is never again as it started.
     gave_a_terminal: bool,
@@ -214,6 +217,7 @@ impl Spawner {
             held: None,
             session,
             gave_a_terminal: false,
+            commands_received: 0,
         })
     }
 
@@ -233,6 +237,7 @@ impl Spawner {
             usage: Usage { user_us: usage.user_us, system_us: usage.system_us, max_rss_kib: usage.max_rss_kib },
             untouched,
             timed_out: child.timed_out,
+            commands_received: self.commands_received,
         };
         let _ = channel::send_framed(child.status.as_fd(), &reply.encode());
     }
@@ -378,7 +383,10 @@ impl Spawner {
                 Ok(n) => n,
             };
             match Request::decode(&buf[..n]) {
-                Ok(Request::Run(req)) => self.start_command(req, received),
+                Ok(Request::Run(req)) => {
+                    self.commands_received += 1;
+                    self.start_command(req, received);
+                }
                 Ok(Request::Signal { token, signal }) => {
                     let pid = self.children.iter().find(|c| c.token == token).map(|c| c.pid);
                     if let (Some(pid), Some(signal)) = (pid, Signal::from_named_raw(signal)) {

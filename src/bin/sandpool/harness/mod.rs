@@ -18,4 +18,4 @@ mod sandbox;
 pub(crate) use baselines::BASELINES;
 pub(crate) use report::{ModeReport, print_table, write_json};
 pub(crate) use runner::{Progress, run_engine_modes};
-pub(crate) use sandbox::{BARE, COLD, SandboxBench, WARM};
+pub(crate) use sandbox::{BARE, COLD, START, SandboxBench, WARM};

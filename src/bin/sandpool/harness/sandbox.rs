@@ -3,6 +3,7 @@
 //! `std::process::Command`, no isolation: the floor), measured side by side by [`measure`].
 
 use std::ffi::OsString;
+use std::io::Read;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -13,6 +14,8 @@ use sandpool::{SandboxPool, SandboxPoolError};
 
 /// The warm mode's name.
 pub(crate) const WARM: &str = "warm";
+/// The name of the mode that goes through a [`Child`](sandpool::sandbox::Child).
+pub(crate) const START: &str = "start";
 /// The cold mode's name.
 pub(crate) const COLD: &str = "cold";
 /// The floor's name.
@@ -71,6 +74,29 @@ impl SandboxBench {
         }))
     }
 
+    /// `start`: as `warm`, through a [`Child`](sandpool::sandbox::Child) instead of `run`:
+    /// acquire, start, read its output to the end (stdout, then stderr), wait, release. What
+    /// the handle costs over `run` is the difference to `warm`.
+    fn start(&self, threads: usize, duration: Duration) -> Result<ModeReport, SandboxPoolError> {
+        let size = self.pool_size.unwrap_or(threads * 2);
+        let pool = SandboxPool::builder(self.policy.clone()).max_size(size).min_idle(size).build()?;
+        pool.warm_up(Duration::from_secs(60));
+        let cmd = self.command();
+        Ok(measure(START, threads, duration, || {
+            let lease = pool.acquire().map_err(|_| OpFailed)?;
+            let mut child = lease.start(&cmd).map_err(|_| OpFailed)?;
+            let mut sink = Vec::new();
+            if let Some(mut out) = child.stdout.take() {
+                out.read_to_end(&mut sink).map_err(|_| OpFailed)?;
+            }
+            if let Some(mut err) = child.stderr.take() {
+                err.read_to_end(&mut sink).map_err(|_| OpFailed)?;
+            }
+            let exit = child.wait().map_err(|_| OpFailed)?;
+            if exit.success() { Ok(()) } else { Err(OpFailed) }
+        }))
+    }
+
     /// `cold`: make a sandbox, run, destroy it.
     fn cold(&self, threads: usize, duration: Duration) -> ModeReport {
         let cmd = self.command();
@@ -82,20 +108,21 @@ impl SandboxBench {
         })
     }
 
-    /// Runs `bare`, `warm` and `cold` at each thread count, reporting progress.
+    /// Runs `bare`, `warm`, `start` and `cold` at each thread count, reporting progress.
     pub(crate) fn run_all(
         &self,
         thread_counts: &[usize],
         duration: Duration,
         progress: &dyn Fn(Progress<'_>),
     ) -> Result<Vec<ModeReport>, SandboxPoolError> {
-        let mut rows = Vec::with_capacity(thread_counts.len() * 3);
+        let mut rows = Vec::with_capacity(thread_counts.len() * 4);
         for &threads in thread_counts {
-            for mode in [BARE, WARM, COLD] {
+            for mode in [BARE, WARM, START, COLD] {
                 progress(Progress::Start { mode, threads });
                 let row = match mode {
                     BARE => self.bare(threads, duration),
                     WARM => self.warm(threads, duration)?,
+                    START => self.start(threads, duration)?,
                     _ => self.cold(threads, duration),
                 };
                 progress(Progress::Done);
