@@ -1,5 +1,7 @@
 //! The `sandpool` command's contract (DESIGN.md): options, exit statuses, `--json` fields.
 
+mod common;
+
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
@@ -328,4 +330,67 @@ fn tty_runs_an_interactive_shell_in_a_real_terminal() {
     if let Err(panic) = result {
         std::panic::resume_unwind(panic);
     }
+}
+
+/// Under the namespace rules of Docker's default seccomp profile, `run` fails at once (125)
+/// with one sentence saying what refuses and how to allow it; `doctor` says the same.
+#[test]
+fn a_containers_seccomp_profile_is_named_with_how_to_allow_it() {
+    let probe = common::probe();
+    let under_filter = |args: &[&str]| -> Output {
+        Command::new(probe).arg("docker-seccomp").args(args).stdin(Stdio::null()).output().unwrap()
+    };
+    // The probe works: commands run under it, and it refuses a new user namespace.
+    assert!(under_filter(&["true"]).status.success());
+    assert!(!under_filter(&["unshare", "-U", "true"]).status.success(), "the filter refuses namespaces");
+    assert!(sandpool(&["run", "--", "true"]).status.success(), "without it, sandpool runs");
+
+    let out = under_filter(&[env!("CARGO_BIN_EXE_sandpool"), "run", "--", "true"]);
+    let said = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "{said}");
+    assert_eq!(said.lines().count(), 1, "one sentence: {said}");
+    assert!(said.contains("seccomp") && said.contains("--security-opt seccomp=unconfined"), "{said}");
+    let doctor = under_filter(&[env!("CARGO_BIN_EXE_sandpool"), "doctor"]);
+    assert!(!doctor.status.success());
+    assert!(text(&doctor.stdout).contains("--security-opt seccomp=unconfined"), "{}", text(&doctor.stdout));
+}
+
+/// With the cgroup file system read-only (a Kubernetes pod's), `run` refuses (125) with one
+/// sentence saying so and how to allow it, `--no-cgroups` runs with rlimits, and `doctor`
+/// says the same. Root only: it remounts the cgroup mounts read-only in a mount namespace
+/// of its own (util-linux `unshare -m`).
+#[test]
+fn a_read_only_cgroup_file_system_is_named_with_how_to_allow_it() {
+    if !common::is_root() {
+        common::skip(
+            "a_read_only_cgroup_file_system_is_named_with_how_to_allow_it",
+            "needs root to remount /sys/fs/cgroup",
+        );
+        return;
+    }
+    let bin = env!("CARGO_BIN_EXE_sandpool");
+    let read_only = |args: &str| -> Output {
+        let script = format!(
+            "set -e; mount --make-rprivate /; \
+             for m in $(awk '$3 ~ /^cgroup2?$/ {{print $2}}' /proc/mounts); do mount -o remount,bind,ro \"$m\"; done; \
+             exec {bin} {args}"
+        );
+        Command::new("unshare").args(["-m", "sh", "-c", &script]).stdin(Stdio::null()).output().unwrap()
+    };
+    // The probe works: in the same namespace, a cgroup mount is read-only.
+    let probe = read_only("run --no-cgroups -- true");
+    assert!(probe.status.success(), "{}", text(&probe.stderr));
+    let touch = Command::new("unshare")
+        .args(["-m", "sh", "-c", "mount --make-rprivate /; m=$(awk '$3 ~ /^cgroup2?$/ {print $2; exit}' /proc/mounts); mount -o remount,bind,ro \"$m\"; mkdir \"$m/sandpool-ro-test\""])
+        .output()
+        .unwrap();
+    assert!(!touch.status.success() && text(&touch.stderr).contains("Read-only"), "{}", text(&touch.stderr));
+
+    let out = read_only("run -- true");
+    let said = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "{said}");
+    assert_eq!(said.lines().count(), 1, "one sentence: {said}");
+    assert!(said.contains("read-only") && said.contains("--no-cgroups"), "{said}");
+    let doctor = read_only("doctor");
+    assert!(text(&doctor.stdout).contains("read-only"), "{}", text(&doctor.stdout));
 }

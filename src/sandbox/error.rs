@@ -76,6 +76,17 @@ pub enum SandboxError {
         #[source]
         source: io::Error,
     },
+    /// The host refuses the namespaces every sandbox needs (a container's seccomp profile,
+    /// an AppArmor restriction, user namespaces turned off): `reason` says what, and how to
+    /// allow it, in one sentence; `source` is the failure as it happened.
+    #[error("{reason}")]
+    HostRefuses {
+        /// What refuses, and how to allow it.
+        reason: String,
+        /// The failure.
+        #[source]
+        source: Box<SandboxError>,
+    },
     /// Writing the user namespace's id maps failed.
     #[error("writing the sandbox's uid/gid map failed")]
     IdMap(#[source] io::Error),

@@ -46,8 +46,8 @@ impl fmt::Display for Enforcement {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Limit {
-    /// What it limits (`memory`, `processes`, `cpu_time`, `file_size`, `open_files`, `tmp_size`,
-    /// `timeout`, `output`).
+    /// What it limits (`memory`, `processes`, `cpu`, `cpu_time`, `file_size`, `open_files`,
+    /// `tmp_size`, `timeout`, `output`).
     pub name: &'static str,
     /// Its value (bytes, count, or milliseconds for times).
     pub value: u64,
@@ -233,6 +233,14 @@ pub(super) fn build_isolation(
             note: "per process (RLIMIT_NOFILE)",
         },
     ];
+    if let Some(millis) = policy.cpu_millis {
+        limits.push(Limit {
+            name: "cpu",
+            value: millis,
+            enforced_by: cgroups.cpu.unwrap_or(Enforcement::None),
+            note: "whole sandbox, thousandths of a CPU per 100 ms period",
+        });
+    }
     if let Some(cpu) = policy.cpu_time {
         limits.push(Limit {
             name: "cpu_time",

@@ -125,8 +125,26 @@ pub struct Sandbox {
 
 impl Sandbox {
     /// Makes a sandbox as `policy` says. Fails, saying which step and why, if any required
-    /// layer cannot be applied.
+    /// layer cannot be applied; where the host refuses namespaces altogether (a container's
+    /// seccomp profile, AppArmor's restriction, user namespaces off), with
+    /// [`SandboxError::HostRefuses`], which says what refuses and how to allow it.
     pub fn spawn(policy: &Policy) -> Result<Sandbox, SandboxError> {
+        Sandbox::spawn_unexplained(policy).map_err(|e| {
+            let refused = match &e {
+                SandboxError::Clone { source, .. } => source.raw_os_error().map(|n| (n, true)),
+                SandboxError::Setup { source, .. } | SandboxError::IdMap(source) => {
+                    source.raw_os_error().map(|n| (n, false))
+                }
+                _ => None,
+            };
+            match refused.and_then(|(errno, at_clone)| host::what_refuses_namespaces(errno, at_clone)) {
+                Some(reason) => SandboxError::HostRefuses { reason, source: Box::new(e) },
+                None => e,
+            }
+        })
+    }
+
+    fn spawn_unexplained(policy: &Policy) -> Result<Sandbox, SandboxError> {
         // Keep the zygote's entry point linked into every image that spawns sandboxes.
         std::hint::black_box(&sys::ZYGOTE_ENTRY);
         let image = host::self_image()?;
@@ -139,7 +157,7 @@ impl Sandbox {
         let cgroups = if policy.cgroups == Requirement::Off {
             SandboxCgroups::default()
         } else {
-            let cg = SandboxCgroups::create(policy.memory_bytes, policy.max_processes + OWN_PROCESSES)
+            let cg = SandboxCgroups::create(policy.memory_bytes, policy.max_processes + OWN_PROCESSES, policy.cpus())
                 .map_err(|(step, source)| SandboxError::Cgroup { step, source })?;
             if cg.memory.is_none() || cg.pids.is_none() {
                 let why = cgroup::support().notes.join("; ");
@@ -147,6 +165,13 @@ impl Sandbox {
                     return Err(SandboxError::LayerUnavailable { layer: "cgroups", reason: why });
                 }
                 missing.push(format!("cgroups: {why} (rlimits used instead)"));
+            }
+            if policy.cpu_millis.is_some() && cg.cpu.is_none() {
+                let why = "no usable cpu controller (cgroup v2 or v1): the CPU share is not enforced";
+                if policy.cgroups == Requirement::Required {
+                    return Err(SandboxError::LayerUnavailable { layer: "cgroups", reason: why.into() });
+                }
+                missing.push(format!("cpu: {why}"));
             }
             cg
         };
@@ -167,21 +192,39 @@ impl Sandbox {
         if policy.network == Network::LoopbackOnly {
             namespaces |= UnshareFlags::NEWNET;
         }
-        let zygote = sys::spawn_zygote(
-            namespaces,
-            image,
-            zygote_end.as_fd(),
-            null,
-            &[sys::ZYGOTE_ARGV0],
-            &[sys::ZYGOTE_ENV],
-            last_cap(),
-        )
-        .map_err(|(step, source)| SandboxError::Clone { step: step.name(), source })?;
-        drop(zygote_end);
+        let cgroup_dir = cgroups
+            .v2_dir()
+            .transpose()
+            .map_err(|source| SandboxError::Cgroup { step: "open the sandbox's cgroup v2 directory".into(), source })?;
+        let spawn = |cgroup: Option<BorrowedFd<'_>>| {
+            sys::spawn_zygote(&sys::ZygoteSpec {
+                namespaces,
+                exe: image,
+                control: zygote_end.as_fd(),
+                devnull: null,
+                argv: &[sys::ZYGOTE_ARGV0],
+                envp: &[sys::ZYGOTE_ENV],
+                last_cap: last_cap(),
+                cgroup,
+            })
+        };
+        // Born in its cgroup where the kernel can (5.7+); moved in just after, otherwise.
+        let (zygote, born_in_cgroup) = match cgroup_dir.as_ref().map(|dir| spawn(Some(dir.as_fd()))) {
+            Some(Ok(zygote)) => (zygote, true),
+            Some(Err((sys::ZygoteChildStep::Clone, e))) => {
+                tracing::debug!(error = %e, "clone3 with CLONE_INTO_CGROUP refused; attaching after the clone");
+                (spawn(None).map_err(|(step, source)| SandboxError::Clone { step: step.name(), source })?, false)
+            }
+            Some(Err((step, source))) => return Err(SandboxError::Clone { step: step.name(), source }),
+            None => (spawn(None).map_err(|(step, source)| SandboxError::Clone { step: step.name(), source })?, false),
+        };
+        drop((zygote_end, cgroup_dir));
         let mut guard = SpawnGuard { pidfd: Some(zygote.pidfd) };
         let pidfd = guard.pidfd.as_ref().expect("just set").as_fd();
 
-        cgroups.attach(zygote.pid).map_err(|(step, source)| SandboxError::Cgroup { step, source })?;
+        if !born_in_cgroup {
+            cgroups.attach(zygote.pid).map_err(|(step, source)| SandboxError::Cgroup { step, source })?;
+        }
         let self_join = cgroups
             .self_join_files(host_uid, host_gid)
             .map_err(|(step, source)| SandboxError::Cgroup { step, source })?;

@@ -123,6 +123,8 @@ pub struct Policy {
     pub(crate) tmp_size: u64,
     pub(crate) output_limit: usize,
     pub(crate) cpu_time: Option<Duration>,
+    /// CPU share in thousandths of a CPU.
+    pub(crate) cpu_millis: Option<u64>,
     pub(crate) max_file_size: u64,
     pub(crate) max_open_files: u64,
     pub(crate) landlock: Requirement,
@@ -142,6 +144,7 @@ impl Default for Policy {
             tmp_size: 64 * MIB,
             output_limit: 16 * MIB as usize,
             cpu_time: Some(Duration::from_secs(60)),
+            cpu_millis: None,
             max_file_size: 1024 * MIB,
             max_open_files: 1024,
             landlock: Requirement::Required,
@@ -172,6 +175,10 @@ impl Policy {
     /// Most processes (tasks) the commands may have alive at once.
     pub fn max_processes(&self) -> u64 {
         self.max_processes
+    }
+    /// The CPU share of the whole sandbox, in CPUs (`0.5`: half of one), if any.
+    pub fn cpus(&self) -> Option<f64> {
+        self.cpu_millis.map(|m| m as f64 / 1000.0)
     }
     /// Default wall-clock limit of one command.
     pub fn timeout(&self) -> Duration {
@@ -260,6 +267,32 @@ impl PolicyBuilder {
     /// CPU time limit of each process (`RLIMIT_CPU`), or `None`. Default: 60 s.
     pub fn cpu_time(mut self, limit: Option<Duration>) -> Self {
         self.policy.cpu_time = limit;
+        self
+    }
+
+    /// CPU share of the whole sandbox, in CPUs: `0.5` lets its processes together run half
+    /// of one CPU's time, `2.0` two CPUs' (cgroup `cpu.max` over 100 ms periods; v1's CFS
+    /// quota where cpu is a v1 controller). At least 0.01. Default: none. Where no cpu
+    /// controller is usable the share is not enforced, which the sandbox's
+    /// [`Isolation`](super::Isolation) says (and which fails it under
+    /// [`PolicyBuilder::cgroups`]`(Required)`).
+    ///
+    /// ```
+    /// use sandpool::sandbox::Policy;
+    /// let judge = Policy::builder().cpus(1.0).build()?;
+    /// assert_eq!(judge.cpus(), Some(1.0));
+    /// # Ok::<(), sandpool::sandbox::PolicyError>(())
+    /// ```
+    pub fn cpus(mut self, cpus: f64) -> Self {
+        if !(cpus.is_finite() && cpus >= 0.01) {
+            self.error.get_or_insert(PolicyError::LimitOutOfRange {
+                name: "CPU share (thousandths of a CPU)",
+                value: if cpus > 0.0 { (cpus * 1000.0) as u64 } else { 0 },
+                min: 10,
+            });
+            return self;
+        }
+        self.policy.cpu_millis = Some((cpus * 1000.0).round() as u64);
         self
     }
 

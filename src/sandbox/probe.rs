@@ -41,6 +41,13 @@ fn read(path: &str) -> Option<String> {
     fs::read_to_string(path).ok().map(|s| s.trim().to_string())
 }
 
+/// The cgroup file system, mounted read-only (as in a Kubernetes pod or a container), that
+/// keeps sandboxes from getting cgroups of their own, if that is the case here. Sandboxes
+/// still work, their memory and process limits then enforced per process by rlimits.
+pub fn cgroups_read_only() -> Option<std::path::PathBuf> {
+    cgroup::support().read_only.clone()
+}
+
 /// Probes the host (cheap: reads `/proc` and `/sys`, makes a few harmless system calls).
 pub fn probe() -> HostSupport {
     let mut features = Vec::new();
@@ -99,29 +106,54 @@ pub fn probe() -> HostSupport {
     });
 
     let cg = cgroup::support();
-    let describe = |home: &Option<cgroup::CgroupHome>| match home {
+    let describe = |home: &Option<cgroup::CgroupHome>, fallback: &str| match home {
         Some(h) => (h.version, format!("{} at {}", h.version, h.parent.display())),
-        None => (Enforcement::Rlimit, "none writable: rlimit fallback".to_string()),
+        None => (Enforcement::Rlimit, format!("none usable: {fallback}")),
     };
-    let (memory_limit, mem_detail) = describe(&cg.memory);
-    let (process_limit, pids_detail) = describe(&cg.pids);
+    let (memory_limit, mem_detail) = describe(&cg.memory, "rlimit fallback (RLIMIT_AS, per process)");
+    let (process_limit, pids_detail) = describe(&cg.pids, "rlimit fallback (RLIMIT_NPROC)");
+    let (_, cpu_detail) = describe(&cg.cpu, "a CPU share (--cpu) is not enforced");
     let v2 = read("/sys/fs/cgroup/unified/cgroup.controllers").or_else(|| read("/sys/fs/cgroup/cgroup.controllers"));
+    // How to get a delegated cgroup v2, said once per missing controller.
+    let delegate = |controller: &str| {
+        let uid = rustix::process::geteuid().as_raw();
+        format!(
+            "give sandpool a cgroup v2 of its own with the {controller} controller: run it as root, in a \
+             systemd unit with Delegate=yes, or as `systemd-run --user --scope -p Delegate=yes sandpool ...` \
+             (uid {uid}'s user@{uid}.service must delegate {controller}: systemctl edit user@{uid}.service, \
+             Delegate=memory pids cpu)"
+        )
+    };
+    let v2_why = match (&cg.read_only, cg.v2_unused.as_deref()) {
+        (Some(ro), _) => format!(" ({} is mounted read-only, as in a container)", ro.display()),
+        (None, Some(w)) => format!(" ({w})"),
+        (None, None) => String::new(),
+    };
+    let delegate = |controller: &str| match &cg.read_only {
+        Some(ro) => format!(
+            "mount {} read-write for sandpool (a privileged container, or one with a cgroup namespace \
+             and a writable cgroup mount)",
+            ro.display()
+        ),
+        None => delegate(controller),
+    };
     features.push(Feature {
         name: "cgroup memory",
         available: cg.memory.is_some(),
-        detail: mem_detail,
-        fix: cg.memory.is_none().then(|| {
-            "run as root, or delegate a cgroup v2 subtree with the memory controller to this user".to_string()
-        }),
+        detail: if cg.memory.is_some() { mem_detail } else { format!("{mem_detail}{v2_why}") },
+        fix: cg.memory.is_none().then(|| delegate("memory")),
     });
     features.push(Feature {
         name: "cgroup pids",
         available: cg.pids.is_some(),
-        detail: pids_detail,
-        fix: cg
-            .pids
-            .is_none()
-            .then(|| "run as root, or delegate a cgroup v2 subtree with the pids controller to this user".to_string()),
+        detail: if cg.pids.is_some() { pids_detail } else { format!("{pids_detail}{v2_why}") },
+        fix: cg.pids.is_none().then(|| delegate("pids")),
+    });
+    features.push(Feature {
+        name: "cgroup cpu",
+        available: cg.cpu.is_some(),
+        detail: cpu_detail,
+        fix: cg.cpu.is_none().then(|| delegate("cpu")),
     });
     features.push(Feature {
         name: "cgroup v2 controllers",

@@ -22,6 +22,10 @@
 #include <sys/shm.h>
 #include <sys/stat.h>
 #include <linux/fs.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
+#include <sys/prctl.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
 #include <unistd.h>
@@ -167,6 +171,31 @@ int main(int argc, char **argv) {
         while ((e = readdir(d))) if (e->d_name[0] >= '1' && e->d_name[0] <= '9') n++;
         printf("%d\n", n);
         return 0;
+    }
+    /* Runs argv[2..] under the namespace rules of Docker's default seccomp profile (for a
+     * process without CAP_SYS_ADMIN): clone3 fails with ENOSYS (so that libcs fall back to
+     * clone), clone with a namespace flag, unshare and setns with EPERM. */
+    if (!strcmp(a, "docker-seccomp")) {
+        struct sock_filter f[] = {
+            BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+            BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_clone3, 0, 1),
+            BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
+            BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_unshare, 0, 1),
+            BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+            BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_setns, 0, 1),
+            BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+            BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_clone, 0, 3),
+            BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[0])),
+            BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, 0x7E020000, 0, 1),
+            BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+            BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+        };
+        struct sock_fprog prog = { .len = sizeof(f) / sizeof(f[0]), .filter = f };
+        if (argc < 3) { fprintf(stderr, "usage: probe docker-seccomp CMD...\n"); return 2; }
+        if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) || syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog))
+            return report(-1);
+        execvp(argv[2], argv + 2);
+        return report(-1);
     }
     if (!strcmp(a, "tiocsti")) { char c = '#'; return report(ioctl(0, TIOCSTI, &c)); }
     if (!strcmp(a, "pid")) { printf("%d\n", getpid()); return 0; }

@@ -9,8 +9,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use sandpool::sandbox::{
-    Child, ChildPty, ChildStderr, ChildStdout, Command, DEFAULT_PATH, ExitStatus, KillReason, Network, Policy, Sandbox,
-    SandboxError,
+    Child, ChildPty, ChildStderr, ChildStdout, Command, DEFAULT_PATH, ExitStatus, KillReason, Network, Policy,
+    Requirement, Sandbox, SandboxError, probe,
 };
 
 use crate::relay::{self, RawTerminal, SignalRelay, StdinSource, TerminalResizer};
@@ -44,6 +44,13 @@ pub struct RunArgs {
     /// Most processes in the sandbox.
     #[arg(long, value_name = "N", default_value_t = 64)]
     pids: u64,
+    /// CPU share of the whole sandbox, in CPUs (e.g. 0.5; cgroup cpu.max).
+    #[arg(long, value_name = "CPUS")]
+    cpu: Option<f64>,
+    /// Use no cgroup: memory and processes limited per process by rlimits (where the cgroup
+    /// file system is read-only, as in a container, sandpool refuses to run without it).
+    #[arg(long)]
+    no_cgroups: bool,
     /// Wall-clock limit in seconds (fractions allowed).
     #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_timeout)]
     timeout: Duration,
@@ -94,6 +101,22 @@ pub fn main(args: RunArgs) -> ExitCode {
         .max_processes(args.pids)
         .timeout(args.timeout)
         .network(if args.net { Network::Host } else { Network::LoopbackOnly });
+    if let Some(cpus) = args.cpu {
+        builder = builder.cpus(cpus);
+    }
+    if args.no_cgroups {
+        builder = builder.cgroups(Requirement::Off);
+    } else if let Some(ro) = probe::cgroups_read_only() {
+        return fail(
+            EXIT_SETUP,
+            format!(
+                "{} is mounted read-only (as in a container), so the sandbox cannot get its own memory and \
+                 process limits: mount it read-write for sandpool, or pass --no-cgroups to limit each process \
+                 with rlimits instead",
+                ro.display()
+            ),
+        );
+    }
     for p in &args.ro {
         builder = builder.ro(p);
     }
@@ -139,6 +162,8 @@ pub fn main(args: RunArgs) -> ExitCode {
     };
     let sandbox = match Sandbox::spawn(&policy) {
         Ok(s) => s,
+        // One sentence: what refuses, and how to allow it.
+        Err(e @ SandboxError::HostRefuses { .. }) => return fail(EXIT_SETUP, e),
         Err(e) => return fail(EXIT_SETUP, describe(&e)),
     };
     let mut child = match sandbox.start(&cmd) {
@@ -157,9 +182,12 @@ pub fn main(args: RunArgs) -> ExitCode {
     signals.stop();
     let oom = sandbox.oom_killed();
     let isolation = sandbox.isolation().clone();
-    // Tear the sandbox down (kill, reap, remove its cgroups): whatever the command left
-    // running lets go of its output, which is then passed on to its end.
-    drop(sandbox);
+    // Tear the sandbox down (kill, reap, remove its cgroups, waiting for them: this process
+    // ends next, and would leave a busy one behind): whatever the command left running lets
+    // go of its output, which is then passed on to its end.
+    if let Err(e) = sandbox.destroy() {
+        eprintln!("sandpool: tearing the sandbox down: {}", describe(&e));
+    }
     let output = streams.finish();
     let exit = match exit {
         Ok(exit) => exit,

@@ -1,7 +1,8 @@
-//! Per-sandbox cgroups for the memory and process limits: cgroup v2 ([`v2`]) where a
-//! writable, delegated subtree has the controllers, cgroup v1 ([`v1`]) where that is what the
-//! host has (this machine: v2 holds only `hugetlb`, `memory` and `pids` are v1), otherwise
-//! none (the limits then fall back to rlimits).
+//! Per-sandbox cgroups for the memory, process and CPU limits: cgroup v2 ([`v2`]) where our
+//! own cgroup is delegated to us (or we are root) and offers the controllers, in a subtree
+//! of our own; cgroup v1 ([`v1`]) where that is what the host has (a hybrid host: v2 holds
+//! only `hugetlb`, `memory` and `pids` are v1); otherwise none (memory and processes then
+//! fall back to rlimits, and a CPU share is not enforced).
 //!
 //! A sandbox's cgroups go with it. [`Sandbox::destroy`](super::Sandbox::destroy) waits until
 //! they are removed; dropping a sandbox does not wait: a cgroup the kernel still holds busy
@@ -29,13 +30,25 @@ pub(crate) struct CgroupHome {
     pub version: Enforcement,
 }
 
-/// Where the memory and pids controllers can be used, found once per process.
+/// Where the memory, pids and cpu controllers can be used, found once per process.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct CgroupSupport {
     pub memory: Option<CgroupHome>,
     pub pids: Option<CgroupHome>,
+    pub cpu: Option<CgroupHome>,
     /// Why a controller is unusable, for `doctor` and the isolation report.
     pub notes: Vec<String>,
+    /// Why cgroup v2 is not used, and how to get it (`None` where it is used, or not mounted
+    /// with the controllers at all).
+    pub v2_unused: Option<String>,
+    /// A cgroup file system mounted read-only (as in a container) where sandboxes' cgroups
+    /// would go, if that is why none is usable.
+    pub read_only: Option<PathBuf>,
+}
+
+/// Whether the file system holding `path` is mounted read-only.
+fn on_read_only_mount(path: &Path) -> bool {
+    rustix::fs::statvfs(path).is_ok_and(|s| s.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY))
 }
 
 fn writable_dir(path: &Path) -> bool {
@@ -72,15 +85,20 @@ fn remove_stale(parent: &Path) {
 
 fn detect() -> CgroupSupport {
     let mut s = CgroupSupport::default();
-    let v2 = v2::own_dir();
-    for (controller, slot) in [("memory", 0), ("pids", 1)] {
-        let mut home = None;
-        if let Some(dir) = &v2 {
-            // Delegated v2: our own cgroup's subtree_control already hands the controller down
-            // and we may create children there.
-            if v2::hands_down(dir, controller) && writable_dir(dir) {
-                home = Some(CgroupHome { parent: dir.clone(), version: Enforcement::CgroupV2 });
+    let v2 = match v2::prepare() {
+        Ok(subtree) => Some(subtree),
+        Err(why) => {
+            if let Some(root) = v2::mount_root().filter(|r| on_read_only_mount(r)) {
+                s.read_only = Some(root);
             }
+            s.v2_unused = Some(why);
+            None
+        }
+    };
+    for controller in ["memory", "pids", "cpu"] {
+        let mut home = None;
+        if let Some(subtree) = v2.as_ref().filter(|t| t.controllers.iter().any(|c| c == controller)) {
+            home = Some(CgroupHome { parent: subtree.parent.clone(), version: Enforcement::CgroupV2 });
         }
         if home.is_none() {
             let v1_dir = v1::hierarchy(controller);
@@ -95,19 +113,23 @@ fn detect() -> CgroupSupport {
                     }
                     Err(e) => s.notes.push(format!("{controller}: cannot create {}: {e}", parent.display())),
                 }
+            } else if is_v1 && on_read_only_mount(&v1) {
+                s.notes.push(format!("{controller}: cgroup v1 at {} is mounted read-only", v1.display()));
+                s.read_only.get_or_insert(v1.clone());
             } else if is_v1 {
                 s.notes.push(format!("{controller}: cgroup v1 at {} is not writable by this user", v1.display()));
             } else {
-                s.notes.push(format!("{controller}: no writable cgroup v1 or delegated v2 controller"));
+                let why = s.v2_unused.clone().unwrap_or_else(|| "no cgroup v2 subtree".into());
+                s.notes.push(format!("{controller}: no writable cgroup v1 hierarchy, and {why}"));
             }
         }
         if let Some(h) = &home {
             remove_stale(&h.parent);
         }
-        if slot == 0 {
-            s.memory = home;
-        } else {
-            s.pids = home;
+        match controller {
+            "memory" => s.memory = home,
+            "pids" => s.pids = home,
+            _ => s.cpu = home,
         }
     }
     s
@@ -125,20 +147,23 @@ pub(crate) struct SandboxCgroups {
     dirs: Vec<(PathBuf, Enforcement)>,
     pub memory: Option<Enforcement>,
     pub pids: Option<Enforcement>,
+    pub cpu: Option<Enforcement>,
 }
 
 impl SandboxCgroups {
-    /// Makes the sandbox's cgroups and sets their limits.
-    pub(crate) fn create(memory_bytes: u64, max_processes: u64) -> Result<Self, (String, io::Error)> {
+    /// Makes the sandbox's cgroups and sets their limits (`cpus`: a CPU share, if any).
+    pub(crate) fn create(
+        memory_bytes: u64,
+        max_processes: u64,
+        cpus: Option<f64>,
+    ) -> Result<Self, (String, io::Error)> {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let name =
             format!("sb-{}-{}", rustix::process::getpid().as_raw_nonzero(), NEXT.fetch_add(1, Ordering::Relaxed));
         let support = support();
         let mut cg = SandboxCgroups::default();
         if let Some(home) = &support.memory {
-            let dir = home.parent.join(&name);
-            fs::create_dir(&dir).map_err(|e| (format!("create {}", dir.display()), e))?;
-            cg.dirs.push((dir.clone(), home.version));
+            let dir = cg.dir(home, &name)?;
             match home.version {
                 Enforcement::CgroupV2 => v2::limit_memory(&dir, memory_bytes)?,
                 _ => v1::limit_memory(&dir, memory_bytes)?,
@@ -146,15 +171,38 @@ impl SandboxCgroups {
             cg.memory = Some(home.version);
         }
         if let Some(home) = &support.pids {
-            let dir = home.parent.join(&name);
-            if !cg.dirs.iter().any(|(d, _)| *d == dir) {
-                fs::create_dir(&dir).map_err(|e| (format!("create {}", dir.display()), e))?;
-                cg.dirs.push((dir.clone(), home.version));
-            }
+            let dir = cg.dir(home, &name)?;
             fs::write(dir.join("pids.max"), max_processes.to_string()).map_err(|e| ("set pids.max".into(), e))?;
             cg.pids = Some(home.version);
         }
+        if let (Some(home), Some(cpus)) = (&support.cpu, cpus) {
+            let dir = cg.dir(home, &name)?;
+            match home.version {
+                Enforcement::CgroupV2 => v2::limit_cpu(&dir, cpus)?,
+                _ => v1::limit_cpu(&dir, cpus)?,
+            }
+            cg.cpu = Some(home.version);
+        }
         Ok(cg)
+    }
+
+    /// The sandbox's cgroup `name` under `home`, made on first use (v2 has one for every
+    /// controller, v1 one per hierarchy).
+    fn dir(&mut self, home: &CgroupHome, name: &str) -> Result<PathBuf, (String, io::Error)> {
+        let dir = home.parent.join(name);
+        if !self.dirs.iter().any(|(d, _)| *d == dir) {
+            fs::create_dir(&dir).map_err(|e| (format!("create {}", dir.display()), e))?;
+            self.dirs.push((dir.clone(), home.version));
+        }
+        Ok(dir)
+    }
+
+    /// The sandbox's v2 cgroup, opened for `clone3(CLONE_INTO_CGROUP)`: the zygote starts in
+    /// it, so no process of the sandbox ever runs outside it.
+    pub(crate) fn v2_dir(&self) -> Option<io::Result<std::os::fd::OwnedFd>> {
+        let (dir, _) = self.dirs.iter().find(|(_, v)| *v == Enforcement::CgroupV2)?;
+        let flags = rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC;
+        Some(rustix::fs::open(dir, flags, rustix::fs::Mode::empty()).map_err(io::Error::from))
     }
 
     /// The v1 cgroups' `tasks` files, handed to the sandbox's user (`uid`, `gid`), which the
@@ -190,6 +238,7 @@ impl SandboxCgroups {
     /// Removes the cgroups, waiting (up to [`REMOVAL_PATIENCE`]) while the kernel finishes
     /// tearing their last processes down; their processes must be dead.
     pub(crate) fn remove(&mut self) -> io::Result<()> {
+        self.kill_stragglers();
         let mut last = Ok(());
         for (dir, _) in self.dirs.drain(..) {
             if let Err(e) = remove_patiently(&dir) {
@@ -204,6 +253,7 @@ impl SandboxCgroups {
     /// Removes the cgroups that can go now, and hands those still busy to the background
     /// remover: never blocks.
     pub(crate) fn remove_or_defer(&mut self) {
+        self.kill_stragglers();
         for (dir, _) in self.dirs.drain(..) {
             match fs::remove_dir(&dir) {
                 Ok(()) => {}
@@ -214,6 +264,16 @@ impl SandboxCgroups {
                     REMOVAL_FAILURES.fetch_add(1, Ordering::Relaxed);
                 }
             }
+        }
+    }
+}
+
+impl SandboxCgroups {
+    /// Kills whatever is left in the v2 cgroup (`cgroup.kill`): normally nothing, as the
+    /// sandbox's processes die with its init.
+    fn kill_stragglers(&self) {
+        for (dir, _) in self.dirs.iter().filter(|(_, v)| *v == Enforcement::CgroupV2) {
+            v2::kill_all(dir);
         }
     }
 }

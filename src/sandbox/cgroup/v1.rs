@@ -29,6 +29,15 @@ pub(super) fn limit_memory(dir: &Path, bytes: u64) -> Result<(), (String, io::Er
     Ok(())
 }
 
+/// Sets a sandbox's CPU share: `cpus` CPUs' worth of time per 100 ms period
+/// (`cpu.cfs_quota_us` over `cpu.cfs_period_us`).
+pub(super) fn limit_cpu(dir: &Path, cpus: f64) -> Result<(), (String, io::Error)> {
+    const PERIOD_US: u64 = 100_000;
+    let quota = ((cpus * PERIOD_US as f64).round() as u64).max(1000);
+    fs::write(dir.join("cpu.cfs_period_us"), PERIOD_US.to_string()).map_err(|e| ("set cpu.cfs_period_us".into(), e))?;
+    fs::write(dir.join("cpu.cfs_quota_us"), quota.to_string()).map_err(|e| ("set cpu.cfs_quota_us".into(), e))
+}
+
 /// The cgroup's `tasks` file, handed to the sandbox's user (`uid`, `gid`) so that the zygote
 /// moves itself in by writing `0` there. Moving another process takes the threadgroup lock,
 /// whose RCU grace period costs about a millisecond per cgroup here; a thread moving itself

@@ -1,7 +1,10 @@
 //! The host's side of a sandbox: opening what every zygote needs, its id maps, the replies it
 //! sends (with a deadline, and escaped: its words are data), and idmapped binds ([`idmap`]).
 
+mod blockers;
 mod idmap;
+
+pub(crate) use blockers::what_refuses_namespaces;
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};

@@ -37,4 +37,4 @@ pub(crate) use calls::*;
 pub(crate) use command_child::{CommandSpec, CommandStack, SeccompProgram, spawn_command};
 pub(crate) use entry::{ZYGOTE_ARGV0, ZYGOTE_ENTRY, ZYGOTE_ENV, ZygoteStart};
 pub(crate) use userns_holder::userns_with_maps;
-pub(crate) use zygote_child::spawn_zygote;
+pub(crate) use zygote_child::{ZygoteChildStep, ZygoteSpec, spawn_zygote};

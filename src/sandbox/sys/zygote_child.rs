@@ -155,6 +155,31 @@ extern "C" fn zygote_child(arg: *mut c_void) -> ! {
     }
 }
 
+/// `clone3`'s flag to start the child in the cgroup `clone_args.cgroup` names (Linux 5.7).
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// What [`spawn_zygote`] starts: the namespaces, the image (`exe`) with its argv and envp,
+/// the descriptors it gets, and the cgroup it is born in.
+#[derive(Clone, Copy)]
+pub(crate) struct ZygoteSpec<'a> {
+    /// The namespaces it gets (`CLONE_NEW*`).
+    pub namespaces: rustix::thread::UnshareFlags,
+    /// This program's image, executed with `execveat`.
+    pub exe: BorrowedFd<'a>,
+    /// Its control socket, its fd 3.
+    pub control: BorrowedFd<'a>,
+    /// `/dev/null`, its fds 0 to 2.
+    pub devnull: BorrowedFd<'a>,
+    /// argv and envp.
+    pub argv: &'a [&'a CStr],
+    /// Environment.
+    pub envp: &'a [&'a CStr],
+    /// The highest capability number, whose bounding set it drops.
+    pub last_cap: u32,
+    /// A cgroup v2 directory to start in (`CLONE_INTO_CGROUP`), if any.
+    pub cgroup: Option<BorrowedFd<'a>>,
+}
+
 /// A zygote process started by [`spawn_zygote`].
 pub(crate) struct SpawnedZygote {
     /// Its pid in the host's pid namespace.
@@ -164,20 +189,14 @@ pub(crate) struct SpawnedZygote {
 }
 
 /// Starts a zygote: [`clone3(2)`](https://man7.org/linux/man-pages/man2/clone3.2.html) with
-/// `CLONE_VM | CLONE_VFORK | CLONE_PIDFD` and `namespaces`, then in the child
-/// `execveat(exe)` with the given argv/envp, `control` on fd 3 and `devnull` on 0-2.
+/// `CLONE_VM | CLONE_VFORK | CLONE_PIDFD` and `namespaces` (and `CLONE_INTO_CGROUP` with
+/// `cgroup`, a cgroup v2 directory, if given: Linux 5.7+), then in the child `execveat(exe)`
+/// with the given argv/envp, `control` on fd 3 and `devnull` on 0-2.
 ///
 /// The child inherits no host descriptor but these, and all signals stay blocked in it until
 /// the zygote sets up its own handling.
-pub(crate) fn spawn_zygote(
-    namespaces: rustix::thread::UnshareFlags,
-    exe: BorrowedFd<'_>,
-    control: BorrowedFd<'_>,
-    devnull: BorrowedFd<'_>,
-    argv: &[&CStr],
-    envp: &[&CStr],
-    last_cap: u32,
-) -> Result<SpawnedZygote, (ZygoteChildStep, io::Error)> {
+pub(crate) fn spawn_zygote(spec: &ZygoteSpec<'_>) -> Result<SpawnedZygote, (ZygoteChildStep, io::Error)> {
+    let ZygoteSpec { namespaces, exe, control, devnull, argv, envp, last_cap, cgroup } = *spec;
     let mut argv_ptrs: Vec<*const c_char> = argv.iter().map(|s| s.as_ptr()).collect();
     argv_ptrs.push(ptr::null());
     let mut envp_ptrs: Vec<*const c_char> = envp.iter().map(|s| s.as_ptr()).collect();
@@ -198,6 +217,10 @@ pub(crate) fn spawn_zygote(
     args.flags =
         libc::CLONE_VM as u64 | libc::CLONE_VFORK as u64 | libc::CLONE_PIDFD as u64 | u64::from(namespaces.bits());
     args.pidfd = &mut pidfd as *mut c_int as u64;
+    if let Some(cgroup) = cgroup {
+        args.flags |= CLONE_INTO_CGROUP;
+        args.cgroup = cgroup.as_raw_fd() as u64;
+    }
     args.exit_signal = 0;
     args.stack = stack.as_mut_ptr() as u64;
     args.stack_size = size_of::<ChildStack>() as u64;

@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Runs sandpool on real hosts' kernels: Debian's 6.1 (Landlock ABI 2) and 6.12 (ABI 6) in
+# QEMU VMs with a pure cgroup v2 hierarchy (../shared/tools/run-in-vm.sh), as root in a
+# systemd-like session scope and as uid 4242 in the user@4242.service cgroup delegated to it.
+# In each: `doctor` must show memory and pids enforced by cgroup v2, the smoke checks of the
+# command must hold (an allocation past --memory is OOM-killed and reported, --pids 8 stops
+# the ninth process), and the sandbox and pool suites must pass.
+#
+#   scripts/vm-tests.sh [KERNEL...]      (default: 6.1 6.12; VM_TESTS_TIMEOUT bounds each VM)
+#
+# The VMs emulate (no KVM for a stock kernel here), so the suites run as release builds and
+# only those that exercise what differs on such hosts: the sandbox's layers and tenant
+# separation (old Landlock, cgroup v2), terminals, teardown (no cgroup left), the pool.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd -P)
+vm="${RUN_IN_VM:-$root/../shared/tools/run-in-vm.sh}"
+[ -x "$vm" ] || { echo "vm-tests: $vm not found" >&2; exit 2; }
+kernels=("$@")
+[ ${#kernels[@]} -gt 0 ] || kernels=(6.1 6.12)
+suites=(sandbox_security sandbox_tenants sandbox_children sandbox_terminal sandbox_teardown pool_sandbox)
+
+out="$root/target/vmtests"
+rm -rf "$out" && mkdir -p "$out"
+cargo build --release --bin sandpool
+install -m 755 target/release/sandpool "$out/sandpool"
+for t in "${suites[@]}"; do
+  bin="$(cargo test --release --test "$t" --no-run --message-format=json 2>/dev/null | python3 -c '
+import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("profile", {}).get("test") and m.get("executable"):
+        print(m["executable"])' | tail -n 1)"
+  install -m 755 "$bin" "$out/$t"
+done
+chmod 755 "$out"
+
+# What runs inside: as root or as 4242, in whichever cgroup the VM put it.
+cat > "$out/inside.sh" <<EOF
+#!/bin/sh
+set -u
+d="$out"
+suites="${suites[*]}"
+EOF
+cat >> "$out/inside.sh" <<'EOF'
+cd /tmp
+failed=0
+fail() { echo "VM-TEST FAILED: $*"; failed=1; }
+echo "== kernel $(uname -r), uid $(id -u), cgroup $(cat /proc/self/cgroup)"
+"$d/sandpool" doctor || fail "doctor"
+doctor="$("$d/sandpool" doctor --json)"
+echo "$doctor" | grep -q '"memory_limit":"cgroup_v2"' || fail "memory is not enforced by cgroup v2"
+echo "$doctor" | grep -q '"process_limit":"cgroup_v2"' || fail "processes are not enforced by cgroup v2"
+
+echo "== smoke: --memory 64 with a 200 MiB allocation"
+oom="$("$d/sandpool" run --json --memory 64 -- dd if=/dev/zero of=/dev/null bs=200M count=1)"
+echo "$oom" | grep -q '"oom_killed":true' || fail "no OOM kill reported: $oom"
+fine="$("$d/sandpool" run --json --memory 64 -- dd if=/dev/zero of=/dev/null bs=8M count=1)"
+echo "$fine" | grep -q '"exit_code":0' || fail "a small allocation failed under --memory 64: $fine"
+
+echo "== smoke: --pids 8 stops the ninth process"
+eight='i=0; while [ $i -lt 7 ]; do sleep 2 & i=$((i+1)); done; echo started'
+nine='i=0; while [ $i -lt 8 ]; do sleep 2 & i=$((i+1)); done; echo started'
+[ "$("$d/sandpool" run --pids 8 -- sh -c "$eight")" = started ] || fail "eight processes under --pids 8"
+if "$d/sandpool" run --pids 8 -- sh -c "$nine" 2>/dev/null | grep -q started; then fail "a ninth process under --pids 8"; fi
+
+echo "== smoke: no sandbox cgroup left"
+left="$(find /sys/fs/cgroup -name 'sb-*' -type d 2>/dev/null)"
+[ -z "$left" ] || fail "sandbox cgroups left: $left"
+
+for t in $suites; do
+  echo "== $t"
+  "$d/$t" --test-threads=2 > "/tmp/$t.log" 2>&1 || fail "$t"
+  grep -E 'test result|FAILED|panicked|SKIP' "/tmp/$t.log"
+  grep -q 'test result: ok' "/tmp/$t.log" || tail -n 40 "/tmp/$t.log"
+done
+[ $failed = 0 ] && echo "VM-TESTS PASSED" || echo "VM-TESTS FAILED"
+exit $failed
+EOF
+chmod 755 "$out/inside.sh"
+
+status=0
+for k in "${kernels[@]}"; do
+  echo "=== kernel $k, root in a session scope"
+  "$vm" --kernel "$k" --timeout "${VM_TESTS_TIMEOUT:-1500}" --cgroup /user.slice/user-0.slice/session-1.scope \
+    -- sh "$out/inside.sh" || status=1
+  echo "=== kernel $k, uid 4242 in its delegated user@4242.service"
+  "$vm" --kernel "$k" --timeout "${VM_TESTS_TIMEOUT:-1500}" \
+    --cgroup /user.slice/user-4242.slice/user@4242.service --cgroup-owner 4242 \
+    -- setpriv --reuid=4242 --regid=4242 --clear-groups sh "$out/inside.sh" || status=1
+done
+exit $status
