@@ -4,6 +4,19 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Every skip is said (a test prints `SKIP <test>: <why>`) and, at the end, counted.
+log="$(mktemp)"
+exec > >(tee "$log") 2>&1
+dir=""
+finish() {
+  status=$?
+  echo "== skipped: $(grep -c '^SKIP ' "$log" || true)"
+  grep '^SKIP ' "$log" | sort | uniq -c || true
+  rm -rf "$log" ${dir:+"$dir"}
+  exit $status
+}
+trap finish EXIT
+
 cargo test --all-targets
 cargo test --doc
 
@@ -17,7 +30,6 @@ done
 if [ "$(id -u)" = 0 ]; then
   uid="${SANDPOOL_TEST_UID:-4242}"
   dir="$(mktemp -d)"
-  trap 'rm -rf "$dir"' EXIT
   chmod 755 "$dir"
   for t in sandbox_security sandbox_tenants sandbox_children sandbox_terminal sandbox_teardown sandbox_fork_safety pool_sandbox pool_sandbox_faults; do
     bin="$(cargo test --test "$t" --no-run --message-format=json 2>/dev/null | python3 -c '

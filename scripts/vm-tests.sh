@@ -14,8 +14,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd -P)
-vm="${RUN_IN_VM:-$root/../shared/tools/run-in-vm.sh}"
-[ -x "$vm" ] || { echo "vm-tests: $vm not found" >&2; exit 2; }
+vm="${RUN_IN_VM:-}"
+for candidate in "$root/../shared/tools/run-in-vm.sh" /work/shared/tools/run-in-vm.sh; do
+  [ -n "$vm" ] || { [ -x "$candidate" ] && vm="$candidate"; } || true
+done
+[ -n "$vm" ] || { echo "vm-tests: run-in-vm.sh not found (set RUN_IN_VM)" >&2; exit 2; }
+# Debian 12 has 6.12 in bookworm-backports.
+if [ "$(id -u)" = 0 ] && ! apt-cache pkgnames linux-image-6.12 2>/dev/null | grep -q . &&
+  [ -f /usr/share/keyrings/debian-archive-keyring.gpg ]; then
+  printf 'Types: deb\nURIs: http://deb.debian.org/debian\nSuites: bookworm-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
+    > /etc/apt/sources.list.d/sandpool-backports.sources
+  apt-get update -qq || true
+fi
 kernels=("$@")
 [ ${#kernels[@]} -gt 0 ] || kernels=(6.1 6.12)
 suites=(sandbox_security sandbox_tenants sandbox_children sandbox_terminal sandbox_teardown pool_sandbox)

@@ -282,3 +282,34 @@ fn a_command_that_cannot_start_says_so_from_its_wait() {
     assert!(fine.id() >= 2);
     assert!(fine.wait().unwrap().success());
 }
+
+/// A command's usage: `wait4`'s figures always, and the sandbox's from its cgroup where it
+/// has one that keeps them, each saying where it comes from.
+#[test]
+fn a_commands_usage_says_where_it_comes_from() {
+    use sandpool::sandbox::{Enforcement, UsageSource};
+    let mut sb = Sandbox::spawn(&default_policy()).unwrap();
+    let out = sb
+        .run(Command::new("/bin/sh").args([
+            "-c",
+            "dd if=/dev/zero of=/dev/null bs=32M count=1 2>/dev/null; i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done",
+        ]))
+        .unwrap();
+    assert!(out.success(), "{out:?}");
+    let (peak, peak_from) = out.usage.peak_memory();
+    assert!(peak >= 32 << 20, "dd's 32 MiB buffer shows: {:?}", out.usage);
+    let memory_cgroup = sb.isolation().limit("memory").map(|l| l.enforced_by);
+    let expected = match memory_cgroup {
+        Some(Enforcement::CgroupV1 | Enforcement::CgroupV2) => UsageSource::Cgroup,
+        _ => UsageSource::Wait4,
+    };
+    assert_eq!(peak_from, expected, "{:?}", out.usage);
+    let (cpu, cpu_from) = out.usage.cpu_time();
+    assert!(cpu > Duration::ZERO, "{:?}", out.usage);
+    let v2 = memory_cgroup == Some(Enforcement::CgroupV2);
+    assert_eq!(cpu_from, if v2 { UsageSource::Cgroup } else { UsageSource::Wait4 }, "{:?}", out.usage);
+    if v2 {
+        // The sandbox's CPU time covers the command's own.
+        assert!(cpu >= (out.usage.user_time + out.usage.system_time) / 2, "{:?}", out.usage);
+    }
+}

@@ -320,6 +320,9 @@ pub struct Child {
     program: String,
     killer: Killer,
     started: Instant,
+    /// The sandbox's cgroup usage files, and its CPU time when the command started (µs).
+    usage: Arc<super::cgroup::UsageFiles>,
+    cpu_at_start: Option<u64>,
     /// When the host stops waiting to hear of the end: its timeout, plus a grace for the kill.
     give_up: Instant,
     exit: Option<ChildExit>,
@@ -517,6 +520,11 @@ impl Child {
                         user_time: Duration::from_micros(usage.user_us),
                         system_time: Duration::from_micros(usage.system_us),
                         max_rss_kib: usage.max_rss_kib,
+                        sandbox_cpu_time: self
+                            .cpu_at_start
+                            .zip(self.usage.cpu_usage_us())
+                            .map(|(start, end)| Duration::from_micros(end.saturating_sub(start))),
+                        sandbox_peak_memory: self.usage.peak_memory(),
                     },
                     duration: self.started.elapsed(),
                 }
@@ -660,6 +668,7 @@ impl Sandbox {
         let mut fds: Vec<BorrowedFd<'_>> = plan.sent.iter().map(|f| f.as_fd()).collect();
         fds.extend(terminal_return.as_ref().map(|(_, inside)| inside.as_fd()));
         fds.push(status_inside.as_fd());
+        let cpu_at_start = self.usage.cpu_usage_us();
         let started = Instant::now();
         self.runner.count_command();
         channel::send(self.runner.runner.as_fd(), &request.encode(), &fds)
@@ -688,6 +697,8 @@ impl Sandbox {
             program: cmd.get_program().to_string_lossy().into_owned(),
             killer,
             started,
+            usage: self.usage.clone(),
+            cpu_at_start,
             give_up: started + timeout + KILL_GRACE,
             exit: None,
         })

@@ -447,15 +447,52 @@ impl ExitStatus {
     }
 }
 
-/// Resource use of a finished command (its process and the descendants it waited for).
+/// Resource use of a finished command: what `wait4` says of its process and the descendants
+/// it waited for, and, where the sandbox has a cgroup that accounts it, what the cgroup says
+/// of the whole sandbox (background processes and other commands included).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ResourceUsage {
-    /// User CPU time.
+    /// User CPU time (`wait4`).
     pub user_time: Duration,
-    /// System CPU time.
+    /// System CPU time (`wait4`).
     pub system_time: Duration,
-    /// Peak resident set size, KiB.
+    /// Peak resident set size of its largest process, KiB (`wait4`).
     pub max_rss_kib: u64,
+    /// CPU time the whole sandbox used while the command ran (cgroup v2 `cpu.stat`
+    /// `usage_usec`, read at its start and end); `None` without a cgroup v2.
+    pub sandbox_cpu_time: Option<Duration>,
+    /// The sandbox's peak memory so far, bytes (cgroup v2 `memory.peak`, Linux 5.19+, or v1
+    /// `memory.max_usage_in_bytes`): pages of every process, the kernel's memory for them, the
+    /// page cache they brought in; `None` without a memory cgroup that keeps it.
+    pub sandbox_peak_memory: Option<u64>,
+}
+
+/// Where a figure of [`ResourceUsage`] comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UsageSource {
+    /// The sandbox's cgroup: the whole sandbox.
+    Cgroup,
+    /// `wait4`: the command's process and the descendants it waited for.
+    Wait4,
+}
+
+impl ResourceUsage {
+    /// CPU time: the sandbox's from its cgroup where there is one, else the command's from
+    /// `wait4` (user plus system); and which it is.
+    pub fn cpu_time(&self) -> (Duration, UsageSource) {
+        match self.sandbox_cpu_time {
+            Some(t) => (t, UsageSource::Cgroup),
+            None => (self.user_time + self.system_time, UsageSource::Wait4),
+        }
+    }
+    /// Peak memory in bytes: the sandbox's from its cgroup where it keeps one, else the
+    /// command's largest resident set from `wait4`; and which it is.
+    pub fn peak_memory(&self) -> (u64, UsageSource) {
+        match self.sandbox_peak_memory {
+            Some(b) => (b, UsageSource::Cgroup),
+            None => (self.max_rss_kib * 1024, UsageSource::Wait4),
+        }
+    }
 }
 
 /// Why the sandbox killed a command.

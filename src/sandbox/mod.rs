@@ -72,6 +72,7 @@ pub use cgroup::cgroup_removal_failures;
 pub use child::{Child, ChildExit, ChildPty, ChildStderr, ChildStdin, ChildStdout, Killer};
 pub use command::{
     Command, CommandError, DEFAULT_PATH, ExitStatus, KillReason, MAX_ARGS_BYTES, Output, ResourceUsage, Stdio,
+    UsageSource,
 };
 pub use error::SandboxError;
 pub use isolation::{Enforcement, Isolation, LandlockStatus, Limit, Namespaces, SeccompStatus, SessionSeparation};
@@ -115,6 +116,8 @@ pub struct Sandbox {
     pidfd: OwnedFd,
     pid: i32,
     cgroups: SandboxCgroups,
+    /// Its cgroups' usage files, which its children read.
+    usage: Arc<cgroup::UsageFiles>,
     policy: Policy,
     isolation: Isolation,
     dead: bool,
@@ -128,6 +131,13 @@ impl Sandbox {
     /// layer cannot be applied; where the host refuses namespaces altogether (a container's
     /// seccomp profile, AppArmor's restriction, user namespaces off), with
     /// [`SandboxError::HostRefuses`], which says what refuses and how to allow it.
+    ///
+    /// On a cgroup v2 host, where this process's cgroup is delegated to it (or it runs as
+    /// root), the first sandbox it makes prepares a subtree there once: cgroup v2 lets a
+    /// cgroup hold processes or hand controllers down, not both, so *every process of that
+    /// cgroup* moves into a leaf, `sandpool-host`, and sandboxes get cgroups under `sandpool`
+    /// (README: "Limits, per kind of host"). Give sandpool a cgroup of its own (a
+    /// `Delegate=yes` unit or scope) if other processes share yours.
     pub fn spawn(policy: &Policy) -> Result<Sandbox, SandboxError> {
         Sandbox::spawn_unexplained(policy).map_err(|e| {
             let refused = match &e {
@@ -285,6 +295,7 @@ impl Sandbox {
             runner: Arc::new(SessionLink::new(runner)),
             pidfd,
             pid: zygote.pid,
+            usage: Arc::new(cgroups.usage_files()),
             cgroups,
             policy: policy.clone(),
             isolation,

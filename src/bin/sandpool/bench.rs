@@ -30,6 +30,10 @@ pub struct BenchArgs {
     /// Print one JSON object `{"modes": [...]}` instead of the table.
     #[arg(long)]
     pub json: bool,
+    /// Instead of the modes: how much CPU a CPU-bound command gets in a sandbox with this
+    /// share (`--cpu`), side by side with one without a share.
+    #[arg(long, value_name = "CPUS", conflicts_with = "engine")]
+    pub cpu_share: Option<f64>,
     /// Program (and arguments) run by the sandbox modes.
     #[arg(last = true, default_value = "/bin/true")]
     pub program: Vec<String>,
@@ -60,6 +64,9 @@ pub fn main(args: BenchArgs) -> ExitCode {
         return ExitCode::from(2);
     }
     let duration = Duration::from_secs_f64(args.duration);
+    if let Some(share) = args.cpu_share {
+        return cpu_share(share, duration, args.json);
+    }
     let sandbox_threads = if args.threads.is_empty() { DEFAULT_SANDBOX_THREADS.to_vec() } else { args.threads.clone() };
     let engine_threads = if args.threads.is_empty() { DEFAULT_ENGINE_THREADS.to_vec() } else { args.threads.clone() };
     let engine_pool = args.pool_size.unwrap_or(DEFAULT_ENGINE_POOL_SIZE).max(1);
@@ -76,7 +83,7 @@ pub fn main(args: BenchArgs) -> ExitCode {
         return ExitCode::from(1);
     }
 
-    let mut total = (sandbox_threads.len() * 3) as u64;
+    let mut total = (sandbox_threads.len() * 4) as u64;
     if args.engine {
         total += (engine_threads.len() * (1 + harness::BASELINES.len())) as u64;
     }
@@ -118,6 +125,57 @@ pub fn main(args: BenchArgs) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `--cpu-share`: as many busy processes as there are CPUs run for `duration` in a sandbox
+/// without a CPU share, then in one with `share`; reports the CPU time each got per second
+/// of wall time (the sandbox's, from its cgroup where it keeps it, else `wait4`'s for the
+/// command and the processes it waited for).
+fn cpu_share(share: f64, duration: Duration, json: bool) -> ExitCode {
+    use sandpool::sandbox::{Command, Policy, Sandbox};
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let secs = duration.as_secs_f64().max(0.5);
+    let script =
+        format!("i=0; while [ $i -lt {cpus} ]; do timeout {secs} sh -c 'while :; do :; done' & i=$((i+1)); done; wait");
+    let measure = |policy: Policy| -> Result<(f64, f64, &'static str), String> {
+        let mut sandbox = Sandbox::spawn(&policy).map_err(|e| super::run::describe(&e))?;
+        let out = sandbox
+            .run(Command::new("/bin/sh").args(["-c", &script]).timeout(duration * 4 + Duration::from_secs(10)))
+            .map_err(|e| super::run::describe(&e))?;
+        let (cpu, from) = out.usage.cpu_time();
+        let from = if from == sandpool::sandbox::UsageSource::Cgroup { "cgroup" } else { "wait4" };
+        Ok((cpu.as_secs_f64() / out.duration.as_secs_f64(), out.duration.as_secs_f64(), from))
+    };
+    let limited = match Policy::builder().cpus(share).build() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("sandpool bench: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let (free, limited) = match (measure(Policy::default()), measure(limited)) {
+        (Ok(f), Ok(l)) => (f, l),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("sandpool bench: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    if json {
+        let value = serde_json::json!({
+            "cpu_share": share,
+            "busy_processes": cpus,
+            "unlimited_cpus_used": free.0,
+            "limited_cpus_used": limited.0,
+            "limited_over_share": limited.0 / share,
+            "cpu_time_from": limited.2,
+        });
+        println!("{value}");
+    } else {
+        println!("{cpus} CPU-bound process(es) for {secs:.1} s (CPU time from {}):", limited.2);
+        println!("  without a share: {:.2} CPUs used", free.0);
+        println!("  with --cpu {share}: {:.2} CPUs used ({:.2}× the share)", limited.0, limited.0 / share);
+    }
+    ExitCode::SUCCESS
 }
 
 fn print_report(

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use sandpool::sandbox::{
     Child, ChildPty, ChildStderr, ChildStdout, Command, DEFAULT_PATH, ExitStatus, KillReason, Network, Policy,
-    Requirement, Sandbox, SandboxError, probe,
+    Requirement, ResourceUsage, Sandbox, SandboxError, UsageSource, probe,
 };
 
 use crate::relay::{self, RawTerminal, SignalRelay, StdinSource, TerminalResizer};
@@ -212,6 +212,7 @@ pub fn main(args: RunArgs) -> ExitCode {
             "stdout_truncated": output.stdout_truncated,
             "stderr_truncated": output.stderr_truncated,
             "duration_us": exit.duration.as_micros() as u64,
+            "usage": usage_json(&exit.usage),
             "oom_killed": oom,
             "isolation": isolation,
         });
@@ -346,6 +347,19 @@ impl Streams {
         drop(self.raw);
         collected
     }
+}
+
+/// What `--json` says of the command's resource use, with where each figure comes from.
+fn usage_json(usage: &ResourceUsage) -> serde_json::Value {
+    let source = |s: UsageSource| if s == UsageSource::Cgroup { "cgroup" } else { "wait4" };
+    let (cpu, cpu_from) = usage.cpu_time();
+    let (peak, peak_from) = usage.peak_memory();
+    serde_json::json!({
+        "cpu_time_us": cpu.as_micros() as u64,
+        "cpu_time_from": source(cpu_from),
+        "peak_memory_bytes": peak,
+        "peak_memory_from": source(peak_from),
+    })
 }
 
 /// The exit status for a command that could not run: not found, not executable, or the

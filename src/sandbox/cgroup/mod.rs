@@ -268,7 +268,59 @@ impl SandboxCgroups {
     }
 }
 
+/// The files a sandbox's usage is read from, held open so that each reading is one `pread`.
+#[derive(Debug, Default)]
+pub(crate) struct UsageFiles {
+    /// v2 `cpu.stat`.
+    cpu_stat: Option<std::os::fd::OwnedFd>,
+    /// v2 `memory.peak` or v1 `memory.max_usage_in_bytes`.
+    peak: Option<std::os::fd::OwnedFd>,
+}
+
+impl UsageFiles {
+    fn read(fd: &Option<std::os::fd::OwnedFd>) -> Option<String> {
+        let mut buf = [0u8; 1024];
+        let n = rustix::io::pread(fd.as_ref()?, &mut buf, 0).ok()?;
+        Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+    }
+
+    /// The CPU time the sandbox has used, µs (`usage_usec` of `cpu.stat`).
+    pub(crate) fn cpu_usage_us(&self) -> Option<u64> {
+        let text = UsageFiles::read(&self.cpu_stat)?;
+        text.lines().find_map(|l| l.strip_prefix("usage_usec ")).and_then(|v| v.trim().parse().ok())
+    }
+
+    /// The sandbox's peak memory, bytes.
+    pub(crate) fn peak_memory(&self) -> Option<u64> {
+        UsageFiles::read(&self.peak)?.trim().parse().ok()
+    }
+}
+
 impl SandboxCgroups {
+    /// Opens the files its usage is read from, where its cgroups keep them.
+    pub(crate) fn usage_files(&self) -> UsageFiles {
+        let open = |path: PathBuf| {
+            let flags = rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC;
+            rustix::fs::open(&path, flags, rustix::fs::Mode::empty()).ok()
+        };
+        let mut files = UsageFiles::default();
+        for (dir, version) in &self.dirs {
+            match version {
+                Enforcement::CgroupV2 => {
+                    files.cpu_stat = open(dir.join("cpu.stat"));
+                    if self.memory == Some(Enforcement::CgroupV2) {
+                        files.peak = open(dir.join("memory.peak"));
+                    }
+                }
+                _ if self.memory == Some(Enforcement::CgroupV1) && files.peak.is_none() => {
+                    files.peak = open(dir.join("memory.max_usage_in_bytes"));
+                }
+                _ => {}
+            }
+        }
+        files
+    }
+
     /// Kills whatever is left in the v2 cgroup (`cgroup.kill`): normally nothing, as the
     /// sandbox's processes die with its init.
     fn kill_stragglers(&self) {
