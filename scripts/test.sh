@@ -31,7 +31,7 @@ if [ "$(id -u)" = 0 ]; then
   uid="${SANDPOOL_TEST_UID:-4242}"
   dir="$(mktemp -d)"
   chmod 755 "$dir"
-  for t in sandbox_security sandbox_tenants sandbox_children sandbox_terminal sandbox_teardown sandbox_fork_safety pool_sandbox pool_sandbox_faults; do
+  for t in sandbox_security sandbox_tenants sandbox_children sandbox_terminal sandbox_cgroups sandbox_teardown sandbox_fork_safety pool_sandbox pool_sandbox_faults; do
     bin="$(cargo test --test "$t" --no-run --message-format=json 2>/dev/null | python3 -c '
 import json, sys
 for line in sys.stdin:

@@ -95,17 +95,31 @@ pub(super) fn prepare() -> Result<Subtree, String> {
         ));
     }
     let wanted: Vec<&str> = ["memory", "pids", "cpu"].into_iter().filter(|c| offered.iter().any(|o| o == c)).collect();
-    if own != root && !NEEDED.iter().all(|c| listed(&own, "cgroup.subtree_control").iter().any(|e| e == c)) {
-        move_processes_to_leaf(&own)?;
+    let said = |(what, e): (String, io::Error)| format!("cgroup v2: {what}: {e}");
+    if own == root {
+        enable(&own, &wanted).map_err(said)?;
+    } else {
+        // A process started in our cgroup between the move and the enabling makes the kernel
+        // refuse it (EBUSY): move again.
+        let mut attempts = 0;
+        loop {
+            if !NEEDED.iter().all(|c| listed(&own, "cgroup.subtree_control").iter().any(|e| e == c)) {
+                move_processes_to_leaf(&own)?;
+            }
+            match enable(&own, &wanted) {
+                Ok(()) => break,
+                Err((_, e)) if attempts < 4 && e.raw_os_error() == Some(libc::EBUSY) => attempts += 1,
+                Err(e) => return Err(said(e)),
+            }
+        }
     }
-    enable(&own, &wanted)?;
     let parent = own.join(SANDBOXES);
     match fs::create_dir(&parent) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
         Err(e) => return Err(format!("cgroup v2: cannot create {}: {e}", parent.display())),
     }
-    enable(&parent, &wanted)?;
+    enable(&parent, &wanted).map_err(said)?;
     ready(&parent)
 }
 
@@ -151,13 +165,13 @@ fn move_processes_to_leaf(dir: &Path) -> Result<(), String> {
 
 /// Enables `controllers` in `dir`'s `cgroup.subtree_control`: memory and pids must take, cpu
 /// may fail (a real-time thread in the subtree keeps it off on older kernels).
-fn enable(dir: &Path, controllers: &[&str]) -> Result<(), String> {
+fn enable(dir: &Path, controllers: &[&str]) -> Result<(), (String, io::Error)> {
     let control = dir.join("cgroup.subtree_control");
     let enabled = listed(dir, "cgroup.subtree_control");
     for c in controllers.iter().filter(|c| !enabled.iter().any(|e| e == *c)) {
         if let Err(e) = fs::write(&control, format!("+{c}")) {
             if NEEDED.contains(c) {
-                return Err(format!("cgroup v2: cannot enable {c} in {}: {e}", control.display()));
+                return Err((format!("cannot enable {c} in {}", control.display()), e));
             }
             tracing::info!(controller = c, cgroup = %dir.display(), error = %e, "controller not enabled");
         }
