@@ -394,3 +394,24 @@ fn a_read_only_cgroup_file_system_is_named_with_how_to_allow_it() {
     let doctor = read_only("doctor");
     assert!(text(&doctor.stdout).contains("read-only"), "{}", text(&doctor.stdout));
 }
+
+/// Stdin that is a plain pipe or file open for reading is handed to the command as it is;
+/// anything else (here a directory, from which a relative path would lead out of the
+/// sandbox) comes through a pipe of sandpool's.
+#[test]
+fn only_a_plain_read_only_stdin_is_handed_in() {
+    let fd0 = |stdin: Stdio| -> String {
+        let out = Command::new(env!("CARGO_BIN_EXE_sandpool"))
+            .args(["run", "--", "readlink", "/proc/self/fd/0"])
+            .stdin(stdin)
+            .output()
+            .unwrap();
+        text(&out.stdout).trim().to_string()
+    };
+    let file = std::fs::File::open(env!("CARGO_BIN_EXE_sandpool")).unwrap();
+    let handed = fd0(Stdio::from(file));
+    assert!(handed.ends_with("/sandpool"), "a read-only file is handed in as it is: {handed}");
+    let dir = std::fs::File::open("/").unwrap();
+    let copied = fd0(Stdio::from(dir));
+    assert!(copied.starts_with("pipe:"), "a directory is not: {copied}");
+}

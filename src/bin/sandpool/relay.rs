@@ -6,7 +6,7 @@ use std::io::{self, IsTerminal, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::thread::JoinHandle;
 
-use rustix::fs::OFlags;
+use rustix::fs::{FileType, OFlags};
 use rustix::termios::{OptionalActions, Termios, Winsize};
 use sandpool::sandbox::{ChildPty, Killer, Stdio};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGWINCH};
@@ -14,11 +14,12 @@ use signal_hook::iterator::{Handle, Signals};
 
 /// Where the command's stdin comes from.
 pub enum StdinSource {
-    /// Ours, as it is: open for reading only and not a terminal, so the command may have the
-    /// descriptor itself (no copy, nothing buffered, read as it arrives).
+    /// Ours, as it is: a pipe or a regular file open for reading only, so the command may
+    /// have the descriptor itself (no copy, nothing buffered, read as it arrives).
     Shared(OwnedFd),
-    /// Ours, copied into the command's as it arrives: a terminal (the command must not get
-    /// the host's terminal) or a descriptor also open for writing.
+    /// Ours, copied into the command's as it arrives: anything else (a terminal, which the
+    /// command must not hold; a socket; a directory, from which a path could lead out of the
+    /// sandbox; a descriptor also open for writing).
     Copied,
     /// None: our stdin is closed.
     Closed,
@@ -29,7 +30,9 @@ impl StdinSource {
     pub fn of_this_process() -> StdinSource {
         let stdin = io::stdin();
         let Ok(flags) = rustix::fs::fcntl_getfl(stdin.as_fd()) else { return StdinSource::Closed };
-        if stdin.is_terminal() || flags & OFlags::RWMODE != OFlags::RDONLY {
+        let kind = rustix::fs::fstat(stdin.as_fd()).map(|st| FileType::from_raw_mode(st.st_mode));
+        let plain = matches!(kind, Ok(FileType::Fifo | FileType::RegularFile));
+        if !plain || stdin.is_terminal() || flags & OFlags::RWMODE != OFlags::RDONLY {
             return StdinSource::Copied;
         }
         match stdin.as_fd().try_clone_to_owned() {
