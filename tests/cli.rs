@@ -415,3 +415,27 @@ fn only_a_plain_read_only_stdin_is_handed_in() {
     let copied = fd0(Stdio::from(dir));
     assert!(copied.starts_with("pipe:"), "a directory is not: {copied}");
 }
+
+/// On a hybrid host (memory and pids v1 controllers, v2 holding neither), a read-only v2
+/// mount keeps nothing from working: `run` runs, with its cgroups.
+#[test]
+fn a_read_only_mount_that_blocks_nothing_is_no_reason_to_refuse() {
+    let hybrid = std::path::Path::new("/sys/fs/cgroup/unified/cgroup.controllers").exists()
+        && std::path::Path::new("/sys/fs/cgroup/memory/cgroup.procs").exists();
+    if !common::is_root() || !hybrid {
+        common::skip(
+            "a_read_only_mount_that_blocks_nothing_is_no_reason_to_refuse",
+            "needs root on a hybrid cgroup host (v1 memory, v2 at /sys/fs/cgroup/unified)",
+        );
+        return;
+    }
+    let script = format!(
+        "mount --make-rprivate / && mount -o remount,bind,ro /sys/fs/cgroup/unified && exec {} run --json -- true",
+        env!("CARGO_BIN_EXE_sandpool")
+    );
+    let out = Command::new("unshare").args(["-m", "sh", "-c", &script]).stdin(Stdio::null()).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let memory = v["isolation"]["limits"].as_array().unwrap().iter().find(|l| l["name"] == "memory").unwrap().clone();
+    assert_eq!(memory["enforced_by"], "cgroup_v1", "{memory}");
+}

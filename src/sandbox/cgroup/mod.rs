@@ -132,6 +132,11 @@ fn detect() -> CgroupSupport {
             _ => s.cpu = home,
         }
     }
+    // A read-only mount that keeps nothing from working (v2's, on a host whose memory and
+    // pids are v1 controllers) is no reason to refuse.
+    if s.memory.is_some() && s.pids.is_some() {
+        s.read_only = None;
+    }
     s
 }
 
