@@ -142,3 +142,13 @@ fn a_terminal_stays_with_its_lease() {
     let read = next.run(Command::new("cat").arg("/dev/pts/0")).unwrap();
     assert!(!read.success() && read.stdout.is_empty(), "{read:?}");
 }
+
+/// Terminals are a host-wide resource (`kernel.pty.max`): a session may hold at most 16, so
+/// one tenant cannot take what other sandboxes' terminals need.
+#[test]
+fn a_session_holds_a_bounded_number_of_terminals() {
+    // The probe works: outside, it opens as many as it asks for.
+    assert_eq!(probe_outside(&["ptys", "20"]), "20");
+    let mut sb = Sandbox::spawn(&probe_policy().build().unwrap()).unwrap();
+    assert_eq!(probe_inside(&mut sb, &["ptys", "20"]), "16");
+}

@@ -320,9 +320,11 @@ pub struct Child {
     program: String,
     killer: Killer,
     started: Instant,
-    /// The sandbox's cgroup usage files, and its CPU time when the command started (µs).
+    /// The sandbox's cgroup usage files, its CPU time when the command started (µs), and a
+    /// watermark of its memory from then on.
     usage: Arc<super::cgroup::UsageFiles>,
     cpu_at_start: Option<u64>,
+    peak_since_start: Option<super::cgroup::PeakSince>,
     /// When the host stops waiting to hear of the end: its timeout, plus a grace for the kill.
     give_up: Instant,
     exit: Option<ChildExit>,
@@ -524,7 +526,7 @@ impl Child {
                             .cpu_at_start
                             .zip(self.usage.cpu_usage_us())
                             .map(|(start, end)| Duration::from_micros(end.saturating_sub(start))),
-                        sandbox_peak_memory: self.usage.peak_memory(),
+                        sandbox_peak_memory: self.peak_since_start.take().and_then(|p| p.read()),
                     },
                     duration: self.started.elapsed(),
                 }
@@ -669,6 +671,7 @@ impl Sandbox {
         fds.extend(terminal_return.as_ref().map(|(_, inside)| inside.as_fd()));
         fds.push(status_inside.as_fd());
         let cpu_at_start = self.usage.cpu_usage_us();
+        let peak_since_start = self.usage.peak_from_now();
         let started = Instant::now();
         self.runner.count_command();
         channel::send(self.runner.runner.as_fd(), &request.encode(), &fds)
@@ -699,6 +702,7 @@ impl Sandbox {
             started,
             usage: self.usage.clone(),
             cpu_at_start,
+            peak_since_start,
             give_up: started + timeout + KILL_GRACE,
             exit: None,
         })

@@ -461,9 +461,11 @@ pub struct ResourceUsage {
     /// CPU time the whole sandbox used while the command ran (cgroup v2 `cpu.stat`
     /// `usage_usec`, read at its start and end); `None` without a cgroup v2.
     pub sandbox_cpu_time: Option<Duration>,
-    /// The sandbox's peak memory so far, bytes (cgroup v2 `memory.peak`, Linux 5.19+, or v1
-    /// `memory.max_usage_in_bytes`): pages of every process, the kernel's memory for them, the
-    /// page cache they brought in; `None` without a memory cgroup that keeps it.
+    /// The sandbox's peak memory while the command ran, bytes: pages of every process, the
+    /// kernel's memory for them, the page cache they brought in (cgroup v2 `memory.peak`, read
+    /// through a descriptor of the command's own, reset at its start: Linux 6.12+). `None`
+    /// elsewhere: the cgroup's lifetime peak would show what earlier leases of the sandbox
+    /// used, so it is never reported.
     pub sandbox_peak_memory: Option<u64>,
 }
 

@@ -14,6 +14,7 @@ mod v2;
 
 use std::fs;
 use std::io;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{OnceLock, mpsc};
@@ -204,7 +205,7 @@ impl SandboxCgroups {
 
     /// The sandbox's v2 cgroup, opened for `clone3(CLONE_INTO_CGROUP)`: the zygote starts in
     /// it, so no process of the sandbox ever runs outside it.
-    pub(crate) fn v2_dir(&self) -> Option<io::Result<std::os::fd::OwnedFd>> {
+    pub(crate) fn v2_dir(&self) -> Option<io::Result<OwnedFd>> {
         let (dir, _) = self.dirs.iter().find(|(_, v)| *v == Enforcement::CgroupV2)?;
         let flags = rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC;
         Some(rustix::fs::open(dir, flags, rustix::fs::Mode::empty()).map_err(io::Error::from))
@@ -277,50 +278,61 @@ impl SandboxCgroups {
 #[derive(Debug, Default)]
 pub(crate) struct UsageFiles {
     /// v2 `cpu.stat`.
-    cpu_stat: Option<std::os::fd::OwnedFd>,
-    /// v2 `memory.peak` or v1 `memory.max_usage_in_bytes`.
-    peak: Option<std::os::fd::OwnedFd>,
+    cpu_stat: Option<OwnedFd>,
+    /// The v2 cgroup directory, where memory is a v2 controller (for `memory.peak`).
+    memory_dir: Option<OwnedFd>,
+}
+
+/// A watermark of the sandbox's memory taken from one moment on: a `memory.peak` descriptor
+/// of its own, reset when opened (Linux 6.12+ keeps the peak per descriptor). The cgroup's
+/// own peak is of its whole life, earlier leases of the sandbox included, and is never used.
+#[derive(Debug)]
+pub(crate) struct PeakSince(OwnedFd);
+
+impl PeakSince {
+    /// The peak since it was taken, bytes.
+    pub(crate) fn read(&self) -> Option<u64> {
+        read_file(&self.0)?.trim().parse().ok()
+    }
+}
+
+fn read_file(fd: &OwnedFd) -> Option<String> {
+    let mut buf = [0u8; 1024];
+    let n = rustix::io::pread(fd, &mut buf, 0).ok()?;
+    Some(String::from_utf8_lossy(&buf[..n]).into_owned())
 }
 
 impl UsageFiles {
-    fn read(fd: &Option<std::os::fd::OwnedFd>) -> Option<String> {
-        let mut buf = [0u8; 1024];
-        let n = rustix::io::pread(fd.as_ref()?, &mut buf, 0).ok()?;
-        Some(String::from_utf8_lossy(&buf[..n]).into_owned())
-    }
-
     /// The CPU time the sandbox has used, µs (`usage_usec` of `cpu.stat`).
     pub(crate) fn cpu_usage_us(&self) -> Option<u64> {
-        let text = UsageFiles::read(&self.cpu_stat)?;
+        let text = read_file(self.cpu_stat.as_ref()?)?;
         text.lines().find_map(|l| l.strip_prefix("usage_usec ")).and_then(|v| v.trim().parse().ok())
     }
 
-    /// The sandbox's peak memory, bytes.
-    pub(crate) fn peak_memory(&self) -> Option<u64> {
-        UsageFiles::read(&self.peak)?.trim().parse().ok()
+    /// Starts a watermark of the sandbox's memory from now on; `None` where the kernel keeps
+    /// no peak per descriptor (before 6.12) or memory is not a v2 controller.
+    pub(crate) fn peak_from_now(&self) -> Option<PeakSince> {
+        let flags = rustix::fs::OFlags::RDWR | rustix::fs::OFlags::CLOEXEC;
+        let fd =
+            rustix::fs::openat(self.memory_dir.as_ref()?, c"memory.peak", flags, rustix::fs::Mode::empty()).ok()?;
+        // Any write resets this descriptor's peak to the current use; a kernel that cannot
+        // refuses it.
+        rustix::io::write(&fd, b"reset").ok()?;
+        Some(PeakSince(fd))
     }
 }
 
 impl SandboxCgroups {
     /// Opens the files its usage is read from, where its cgroups keep them.
     pub(crate) fn usage_files(&self) -> UsageFiles {
-        let open = |path: PathBuf| {
-            let flags = rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC;
-            rustix::fs::open(&path, flags, rustix::fs::Mode::empty()).ok()
+        let open = |path: &Path, flags: rustix::fs::OFlags| {
+            rustix::fs::open(path, flags | rustix::fs::OFlags::CLOEXEC, rustix::fs::Mode::empty()).ok()
         };
         let mut files = UsageFiles::default();
-        for (dir, version) in &self.dirs {
-            match version {
-                Enforcement::CgroupV2 => {
-                    files.cpu_stat = open(dir.join("cpu.stat"));
-                    if self.memory == Some(Enforcement::CgroupV2) {
-                        files.peak = open(dir.join("memory.peak"));
-                    }
-                }
-                _ if self.memory == Some(Enforcement::CgroupV1) && files.peak.is_none() => {
-                    files.peak = open(dir.join("memory.max_usage_in_bytes"));
-                }
-                _ => {}
+        if let Some((dir, _)) = self.dirs.iter().find(|(_, v)| *v == Enforcement::CgroupV2) {
+            files.cpu_stat = open(&dir.join("cpu.stat"), rustix::fs::OFlags::RDONLY);
+            if self.memory == Some(Enforcement::CgroupV2) {
+                files.memory_dir = open(dir, rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY);
             }
         }
         files

@@ -253,11 +253,12 @@ fn session_tmpfs_options(config: &ZygoteConfig) -> String {
 }
 
 /// Mounts a devpts instance of the session's own on `/dev/pts`: its terminals and their
-/// numbers are nobody else's, and it goes with the session. It holds at most 64 terminals at
-/// once (the kernel's own limit, `kernel.pty.max`, is host-wide).
+/// numbers are nobody else's, and it goes with the session. It holds at most 16 terminals at
+/// once: the kernel's own limit (`kernel.pty.max`, 4096 less a reserve for the host's) is
+/// host-wide, so a session must not take much of what other sandboxes' terminals need.
 fn mount_devpts() -> io::Result<()> {
     let flags = MountFlags::NOSUID | MountFlags::NOEXEC;
-    let options = c"newinstance,ptmxmode=0666,mode=0620,max=64";
+    let options = c"newinstance,ptmxmode=0666,mode=0620,max=16";
     Ok(rustix::mount::mount(c"devpts", c"/dev/pts", c"devpts", flags, Some(options))?)
 }
 
