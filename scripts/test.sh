@@ -32,12 +32,7 @@ if [ "$(id -u)" = 0 ]; then
   dir="$(mktemp -d)"
   chmod 755 "$dir"
   for t in sandbox_security sandbox_tenants sandbox_children sandbox_terminal sandbox_cgroups sandbox_teardown sandbox_fork_safety pool_sandbox pool_sandbox_faults; do
-    bin="$(cargo test --test "$t" --no-run --message-format=json 2>/dev/null | python3 -c '
-import json, sys
-for line in sys.stdin:
-    m = json.loads(line)
-    if m.get("profile", {}).get("test") and m.get("executable"):
-        print(m["executable"])' | tail -n 1)"
+    bin="$(scripts/test-binary.sh "$t")"
     # Copied out of the checkout, which an unprivileged uid may not be able to enter.
     install -m 755 "$bin" "$dir/$t"
     echo "== $t as uid $uid"

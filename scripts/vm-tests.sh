@@ -35,12 +35,7 @@ rm -rf "$out" && mkdir -p "$out"
 cargo build --release --bin sandpool
 install -m 755 target/release/sandpool "$out/sandpool"
 for t in "${suites[@]}"; do
-  bin="$(cargo test --release --test "$t" --no-run --message-format=json 2>/dev/null | python3 -c '
-import json, sys
-for line in sys.stdin:
-    m = json.loads(line)
-    if m.get("profile", {}).get("test") and m.get("executable"):
-        print(m["executable"])' | tail -n 1)"
+  bin="$(scripts/test-binary.sh "$t" --release)"
   install -m 755 "$bin" "$out/$t"
 done
 chmod 755 "$out"

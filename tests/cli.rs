@@ -186,18 +186,18 @@ fn run_streams_stdin_and_output_as_they_come() {
 
     // `yes | sandpool run -- head -n1`: stdin that never ends is not read to its end first.
     let mut yes = Command::new("yes").stdout(Stdio::piped()).spawn().unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_sandpool"))
-        .args(["run", "--", "head", "-n1"])
-        .stdin(yes.stdout.take().unwrap())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = sandpool_reading(&["run", "--", "head", "-n1"], yes.stdout.take().unwrap());
     let done = watchdog(child.id());
     let out = child.wait_with_output().unwrap();
     done.store(true, std::sync::atomic::Ordering::Release);
     let _ = yes.kill();
     let _ = yes.wait();
     assert_eq!((out.status.code(), text(&out.stdout)), (Some(0), "y\n".to_string()));
+}
+
+/// `sandpool ARGS` with `stdin` (another process's output) as its stdin, its stdout piped.
+fn sandpool_reading(args: &[&str], stdin: impl Into<Stdio>) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_sandpool")).args(args).stdin(stdin).stdout(Stdio::piped()).spawn().unwrap()
 }
 
 /// The largest resident size `pid` has had, KiB (`VmHWM`), while it lives.
@@ -209,12 +209,7 @@ fn peak_rss_kib(pid: u32) -> Option<u64> {
 #[test]
 fn run_passes_two_gib_of_stdin_with_little_memory() {
     let mut head = Command::new("head").args(["-c", "2G", "/dev/zero"]).stdout(Stdio::piped()).spawn().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sandpool"))
-        .args(["run", "--", "wc", "-c"])
-        .stdin(head.stdout.take().unwrap())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = sandpool_reading(&["run", "--", "wc", "-c"], head.stdout.take().unwrap());
     let done = watchdog(child.id());
     let mut peak = 0;
     while child.try_wait().unwrap().is_none() {

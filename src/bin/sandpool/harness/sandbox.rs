@@ -60,12 +60,18 @@ impl SandboxBench {
         })
     }
 
-    /// `warm`: acquire a ready sandbox, run, release (the reset happens off the caller's
-    /// path: the sandbox's spawner does it, the pool's collector thread takes it back).
-    fn warm(&self, threads: usize, duration: Duration) -> Result<ModeReport, SandboxPoolError> {
+    /// A pool for `threads` threads (two sandboxes each unless `--pool-size`), all ready.
+    fn warm_pool(&self, threads: usize) -> Result<SandboxPool, SandboxPoolError> {
         let size = self.pool_size.unwrap_or(threads * 2);
         let pool = SandboxPool::builder(self.policy.clone()).max_size(size).min_idle(size).build()?;
         pool.warm_up(Duration::from_secs(60));
+        Ok(pool)
+    }
+
+    /// `warm`: acquire a ready sandbox, run, release (the reset happens off the caller's
+    /// path: the sandbox's spawner does it, the pool's collector thread takes it back).
+    fn warm(&self, threads: usize, duration: Duration) -> Result<ModeReport, SandboxPoolError> {
+        let pool = self.warm_pool(threads)?;
         let cmd = self.command();
         Ok(measure(WARM, threads, duration, || {
             let mut lease = pool.acquire().map_err(|_| OpFailed)?;
@@ -78,9 +84,7 @@ impl SandboxBench {
     /// acquire, start, read its output to the end (stdout, then stderr), wait, release. What
     /// the handle costs over `run` is the difference to `warm`.
     fn start(&self, threads: usize, duration: Duration) -> Result<ModeReport, SandboxPoolError> {
-        let size = self.pool_size.unwrap_or(threads * 2);
-        let pool = SandboxPool::builder(self.policy.clone()).max_size(size).min_idle(size).build()?;
-        pool.warm_up(Duration::from_secs(60));
+        let pool = self.warm_pool(threads)?;
         let cmd = self.command();
         Ok(measure(START, threads, duration, || {
             let lease = pool.acquire().map_err(|_| OpFailed)?;
