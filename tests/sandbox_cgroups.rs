@@ -4,36 +4,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use common::*;
-use sandpool::sandbox::{Enforcement, Sandbox};
-
-/// The cgroup v2 mount, if v2 is mounted.
-fn v2_root() -> Option<PathBuf> {
-    ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"]
-        .into_iter()
-        .map(PathBuf::from)
-        .find(|m| m.join("cgroup.controllers").exists())
-}
-
-/// Where process `pid` lives in the v2 hierarchy, and in v1 `controller`'s.
-fn cgroup_of(pid: u32, controller: Option<&str>) -> Option<PathBuf> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
-    let rel = text.lines().find_map(|l| {
-        let mut parts = l.splitn(3, ':');
-        let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
-        match controller {
-            None => (controllers.is_empty()).then(|| path.to_string()),
-            Some(c) => controllers.split(',').any(|x| x == c).then(|| path.to_string()),
-        }
-    })?;
-    let base = match controller {
-        None => v2_root()?,
-        Some(c) => Path::new("/sys/fs/cgroup").join(c),
-    };
-    Some(base.join(rel.trim_start_matches('/')))
-}
+use sandpool::sandbox::{Command, Enforcement, Sandbox};
 
 fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).trim().to_string()
@@ -88,4 +62,28 @@ fn a_sandbox_lives_in_its_own_cgroup_with_its_limits() {
             &format!("memory is enforced by {other} here, not a cgroup"),
         ),
     }
+}
+
+/// Out of memory, the kernel kills a command, never the sandbox's own processes. Memory a
+/// command fills without owning it (here a file in `/tmp`: tmpfs pages count against the
+/// limit, and with no swap they stay) leaves every process small, so a victim picked by size
+/// alone could be the spawner, and then the command's end is lost with its session. The
+/// commands start with the highest `oom_score_adj`, above the init's and the spawner's.
+#[test]
+fn out_of_memory_kills_the_command_not_the_sandbox() {
+    const TEST: &str = "out_of_memory_kills_the_command_not_the_sandbox";
+    let mut sb = Sandbox::spawn(&policy_builder().memory_mib(64).tmp_size_mib(256).build().unwrap()).unwrap();
+    if !has_cgroups(&sb) {
+        skip(TEST, "memory is not limited by a cgroup here");
+        return;
+    }
+    // The probe works: the same fill fits where there is room for it.
+    let fits = sb.run(Command::new("/bin/sh").args(["-c", "exec head -c 16M /dev/zero > /tmp/fill"])).unwrap();
+    assert!(fits.status.success(), "16 MiB into /tmp: {fits:?}");
+    assert!(!sb.oom_killed(), "nothing was killed yet");
+    let out = sb
+        .run(Command::new("/bin/sh").args(["-c", "exec head -c 200M /dev/zero > /tmp/fill"]))
+        .unwrap_or_else(|e| panic!("the command's end was lost (its sandbox's own processes were killed?): {e}"));
+    assert_eq!(out.status.signal(), Some(9), "the command itself is killed: {:?}", out.status);
+    assert!(sb.oom_killed(), "and the kill is an out-of-memory one");
 }

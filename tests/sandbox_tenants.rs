@@ -7,7 +7,9 @@ mod common;
 
 use common::*;
 use sandpool::SandboxPool;
-use sandpool::sandbox::{Command, Policy, Requirement, Sandbox, SandboxError};
+use sandpool::sandbox::{Command, Enforcement, Policy, Requirement, Sandbox, SandboxError, Stdio};
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// The host pid of the `sleep` a command of the sandbox left running (reparented to the
@@ -62,6 +64,12 @@ fn the_spawner_stays_non_dumpable_after_commands_and_commands_still_go_first_out
     assert_eq!(mem_owner(sb.pid()), 0, "and the init too");
     let adj = stdout(&sh(&mut sb, "cat /proc/self/oom_score_adj"));
     assert_eq!(adj, "1000", "commands still offer themselves first to the OOM killer");
+    // Before the sandbox's own processes, which keep the host's score.
+    let own = std::fs::read_to_string("/proc/self/oom_score_adj").unwrap();
+    for (who, pid) in [("spawner", spawner), ("init", sb.pid())] {
+        let score = std::fs::read_to_string(format!("/proc/{pid}/oom_score_adj")).unwrap();
+        assert_eq!(score, own, "the {who} keeps the host's oom_score_adj");
+    }
 }
 
 #[test]
@@ -135,24 +143,81 @@ fn personas_numa_calls_fanotify_and_vsock_fail_with_eperm() {
     }
 }
 
+/// What the kernel charges the sandbox for its sockets' buffers, in bytes: cgroup v2's `sock`
+/// in `memory.stat`, or v1's `memory.kmem.tcp.usage_in_bytes` (`None` where v1 has no TCP
+/// accounting).
+fn socket_charge(sandbox: &Sandbox) -> Option<u64> {
+    let init = sandbox.pid() as u32;
+    let read = |path: PathBuf| std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    match sandbox.isolation().limit("memory").unwrap().enforced_by {
+        Enforcement::CgroupV2 => {
+            let stat = read(cgroup_of(init, None).unwrap().join("memory.stat"));
+            Some(stat.lines().find_map(|l| l.strip_prefix("sock ")).expect("memory.stat has sock").parse().unwrap())
+        }
+        Enforcement::CgroupV1 => {
+            let dir = cgroup_of(init, Some("memory")).unwrap();
+            std::fs::read_to_string(dir.join("memory.kmem.tcp.usage_in_bytes")).ok().map(|t| t.trim().parse().unwrap())
+        }
+        other => panic!("memory is enforced by {other}, not a cgroup"),
+    }
+}
+
+/// Socket buffers are memory the kernel holds for a session outside any process: unless they
+/// count against the sandbox's limit, a lease could leave the host (and the next lease) short
+/// of memory far past its limit. The probe fills loopback connections, never read, until
+/// 96 MiB are buffered. In a 64 MiB sandbox the kernel either stops taking data near the
+/// limit (cgroup v1: `memory.kmem.tcp`) or kills the probe for it (v2: sockets share
+/// `memory.max` with everything else).
 #[test]
 fn socket_buffers_count_against_the_memory_limit() {
-    let sb = Sandbox::spawn(&policy_builder().memory_mib(64).build().unwrap()).unwrap();
-    if sb.isolation().limit("memory").unwrap().enforced_by != sandpool::sandbox::Enforcement::CgroupV1 {
-        skip("socket_buffers_count_against_the_memory_limit", "memory is not limited by cgroup v1 here");
-        return;
+    const TEST: &str = "socket_buffers_count_against_the_memory_limit";
+    const TARGET_MIB: u64 = 96;
+    enum Filled {
+        /// The probe holds `buffered` bytes; the cgroup is charged `charged` for sockets.
+        Held {
+            buffered: u64,
+            charged: u64,
+        },
+        OomKilled,
     }
-    let cgroups = std::fs::read_to_string(format!("/proc/{}/cgroup", sb.pid())).unwrap();
-    let Some(v1) = cgroups.lines().find_map(|l| l.split_once(":memory:").map(|(_, p)| p.to_string())) else {
-        skip("socket_buffers_count_against_the_memory_limit", "no cgroup v1 memory controller in use here");
-        return;
+    // `None` if no cgroup charges sockets here.
+    let fill = |mib: u64| -> Option<Filled> {
+        let sb = Sandbox::spawn(&probe_policy().memory_mib(mib).build().unwrap()).unwrap();
+        if !has_cgroups(&sb) {
+            return None;
+        }
+        let target = TARGET_MIB.to_string();
+        let mut child = sb
+            .start(Command::new(probe()).args(["sockfill", &target]).stdin(Stdio::piped()).stdout(Stdio::piped()))
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let charged = socket_charge(&sb);
+        drop(child.stdin.take());
+        let exit = child.wait().unwrap();
+        let Ok(buffered) = line.trim().parse() else {
+            assert_eq!(exit.status.signal(), Some(9), "sockfill in {mib} MiB printed {line:?}: {exit:?}");
+            assert!(sb.oom_killed(), "sockfill in {mib} MiB was killed, but not for memory: {exit:?}");
+            return Some(Filled::OomKilled);
+        };
+        assert!(exit.success(), "sockfill in {mib} MiB: {exit:?}");
+        Some(Filled::Held { buffered, charged: charged? })
     };
-    let limit = std::fs::read_to_string(format!("/sys/fs/cgroup/memory{v1}/memory.kmem.tcp.limit_in_bytes"));
-    let Ok(limit) = limit else {
-        skip("socket_buffers_count_against_the_memory_limit", "this kernel has no memory.kmem.tcp");
-        return;
+    // The probe works: with room (256 MiB), it buffers all it wants.
+    let roomy = match fill(256) {
+        None => return skip(TEST, "memory is not limited by a cgroup that charges sockets here"),
+        Some(Filled::OomKilled) => panic!("sockfill was killed for memory in a 256 MiB sandbox"),
+        Some(Filled::Held { buffered, .. }) => buffered,
     };
-    assert_eq!(limit.trim(), (64u64 << 20).to_string(), "TCP buffers are charged up to the sandbox's limit");
+    assert!(roomy >= TARGET_MIB << 20, "with 256 MiB, the probe buffered only {roomy} bytes");
+    match fill(64).unwrap() {
+        Filled::OomKilled => eprintln!("sockets buffered {roomy} bytes in 256 MiB; in 64 MiB the probe was OOM-killed"),
+        Filled::Held { buffered, charged } => {
+            eprintln!("sockets buffered {roomy} bytes in 256 MiB, {buffered} in 64 MiB ({charged} charged)");
+            assert!(buffered < TARGET_MIB << 20, "a 64 MiB sandbox buffered {buffered} bytes in sockets");
+            assert!(charged >= buffered / 2, "{buffered} bytes buffered, {charged} charged to the sandbox");
+        }
+    }
 }
 
 #[test]

@@ -236,7 +236,32 @@ pub fn sandbox_cgroups() -> Vec<PathBuf> {
     found
 }
 
-/// Whether `sandbox`'s report says a cgroup (v1 or v2) enforces its memory limit.
+/// The cgroup v2 mount, if v2 is mounted.
+pub fn v2_root() -> Option<PathBuf> {
+    ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|m| m.join("cgroup.controllers").exists())
+}
+
+/// Where process `pid` lives in the v2 hierarchy, and in v1 `controller`'s.
+pub fn cgroup_of(pid: u32, controller: Option<&str>) -> Option<PathBuf> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    let rel = text.lines().find_map(|l| {
+        let mut parts = l.splitn(3, ':');
+        let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+        match controller {
+            None => (controllers.is_empty()).then(|| path.to_string()),
+            Some(c) => controllers.split(',').any(|x| x == c).then(|| path.to_string()),
+        }
+    })?;
+    let base = match controller {
+        None => v2_root()?,
+        Some(c) => Path::new("/sys/fs/cgroup").join(c),
+    };
+    Some(base.join(rel.trim_start_matches('/')))
+}
+
 /// The sandboxes' cgroups still there once they are gone, waiting while the background
 /// remover works: a dropped sandbox leaves a cgroup that the kernel still holds busy to it.
 /// Generous (the remover itself gives up after 10 s): this bounds a hang, it times nothing.
@@ -251,6 +276,7 @@ pub fn sandbox_cgroups_once_removed() -> Vec<PathBuf> {
     }
 }
 
+/// Whether `sandbox`'s report says a cgroup (v1 or v2) enforces its memory limit.
 pub fn has_cgroups(sandbox: &Sandbox) -> bool {
     use sandpool::sandbox::Enforcement;
     sandbox

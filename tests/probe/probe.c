@@ -148,6 +148,35 @@ int main(int argc, char **argv) {
         close(l);
         return report(0);
     }
+    /* Loopback TCP connections, each written to without blocking until the kernel takes no
+     * more and never read, until ARG MiB are buffered (or 128 connections): prints how many
+     * bytes the kernel then holds, and holds them until stdin ends. */
+    if (!strcmp(a, "sockfill")) {
+        long long target = atoll(arg) << 20, buffered = 0;
+        static char chunk[1 << 16];
+        int l = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in sa = {0};
+        socklen_t len = sizeof sa;
+        sa.sin_family = AF_INET;
+        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        if (l < 0 || bind(l, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(l, 16) < 0) return report(-1);
+        if (getsockname(l, (struct sockaddr *)&sa, &len) < 0) return report(-1);
+        for (int i = 0; i < 128 && buffered < target; i++) {
+            int c = socket(AF_INET, SOCK_STREAM, 0);
+            if (c < 0 || connect(c, (struct sockaddr *)&sa, sizeof sa) < 0) return report(-1);
+            if (accept(l, NULL, NULL) < 0) return report(-1);
+            for (;;) {
+                ssize_t w = send(c, chunk, sizeof chunk, MSG_DONTWAIT);
+                if (w <= 0) break;
+                buffered += w;
+            }
+        }
+        printf("%lld\n", buffered);
+        fflush(stdout);
+        char b;
+        while (read(0, &b, 1) > 0) {}
+        return 0;
+    }
     /* One UDP datagram to ARG (an IPv4 address) port 9, which nobody listens on. */
     if (!strcmp(a, "udp")) {
         int s = socket(AF_INET, SOCK_DGRAM, 0);

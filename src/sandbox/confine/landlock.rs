@@ -58,8 +58,9 @@ pub(crate) fn build(abi: u32, requirement: Requirement, writable: &[&str]) -> io
         AccessFs::ReadFile | AccessFs::WriteFile | AccessFs::ReadDir | AccessFs::IoctlDev | AccessFs::Truncate;
     created = created.add_rule(rule("/dev", devices)?).map_err(to_io)?;
     // What else a command may write under /proc (`/proc/self/comm`, `oom_score_adj`, ...)
-    // the kernel decides.
-    let proc = AccessFs::ReadFile | AccessFs::ReadDir | AccessFs::WriteFile;
+    // the kernel decides. Truncate too: a shell's `>` opens with O_TRUNC, which procfs
+    // ignores.
+    let proc = AccessFs::ReadFile | AccessFs::ReadDir | AccessFs::WriteFile | AccessFs::Truncate;
     created = created.add_rule(rule("/proc", proc)?).map_err(to_io)?;
     for path in writable {
         let mut access = handled & !AccessFs::IoctlDev;

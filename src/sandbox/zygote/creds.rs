@@ -50,14 +50,40 @@ pub(crate) fn set_not_dumpable() -> io::Result<()> {
     Ok(set_dumpable_behavior(DumpableBehavior::NotDumpable)?)
 }
 
-/// Gives the calling process (and so every child it makes from now on) the highest
-/// `oom_score_adj`, so that out of memory its commands go first, not the sandbox's init.
-/// Raising one's score needs no privilege, but a non-dumpable process's `/proc/self` files
-/// belong to root: the process is made dumpable for the write, and left dumpable (the caller
-/// makes it non-dumpable again before anything untrusted runs).
-pub(crate) fn raise_oom_score_adj() -> io::Result<()> {
-    set_dumpable_behavior(DumpableBehavior::Dumpable)?;
-    std::fs::write("/proc/self/oom_score_adj", "1000")
+/// The spawner's own `oom_score_adj`, held open. Commands are born with the highest score:
+/// the kernel copies the score into a child at `clone`, so the spawner takes that score for
+/// each clone only and then goes back to its own (an unprivileged process may lower its score
+/// back to where it was). Out of memory, the kernel then kills commands first, and never the
+/// sandbox's init or spawner for them: its victim is otherwise the largest process, and a
+/// command can fill memory it does not own (tmpfs files, socket and pipe buffers) while
+/// staying small. A write that fails changes only that order, so its error is not kept.
+pub(crate) struct OomScore {
+    file: std::fs::File,
+    own: Vec<u8>,
+}
+
+impl OomScore {
+    /// Opens `/proc/self/oom_score_adj` (before Landlock). A non-dumpable process's `/proc`
+    /// files belong to root, so the process is made dumpable for the open and left dumpable:
+    /// the caller makes it non-dumpable again before anything untrusted runs.
+    pub(crate) fn open() -> io::Result<OomScore> {
+        use std::io::Read;
+        set_dumpable_behavior(DumpableBehavior::Dumpable)?;
+        let mut file = std::fs::OpenOptions::new().read(true).write(true).open("/proc/self/oom_score_adj")?;
+        let mut own = String::new();
+        file.read_to_string(&mut own)?;
+        Ok(OomScore { file, own: own.trim().as_bytes().to_vec() })
+    }
+
+    /// Takes the commands' score, until [`back_to_own`](Self::back_to_own).
+    pub(crate) fn for_commands(&self) {
+        let _ = std::os::unix::fs::FileExt::write_at(&self.file, b"1000", 0);
+    }
+
+    /// Goes back to the score the process had.
+    pub(crate) fn back_to_own(&self) {
+        let _ = std::os::unix::fs::FileExt::write_at(&self.file, &self.own, 0);
+    }
 }
 
 /// The one capability a spawner keeps: `CAP_CHECKPOINT_RESTORE` (Linux 5.9+, number 40), or

@@ -16,7 +16,7 @@ use super::super::confine::landlock;
 use super::super::policy::Requirement;
 use super::super::protocol::{LandlockEnforcement, MAX_MESSAGE, Reply, Request, RunRequest, SpawnStep, Usage};
 use super::super::sys::{self, CommandSpec, CommandStack};
-use super::creds::{confine_spawner, pid_counter_capability, raise_oom_score_adj};
+use super::creds::{OomScore, confine_spawner, pid_counter_capability};
 use super::rootfs::{fresh_session_dirs, mount_proc};
 use super::session::SessionState;
 use super::{StepResult, Zygote, step, wait_for};
@@ -84,6 +84,8 @@ pub(super) struct Spawner {
     devnull: OwnedFd,
     no_fork: Option<sys::SeccompProgram>,
     stack: CommandStack,
+    /// Its `oom_score_adj`: the highest for each clone of a command, its own otherwise.
+    oom_score: OomScore,
     children: Vec<RunningChild>,
     /// While a kill goes round a process group, the ends reaped meanwhile, reported once the
     /// group is gone (so an `Exited` after a kill means nothing of the group is left).
@@ -133,14 +135,14 @@ impl Spawner {
             let _ = channel::send(runner, &reply.encode(), &[]);
             1
         };
-        let landlock = match Spawner::confine(zygote) {
-            Ok(landlock) => landlock,
+        let (landlock, oom_score) = match Spawner::confine(zygote) {
+            Ok(confined) => confined,
             Err(e) => return fail(runner.as_fd(), e),
         };
         // Close every descriptor of the zygote's (its control socket, signals, trees) but
         // /dev/null: the spawner keeps only what it owns.
         let devnull = zygote.close_descriptors();
-        match Spawner::new(runner, devnull, zygote) {
+        match Spawner::new(runner, devnull, oom_score, zygote) {
             Ok(mut spawner) => {
                 let _ = channel::send(spawner.runner.as_fd(), &Reply::ResetDone { landlock }.encode(), &[]);
                 spawner.serve()
@@ -149,17 +151,16 @@ impl Spawner {
         }
     }
 
-    /// Makes the session and confines the spawner for good, in this order: the highest
-    /// `oom_score_adj` (which commands inherit), a mount namespace of its own with a `/proc`
-    /// of the new pid namespace (`hidepid=invisible`: a process a command may not trace, the
+    /// Makes the session and confines the spawner for good, in this order: its
+    /// `oom_score_adj` held open (see [`OomScore`]), a mount namespace of its own with a
+    /// `/proc` of the new pid namespace (`hidepid=invisible`: a process a command may not trace, the
     /// spawner first, is not even listed) and fresh session directories, then Landlock (which
     /// forbids mounting), the session's seccomp filter (on top of the sandbox's, inherited),
     /// `no_new_privs`, and no capability but the one that rewinds the pid counter and sets
     /// the next IPC ids.
-    fn confine(zygote: &Zygote) -> StepResult<LandlockEnforcement> {
-        // Commands inherit this; confine_spawner makes the spawner non-dumpable again
-        // before any command exists.
-        step("raise oom_score_adj", raise_oom_score_adj())?;
+    fn confine(zygote: &Zygote) -> StepResult<(LandlockEnforcement, OomScore)> {
+        // confine_spawner makes the spawner non-dumpable again before any command exists.
+        let oom_score = step("open its oom_score_adj", OomScore::open())?;
         step("make the session's mount namespace", sys::unshare_namespaces(UnshareFlags::NEWNS))?;
         step("mount the session's /proc", mount_proc(Some(c"hidepid=2")))?;
         fresh_session_dirs(&zygote.config, &zygote.binds)?;
@@ -193,11 +194,16 @@ impl Spawner {
                 seccompiler::apply_filter(&f.session).map_err(|e| io::Error::other(e.to_string())),
             )?;
         }
-        Ok(landlock)
+        Ok((landlock, oom_score))
     }
 
     /// The spawner's state, once confined; on failure, the runner back (to report on).
-    fn new(runner: OwnedFd, devnull: OwnedFd, zygote: &Zygote) -> Result<Spawner, (OwnedFd, (String, io::Error))> {
+    fn new(
+        runner: OwnedFd,
+        devnull: OwnedFd,
+        oom_score: OomScore,
+        zygote: &Zygote,
+    ) -> Result<Spawner, (OwnedFd, (String, io::Error))> {
         // Dispositions and the full mask come from the zygote.
         let signals = match step("watch for children's ends", sys::child_signals()) {
             Ok(s) => s,
@@ -213,6 +219,7 @@ impl Spawner {
             devnull,
             no_fork: zygote.filters.as_ref().map(|f| f.no_fork.clone()),
             stack: CommandStack::new(),
+            oom_score,
             children: Vec::new(),
             held: None,
             session,
@@ -343,7 +350,10 @@ impl Spawner {
             cpu_seconds: (req.cpu_seconds > 0).then_some(req.cpu_seconds),
             terminal: terminal.as_ref().map(|t| t.far.as_fd()),
         };
-        match sys::spawn_command(&spec, &mut self.stack) {
+        self.oom_score.for_commands();
+        let spawned = sys::spawn_command(&spec, &mut self.stack);
+        self.oom_score.back_to_own();
+        match spawned {
             Ok(pid) => {
                 // The near end goes to the host before the start is heard of; the spawner
                 // keeps neither end (the far one is the command's alone).
