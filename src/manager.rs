@@ -529,7 +529,9 @@ impl Drop for SandboxLease {
             return;
         }
         if !self.broken && lease.is_clean() {
-            // Nothing to wipe (never used, or its commands left nothing behind).
+            // Nothing to wipe (never used, or its commands left nothing behind); what this
+            // lease ran out of is not the next one's.
+            lease.forget_oom_kills();
             shared.counters.resets_skipped.fetch_add(1, Ordering::Relaxed);
             drop(lease);
             return;

@@ -81,9 +81,12 @@ fn out_of_memory_kills_the_command_not_the_sandbox() {
     let fits = sb.run(Command::new("/bin/sh").args(["-c", "exec head -c 16M /dev/zero > /tmp/fill"])).unwrap();
     assert!(fits.status.success(), "16 MiB into /tmp: {fits:?}");
     assert!(!sb.oom_killed(), "nothing was killed yet");
+    assert_eq!(fits.usage.sandbox_oom_kills, Some(0), "{fits:?}");
     let out = sb
         .run(Command::new("/bin/sh").args(["-c", "exec head -c 200M /dev/zero > /tmp/fill"]))
         .unwrap_or_else(|e| panic!("the command's end was lost (its sandbox's own processes were killed?): {e}"));
     assert_eq!(out.status.signal(), Some(9), "the command itself is killed: {:?}", out.status);
     assert!(sb.oom_killed(), "and the kill is an out-of-memory one");
+    assert_eq!(out.usage.sandbox_oom_kills, Some(1), "of this command: {:?}", out.usage);
+    assert!(out.usage.oom_killed());
 }

@@ -143,6 +143,29 @@ fn personas_numa_calls_fanotify_and_vsock_fail_with_eperm() {
     }
 }
 
+/// An out-of-memory kill in one lease is that lease's: the next lease of the same sandbox
+/// (its session kept, as the command left nothing behind) reports none for itself.
+#[test]
+fn an_out_of_memory_kill_is_not_reported_to_the_next_lease() {
+    const TEST: &str = "an_out_of_memory_kill_is_not_reported_to_the_next_lease";
+    let policy = policy_builder().memory_mib(64).build().unwrap();
+    let pool = SandboxPool::builder(policy).max_size(1).min_idle(1).build().unwrap();
+    let mut lease = pool.acquire().unwrap();
+    if !has_cgroups(&lease) {
+        return skip(TEST, "memory is not limited by a cgroup here");
+    }
+    let first = lease.pid();
+    // The probe works: an allocation past the limit is killed, and this lease says so.
+    let out = lease.run(Command::new("dd").args(["if=/dev/zero", "of=/dev/null", "bs=200M", "count=1"])).unwrap();
+    assert!(out.usage.oom_killed() && lease.oom_killed(), "the first lease ran out of memory: {out:?}");
+    drop(lease);
+    let mut lease = pool.acquire().unwrap();
+    assert_eq!(lease.pid(), first, "the same sandbox");
+    assert!(!lease.oom_killed(), "the next lease inherits no OOM kill: {:?}", pool.stats());
+    let out = lease.run(&Command::new("/bin/true")).unwrap();
+    assert!(out.status.success() && !out.usage.oom_killed() && !lease.oom_killed(), "{out:?}");
+}
+
 /// What the kernel charges the sandbox for its sockets' buffers, in bytes: cgroup v2's `sock`
 /// in `memory.stat`, or v1's `memory.kmem.tcp.usage_in_bytes` (`None` where v1 has no TCP
 /// accounting).

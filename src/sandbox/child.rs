@@ -320,10 +320,11 @@ pub struct Child {
     program: String,
     killer: Killer,
     started: Instant,
-    /// The sandbox's cgroup usage files, its CPU time when the command started (µs), and a
-    /// watermark of its memory from then on.
+    /// The sandbox's cgroup usage files, its CPU time (µs) and OOM kills when the command
+    /// started, and a watermark of its memory from then on.
     usage: Arc<super::cgroup::UsageFiles>,
     cpu_at_start: Option<u64>,
+    oom_kills_at_start: Option<u64>,
     peak_since_start: Option<super::cgroup::PeakSince>,
     /// When the host stops waiting to hear of the end: its timeout, plus a grace for the kill.
     give_up: Instant,
@@ -527,6 +528,10 @@ impl Child {
                             .zip(self.usage.cpu_usage_us())
                             .map(|(start, end)| Duration::from_micros(end.saturating_sub(start))),
                         sandbox_peak_memory: self.peak_since_start.take().and_then(|p| p.read()),
+                        sandbox_oom_kills: self
+                            .oom_kills_at_start
+                            .zip(self.usage.oom_kills())
+                            .map(|(start, end)| end.saturating_sub(start)),
                     },
                     duration: self.started.elapsed(),
                 }
@@ -671,6 +676,7 @@ impl Sandbox {
         fds.extend(terminal_return.as_ref().map(|(_, inside)| inside.as_fd()));
         fds.push(status_inside.as_fd());
         let cpu_at_start = self.usage.cpu_usage_us();
+        let oom_kills_at_start = self.usage.oom_kills();
         let peak_since_start = self.usage.peak_from_now();
         let started = Instant::now();
         self.runner.count_command();
@@ -702,6 +708,7 @@ impl Sandbox {
             started,
             usage: self.usage.clone(),
             cpu_at_start,
+            oom_kills_at_start,
             peak_since_start,
             give_up: started + timeout + KILL_GRACE,
             exit: None,

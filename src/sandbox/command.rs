@@ -467,6 +467,10 @@ pub struct ResourceUsage {
     /// elsewhere: the cgroup's lifetime peak would show what earlier leases of the sandbox
     /// used, so it is never reported.
     pub sandbox_peak_memory: Option<u64>,
+    /// How many processes of the sandbox the kernel killed for memory while the command ran
+    /// (its memory cgroup's `oom_kill` count, read at its start and end); `None` without a
+    /// memory cgroup.
+    pub sandbox_oom_kills: Option<u64>,
 }
 
 /// Where a figure of [`ResourceUsage`] comes from.
@@ -479,6 +483,11 @@ pub enum UsageSource {
 }
 
 impl ResourceUsage {
+    /// Whether the kernel killed a process of the sandbox for memory while the command ran
+    /// (see [`sandbox_oom_kills`](Self::sandbox_oom_kills)).
+    pub fn oom_killed(&self) -> bool {
+        self.sandbox_oom_kills.is_some_and(|n| n > 0)
+    }
     /// CPU time: the sandbox's from its cgroup where there is one, else the command's from
     /// `wait4` (user plus system); and which it is.
     pub fn cpu_time(&self) -> (Duration, UsageSource) {

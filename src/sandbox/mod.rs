@@ -63,7 +63,7 @@ mod zygote;
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rustix::thread::UnshareFlags;
@@ -124,6 +124,8 @@ pub struct Sandbox {
     reaped: bool,
     /// The next command's token (its name in `Signal` requests).
     next_token: AtomicU64,
+    /// Its memory cgroup's OOM kill count when the current lease (or session) began.
+    oom_kills_before: AtomicU64,
 }
 
 impl Sandbox {
@@ -302,6 +304,7 @@ impl Sandbox {
             dead: false,
             reaped: false,
             next_token: AtomicU64::new(1),
+            oom_kills_before: AtomicU64::new(0),
         })
     }
 
@@ -380,6 +383,7 @@ impl Sandbox {
                 // The new session's spawner; the old one's socket, and whatever it still held,
                 // goes with it.
                 self.runner = Arc::new(SessionLink::new(take_runner(fds).inspect_err(|_| self.dead = true)?));
+                self.forget_oom_kills();
                 Ok(())
             }
             Ok((Reply::ResetFailed { step, errno: e }, _)) => {
@@ -403,10 +407,20 @@ impl Sandbox {
         self.control.as_fd()
     }
 
-    /// Whether the memory cgroup has killed a process of this sandbox for running out of
-    /// memory (cgroup-enforced memory limits only).
+    /// Whether the kernel has killed a process of this sandbox for memory since it was made,
+    /// last reset, or last handed back to its pool (cgroup-enforced memory limits only): what
+    /// one lease ran out of is not the next lease's. For one command, see
+    /// [`ResourceUsage::oom_killed`].
     pub fn oom_killed(&self) -> bool {
-        self.cgroups.oom_killed()
+        self.usage.oom_kills().is_some_and(|n| n > self.oom_kills_before.load(Ordering::Relaxed))
+    }
+
+    /// Starts counting OOM kills for [`oom_killed`](Self::oom_killed) from now: at the end of
+    /// a lease and after each reset.
+    pub(crate) fn forget_oom_kills(&self) {
+        if let Some(n) = self.usage.oom_kills() {
+            self.oom_kills_before.store(n, Ordering::Relaxed);
+        }
     }
 
     /// Kills the sandbox and everything in it, reaps its init and removes its cgroups, waiting

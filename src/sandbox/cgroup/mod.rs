@@ -151,6 +151,9 @@ pub(crate) fn support() -> &'static CgroupSupport {
 #[derive(Debug, Default)]
 pub(crate) struct SandboxCgroups {
     dirs: Vec<(PathBuf, Enforcement)>,
+    /// Where the memory cgroup counts its OOM kills (v2 `memory.events`, v1
+    /// `memory.oom_control`).
+    oom_events: Option<PathBuf>,
     pub memory: Option<Enforcement>,
     pub pids: Option<Enforcement>,
     pub cpu: Option<Enforcement>,
@@ -174,6 +177,8 @@ impl SandboxCgroups {
                 Enforcement::CgroupV2 => v2::limit_memory(&dir, memory_bytes)?,
                 _ => v1::limit_memory(&dir, memory_bytes)?,
             }
+            let events = if home.version == Enforcement::CgroupV2 { "memory.events" } else { "memory.oom_control" };
+            cg.oom_events = Some(dir.join(events));
             cg.memory = Some(home.version);
         }
         if let Some(home) = &support.pids {
@@ -229,18 +234,6 @@ impl SandboxCgroups {
         Ok(())
     }
 
-    /// Whether the memory cgroup recorded an out-of-memory kill.
-    pub(crate) fn oom_killed(&self) -> bool {
-        self.dirs.iter().any(|(d, _)| {
-            fs::read_to_string(d.join("memory.events"))
-                .or_else(|_| fs::read_to_string(d.join("memory.oom_control")))
-                .is_ok_and(|t| {
-                    t.lines()
-                        .any(|l| l.strip_prefix("oom_kill ").is_some_and(|n| n.trim().parse::<u64>().unwrap_or(0) > 0))
-                })
-        })
-    }
-
     /// Removes the cgroups, waiting (up to [`REMOVAL_PATIENCE`]) while the kernel finishes
     /// tearing their last processes down; their processes must be dead.
     pub(crate) fn remove(&mut self) -> io::Result<()> {
@@ -281,6 +274,8 @@ pub(crate) struct UsageFiles {
     cpu_stat: Option<OwnedFd>,
     /// The v2 cgroup directory, where memory is a v2 controller (for `memory.peak`).
     memory_dir: Option<OwnedFd>,
+    /// Where the memory cgroup counts its OOM kills.
+    oom_events: Option<OwnedFd>,
 }
 
 /// A watermark of the sandbox's memory taken from one moment on: a `memory.peak` descriptor
@@ -309,6 +304,13 @@ impl UsageFiles {
         text.lines().find_map(|l| l.strip_prefix("usage_usec ")).and_then(|v| v.trim().parse().ok())
     }
 
+    /// How many processes of the sandbox the kernel has killed for memory, ever (`oom_kill`
+    /// of the memory cgroup's events); `None` without a memory cgroup.
+    pub(crate) fn oom_kills(&self) -> Option<u64> {
+        let text = read_file(self.oom_events.as_ref()?)?;
+        text.lines().find_map(|l| l.strip_prefix("oom_kill ")).and_then(|v| v.trim().parse().ok())
+    }
+
     /// Starts a watermark of the sandbox's memory from now on; `None` where the kernel keeps
     /// no peak per descriptor (before 6.12) or memory is not a v2 controller.
     pub(crate) fn peak_from_now(&self) -> Option<PeakSince> {
@@ -328,7 +330,10 @@ impl SandboxCgroups {
         let open = |path: &Path, flags: rustix::fs::OFlags| {
             rustix::fs::open(path, flags | rustix::fs::OFlags::CLOEXEC, rustix::fs::Mode::empty()).ok()
         };
-        let mut files = UsageFiles::default();
+        let mut files = UsageFiles {
+            oom_events: self.oom_events.as_ref().and_then(|p| open(p, rustix::fs::OFlags::RDONLY)),
+            ..UsageFiles::default()
+        };
         if let Some((dir, _)) = self.dirs.iter().find(|(_, v)| *v == Enforcement::CgroupV2) {
             files.cpu_stat = open(&dir.join("cpu.stat"), rustix::fs::OFlags::RDONLY);
             if self.memory == Some(Enforcement::CgroupV2) {
