@@ -3,8 +3,9 @@
 # QEMU VMs with a pure cgroup v2 hierarchy (../shared/tools/run-in-vm.sh), as root in a
 # systemd-like session scope and as uid 4242 in the user@4242.service cgroup delegated to it.
 # In each: `doctor` must show memory and pids enforced by cgroup v2, the smoke checks of the
-# command must hold (an allocation past --memory is OOM-killed and reported, --pids 8 stops
-# the ninth process), and the sandbox and pool suites must pass.
+# command must hold (an allocation past --memory is OOM-killed and reported, also where
+# clone3 answers ENOSYS; --pids 8 stops the ninth process), and the sandbox and pool suites
+# must pass.
 #
 #   scripts/vm-tests.sh [KERNEL...]      (default: 6.1 6.12; VM_TESTS_TIMEOUT bounds each VM)
 #
@@ -34,6 +35,7 @@ out="$root/target/vmtests"
 rm -rf "$out" && mkdir -p "$out"
 cargo build --release --bin sandpool
 install -m 755 target/release/sandpool "$out/sandpool"
+cc -O2 -static -o "$out/probe" tests/probe/probe.c
 for t in "${suites[@]}"; do
   bin="$(scripts/test-binary.sh "$t" --release)"
   install -m 755 "$bin" "$out/$t"
@@ -68,6 +70,10 @@ eight='i=0; while [ $i -lt 7 ]; do sleep 2 & i=$((i+1)); done; echo started'
 nine='i=0; while [ $i -lt 8 ]; do sleep 2 & i=$((i+1)); done; echo started'
 [ "$("$d/sandpool" run --pids 8 -- sh -c "$eight")" = started ] || fail "eight processes under --pids 8"
 if "$d/sandpool" run --pids 8 -- sh -c "$nine" 2>/dev/null | grep -q started; then fail "a ninth process under --pids 8"; fi
+
+echo "== smoke: clone3 refused as by Docker's profile with CAP_SYS_ADMIN (clone, then the cgroup joined after)"
+sa="$("$d/probe" docker-sys-admin "$d/sandpool" run --json --memory 64 -- dd if=/dev/zero of=/dev/null bs=200M count=1)"
+echo "$sa" | grep -q '"oom_killed":true' || fail "no OOM kill reported where clone3 answers ENOSYS: $sa"
 
 echo "== smoke: no sandbox cgroup left"
 left="$(find /sys/fs/cgroup -name 'sb-*' -type d 2>/dev/null)"

@@ -350,6 +350,31 @@ fn a_containers_seccomp_profile_is_named_with_how_to_allow_it() {
     assert!(text(&doctor.stdout).contains("--security-opt seccomp=unconfined"), "{}", text(&doctor.stdout));
 }
 
+/// Under Docker's profile with `CAP_SYS_ADMIN`, namespaces are allowed but `clone3` still
+/// answers `ENOSYS` (so that libcs fall back to `clone`): sandpool falls back too, and its
+/// sandbox is the same as anywhere else.
+#[test]
+fn where_clone3_answers_enosys_sandpool_uses_clone() {
+    let probe = common::probe();
+    let under_filter = |args: &[&str]| -> Output {
+        Command::new(probe).arg("docker-sys-admin").args(args).stdin(Stdio::null()).output().unwrap()
+    };
+    // The probe works: clone3 answers ENOSYS under it, and namespaces are allowed.
+    assert_eq!(text(&under_filter(&[probe.to_str().unwrap(), "clone3"]).stdout).trim(), "err 38");
+    assert_ne!(text(&Command::new(probe).arg("clone3").output().unwrap().stdout).trim(), "err 38", "not outside it");
+    let bin = env!("CARGO_BIN_EXE_sandpool");
+    let script = "echo hi; id -u; cat /proc/self/uid_map";
+    let out = under_filter(&[bin, "run", "--json", "--memory", "64", "--", "sh", "-c", script]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let filtered: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let plain: serde_json::Value =
+        serde_json::from_slice(&sandpool(&["run", "--json", "--memory", "64", "--", "sh", "-c", script]).stdout)
+            .unwrap();
+    assert_eq!(filtered["stdout"], plain["stdout"], "the same user namespace and output");
+    assert!(filtered["stdout"].as_str().unwrap().starts_with("hi\n1000\n"), "{filtered}");
+    assert_eq!(filtered["isolation"], plain["isolation"], "the same isolation, limits included");
+}
+
 /// With the cgroup file system read-only (a Kubernetes pod's), `run` refuses (125) with one
 /// sentence saying so and how to allow it, `--no-cgroups` runs with rlimits, and `doctor`
 /// says the same. Root only: it remounts the cgroup mounts read-only in a mount namespace

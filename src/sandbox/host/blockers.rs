@@ -19,14 +19,15 @@ fn root() -> bool {
 }
 
 /// Why the host refused to make the sandbox's namespaces with `errno`, if it is one of the
-/// known blockers. `at_clone`: the refusal came from `clone3` itself (not from a later step
+/// known blockers. `at_clone`: the refusal came from the clone itself (`clone3`, or `clone`
+/// where `clone3` answers `ENOSYS`), not from a later step
 /// inside the new namespaces, which is where AppArmor's restriction shows).
 pub(crate) fn what_refuses_namespaces(errno: i32, at_clone: bool) -> Option<String> {
     if at_clone && matches!(errno, libc::ENOSYS | libc::EPERM) && seccomp_filtered() {
         return Some(
             "a seccomp filter on sandpool refuses to create namespaces (as a container's default profile \
              does, Docker's among them): run the container with `--security-opt seccomp=unconfined`, or with a \
-             profile that allows clone3, clone, unshare and setns with namespace flags"
+             profile that allows clone, unshare and setns with namespace flags"
                 .into(),
         );
     }

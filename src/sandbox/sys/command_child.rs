@@ -186,6 +186,7 @@ pub(crate) fn spawn_command(spec: &CommandSpec<'_>, stack: &mut CommandStack) ->
             libc::SYS_clone,
             flags,
             stack_top,
+            0,
             command_child,
             &mut child_args as *mut CommandChildArgs as *mut c_void,
         )

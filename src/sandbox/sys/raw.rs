@@ -39,26 +39,29 @@ pub(super) unsafe fn raw_syscall(nr: c_long, a0: usize, a1: usize, a2: usize, a3
 }
 
 /// `clone3(2)` (or `clone(2)`) with a child that starts on its own stack and calls
-/// `child(arg)`, which must never return. `a0`, `a1` are the system call's first arguments:
-/// `(&clone_args, size)` for `clone3`, `(flags, stack top)` for `clone`.
+/// `child(arg)`, which must never return. `a0`, `a1`, `a2` are the system call's first
+/// arguments: `(&clone_args, size, 0)` for `clone3`, `(flags, stack top, parent_tid)` for
+/// `clone` (where `CLONE_PIDFD` stores the pidfd, as an `int`).
 ///
 /// # Safety
 /// The stack named in the arguments must be a writable, 16-byte aligned region that stays
 /// valid until the child execs or exits (with `CLONE_VFORK` the caller is suspended until
 /// then). `child` must never return and, with `CLONE_VM`, must only make raw system calls.
+/// A non-zero `a2` for `clone` must point to writable memory for what the flags store there.
 pub(super) unsafe fn clone_on_new_stack(
     nr: c_long,
     a0: usize,
     a1: usize,
+    a2: usize,
     child: extern "C" fn(*mut c_void) -> !,
     arg: *mut c_void,
 ) -> isize {
     let ret: isize;
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: in the parent this is one `syscall` (clobbering rcx, r11; rdx, r10, r8 are the
-    // zero parent-tid, child-tid and tls arguments of `clone`, unused by `clone3`). In the
-    // child (rax = 0) the kernel has set rsp to the new stack's top; we call `child(arg)`
-    // there and never come back into compiled code, so no invariant of this frame is needed.
+    // SAFETY: in the parent this is one `syscall` (clobbering rcx, r11; rdx is `a2`, r10 and
+    // r8 the zero child-tid and tls arguments of `clone`, unused by `clone3`). In the child
+    // (rax = 0) the kernel has set rsp to the new stack's top; we call `child(arg)` there and
+    // never come back into compiled code, so no invariant of this frame is needed.
     unsafe {
         std::arch::asm!(
             "syscall",
@@ -71,7 +74,7 @@ pub(super) unsafe fn clone_on_new_stack(
             inlateout("rax") nr as isize => ret,
             in("rdi") a0,
             in("rsi") a1,
-            in("rdx") 0usize,
+            in("rdx") a2,
             in("r10") 0usize,
             in("r8") 0usize,
             in("r12") arg,
@@ -80,8 +83,9 @@ pub(super) unsafe fn clone_on_new_stack(
         );
     }
     #[cfg(target_arch = "aarch64")]
-    // SAFETY: as above: x2-x4 are zero; in the child (x0 = 0) sp is the new stack's top; we
-    // branch to `child(arg)` and never return into compiled code.
+    // SAFETY: as above: x2 is `a2` (parent_tid: `clone`'s third argument here too), x3 and
+    // x4 are zero; in the child (x0 = 0) sp is the new stack's top; we branch to `child(arg)`
+    // and never return into compiled code.
     unsafe {
         std::arch::asm!(
             "svc 0",
@@ -93,7 +97,7 @@ pub(super) unsafe fn clone_on_new_stack(
             in("x8") nr,
             inlateout("x0") a0 => ret,
             in("x1") a1,
-            in("x2") 0usize,
+            in("x2") a2,
             in("x3") 0usize,
             in("x4") 0usize,
             in("x20") arg,
@@ -103,25 +107,36 @@ pub(super) unsafe fn clone_on_new_stack(
     ret
 }
 
-/// [`clone_on_new_stack`] with `clone3`.
+/// [`clone_on_new_stack`] with `clone3`; where `clone3` answers `ENOSYS` (a container's
+/// seccomp profile, as Docker's, refuses it so that callers fall back), with `clone`: the
+/// same flags and exit signal, the pidfd (`CLONE_PIDFD`, Linux 5.2+) stored through
+/// `parent_tid`, the stack by its top. `clone` has no `CLONE_INTO_CGROUP`: asked for it,
+/// `ENOSYS` is returned as it is, and the caller starts the child elsewhere and moves it.
 ///
 /// # Safety
-/// As for [`clone_on_new_stack`]; `args` names the stack.
+/// As for [`clone_on_new_stack`]; `args` names the stack, and `args.pidfd`, with
+/// `CLONE_PIDFD`, a writable `c_int`.
 pub(super) unsafe fn clone3_with_stack(
     args: &mut libc::clone_args,
     child: extern "C" fn(*mut c_void) -> !,
     arg: *mut c_void,
 ) -> isize {
+    let clone3_args = args as *mut libc::clone_args as usize;
     // SAFETY: forwarded to the caller.
-    unsafe {
-        clone_on_new_stack(
-            libc::SYS_clone3,
-            args as *mut libc::clone_args as usize,
-            size_of::<libc::clone_args>(),
-            child,
-            arg,
-        )
+    let ret =
+        unsafe { clone_on_new_stack(libc::SYS_clone3, clone3_args, size_of::<libc::clone_args>(), 0, child, arg) };
+    // What `clone` cannot say: clone3's own flags (CLONE_INTO_CGROUP and above, past its 32
+    // bits; CLONE_NEWTIME, in its exit signal's byte), an exit signal past that byte.
+    let clone3_only = args.flags > u64::from(u32::MAX) || args.flags & 0xff != 0 || args.exit_signal > 0xff;
+    if ret != -(libc::ENOSYS as isize) || clone3_only {
+        return ret;
     }
+    let flags = (args.flags | args.exit_signal) as usize;
+    let stack_top = (args.stack + args.stack_size) as usize;
+    // SAFETY: forwarded to the caller: the same stack (by its top), flags and child; with
+    // CLONE_PIDFD, `args.pidfd` is the caller's writable int, which `clone` fills through
+    // its parent_tid argument.
+    unsafe { clone_on_new_stack(libc::SYS_clone, flags, stack_top, args.pidfd as usize, child, arg) }
 }
 
 /// A child stack: 16-byte aligned, owned by whoever spawns.
