@@ -20,8 +20,8 @@ fn root() -> bool {
 
 /// Why the host refused to make the sandbox's namespaces with `errno`, if it is one of the
 /// known blockers. `at_clone`: the refusal came from the clone itself (`clone3`, or `clone`
-/// where `clone3` answers `ENOSYS`), not from a later step
-/// inside the new namespaces, which is where AppArmor's restriction shows).
+/// where `clone3` answers `ENOSYS`), not from a later step inside the new namespaces, which
+/// is where AppArmor's restriction shows.
 pub(crate) fn what_refuses_namespaces(errno: i32, at_clone: bool) -> Option<String> {
     if at_clone && matches!(errno, libc::ENOSYS | libc::EPERM) && seccomp_filtered() {
         return Some(

@@ -153,11 +153,11 @@ impl Spawner {
 
     /// Makes the session and confines the spawner for good, in this order: its
     /// `oom_score_adj` held open (see [`OomScore`]), a mount namespace of its own with a
-    /// `/proc` of the new pid namespace (`hidepid=invisible`: a process a command may not trace, the
-    /// spawner first, is not even listed) and fresh session directories, then Landlock (which
-    /// forbids mounting), the session's seccomp filter (on top of the sandbox's, inherited),
-    /// `no_new_privs`, and no capability but the one that rewinds the pid counter and sets
-    /// the next IPC ids.
+    /// `/proc` of the new pid namespace (`hidepid=invisible`: a process a command may not
+    /// trace, the spawner first, is not even listed) and fresh session directories, then
+    /// Landlock (which forbids mounting), the session's seccomp filter (on top of the
+    /// sandbox's, inherited), `no_new_privs`, and no capability but the one that rewinds the
+    /// pid counter and sets the next IPC ids.
     fn confine(zygote: &Zygote) -> StepResult<(LandlockEnforcement, OomScore)> {
         // confine_spawner makes the spawner non-dumpable again before any command exists.
         let oom_score = step("open its oom_score_adj", OomScore::open())?;
