@@ -79,8 +79,11 @@ fn two_children_of_one_session_talk_while_both_run() {
 #[test]
 fn a_child_is_killed_from_another_thread() {
     let sb = Sandbox::spawn(&default_policy()).unwrap();
-    let mut child = start(&sb, Command::new("/bin/sh").args(["-c", "sleep 1000 & sleep 1000"]));
-    assert!(child.wait_timeout(Duration::from_millis(200)).unwrap().is_none(), "it runs");
+    let mut child = start(&sb, Command::new("/bin/sh").args(["-c", "sleep 1000 & echo started; sleep 1000"]));
+    // Ordered by the line, not by time: the background sleep is forked before it is printed.
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "started");
+    assert!(child.try_wait().unwrap().is_none(), "it runs");
     assert!(session_processes(&sb) >= 2, "the probe sees the command and its background sleep");
     let killer = child.killer();
     std::thread::spawn(move || killer.kill().unwrap()).join().unwrap();
