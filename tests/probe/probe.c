@@ -36,6 +36,18 @@ static int report(long r) {
     return 0;
 }
 
+/* A TCP socket listening on a free loopback port, whose address goes to *sa; -1 on failure. */
+static int loopback_listener(struct sockaddr_in *sa, int backlog) {
+    socklen_t len = sizeof *sa;
+    memset(sa, 0, sizeof *sa);
+    sa->sin_family = AF_INET;
+    sa->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int l = socket(AF_INET, SOCK_STREAM, 0);
+    if (l < 0 || bind(l, (struct sockaddr *)sa, sizeof *sa) < 0 || listen(l, backlog) < 0) return -1;
+    if (getsockname(l, (struct sockaddr *)sa, &len) < 0) return -1;
+    return l;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) { fprintf(stderr, "usage: probe ACTION [ARG]\n"); return 2; }
     const char *a = argv[1];
@@ -130,13 +142,9 @@ int main(int argc, char **argv) {
     }
     /* A loopback TCP connection whose client closes first: its socket stays in TIME_WAIT. */
     if (!strcmp(a, "timewait")) {
-        int l = socket(AF_INET, SOCK_STREAM, 0);
-        struct sockaddr_in sa = {0};
-        socklen_t len = sizeof sa;
-        sa.sin_family = AF_INET;
-        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        if (l < 0 || bind(l, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(l, 1) < 0) return report(-1);
-        if (getsockname(l, (struct sockaddr *)&sa, &len) < 0) return report(-1);
+        struct sockaddr_in sa;
+        int l = loopback_listener(&sa, 1);
+        if (l < 0) return report(-1);
         int c = socket(AF_INET, SOCK_STREAM, 0);
         if (c < 0 || connect(c, (struct sockaddr *)&sa, sizeof sa) < 0) return report(-1);
         int s = accept(l, NULL, NULL);
@@ -154,13 +162,9 @@ int main(int argc, char **argv) {
     if (!strcmp(a, "sockfill")) {
         long long target = atoll(arg) << 20, buffered = 0;
         static char chunk[1 << 16];
-        int l = socket(AF_INET, SOCK_STREAM, 0);
-        struct sockaddr_in sa = {0};
-        socklen_t len = sizeof sa;
-        sa.sin_family = AF_INET;
-        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        if (l < 0 || bind(l, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(l, 16) < 0) return report(-1);
-        if (getsockname(l, (struct sockaddr *)&sa, &len) < 0) return report(-1);
+        struct sockaddr_in sa;
+        int l = loopback_listener(&sa, 16);
+        if (l < 0) return report(-1);
         for (int i = 0; i < 128 && buffered < target; i++) {
             int c = socket(AF_INET, SOCK_STREAM, 0);
             if (c < 0 || connect(c, (struct sockaddr *)&sa, sizeof sa) < 0) return report(-1);
