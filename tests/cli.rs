@@ -415,25 +415,91 @@ fn a_read_only_cgroup_file_system_is_named_with_how_to_allow_it() {
     assert!(text(&doctor.stdout).contains("read-only"), "{}", text(&doctor.stdout));
 }
 
-/// Stdin that is a plain pipe or file open for reading is handed to the command as it is;
-/// anything else (here a directory, from which a relative path would lead out of the
-/// sandbox) comes through a pipe of sandpool's.
+/// Stdin never reaches the command as the host's descriptor: a file, a pipe of another
+/// process, a directory all come in through a pipe of sandpool's, and their content arrives.
 #[test]
-fn only_a_plain_read_only_stdin_is_handed_in() {
-    let fd0 = |stdin: Stdio| -> String {
-        let out = Command::new(env!("CARGO_BIN_EXE_sandpool"))
-            .args(["run", "--", "readlink", "/proc/self/fd/0"])
+fn stdin_is_always_copied_through_a_pipe_of_sandpools() {
+    let fd0 = |program: &str, stdin: Stdio| -> (String, String) {
+        let (program, prefix): (&str, &[&str]) = match program {
+            "sandpool" => (env!("CARGO_BIN_EXE_sandpool"), &["run", "--", "sh", "-c"]),
+            _ => ("sh", &["-c"]),
+        };
+        let out = Command::new(program)
+            .args(prefix)
+            .arg("readlink /proc/self/fd/0; head -c 9")
             .stdin(stdin)
             .output()
             .unwrap();
-        text(&out.stdout).trim().to_string()
+        let text = text(&out.stdout);
+        let (link, rest) = text.split_once('\n').unwrap_or((&text, ""));
+        (link.to_string(), rest.to_string())
     };
-    let file = std::fs::File::open(env!("CARGO_BIN_EXE_sandpool")).unwrap();
-    let handed = fd0(Stdio::from(file));
-    assert!(handed.ends_with("/sandpool"), "a read-only file is handed in as it is: {handed}");
-    let dir = std::fs::File::open("/").unwrap();
-    let copied = fd0(Stdio::from(dir));
-    assert!(copied.starts_with("pipe:"), "a directory is not: {copied}");
+    let dir = common::TempDir::new("stdin");
+    let file = dir.path().join("input");
+    std::fs::write(&file, "from file").unwrap();
+    // The probe of the check: outside, the same command sees the file itself.
+    let (outside, _) = fd0("sh", Stdio::from(std::fs::File::open(&file).unwrap()));
+    assert_eq!(outside, file.to_str().unwrap(), "outside, stdin is the file");
+    let (inside, content) = fd0("sandpool", Stdio::from(std::fs::File::open(&file).unwrap()));
+    assert!(inside.starts_with("pipe:"), "a read-only file is copied in: {inside}");
+    assert_eq!(content, "from file");
+
+    let mut producer = Command::new("echo").arg("from pipe").stdout(Stdio::piped()).spawn().unwrap();
+    let (inside, content) = fd0("sandpool", Stdio::from(producer.stdout.take().unwrap()));
+    producer.wait().unwrap();
+    assert!(inside.starts_with("pipe:"), "another process's pipe is copied in: {inside}");
+    assert_eq!(content, "from pipe");
+
+    let (inside, _) = fd0("sandpool", Stdio::from(std::fs::File::open("/").unwrap()));
+    assert!(inside.starts_with("pipe:"), "a directory is not handed in: {inside}");
+}
+
+/// A command cannot change the host's file given as `sandpool run`'s stdin, even where the
+/// sandbox's user owns it (an unprivileged host's files are the sandbox's): what works on the
+/// file's own description (`chmod` and `touch` through `/proc/self/fd/0`) reaches only
+/// sandpool's pipe. As root, the check runs as uid 4242 on a file of its own.
+#[test]
+fn a_command_cannot_change_the_file_on_its_stdin() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = common::TempDir::new("stdin-mode");
+    let uid = 4242;
+    let sandpool = dir.path().join("sandpool");
+    std::fs::copy(env!("CARGO_BIN_EXE_sandpool"), &sandpool).unwrap();
+    common::set_mode(&sandpool, 0o755);
+    let owned_file = |name: &str| {
+        let file = dir.path().join(name);
+        std::fs::write(&file, "data").unwrap();
+        common::set_mode(&file, 0o644);
+        if common::is_root() {
+            std::os::unix::fs::chown(&file, Some(uid), Some(uid)).unwrap();
+        }
+        file
+    };
+    // As the file's owner: uid 4242 when we are root, else ourselves.
+    let as_owner = |program: &std::path::Path, args: &[&str], stdin: &std::path::Path| {
+        let mut cmd = if common::is_root() {
+            let mut c = Command::new("setpriv");
+            c.args([format!("--reuid={uid}"), format!("--regid={uid}"), "--clear-groups".into()]).arg(program);
+            c
+        } else {
+            Command::new(program)
+        };
+        cmd.args(args).current_dir("/").stdin(std::fs::File::open(stdin).unwrap()).output().unwrap()
+    };
+    let script = "chmod 0666 /proc/self/fd/0; touch -d @0 /proc/self/fd/0; cat >/dev/null";
+    // The probe of the check: the same script outside changes the file.
+    let outside = owned_file("outside");
+    let out = as_owner(std::path::Path::new("/bin/sh"), &["-c", script], &outside);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(std::fs::metadata(&outside).unwrap().permissions().mode() & 0o7777, 0o666, "outside, it works");
+
+    let file = owned_file("input");
+    let before = std::fs::metadata(&file).unwrap();
+    let out = as_owner(&sandpool, &["run", "--", "sh", "-c", script], &file);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let after = std::fs::metadata(&file).unwrap();
+    assert_eq!(after.permissions().mode() & 0o7777, 0o644, "the host file's mode is unchanged");
+    assert_eq!(after.modified().unwrap(), before.modified().unwrap(), "and its times");
 }
 
 /// On a hybrid host (memory and pids v1 controllers, v2 holding neither), a read-only v2

@@ -103,6 +103,23 @@ impl Stdio {
     /// A descriptor of the caller's, passed into the sandbox (a copy of it: the caller's
     /// stays open). Whatever it reaches, the command reaches: give it only what the command
     /// may have.
+    ///
+    /// The command gets the same open file description, not a copy of the data. With it, it
+    /// can do whatever the description allows and whatever the file's owner may, when the
+    /// sandbox's user is that owner (an unprivileged host's files are its own): `fchmod`
+    /// (never setuid or setgid: the sandbox's seccomp filter refuses those bits), `fchown`
+    /// within its ids, extended attributes, times (`futimens`), inode flags, `flock` and
+    /// `fcntl` locks and leases (a lease blocks the host's writers for up to
+    /// `lease-break-time`), `fallocate`/`ftruncate` if it is open for writing, `O_APPEND` and
+    /// `O_NONBLOCK` changes that the host's copy shares. It can also reopen it through
+    /// `/proc/self/fd/N` with any access its own permissions allow (Landlock, where enforced,
+    /// limits that to the sandbox's writable paths). A terminal lets it read the host's keys
+    /// and change the terminal's modes (`TIOCSTI` and `TIOCLINUX` are refused).
+    ///
+    /// Safe to pass: a pipe or socket end that the caller made for the command (what
+    /// [`Stdio::piped`] does), or a file the command may own. To feed a host file's contents
+    /// without handing the file in, copy it through a pipe (as `sandpool run` does with its
+    /// stdin).
     pub fn fd(fd: impl Into<OwnedFd>) -> Stdio {
         Stdio(StdioKind::Fd(Arc::new(fd.into())))
     }

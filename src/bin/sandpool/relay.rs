@@ -2,11 +2,10 @@
 //! in, output out (or into a buffer for `--json`), signals on, and for `-t` the terminal in
 //! raw mode with its window size.
 
-use std::io::{self, IsTerminal, Read, Write};
+use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::thread::JoinHandle;
 
-use rustix::fs::{FileType, OFlags};
 use rustix::termios::{OptionalActions, Termios, Winsize};
 use sandpool::sandbox::{ChildPty, Killer, Stdio};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGWINCH};
@@ -14,12 +13,11 @@ use signal_hook::iterator::{Handle, Signals};
 
 /// Where the command's stdin comes from.
 pub enum StdinSource {
-    /// Ours, as it is: a pipe or a regular file open for reading only, so the command may
-    /// have the descriptor itself (no copy, nothing buffered, read as it arrives).
-    Shared(OwnedFd),
-    /// Ours, copied into the command's as it arrives: anything else (a terminal, which the
-    /// command must not hold; a socket; a directory, from which a path could lead out of the
-    /// sandbox; a descriptor also open for writing).
+    /// Ours, copied as it arrives into a pipe that sandpool makes for the command. The command
+    /// never holds our descriptor, whatever it is: through a file's own description a command
+    /// could do what its owner may (`fchmod`, extended attributes, times, inode flags, locks
+    /// and leases that block the host's writers) and reopen it through `/proc/self/fd`; a
+    /// terminal could be typed into; a directory leads out of the sandbox.
     Copied,
     /// None: our stdin is closed.
     Closed,
@@ -28,23 +26,15 @@ pub enum StdinSource {
 impl StdinSource {
     /// Looks at our stdin.
     pub fn of_this_process() -> StdinSource {
-        let stdin = io::stdin();
-        let Ok(flags) = rustix::fs::fcntl_getfl(stdin.as_fd()) else { return StdinSource::Closed };
-        let kind = rustix::fs::fstat(stdin.as_fd()).map(|st| FileType::from_raw_mode(st.st_mode));
-        let plain = matches!(kind, Ok(FileType::Fifo | FileType::RegularFile));
-        if !plain || stdin.is_terminal() || flags & OFlags::RWMODE != OFlags::RDONLY {
-            return StdinSource::Copied;
-        }
-        match stdin.as_fd().try_clone_to_owned() {
-            Ok(fd) => StdinSource::Shared(fd),
-            Err(_) => StdinSource::Copied,
+        match rustix::fs::fcntl_getfl(io::stdin().as_fd()) {
+            Ok(_) => StdinSource::Copied,
+            Err(_) => StdinSource::Closed,
         }
     }
 
     /// What the command's stdin is set to.
     pub fn stdio(self) -> Stdio {
         match self {
-            StdinSource::Shared(fd) => Stdio::fd(fd),
             StdinSource::Copied => Stdio::piped(),
             StdinSource::Closed => Stdio::null(),
         }

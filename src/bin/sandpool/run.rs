@@ -303,8 +303,8 @@ struct Streams {
 }
 
 impl Streams {
-    /// Starts passing the child's streams: our stdin in (unless the command has our
-    /// descriptor itself), its output out to ours, or into buffers when `collect`.
+    /// Starts passing the child's streams: our stdin in (through the command's own pipe), its
+    /// output out to ours, or into buffers when `collect`.
     fn start(child: &mut Child, collect: bool) -> std::io::Result<Streams> {
         let sink = |ours: Sink| if collect { Sink::Buffer(Vec::new()) } else { ours };
         if let Some(pty) = child.pty.take() {
