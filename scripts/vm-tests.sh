@@ -29,7 +29,7 @@ if [ "$(id -u)" = 0 ] && ! apt-cache pkgnames linux-image-6.12 2>/dev/null | gre
 fi
 kernels=("$@")
 [ ${#kernels[@]} -gt 0 ] || kernels=(6.1 6.12)
-suites=(sandbox_security sandbox_tenants sandbox_children sandbox_terminal sandbox_cgroups sandbox_teardown pool_sandbox pool_sandbox_faults)
+suites=(sandbox_security sandbox_tenants sandbox_host_boundary sandbox_children sandbox_terminal sandbox_cgroups sandbox_teardown pool_sandbox pool_sandbox_faults)
 
 out="$root/target/vmtests"
 rm -rf "$out" && mkdir -p "$out"
@@ -85,6 +85,25 @@ for t in $suites; do
   grep -E 'test result|FAILED|panicked|SKIP' "/tmp/$t.log"
   grep -q 'test result: ok' "/tmp/$t.log" || tail -n 40 "/tmp/$t.log"
 done
+# Last, as it leaves modules loaded: no command makes the kernel load one (socket families
+# and protocols, netlink protocols, an AF_ALG cipher, line disciplines); the same probe
+# outside loads some, which shows it can.
+echo "== modules: none loaded by a command"
+if [ -r /proc/modules ]; then
+  cut -d' ' -f1 /proc/modules | sort > /tmp/modules-before
+  "$d/sandpool" run --ro "$d" -- "$d/probe" autoload >/dev/null || fail "the autoload probe did not run in a sandbox"
+  cut -d' ' -f1 /proc/modules | sort > /tmp/modules-inside
+  loaded="$(comm -13 /tmp/modules-before /tmp/modules-inside | tr '\n' ' ')"
+  [ -z "$loaded" ] || fail "a command loaded modules: $loaded"
+  "$d/probe" autoload >/dev/null
+  cut -d' ' -f1 /proc/modules | sort > /tmp/modules-outside
+  outside="$(comm -13 /tmp/modules-inside /tmp/modules-outside | wc -l)"
+  echo "modules loaded by the same probe outside: $outside"
+  [ "$outside" -gt 0 ] || fail "the autoload probe loads no module outside either: the check proves nothing"
+else
+  echo "SKIP modules: no /proc/modules"
+fi
+
 [ $failed = 0 ] && echo "VM-TESTS PASSED" || echo "VM-TESTS FAILED"
 exit $failed
 EOF

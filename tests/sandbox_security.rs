@@ -389,12 +389,16 @@ fn every_trace_a_reset_wipes_marks_the_session_dirty() {
     let probe = probe().to_str().unwrap();
     let xattr_on_tmp = format!("{probe} setxattr /tmp | grep -qx ok");
     let xattr_on_shm = format!("{probe} setxattr /dev/shm | grep -qx ok");
+    // A file made and removed, then /tmp's access and modification times put back: only the
+    // change time tells (and the next inode number, a channel to the next lease).
+    let times_put_back = format!("{probe} restoretimes /tmp | grep -qx ok");
     let with_xattrs = tmpfs_user_xattrs("every_trace_a_reset_wipes_marks_the_session_dirty (extended attributes)");
     let xattr_traces: &[&str] = if with_xattrs { &[&xattr_on_tmp, &xattr_on_shm] } else { &[] };
     let traces: Vec<&str> = xattr_traces
         .iter()
         .copied()
         .chain([
+            times_put_back.as_str(),
             "echo x > /tmp/f",
             "mkdir /tmp/d",
             "ln -s /etc/hostname /tmp/link",

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use super::SANDBOX_UID;
 use super::cgroup::SandboxCgroups;
+use super::confine::seccomp;
 use super::policy::Policy;
 use super::protocol::ZygoteReport;
 
@@ -124,8 +125,17 @@ pub struct LandlockStatus {
 pub struct SeccompStatus {
     /// Whether the filter is installed on every command.
     pub enforced: bool,
-    /// How many system calls it denies with `EPERM`.
+    /// How many system calls it denies with `EPERM`, outright or for some arguments.
     pub denied_syscalls: u32,
+    /// The socket families a command may make (with the netlink protocol allowed); every
+    /// other family answers `EAFNOSUPPORT` and, within these, every protocol but the
+    /// default, TCP, UDP and ICMP answers `EPROTONOSUPPORT`, before the kernel could load a
+    /// module for it. Empty when the filter is not enforced.
+    pub socket_families: Vec<&'static str>,
+    /// Whether every call that sets a file mode (the `chmod` family, creating `open`,
+    /// `creat`, `mknod`) is refused a setuid or setgid bit, so no bind or handed-in
+    /// descriptor can be left with one.
+    pub set_id_modes_refused: bool,
 }
 
 /// What a sandbox actually applied. Nothing here is what was *asked*: each field is what the
@@ -178,6 +188,22 @@ pub(super) fn build_isolation(
     missing: Vec<String>,
 ) -> Isolation {
     let ms = |d: Duration| d.as_millis().min(u64::MAX as u128) as u64;
+    let mut missing = missing;
+    if cgroups.memory.is_none() {
+        missing.push(
+            "a memory limit for the whole sandbox (no writable memory cgroup): RLIMIT_AS bounds each process's \
+             mapped memory only; what no process maps (memfd files, pipe and socket buffers, System V shared \
+             memory) is charged to no limit"
+                .to_string(),
+        );
+    }
+    if policy.network == Network::Host && !report.landlock_scoped {
+        missing.push(
+            "the host's abstract unix sockets (shared network, no Landlock scoping: ABI 6+): a command can \
+             connect to any the host listens on (D-Bus, X11, containerd-shim)"
+                .to_string(),
+        );
+    }
     let mut limits = vec![
         match cgroups.memory {
             Some(e) => Limit { name: "memory", value: policy.memory_bytes, enforced_by: e, note: "whole sandbox" },
@@ -185,7 +211,7 @@ pub(super) fn build_isolation(
                 name: "memory",
                 value: policy.memory_bytes,
                 enforced_by: Enforcement::Rlimit,
-                note: "per process (RLIMIT_AS): no writable memory cgroup",
+                note: "per process (RLIMIT_AS): no writable memory cgroup; memory no process maps (memfd files, pipe and socket buffers, System V shared memory) is not bounded",
             },
         },
         match cgroups.pids {
@@ -277,6 +303,8 @@ pub(super) fn build_isolation(
         seccomp: SeccompStatus {
             enforced: report.seccomp_enforced,
             denied_syscalls: if report.seccomp_enforced { report.seccomp_denied } else { 0 },
+            socket_families: if report.seccomp_enforced { seccomp::allowed_family_names() } else { Vec::new() },
+            set_id_modes_refused: report.seccomp_enforced,
         },
         no_new_privs: true,
         capabilities_dropped: true,

@@ -20,7 +20,15 @@
 //!   3. `clone3` and `openat2` answer `ENOSYS`, so libc falls back to `clone` and `openat`,
 //!      whose flags a filter can see (`unreadable_calls`);
 //!   4. `open`/`openat` with `O_TMPFILE` answer `EOPNOTSUPP` (see `no_unnamed_files`: an
-//!      unnamed file moves a counter the next lease could read).
+//!      unnamed file moves a counter the next lease could read);
+//!   5. `socket` and `socketpair` of a family outside [`ALLOWED_FAMILIES`] answer
+//!      `EAFNOSUPPORT`, and in an allowed family a protocol or type outside the allow-lists
+//!      answers `EPROTONOSUPPORT` (see `unlisted_families`, `unlisted_protocols`): asking for
+//!      one the kernel has not loaded would load its module, for every tenant and the host.
+//!
+//!   The deny list also refuses a mode with the setuid or setgid bit on every call that sets
+//!   one (`set_id_modes`: binds and handed-in descriptors are the host's files), and the
+//!   `TIOCSETD` ioctl (line disciplines are modules too).
 //!
 //!   The kernel runs every filter on every call, but caches the calls all of them allow
 //!   whatever the arguments, so the small ones cost the commands' hot calls nothing.
@@ -32,13 +40,20 @@
 //!   without `CLONE_THREAD`.
 //!
 //! Against Docker's default profile it is as strict or stricter: it also refuses NUMA
-//! placement (`mbind`, `set_mempolicy`, `migrate_pages`, `move_pages`), `fanotify_init`,
-//! `personality` beyond Docker's five values and `AF_VSOCK` sockets, as Docker does for a
-//! container without `CAP_SYS_ADMIN`/`CAP_SYS_NICE`. Differences kept on purpose: `ptrace`
-//! and `process_vm_*` are refused outright (Docker allows them on 4.8+ kernels; here a
-//! command must never reach another process), and so are `io_uring_*`, whose requests this
-//! filter cannot see; `clone3` answers `ENOSYS`, as in Docker, so `clone`'s flags stay
-//! visible.
+//! placement (`mbind`, `set_mempolicy`, `migrate_pages`, `move_pages`), `fanotify_init` and
+//! `personality` beyond Docker's five values, as Docker does for a container without
+//! `CAP_SYS_ADMIN`/`CAP_SYS_NICE`. Differences kept on purpose: `ptrace` and
+//! `process_vm_*` are refused outright (Docker allows them on 4.8+ kernels; here a command
+//! must never reach another process), and so are `io_uring_*`, whose requests this filter
+//! cannot see; `clone3` answers `ENOSYS`, as in Docker, so `clone`'s flags stay visible.
+//! Docker lets `socket` make any family but `AF_VSOCK` and leaves the rest to capabilities
+//! (so an unprivileged container process can still make the kernel load SCTP, DCCP, TIPC,
+//! `AF_ALG`, ...); here four families and, within them, the protocols above. gVisor's
+//! netstack offers about the same set (`AF_UNIX`, `AF_INET`, `AF_INET6`, `AF_NETLINK` with
+//! route and uevent, `AF_PACKET` with capabilities); the differences: no `AF_PACKET` (it
+//! needs `CAP_NET_RAW`, which commands never have) and no uevent netlink (device events of
+//! the host). Docker allows `TIOCSETD` and every mode bit; gVisor's own file systems
+//! ignore setuid bits.
 
 use std::collections::BTreeMap;
 
@@ -174,9 +189,6 @@ fn flag_set(flag: u64) -> SeccompRule {
 /// (`ADDR_NO_RANDOMIZE`, `READ_IMPLIES_EXEC`, ...) weakens the command's own hardening.
 const ALLOWED_PERSONALITIES: [u64; 5] = [0x0, 0x8, 0x20000, 0x20008, 0xffff_ffff];
 
-/// `AF_VSOCK`: sockets to the hypervisor and other VMs, outside every network namespace.
-const AF_VSOCK: u64 = 40;
-
 /// Matches `personality` with any value Docker does not allow.
 fn personality_not_allowed() -> SeccompRule {
     SeccompRule::new(
@@ -185,14 +197,6 @@ fn personality_not_allowed() -> SeccompRule {
             .map(|&p| SeccompCondition::new(0, SeccompCmpArgLen::Dword, SeccompCmpOp::Ne, p).expect("valid condition"))
             .collect(),
     )
-    .expect("valid seccomp rule")
-}
-
-/// Matches `socket(AF_VSOCK, ...)`.
-fn vsock_socket() -> SeccompRule {
-    SeccompRule::new(vec![
-        SeccompCondition::new(0, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, AF_VSOCK).expect("valid condition"),
-    ])
     .expect("valid seccomp rule")
 }
 
@@ -264,9 +268,83 @@ fn calls_on_the_spawner() -> Vec<(i64, Vec<SeccompRule>)> {
 /// `TIOCSTI` pushes bytes into a terminal's input as if typed, and `TIOCLINUX` reaches the
 /// console: through a terminal of the host's handed in as a descriptor (`Stdio::fd`), a
 /// command could type into the host's shell. Refused on every terminal (the command's own
-/// included: a program that types to itself has no need of it).
+/// included: a program that types to itself has no need of it). `TIOCSETD` changes a
+/// terminal's line discipline, and asking for one the kernel has not loaded loads its module
+/// (`n_hdlc`, `ppp`, `slip`, ...: `tty-ldisc-N`): refused too. Its argument is a pointer
+/// this filter cannot read, so even `N_TTY`, which every terminal already has and which
+/// setting again changes nothing, is refused.
 fn terminal_injection() -> Vec<SeccompRule> {
-    vec![rule(vec![arg_is(1, libc::TIOCSTI)]), rule(vec![arg_is(1, libc::TIOCLINUX)])]
+    vec![
+        rule(vec![arg_is(1, libc::TIOCSTI)]),
+        rule(vec![arg_is(1, libc::TIOCLINUX)]),
+        rule(vec![arg_is(1, libc::TIOCSETD)]),
+    ]
+}
+
+/// `S_ISUID` and `S_ISGID`.
+const SET_ID_BITS: [u64; 2] = [libc::S_ISUID as u64, libc::S_ISGID as u64];
+
+/// `fchmodat2(2)` (Linux 6.6), which the libc crate may not name on every target.
+const SYS_FCHMODAT2: i64 = 452;
+
+/// The calls that set a file's mode, with the position of their mode argument, and whether
+/// the mode only counts with `O_CREAT` (then the flags are the argument before it).
+fn mode_setting_calls() -> Vec<(i64, u8, bool)> {
+    let mut v = vec![
+        (libc::SYS_fchmod, 1, false),
+        (libc::SYS_fchmodat, 2, false),
+        (SYS_FCHMODAT2, 2, false),
+        (libc::SYS_mknodat, 2, false),
+        (libc::SYS_openat, 3, true),
+    ];
+    #[cfg(target_arch = "x86_64")]
+    v.extend([
+        (libc::SYS_chmod, 1, false),
+        (libc::SYS_mknod, 1, false),
+        (libc::SYS_creat, 1, false),
+        (libc::SYS_open, 2, true),
+    ]);
+    v
+}
+
+/// Refuses every mode with `S_ISUID` or `S_ISGID` (`EPERM`), whatever the file: a bind's
+/// files, and a descriptor handed in, are the host's, and a setuid or setgid file left there
+/// runs on the host as its owner. The routes: the `chmod` family, a file made by `open`,
+/// `openat` or `creat` with `O_CREAT`, or by `mknod` (a regular file), and so copying a
+/// setuid program with its mode (`cp -p`, `install -m 4755`, `tar`). `mkdir` needs no rule:
+/// the kernel drops both bits from its mode. A write by a command clears them from a file
+/// that has them (no command has `CAP_FSETID`), and file capabilities need `CAP_SETFCAP`,
+/// which no command has either. Docker's profile has no such rule: its binds are the
+/// container's business; here, inside, no mount honours those bits anyway (`nosuid`).
+fn set_id_modes() -> Vec<(i64, Vec<SeccompRule>)> {
+    mode_setting_calls()
+        .into_iter()
+        .map(|(nr, mode_arg, needs_create)| {
+            let rules = SET_ID_BITS
+                .iter()
+                .map(|&bit| {
+                    let mut conditions = vec![
+                        SeccompCondition::new(mode_arg, SeccompCmpArgLen::Dword, SeccompCmpOp::MaskedEq(bit), bit)
+                            .expect("valid condition"),
+                    ];
+                    if needs_create {
+                        let creat = libc::O_CREAT as u64;
+                        conditions.push(
+                            SeccompCondition::new(
+                                mode_arg - 1,
+                                SeccompCmpArgLen::Dword,
+                                SeccompCmpOp::MaskedEq(creat),
+                                creat,
+                            )
+                            .expect("valid condition"),
+                        );
+                    }
+                    rule(conditions)
+                })
+                .collect();
+            (nr, rules)
+        })
+        .collect()
 }
 
 fn deny_list() -> Result<SeccompProgram, seccompiler::BackendError> {
@@ -276,9 +354,11 @@ fn deny_list() -> Result<SeccompProgram, seccompiler::BackendError> {
     clone.push(flag_set(libc::CLONE_PARENT as u64));
     rules.insert(libc::SYS_clone, clone);
     rules.insert(libc::SYS_personality, vec![personality_not_allowed()]);
-    rules.insert(libc::SYS_socket, vec![vsock_socket()]);
     rules.extend(calls_on_the_spawner());
     rules.entry(libc::SYS_ioctl).or_default().extend(terminal_injection());
+    for (nr, set_id) in set_id_modes() {
+        rules.entry(nr).or_default().extend(set_id);
+    }
     // Before the session's filter closes it, `unshare` may make a session's namespaces only.
     rules.insert(
         libc::SYS_unshare,
@@ -364,6 +444,75 @@ fn no_unnamed_files() -> Result<SeccompProgram, seccompiler::BackendError> {
     program(rules, libc::EOPNOTSUPP)
 }
 
+/// The socket families a command may make: `AF_UNIX`, `AF_INET`, `AF_INET6` and `AF_NETLINK`
+/// (for `NETLINK_ROUTE` only). Asking the kernel for any other family, or for a protocol
+/// it has not loaded, makes it load that protocol's module (`net-pf-N`, `net-pf-N-proto-P`),
+/// for every tenant and the host; many such modules (SCTP, DCCP, RDS, TIPC, AX.25, KCM,
+/// SMC, L2TP, RxRPC, `AF_ALG`'s ciphers, XFRM) have a history of local root bugs. So these
+/// are an allow-list, and the rest never reach the module loader.
+pub(crate) const ALLOWED_FAMILIES: [(&str, u64); 4] =
+    [("AF_UNIX", 1), ("AF_INET", 2), ("AF_INET6", 10), ("AF_NETLINK", 16)];
+
+/// The allowed families as the isolation report names them.
+pub(crate) fn allowed_family_names() -> Vec<&'static str> {
+    ALLOWED_FAMILIES
+        .iter()
+        .map(|&(name, _)| if name == "AF_NETLINK" { "AF_NETLINK (NETLINK_ROUTE)" } else { name })
+        .collect()
+}
+
+/// The protocols allowed in `AF_INET` and `AF_INET6` sockets: the default (0), TCP, UDP and
+/// ICMP (ping sockets; v6's for `AF_INET6`). Built into every kernel that has IP.
+pub(crate) const ALLOWED_IP_PROTOCOLS: [(&str, u64); 5] =
+    [("default", 0), ("TCP", 6), ("UDP", 17), ("ICMP", 1), ("ICMPV6", 58)];
+
+/// The netlink protocol allowed: `NETLINK_ROUTE` (addresses, links and routes, which
+/// `getifaddrs`, `ip` and resolvers read).
+const NETLINK_ROUTE: u64 = 0;
+
+/// The bits of a socket's type that name it (`SOCK_TYPE_MASK`); the rest are flags.
+const SOCK_TYPE_MASK: u64 = 0xf;
+
+fn arg_ne(arg: u8, value: u64) -> SeccompCondition {
+    SeccompCondition::new(arg, SeccompCmpArgLen::Dword, SeccompCmpOp::Ne, value).expect("valid condition")
+}
+
+/// `socket` and `socketpair` of a family not in [`ALLOWED_FAMILIES`] answer `EAFNOSUPPORT`,
+/// as on a kernel without it (`socketpair` works on `AF_UNIX` only anyway).
+fn unlisted_families() -> Result<SeccompProgram, seccompiler::BackendError> {
+    let other_family = || rule(ALLOWED_FAMILIES.iter().map(|&(_, f)| arg_ne(0, f)).collect());
+    let rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::from([
+        (libc::SYS_socket, vec![other_family()]),
+        (libc::SYS_socketpair, vec![rule(vec![arg_ne(0, ALLOWED_FAMILIES[0].1)])]),
+    ]);
+    program(rules, libc::EAFNOSUPPORT)
+}
+
+/// In an allowed family, a protocol not allowed answers `EPROTONOSUPPORT`, as for a
+/// protocol the kernel does not have; so does an IP socket of a type other than stream (1),
+/// datagram (2) and raw (3, which needs `CAP_NET_RAW`, which no command has): others
+/// (`SOCK_DCCP`, `SOCK_SEQPACKET`, `SOCK_PACKET`) would ask the loader for a protocol by
+/// type.
+fn unlisted_protocols() -> Result<SeccompProgram, seccompiler::BackendError> {
+    let type_is = |mask: u64, value: u64| {
+        SeccompCondition::new(1, SeccompCmpArgLen::Dword, SeccompCmpOp::MaskedEq(mask), value).expect("valid condition")
+    };
+    let mut socket = Vec::new();
+    for family in [2, 10] {
+        let mut protocol = vec![arg_is(0, family)];
+        protocol.extend(ALLOWED_IP_PROTOCOLS.iter().map(|&(_, p)| arg_ne(2, p)));
+        socket.push(rule(protocol));
+        // A type outside 1..=3: 0, or any of the bits 4 and 8 set (4..=15).
+        socket.push(rule(vec![arg_is(0, family), type_is(SOCK_TYPE_MASK, 0)]));
+        for high in [4, 8, 12] {
+            socket.push(rule(vec![arg_is(0, family), type_is(0xc, high)]));
+        }
+    }
+    socket.push(rule(vec![arg_is(0, 16), arg_ne(2, NETLINK_ROUTE)]));
+    let rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::from([(libc::SYS_socket, socket)]);
+    program(rules, libc::EPROTONOSUPPORT)
+}
+
 /// The compiled programs.
 pub(crate) struct Filters {
     /// Installed once on the zygote when the sandbox is built, in install order: every
@@ -380,15 +529,27 @@ pub(crate) fn build() -> Result<Filters, seccompiler::BackendError> {
     let mut sandbox = Vec::new();
     #[cfg(target_arch = "x86_64")]
     sandbox.push(no_x32());
-    sandbox.extend([deny_list()?, unreadable_calls()?, no_unnamed_files()?]);
+    sandbox.extend([
+        deny_list()?,
+        unreadable_calls()?,
+        no_unnamed_files()?,
+        unlisted_families()?,
+        unlisted_protocols()?,
+    ]);
     Ok(Filters { sandbox, session: session_filter()?, no_fork: no_process_creation()? })
 }
 
 /// How many system calls the default filter denies, outright or for some arguments.
 pub(crate) fn denied_count() -> u32 {
-    // + clone with namespace flags or CLONE_PARENT, personality outside Docker's values,
-    // AF_VSOCK sockets, the calls aimed at the spawner, and the session-making calls
-    (denied_syscalls().len() + 3 + calls_on_the_spawner().len() + session_making_syscalls().len()) as u32
+    // + clone with namespace flags or CLONE_PARENT, personality outside Docker's values, the
+    // calls aimed at the spawner, the session-making calls, and the calls that set a mode
+    // (setuid and setgid bits refused); `socket` and `socketpair` outside the allow-lists
+    // are counted apart (`Isolation::socket_families`).
+    (denied_syscalls().len()
+        + 2
+        + calls_on_the_spawner().len()
+        + session_making_syscalls().len()
+        + mode_setting_calls().len()) as u32
 }
 
 #[cfg(test)]
@@ -399,7 +560,11 @@ mod tests {
     fn filters_build() {
         let f = build().unwrap();
         let x32 = usize::from(cfg!(target_arch = "x86_64"));
-        assert_eq!(f.sandbox.len(), x32 + 3, "x32 guard (x86_64), deny list, ENOSYS calls, O_TMPFILE");
+        assert_eq!(
+            f.sandbox.len(),
+            x32 + 5,
+            "x32 guard (x86_64), deny list, ENOSYS calls, O_TMPFILE, socket allow-lists"
+        );
         assert!(f.sandbox.iter().chain([&f.session, &f.no_fork]).all(|p| !p.is_empty() && p.len() < 4096));
         let deny = &f.sandbox[x32];
         assert!(deny.len() > 2 * denied_syscalls().len(), "one test per denied call at least");

@@ -36,8 +36,10 @@ struct PathStat {
     mode: u16,
     /// Its owner and group.
     owner: (u32, u32),
-    /// Its access and modification times (seconds, nanoseconds).
-    times: [(i64, u32); 2],
+    /// Its access, modification and change times (seconds, nanoseconds). The change time
+    /// matters: `utimensat` can put the first two back after a command changed the
+    /// directory, but moves the third, which no call sets.
+    times: [(i64, u32); 3],
 }
 
 impl PathStat {
@@ -50,14 +52,19 @@ impl PathStat {
             | StatxFlags::UID
             | StatxFlags::GID
             | StatxFlags::ATIME
-            | StatxFlags::MTIME;
+            | StatxFlags::MTIME
+            | StatxFlags::CTIME;
         let st = statx(CWD, path, AtFlags::SYMLINK_NOFOLLOW, mask)?;
         Ok(PathStat {
             mount_id: st.stx_mnt_id,
             size: st.stx_size,
             mode: st.stx_mode & 0o7777,
             owner: (st.stx_uid, st.stx_gid),
-            times: [(st.stx_atime.tv_sec, st.stx_atime.tv_nsec), (st.stx_mtime.tv_sec, st.stx_mtime.tv_nsec)],
+            times: [
+                (st.stx_atime.tv_sec, st.stx_atime.tv_nsec),
+                (st.stx_mtime.tv_sec, st.stx_mtime.tv_nsec),
+                (st.stx_ctime.tv_sec, st.stx_ctime.tv_nsec),
+            ],
         })
     }
 }

@@ -1,0 +1,199 @@
+//! Where a sandbox meets the host: its binds, and the kernel's shared facilities. Nothing a
+//! command does there may be turned against the host. Each check first shows that the action
+//! works outside the sandbox (the probe run by the test's own uid), then that inside it fails
+//! and leaves the host unchanged. CI runs this file as root and as an unprivileged uid, with
+//! Landlock as the kernel has it, capped at ABI 5, and off: none of it rests on Landlock.
+
+mod common;
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+
+use common::*;
+use sandpool::sandbox::Sandbox;
+
+/// The file's setuid and setgid bits, as the host sees them (0 when it does not exist).
+fn set_id_bits(path: &Path) -> u32 {
+    std::fs::metadata(path).map(|m| m.permissions().mode() & 0o6000).unwrap_or(0)
+}
+
+/// The routes to a setuid or setgid file the probe knows, and whether each works on a file
+/// that exists already (else it makes the file).
+const SET_ID_ROUTES: [(&str, bool); 8] = [
+    ("chmod", true),
+    ("chmod-sgid", true),
+    ("fchmod", true),
+    ("fchmodat", true),
+    ("fchmodat2", true),
+    ("open", false),
+    ("creat", false),
+    ("mknod", false),
+];
+
+/// A read-write bind is the host's directory: no call inside leaves a setuid or setgid file
+/// there, by any route the probe knows. As root the bound directory is root's (0755), so the
+/// sandbox acts as root's files' owner through its idmapped bind: the case where such a file
+/// would run as root on the host.
+#[test]
+fn no_route_leaves_a_setuid_or_setgid_file_in_a_read_write_bind() {
+    let outside = TempDir::new("setid-outside");
+    let bound = TempDir::new("setid-bound");
+    let mut proven = Vec::new();
+    for (route, existing) in SET_ID_ROUTES {
+        let file = outside.path().join(route);
+        if existing {
+            std::fs::write(&file, "x").unwrap();
+        }
+        let answer = probe_outside(&["setid", route, file.to_str().unwrap()]);
+        if answer != "ok" {
+            // fchmodat2 is Linux 6.6+.
+            skip(&format!("setid route {route}"), &format!("it does not work outside either ({answer})"));
+            continue;
+        }
+        assert_ne!(set_id_bits(&file), 0, "{route}: outside, the file is setuid or setgid");
+        proven.push((route, existing));
+    }
+    assert!(proven.len() >= 7, "the routes work outside: {proven:?}");
+
+    let policy = probe_policy().rw(bound.path()).build().unwrap();
+    let mut sb = Sandbox::spawn(&policy).unwrap();
+    for (route, existing) in proven {
+        let file = bound.path().join(route);
+        let inside = file.to_str().unwrap();
+        if existing {
+            assert_eq!(probe_inside(&mut sb, &["write", inside]), "ok", "{route}: the sandbox writes the bind");
+        }
+        assert_eq!(probe_inside(&mut sb, &["setid", route, inside]), "err 1", "{route} is refused inside");
+        assert_eq!(set_id_bits(&file), 0, "{route}: no setuid or setgid file on the host");
+    }
+    // `cp -p` of a setuid program keeps its mode where it can: not here.
+    let copy = bound.path().join("su-copy");
+    let script = format!(
+        "for f in /usr/bin/su /bin/su /usr/bin/passwd; do [ -u $f ] && exec cp -p $f {}; done; exit 9",
+        copy.display()
+    );
+    let out = sh(&mut sb, &script);
+    if out.status.code() != Some(9) {
+        assert_eq!(set_id_bits(&copy), 0, "cp -p leaves no setuid copy");
+    }
+}
+
+/// A write by a command clears the setuid bit of a file it writes (no command has
+/// `CAP_FSETID`); as root, the same write outside keeps it, which shows the bit can survive.
+#[test]
+fn a_write_inside_clears_the_setuid_bit_of_a_bound_file() {
+    if !is_root() {
+        skip(
+            "a_write_inside_clears_the_setuid_bit_of_a_bound_file",
+            "the positive control (a write that keeps the bit) needs CAP_FSETID: root",
+        );
+        return;
+    }
+    let dir = TempDir::new("setid-write");
+    let (outside, inside) = (dir.path().join("outside"), dir.path().join("inside"));
+    for f in [&outside, &inside] {
+        std::fs::write(f, "x").unwrap();
+        set_mode(f, 0o4755);
+    }
+    assert_eq!(probe_outside(&["write", outside.to_str().unwrap()]), "ok");
+    assert_eq!(set_id_bits(&outside), 0o4000, "outside, root's write keeps the bit");
+    let mut sb = Sandbox::spawn(&probe_policy().rw(dir.path()).build().unwrap()).unwrap();
+    assert_eq!(probe_inside(&mut sb, &["write", inside.to_str().unwrap()]), "ok");
+    assert_eq!(set_id_bits(&inside), 0, "a command's write clears it");
+}
+
+/// No file capabilities either: setting `security.capability` needs `CAP_SETFCAP`, which no
+/// command has, and no command can make a user namespace to get it.
+#[test]
+fn no_file_capabilities_in_a_read_write_bind() {
+    let dir = TempDir::new("setcap");
+    let (outside, inside) = (dir.path().join("outside"), dir.path().join("inside"));
+    std::fs::write(&outside, "x").unwrap();
+    assert_eq!(probe_outside(&["setcap", outside.to_str().unwrap()]), "ok", "outside, the owner sets capabilities");
+    assert_eq!(probe_outside(&["hascap", outside.to_str().unwrap()]), "ok");
+
+    let mut sb = Sandbox::spawn(&probe_policy().rw(dir.path()).build().unwrap()).unwrap();
+    assert_eq!(probe_inside(&mut sb, &["write", inside.to_str().unwrap()]), "ok");
+    assert_eq!(probe_inside(&mut sb, &["setcap", inside.to_str().unwrap()]), "err 1", "refused inside");
+    assert_eq!(
+        probe_outside(&["hascap", inside.to_str().unwrap()]),
+        format!("err {}", libc::ENODATA),
+        "the host's file has none"
+    );
+}
+
+/// A file made inside a bind is the bind owner's on the host (as root, root's, through the
+/// idmapped bind; unprivileged, the user's), and never setuid: the combination that would be
+/// a root shell.
+#[test]
+fn files_made_in_a_bind_belong_to_its_owner_and_are_never_setuid() {
+    let dir = TempDir::new("owner");
+    let owner = std::fs::metadata(dir.path()).unwrap().uid();
+    let file = dir.path().join("made");
+    let mut sb = Sandbox::spawn(&probe_policy().rw(dir.path()).build().unwrap()).unwrap();
+    assert_eq!(probe_inside(&mut sb, &["setid", "open", file.to_str().unwrap()]), "err 1");
+    assert_eq!(probe_inside(&mut sb, &["write", file.to_str().unwrap()]), "ok");
+    assert_eq!(std::fs::metadata(&file).unwrap().uid(), owner);
+    assert_eq!(set_id_bits(&file), 0);
+}
+
+/// `(family, type, protocol, name)` of sockets a command may not make: each, where the kernel
+/// has it, would otherwise load a module on a kernel that has it as one.
+const UNLISTED_SOCKETS: [(i32, i32, i32, &str); 6] = [
+    (libc::AF_VSOCK, libc::SOCK_STREAM, 0, "AF_VSOCK"),
+    (libc::AF_NETLINK, libc::SOCK_RAW, libc::NETLINK_SOCK_DIAG, "NETLINK_SOCK_DIAG"),
+    (libc::AF_NETLINK, libc::SOCK_RAW, libc::NETLINK_XFRM, "NETLINK_XFRM"),
+    (libc::AF_INET, libc::SOCK_STREAM, 262, "IPPROTO_MPTCP"),
+    (libc::AF_INET, libc::SOCK_DGRAM, libc::IPPROTO_UDPLITE, "IPPROTO_UDPLITE"),
+    (libc::AF_INET6, libc::SOCK_STREAM, libc::IPPROTO_SCTP, "IPPROTO_SCTP"),
+];
+
+/// Socket families and protocols are an allow-list: the ones outside it answer as on a
+/// kernel without them, before the kernel could look for a module; the ones programs use
+/// still work.
+#[test]
+fn sockets_outside_the_allow_list_are_refused_before_the_module_loader() {
+    let mut sb = Sandbox::spawn(&probe_policy().build().unwrap()).unwrap();
+    let mut proven = 0;
+    for (family, kind, protocol, name) in UNLISTED_SOCKETS {
+        let args = [family.to_string(), kind.to_string(), protocol.to_string()];
+        let args: Vec<&str> = std::iter::once("socket").chain(args.iter().map(String::as_str)).collect();
+        let outside = probe_outside(&args);
+        let expected = if family == libc::AF_VSOCK { libc::EAFNOSUPPORT } else { libc::EPROTONOSUPPORT };
+        assert_eq!(probe_inside(&mut sb, &args), format!("err {expected}"), "{name} is refused inside");
+        if outside == "ok" {
+            proven += 1;
+        } else {
+            skip(&format!("socket {name}"), &format!("this kernel has no such socket outside either ({outside})"));
+        }
+    }
+    assert!(proven >= 2, "at least two of the refused sockets work outside, so the refusal is the filter's");
+    assert_eq!(
+        probe_inside(&mut sb, &["socketpair", &libc::AF_INET.to_string()]),
+        format!("err {}", libc::EAFNOSUPPORT)
+    );
+    for (family, kind, protocol) in [
+        (libc::AF_UNIX, libc::SOCK_STREAM, 0),
+        (libc::AF_UNIX, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0),
+        (libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_NONBLOCK, 0),
+        (libc::AF_INET, libc::SOCK_DGRAM, libc::IPPROTO_UDP),
+        (libc::AF_INET6, libc::SOCK_STREAM, libc::IPPROTO_TCP),
+        (libc::AF_NETLINK, libc::SOCK_RAW, libc::NETLINK_ROUTE),
+    ] {
+        let args = [family.to_string(), kind.to_string(), protocol.to_string()];
+        let args: Vec<&str> = std::iter::once("socket").chain(args.iter().map(String::as_str)).collect();
+        assert_eq!(probe_inside(&mut sb, &args), "ok", "{args:?} works inside");
+    }
+    assert_eq!(probe_inside(&mut sb, &["socketpair", &libc::AF_UNIX.to_string()]), "ok");
+    let isolation = sb.isolation();
+    assert_eq!(isolation.seccomp.socket_families, ["AF_UNIX", "AF_INET", "AF_INET6", "AF_NETLINK (NETLINK_ROUTE)"]);
+}
+
+/// Line disciplines are modules too (`n_hdlc`, `ppp`, `slip`): `TIOCSETD` is refused, even on
+/// a command's own terminal; outside, the probe sets `N_TTY` on one of its own.
+#[test]
+fn line_disciplines_cannot_be_changed() {
+    assert_eq!(probe_outside(&["tiocsetd"]), "ok", "outside, a terminal's owner sets its line discipline");
+    let mut sb = Sandbox::spawn(&probe_policy().build().unwrap()).unwrap();
+    assert_eq!(probe_inside(&mut sb, &["tiocsetd"]), "err 1");
+}
