@@ -79,15 +79,9 @@ echo "== smoke: no sandbox cgroup left"
 left="$(find /sys/fs/cgroup -name 'sb-*' -type d 2>/dev/null)"
 [ -z "$left" ] || fail "sandbox cgroups left: $left"
 
-for t in $suites; do
-  echo "== $t"
-  "$d/$t" --test-threads=2 > "/tmp/$t.log" 2>&1 || fail "$t"
-  grep -E 'test result|FAILED|panicked|SKIP' "/tmp/$t.log"
-  grep -q 'test result: ok' "/tmp/$t.log" || tail -n 40 "/tmp/$t.log"
-done
-# Last, as it leaves modules loaded: no command makes the kernel load one (socket families
-# and protocols, netlink protocols, an AF_ALG cipher, line disciplines); the same probe
-# outside loads some, which shows it can.
+# Before the suites, whose positive controls load modules outside: no command makes the
+# kernel load one (socket families and protocols, netlink protocols, an AF_ALG cipher, line
+# disciplines); outside, one of those sockets loads its module, which shows the probe could.
 echo "== modules: none loaded by a command"
 if [ -r /proc/modules ]; then
   cut -d' ' -f1 /proc/modules | sort > /tmp/modules-before
@@ -95,15 +89,23 @@ if [ -r /proc/modules ]; then
   cut -d' ' -f1 /proc/modules | sort > /tmp/modules-inside
   loaded="$(comm -13 /tmp/modules-before /tmp/modules-inside | tr '\n' ' ')"
   [ -z "$loaded" ] || fail "a command loaded modules: $loaded"
-  "$d/probe" autoload >/dev/null
+  # One socket outside (SCTP, a module on Debian's kernels), not the whole probe: outside,
+  # each request runs modprobe, which takes long under emulation.
+  "$d/probe" socket 2 1 132 >/dev/null
   cut -d' ' -f1 /proc/modules | sort > /tmp/modules-outside
-  outside="$(comm -13 /tmp/modules-inside /tmp/modules-outside | wc -l)"
-  echo "modules loaded by the same probe outside: $outside"
-  [ "$outside" -gt 0 ] || fail "the autoload probe loads no module outside either: the check proves nothing"
+  outside="$(comm -13 /tmp/modules-inside /tmp/modules-outside | tr '\n' ' ')"
+  echo "modules loaded by one SCTP socket outside: $outside"
+  [ -n "$outside" ] || fail "an SCTP socket loads no module outside either: the check proves nothing"
 else
   echo "SKIP modules: no /proc/modules"
 fi
 
+for t in $suites; do
+  echo "== $t"
+  "$d/$t" --test-threads=2 > "/tmp/$t.log" 2>&1 || fail "$t"
+  grep -E 'test result|FAILED|panicked|SKIP' "/tmp/$t.log"
+  grep -q 'test result: ok' "/tmp/$t.log" || tail -n 40 "/tmp/$t.log"
+done
 [ $failed = 0 ] && echo "VM-TESTS PASSED" || echo "VM-TESTS FAILED"
 exit $failed
 EOF

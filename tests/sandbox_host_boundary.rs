@@ -8,9 +8,10 @@ mod common;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
+use std::time::Duration;
 
 use common::*;
-use sandpool::sandbox::Sandbox;
+use sandpool::sandbox::{Command, Sandbox, SandboxError};
 
 /// The file's setuid and setgid bits, as the host sees them (0 when it does not exist).
 fn set_id_bits(path: &Path) -> u32 {
@@ -196,4 +197,41 @@ fn line_disciplines_cannot_be_changed() {
     assert_eq!(probe_outside(&["tiocsetd"]), "ok", "outside, a terminal's owner sets its line discipline");
     let mut sb = Sandbox::spawn(&probe_policy().build().unwrap()).unwrap();
     assert_eq!(probe_inside(&mut sb, &["tiocsetd"]), "err 1");
+}
+
+/// A zombie left in a command's process group, whose parent lives elsewhere, keeps the group
+/// from ever being empty: the spawner's kill at the timeout gives up going round it, reports
+/// the command's end, and goes on serving the session.
+#[test]
+fn a_zombie_in_the_command_group_does_not_wedge_the_spawner() {
+    let mut sb = Sandbox::spawn(&probe_policy().build().unwrap()).unwrap();
+    let mut cmd = Command::new(probe());
+    cmd.arg("zombiegroup").timeout(Duration::from_millis(500));
+    let out = sb.run(&cmd).unwrap();
+    assert_eq!(stdout(&out), "ready", "the zombie was there");
+    assert!(out.timed_out, "{out:?}");
+    assert!(!sb.is_clean(), "what is left of the group is seen");
+    assert_eq!(stdout(&sh(&mut sb, "echo alive")), "alive", "the session still answers");
+}
+
+/// A command that stops every process it may, again and again (the next command's child
+/// among them, maybe before its `execve`), holds no one but itself: each next command ends
+/// (ran, timed out, or failed to start), the sandbox is never declared dead or unanswering,
+/// and a reset gives a session that runs commands again.
+#[test]
+fn stopping_the_next_commands_child_does_not_wedge_the_spawner() {
+    let mut sb = Sandbox::spawn(&probe_policy().build().unwrap()).unwrap();
+    assert_eq!(probe_inside(&mut sb, &["stopper"]), "ok");
+    for _ in 0..2 {
+        let mut cmd = Command::new("/bin/true");
+        cmd.timeout(Duration::from_secs(1));
+        match sb.run(&cmd) {
+            // Stopped after its execve (then timed out), or not caught at all.
+            Ok(_) => {}
+            Err(SandboxError::Exec { .. }) => {} // stopped before its execve, and killed
+            Err(e) => panic!("the spawner must answer: {e}"),
+        }
+    }
+    sb.reset().unwrap();
+    assert_eq!(stdout(&sh(&mut sb, "echo alive")), "alive");
 }

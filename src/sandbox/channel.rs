@@ -46,6 +46,41 @@ pub(crate) fn send(sock: BorrowedFd<'_>, data: &[u8], fds: &[BorrowedFd<'_>]) ->
     }
 }
 
+/// [`send`], but never waiting past `deadline` for room in the peer's queue
+/// (`MSG_DONTWAIT`, then `poll` for `POLLOUT`): a peer that stops reading (a sandbox's
+/// spawner wedged by what its commands did) must not hold the caller for ever.
+/// `ErrorKind::TimedOut` when the deadline passes.
+pub(crate) fn send_within(
+    sock: BorrowedFd<'_>,
+    data: &[u8],
+    fds: &[BorrowedFd<'_>],
+    deadline: std::time::Instant,
+) -> io::Result<()> {
+    if fds.len() > MAX_FDS {
+        return Err(io::Error::from_raw_os_error(libc::EMSGSIZE));
+    }
+    loop {
+        let mut space = [MaybeUninit::<u8>::uninit(); CMSG_SPACE];
+        let mut control = SendAncillaryBuffer::new(&mut space);
+        if !fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(fds)) {
+            return Err(io::Error::from_raw_os_error(libc::EMSGSIZE));
+        }
+        let flags = SendFlags::NOSIGNAL | SendFlags::DONTWAIT;
+        match rustix::net::sendmsg(sock, &[IoSlice::new(data)], &mut control, flags) {
+            Err(Errno::INTR) => continue,
+            Err(Errno::AGAIN) => {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() {
+                    return Err(io::Error::from(io::ErrorKind::TimedOut));
+                }
+                let mut watched = [PollFd::from_borrowed_fd(sock, PollFlags::OUT)];
+                poll(&mut watched, Some(left))?;
+            }
+            other => return other.map(drop).map_err(io::Error::from),
+        }
+    }
+}
+
 /// [`recvmsg(2)`](https://man7.org/linux/man-pages/man2/recvmsg.2.html) of one datagram,
 /// taking ownership of the descriptors attached (`MSG_CMSG_CLOEXEC`). Returns its length; 0
 /// means the peer closed. A datagram or descriptor list that did not fit is an error
@@ -230,6 +265,26 @@ mod tests {
         let err = recv(b.as_fd(), &mut buf, &mut fds).unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::EMSGSIZE));
         assert!(fds.is_empty(), "the descriptors of a refused message are closed");
+    }
+
+    #[test]
+    fn a_send_to_a_peer_that_stops_reading_ends_at_its_deadline() {
+        let (a, b) = socket_pair().unwrap();
+        let soon = || std::time::Instant::now() + Duration::from_millis(20);
+        let mut sent = 0;
+        let err = loop {
+            match send_within(a.as_fd(), b"request", &[], soon()) {
+                Ok(()) => sent += 1,
+                Err(e) => break e,
+            }
+            assert!(sent < 1_000_000, "the queue never filled");
+        };
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{err}");
+        assert!(sent > 0, "messages went through while there was room");
+        // Once the peer reads one, there is room again.
+        let mut buf = [0u8; 16];
+        assert_eq!(recv(b.as_fd(), &mut buf, &mut Vec::new()).unwrap(), 7);
+        send_within(a.as_fd(), b"request", &[], soon()).unwrap();
     }
 
     #[test]

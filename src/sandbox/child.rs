@@ -20,7 +20,7 @@ use rustix::event::PollFlags;
 use super::command::{Command, ExitStatus, KillReason, ResourceUsage, StdioKind};
 use super::host::errno;
 use super::protocol::{self, Reply, Request, RunRequest, SpawnStep};
-use super::{CONTROL_TIMEOUT, KILL_GRACE, Sandbox, SandboxError, channel};
+use super::{CONTROL_TIMEOUT, KILL_GRACE, SEND_TIMEOUT, Sandbox, SandboxError, channel};
 
 /// A session's request socket to its spawner, shared by the sandbox and its children (a
 /// child may outlive the session: then sending to it fails, and the child's status pipe
@@ -56,6 +56,27 @@ impl SessionLink {
         self.commands_sent.fetch_add(1, Ordering::AcqRel);
     }
 
+    /// Sends `request` (with `fds`) to the spawner, waiting at most [`SEND_TIMEOUT`] for room:
+    /// a spawner that takes no request for that long has stopped answering.
+    fn send(&self, request: &Request, fds: &[BorrowedFd<'_>], step: &'static str) -> Result<(), SandboxError> {
+        let deadline = Instant::now() + SEND_TIMEOUT;
+        channel::send_within(self.runner.as_fd(), &request.encode(), fds, deadline).map_err(|source| {
+            match source.kind() {
+                io::ErrorKind::TimedOut => SandboxError::Unresponsive,
+                _ => SandboxError::Control { step, source },
+            }
+        })
+    }
+
+    /// Why the host gave up waiting on this session: its spawner is gone (the request socket
+    /// hung up: the sandbox's init, or the session, died), or it lives and stopped answering.
+    pub(crate) fn gave_up(&self) -> SandboxError {
+        match channel::poll_each([Some(self.runner.as_fd())], Some(Duration::ZERO)) {
+            Ok([ready]) if ready.intersects(PollFlags::HUP | PollFlags::ERR) => SandboxError::Dead,
+            _ => SandboxError::Unresponsive,
+        }
+    }
+
     /// Records a verdict of "untouched" that covered the first `commands_received` commands.
     fn untouched_through(&self, commands_received: u64) {
         self.clean_through.fetch_max(commands_received, Ordering::AcqRel);
@@ -85,8 +106,7 @@ impl Killer {
     /// terminal does for Ctrl-C. Signals for a command that has ended are ignored.
     pub fn signal(&self, signal: i32) -> Result<(), SandboxError> {
         let request = Request::Signal { token: self.token, signal };
-        channel::send(self.link.runner.as_fd(), &request.encode(), &[])
-            .map_err(|source| SandboxError::Control { step: "asking the sandbox to signal the command", source })
+        self.link.send(&request, &[], "asking the sandbox to signal the command")
     }
 
     /// Kills the command for its output, so that its end says why.
@@ -414,7 +434,7 @@ impl Child {
                 return Ok(exit);
             }
             if Instant::now() >= self.give_up {
-                return Err(SandboxError::Dead);
+                return Err(self.killer.link.gave_up());
             }
         }
     }
@@ -429,7 +449,7 @@ impl Child {
         let until = Instant::now() + timeout;
         let exit = self.wait_until(until.min(self.give_up))?;
         if exit.is_none() && Instant::now() >= self.give_up {
-            return Err(SandboxError::Dead);
+            return Err(self.killer.link.gave_up());
         }
         Ok(exit)
     }
@@ -472,6 +492,11 @@ impl Child {
     /// Whether its end has been read already, waiting to be taken.
     pub(crate) fn has_buffered_status(&mut self) -> bool {
         self.heard.get_mut().unwrap_or_else(PoisonError::into_inner).has_buffered()
+    }
+
+    /// Why the host stopped waiting for its end (see [`SessionLink::gave_up`]).
+    pub(crate) fn gave_up(&self) -> SandboxError {
+        self.killer.link.gave_up()
     }
 
     /// How long the host still waits to hear of its end.
@@ -680,8 +705,7 @@ impl Sandbox {
         let peak_since_start = self.usage.peak_from_now();
         let started = Instant::now();
         self.runner.count_command();
-        channel::send(self.runner.runner.as_fd(), &request.encode(), &fds)
-            .map_err(|source| SandboxError::Control { step: "sending the command", source })?;
+        self.runner.send(&request, &fds, "sending the command")?;
         drop(fds);
         drop((status_inside, plan.sent));
         let pty = match terminal_return {

@@ -122,6 +122,11 @@ pub enum SandboxError {
     /// The zygote is gone (killed from outside, or out of memory).
     #[error("the sandbox's init has died; this sandbox cannot be used any more")]
     Dead,
+    /// The session's spawner stopped answering: it took no request, or reported no end,
+    /// within the host's deadline, while the sandbox's init lives. What a session's commands
+    /// do should never wedge it; the sandbox is not reused.
+    #[error("the session's spawner stopped answering (the sandbox's init lives); this sandbox is not reused")]
+    Unresponsive,
     /// The command's session ended before its end was reported: the sandbox was reset (or
     /// destroyed) while the command ran, which ends every process of the session.
     #[error("the command's session ended (the sandbox was reset) before the command did")]

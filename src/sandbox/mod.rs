@@ -100,8 +100,12 @@ const OWN_PROCESSES: u64 = 2;
 const CONTROL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long the host waits for a killed command to be reported before declaring the sandbox
-/// dead.
+/// dead (or its session unresponsive).
 const KILL_GRACE: Duration = Duration::from_secs(10);
+
+/// How long the host waits for room in a session's request queue: a spawner that reads no
+/// request for that long has stopped answering.
+const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One live sandbox. Dropping it (or [`Sandbox::destroy`]) kills its init through the pidfd,
 /// which takes every process of the sandbox with it, reaps it and removes its cgroups (when
@@ -361,7 +365,8 @@ impl Sandbox {
         if self.dead {
             return Err(SandboxError::Dead);
         }
-        channel::send(self.control.as_fd(), &Request::Reset.encode(), &[]).map_err(|source| {
+        let deadline = Instant::now() + CONTROL_TIMEOUT;
+        channel::send_within(self.control.as_fd(), &Request::Reset.encode(), &[], deadline).map_err(|source| {
             self.dead = true;
             SandboxError::Control { step: "asking for a reset", source }
         })

@@ -56,7 +56,13 @@ impl Sandbox {
     /// with its exit status.
     pub fn run(&mut self, cmd: &Command) -> Result<Output, SandboxError> {
         let child = self.start_with(cmd, true, false).inspect_err(|e| {
-            if matches!(e, SandboxError::Dead | SandboxError::Control { .. } | SandboxError::Protocol(_)) {
+            if matches!(
+                e,
+                SandboxError::Dead
+                    | SandboxError::Unresponsive
+                    | SandboxError::Control { .. }
+                    | SandboxError::Protocol(_)
+            ) {
                 self.dead = true;
             }
         })?;
@@ -66,7 +72,13 @@ impl Sandbox {
             SandboxError::SessionEnded => SandboxError::Dead,
             other => other,
         });
-        if matches!(result, Err(SandboxError::Dead | SandboxError::Control { .. } | SandboxError::Protocol(_))) {
+        if matches!(
+            result,
+            Err(SandboxError::Dead
+                | SandboxError::Unresponsive
+                | SandboxError::Control { .. }
+                | SandboxError::Protocol(_))
+        ) {
             // The command's end would arrive later and confuse the next run.
             self.dead = true;
         }
@@ -104,8 +116,11 @@ impl Sandbox {
             {
                 break exit;
             }
-            if !ready[3].is_empty() || child.left().is_zero() {
+            if !ready[3].is_empty() {
                 return Err(SandboxError::Dead);
+            }
+            if child.left().is_zero() {
+                return Err(child.gave_up());
             }
         };
         // The command has exited: what it wrote is in the pipes. Take it without waiting for

@@ -434,6 +434,40 @@ int main(int argc, char **argv) {
         }
         return report(0);
     }
+    /* Leaves a zombie in its own process group whose parent lives in another group: a child
+     * leaves the group, forks a grandchild that joins the group again and exits, and the
+     * child, which does not reap it, sleeps. Prints "ready" once the zombie is there, then
+     * sleeps itself. */
+    if (!strcmp(a, "zombiegroup")) {
+        pid_t group = getpgrp();
+        int ready[2];
+        if (pipe(ready) < 0) return report(-1);
+        if (fork() == 0) {
+            setpgid(0, 0);
+            pid_t z = fork();
+            if (z == 0) _exit(setpgid(0, group) < 0 ? 3 : 0);
+            siginfo_t info;
+            waitid(P_PID, z, &info, WEXITED | WNOWAIT); /* exited, not reaped */
+            write(ready[1], "z", 1);
+            for (;;) pause();
+        }
+        char c;
+        if (read(ready[0], &c, 1) != 1) return report(-1);
+        printf("ready\n");
+        fflush(stdout);
+        for (;;) pause();
+    }
+    /* Starts a background process that sends SIGSTOP to every process it may, again and
+     * again (the next command's child among them, maybe before its execve). */
+    if (!strcmp(a, "stopper")) {
+        if (fork() == 0) {
+            setsid();
+            int null = open("/dev/null", O_RDWR);
+            dup2(null, 0); dup2(null, 1); dup2(null, 2);
+            for (;;) kill(-1, SIGSTOP);
+        }
+        return report(0);
+    }
     fprintf(stderr, "unknown action %s\n", a);
     return 2;
 }

@@ -70,6 +70,10 @@ struct RunningChild {
     timed_out: bool,
 }
 
+/// How long a kill goes round a command's process group at most (see
+/// [`Spawner::signal_group`]).
+const GROUP_KILL_BOUND: Duration = Duration::from_millis(500);
+
 /// A session's spawner: a child of the zygote, pid 1 of the session's pid namespace, that
 /// confines itself once (Landlock, seccomp, `no_new_privs`, one capability) so that each
 /// command inherits all of it for free, starts commands (several may run at once), kills a
@@ -88,7 +92,8 @@ pub(super) struct Spawner {
     oom_score: OomScore,
     children: Vec<RunningChild>,
     /// While a kill goes round a process group, the ends reaped meanwhile, reported once the
-    /// group is gone (so an `Exited` after a kill means nothing of the group is left).
+    /// group is gone (so an `Exited` after a kill means nothing of the group is left alive,
+    /// but a zombie or a process already dying when the kill gave up going round).
     held: Option<Vec<(i32, i32, sys::ChildUsage)>>,
     /// What the verdict after each command compares.
     session: SessionState,
@@ -257,7 +262,12 @@ impl Spawner {
     }
 
     /// Sends `signal` to the process group of command `pid`. `SIGKILL` goes again until the
-    /// group is gone, so that a process forked while the signal went round dies too.
+    /// group is gone, so that a process forked while the signal went round dies too, for at
+    /// most [`GROUP_KILL_BOUND`]: a zombie of the group whose parent lives elsewhere (a
+    /// process that left the group, then forked a child that joined it again and exited)
+    /// keeps the group from ever being gone, and must not keep the spawner here. What is
+    /// left then is a zombie, or a process with a `SIGKILL` pending; the verdict sees it, so
+    /// the session is not handed on as untouched.
     fn signal_group(&mut self, pid: i32, signal: Signal) {
         let Some(group) = Pid::from_raw(pid) else { return };
         if signal != Signal::KILL {
@@ -265,7 +275,8 @@ impl Spawner {
             return;
         }
         self.held.get_or_insert_with(Vec::new);
-        while kill_process_group(group, Signal::KILL).is_ok() {
+        let give_up = Instant::now() + GROUP_KILL_BOUND;
+        while kill_process_group(group, Signal::KILL).is_ok() && Instant::now() < give_up {
             self.reap_ended();
             // Let the killed processes exit (a wake-up on the next SIGCHLD, or 1 ms).
             let _ = channel::poll_each([Some(self.signals.as_fd())], Some(Duration::from_millis(1)));
