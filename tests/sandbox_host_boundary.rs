@@ -235,3 +235,26 @@ fn stopping_the_next_commands_child_does_not_wedge_the_spawner() {
     sb.reset().unwrap();
     assert_eq!(stdout(&sh(&mut sb, "echo alive")), "alive");
 }
+
+/// An IPv6 flow label outlives its socket (it lingers) and takes no packet to make: the
+/// verdict sees it, so the session is not handed on, and the reset refuses, so the pool
+/// replaces the sandbox. Outside, in a network namespace of its own, the probe shows the
+/// label listed after its socket closed.
+#[test]
+fn a_lingering_flow_label_is_not_handed_to_the_next_lease() {
+    let outside = probe_outside(&["flowlabel", "count"]);
+    if outside == format!("err {}", libc::EAFNOSUPPORT) {
+        skip("a_lingering_flow_label_is_not_handed_to_the_next_lease", "no IPv6 here");
+        return;
+    }
+    assert_eq!(outside, "1", "outside, the label is listed once its socket is closed");
+    let mut sb = Sandbox::spawn(&probe_policy().build().unwrap()).unwrap();
+    assert!(sh(&mut sb, "true").success());
+    assert!(sb.is_clean(), "a command that leaves nothing leaves the session clean");
+    assert_eq!(probe_inside(&mut sb, &["flowlabel"]), "ok");
+    assert!(!sb.is_clean(), "the verdict sees the label");
+    match sb.reset() {
+        Err(SandboxError::Reset { step, .. }) => assert!(step.contains("flow label"), "{step}"),
+        other => panic!("the reset must refuse a namespace holding a flow label: {other:?}"),
+    }
+}

@@ -468,6 +468,33 @@ int main(int argc, char **argv) {
         }
         return report(0);
     }
+    /* Makes an IPv6 flow label (IPV6_FLOWLABEL_MGR, no packet sent) that lingers 60 s after
+     * its socket closes. With ARG "count", first enters a network namespace of its own and,
+     * once the socket is closed, prints how many labels /proc/net/ip6_flowlabel lists. */
+    if (!strcmp(a, "flowlabel")) {
+        struct { struct in6_addr dst; unsigned int label; unsigned char action, share;
+                 unsigned short flags, expires, linger; unsigned int pad; } req;
+        if (!strcmp(arg, "count") && unshare(CLONE_NEWUSER | CLONE_NEWNET) < 0) return report(-1);
+        int s = socket(AF_INET6, SOCK_DGRAM, 0);
+        if (s < 0) return report(-1);
+        memset(&req, 0, sizeof req);
+        req.dst = in6addr_loopback;
+        req.label = htonl(0x54321);
+        req.action = 0;  /* IPV6_FL_A_GET */
+        req.share = 1;   /* IPV6_FL_S_EXCL */
+        req.flags = 1;   /* IPV6_FL_F_CREATE */
+        req.linger = 60;
+        if (setsockopt(s, IPPROTO_IPV6, 32 /* IPV6_FLOWLABEL_MGR */, &req, sizeof req) < 0) return report(-1);
+        close(s);
+        if (strcmp(arg, "count")) return report(0);
+        FILE *f = fopen("/proc/self/net/ip6_flowlabel", "r");
+        if (!f) return report(-1);
+        char line[256];
+        int lines = 0;
+        while (fgets(line, sizeof line, f)) lines++;
+        printf("%d\n", lines - 1);
+        return 0;
+    }
     fprintf(stderr, "unknown action %s\n", a);
     return 2;
 }

@@ -11,6 +11,18 @@
 //! verdict after each command compares the interfaces' counters (one `pread`), and the reset
 //! compares everything (the protocol counters cost 16–35 µs to read); what differs cannot be
 //! undone by any call, so the sandbox is replaced.
+//!
+//! Tables a command can fill without a packet and without a capability are state too. Of
+//! those looked at: IPv6 flow labels (`IPV6_FLOWLABEL_MGR`) outlive their socket, so both
+//! the verdict and the reset compare `/proc/net/ip6_flowlabel`; multicast and anycast
+//! memberships and `SO_REUSEPORT` groups go with their sockets (and a join sends a report
+//! through `lo`, which its counters show); a TCP or UDP socket kept alive by a descriptor
+//! in flight shows in `sockstat`; routes, addresses, neighbours, rules, XFRM, netfilter and
+//! the namespace's sysctls need `CAP_NET_ADMIN`, which no command has; the TCP metrics
+//! cache and conntrack fill only with traffic. Not compared: unix sockets (the sandbox's
+//! own control sockets live in this namespace too, so `/proc/net/unix` is never empty); a
+//! bound unix socket kept alive only by a descriptor in flight in a cycle keeps its name
+//! until the kernel's garbage collector frees it.
 
 use std::fs;
 use std::io;
@@ -30,8 +42,13 @@ pub(crate) struct NetworkWatch {
     sockstat: Vec<OwnedFd>,
     /// `/proc/net/snmp`, `snmp6` and `netstat`: the protocols' counters.
     counters: Vec<OwnedFd>,
+    /// `/proc/net/ip6_flowlabel`: the namespace's IPv6 flow labels (`None` without IPv6).
+    /// A command makes one with a `setsockopt` and no packet, and it lingers after its
+    /// socket closes (up to 150 s), for any later lease to see and collide with.
+    flow_labels: Option<OwnedFd>,
     fresh_dev: Vec<u8>,
     fresh_counters: Vec<Vec<u8>>,
+    fresh_flow_labels: Vec<u8>,
 }
 
 /// Largest `/proc/net` file read; a longer one counts as changed.
@@ -86,17 +103,42 @@ impl NetworkWatch {
         let dev = open(c"/proc/net/dev", OFlags::RDONLY)?;
         let mut fresh_dev = Vec::new();
         contents(&dev, &mut fresh_dev)?;
-        Ok(NetworkWatch { dev, sockstat: Vec::new(), counters: Vec::new(), fresh_dev, fresh_counters: Vec::new() })
+        let flow_labels = open_optional(c"/proc/net/ip6_flowlabel")?;
+        let mut fresh_flow_labels = Vec::new();
+        if let Some(file) = &flow_labels {
+            contents(file, &mut fresh_flow_labels)?;
+        }
+        Ok(NetworkWatch {
+            dev,
+            sockstat: Vec::new(),
+            counters: Vec::new(),
+            flow_labels,
+            fresh_dev,
+            fresh_counters: Vec::new(),
+            fresh_flow_labels,
+        })
     }
 
-    /// Whether no packet went through any interface since the namespace was fresh: the
-    /// verdict's part (one `pread`). An error counts as traffic.
-    pub(crate) fn quiet(&self) -> bool {
-        let mut buf = [0u8; 4096];
-        match rustix::io::pread(self.dev.as_fd(), &mut buf, 0) {
-            Ok(n) if n < buf.len() => buf[..n] == self.fresh_dev[..],
+    /// Whether the namespace's IPv6 flow labels are as they were (none). An error counts as
+    /// a change.
+    fn flow_labels_as_fresh(&self) -> bool {
+        let Some(file) = &self.flow_labels else { return true };
+        let mut buf = [0u8; 256];
+        match rustix::io::pread(file.as_fd(), &mut buf, 0) {
+            Ok(n) if n < buf.len() => buf[..n] == self.fresh_flow_labels[..],
             _ => false,
         }
+    }
+
+    /// Whether no packet went through any interface since the namespace was fresh, and no
+    /// flow label was made: the verdict's part (two `pread`s). An error counts as a change.
+    pub(crate) fn quiet(&self) -> bool {
+        let mut buf = [0u8; 4096];
+        let no_traffic = match rustix::io::pread(self.dev.as_fd(), &mut buf, 0) {
+            Ok(n) if n < buf.len() => buf[..n] == self.fresh_dev[..],
+            _ => false,
+        };
+        no_traffic && self.flow_labels_as_fresh()
     }
 
     /// Whether the namespace is still as fresh, once the session's processes are gone: no
@@ -111,6 +153,9 @@ impl NetworkWatch {
         contents(&self.dev, &mut buf).map_err(|e| format!("cannot read its interfaces: {e}"))?;
         if buf != self.fresh_dev {
             return Err("packets went through its interfaces".into());
+        }
+        if !self.flow_labels_as_fresh() {
+            return Err("an IPv6 flow label is left".into());
         }
         for (file, fresh) in self.counters.iter().zip(&self.fresh_counters) {
             contents(file, &mut buf).map_err(|e| format!("cannot read its counters: {e}"))?;
