@@ -258,3 +258,36 @@ fn a_lingering_flow_label_is_not_handed_to_the_next_lease() {
         other => panic!("the reset must refuse a namespace holding a flow label: {other:?}"),
     }
 }
+
+/// Each live sandbox of a root host runs as a host uid of its own, so what the kernel budgets
+/// per user is not shared: one sandbox spending its pipe budget (its new pipes shrink to
+/// 8 KiB, the positive control) leaves another's new pipes at 64 KiB.
+#[test]
+fn each_live_sandbox_of_a_root_host_has_a_host_uid_of_its_own() {
+    if !is_root() {
+        skip(
+            "each_live_sandbox_of_a_root_host_has_a_host_uid_of_its_own",
+            "an unprivileged host has one uid to map, which its sandboxes share (documented)",
+        );
+        return;
+    }
+    let host_uid_of = |pid: i32| -> u32 {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    };
+    let mut a = Sandbox::spawn(&probe_policy().build().unwrap()).unwrap();
+    let mut b = Sandbox::spawn(&probe_policy().build().unwrap()).unwrap();
+    let (ua, ub) = (a.isolation().host_uid, b.isolation().host_uid);
+    assert_ne!(ua, ub, "two live sandboxes, two host uids");
+    assert_eq!(host_uid_of(a.pid()), ua, "the report says the uid the kernel sees");
+    assert_eq!(host_uid_of(b.pid()), ub);
+    assert!(a.isolation().missing.iter().all(|m| !m.contains("host uid")), "{:?}", a.isolation().missing);
+
+    let hog = format!("{} pipehog > /tmp/hog &", probe().display());
+    assert!(sh(&mut a, &hog).success());
+    let held = stdout(&sh(&mut a, "for i in $(seq 200); do [ -s /tmp/hog ] && break; sleep 0.05; done; cat /tmp/hog"));
+    assert!(held.starts_with("held "), "{held}");
+    assert_eq!(probe_inside(&mut a, &["pipesize"]), "8192", "the budget of a's uid is spent ({held})");
+    assert_eq!(probe_inside(&mut b, &["pipesize"]), "65536", "b's is its own");
+}

@@ -165,6 +165,12 @@ pub struct Isolation {
     pub uid: u32,
     /// The host uid that uid maps to.
     pub host_uid: u32,
+    /// Whether that host uid is this sandbox's alone while it lives (a root host's, from
+    /// [`HOST_UID_BASE`](super::HOST_UID_BASE)); otherwise it is shared: an unprivileged
+    /// host's own uid, which all its sandboxes and the host's own processes have, so they
+    /// share what the kernel budgets per user (pipe buffers, `RLIMIT_NPROC` counted by the
+    /// host, inotify and key quotas).
+    pub host_uid_own: bool,
     /// Each limit and how it is enforced.
     pub limits: Vec<Limit>,
     /// Layers asked for as best effort that could not be applied, with why.
@@ -185,6 +191,7 @@ pub(super) fn build_isolation(
     report: &ZygoteReport,
     cgroups: &SandboxCgroups,
     host_uid: u32,
+    host_uid_own: bool,
     missing: Vec<String>,
 ) -> Isolation {
     let ms = |d: Duration| d.as_millis().min(u64::MAX as u128) as u64;
@@ -310,6 +317,7 @@ pub(super) fn build_isolation(
         capabilities_dropped: true,
         uid: SANDBOX_UID,
         host_uid,
+        host_uid_own,
         limits,
         missing,
     }

@@ -87,10 +87,17 @@ use protocol::{BindSpec, Reply, Request, ZygoteConfig};
 /// The uid (and gid) commands run as inside every sandbox.
 pub const SANDBOX_UID: u32 = zygote::SANDBOX_UID;
 
-/// The host uid (and gid) a sandbox's user maps to when the host runs as root: a dedicated,
-/// unprivileged id, so that nothing in a sandbox ever acts as the host's root. (An unprivileged
-/// host maps its own uid, the only one it may.)
-pub const HOST_UID_WHEN_ROOT: u32 = 1_000_000_000;
+pub use host::uids::{HOST_UID_BASE, HOST_UID_COUNT};
+
+/// The host uid (and gid) a sandbox's user maps to on a root host when it cannot have one of
+/// its own (no root-only directory for the lock file that keeps them apart, or every uid of
+/// [`HOST_UID_BASE`]`..+`[`HOST_UID_COUNT`] held): shared by every such sandbox, which
+/// [`Isolation::missing`] then says. Otherwise each live sandbox of a root host has a host
+/// uid of its own from that range, never shared: nothing in a sandbox ever acts as the
+/// host's root, and no per-user budget or permission of the kernel is shared between
+/// sandboxes. (An unprivileged host maps its own uid, the only one it may: its sandboxes
+/// share it.)
+pub const SHARED_HOST_UID: u32 = HOST_UID_BASE - 1;
 
 /// Processes of the sandbox itself (its init and its spawner), allowed on top of the policy's
 /// process limit.
@@ -130,6 +137,9 @@ pub struct Sandbox {
     next_token: AtomicU64,
     /// Its memory cgroup's OOM kill count when the current lease (or session) began.
     oom_kills_before: AtomicU64,
+    /// On a root host, the host uid it holds alone; released after its init is reaped (fields
+    /// drop after [`Drop::drop`]).
+    _own_uid: Option<host::uids::HostUid>,
 }
 
 impl Sandbox {
@@ -167,9 +177,24 @@ impl Sandbox {
         let null = host::dev_null()?;
         let (euid, egid) = (rustix::process::geteuid().as_raw(), rustix::process::getegid().as_raw());
         let privileged = euid == 0;
-        let (host_uid, host_gid) = if privileged { (HOST_UID_WHEN_ROOT, HOST_UID_WHEN_ROOT) } else { (euid, egid) };
-
         let mut missing = Vec::new();
+        let own_uid = match privileged.then(host::uids::claim) {
+            Some(Ok(claimed)) => Some(claimed),
+            Some(Err(e)) => {
+                missing.push(format!(
+                    "a host uid of its own: {e}; this sandbox runs as host uid {SHARED_HOST_UID}, shared with every \
+                     sandbox of this host that has none either"
+                ));
+                None
+            }
+            None => None,
+        };
+        let (host_uid, host_gid) = match (&own_uid, privileged) {
+            (Some(claimed), _) => (claimed.uid, claimed.uid),
+            (None, true) => (SHARED_HOST_UID, SHARED_HOST_UID),
+            (None, false) => (euid, egid),
+        };
+
         let cgroups = if policy.cgroups == Requirement::Off {
             SandboxCgroups::default()
         } else {
@@ -193,7 +218,7 @@ impl Sandbox {
         };
 
         let (has_tree, trees) = if privileged {
-            host::idmapped_trees(policy, &mut missing)
+            host::idmapped_trees(policy, host_uid, &mut missing)
         } else {
             (vec![false; policy.binds.len()], Vec::new())
         };
@@ -294,7 +319,7 @@ impl Sandbox {
         if policy.seccomp == Requirement::BestEffort && !report.seccomp_enforced {
             missing.push("seccomp: not available in this kernel".into());
         }
-        let isolation = isolation::build_isolation(policy, &report, &cgroups, host_uid, missing);
+        let isolation = isolation::build_isolation(policy, &report, &cgroups, host_uid, own_uid.is_some(), missing);
         let pidfd = guard.pidfd.take().expect("guard holds the pidfd");
         Ok(Sandbox {
             control: host_end,
@@ -309,6 +334,7 @@ impl Sandbox {
             reaped: false,
             next_token: AtomicU64::new(1),
             oom_kills_before: AtomicU64::new(0),
+            _own_uid: own_uid,
         })
     }
 

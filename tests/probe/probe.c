@@ -495,6 +495,26 @@ int main(int argc, char **argv) {
         printf("%d\n", lines - 1);
         return 0;
     }
+    /* Prints the buffer size of a new pipe (F_GETPIPE_SZ): 64 KiB, or 8 KiB once the user's
+     * pipe budget (pipe-user-pages-soft) is spent. */
+    if (!strcmp(a, "pipesize")) {
+        int p[2];
+        if (pipe(p) < 0) return report(-1);
+        printf("%d\n", fcntl(p[0], F_GETPIPE_SZ));
+        return 0;
+    }
+    /* Spends the user's pipe budget: pipes grown to 1 MiB each until the kernel refuses, then
+     * default ones until a new pipe comes out small, all held open; prints "held N" and
+     * sleeps. */
+    if (!strcmp(a, "pipehog")) {
+        int p[2], n = 0;
+        while (n < 512 && pipe(p) == 0 && fcntl(p[0], F_SETPIPE_SZ, 1 << 20) > 0) n++;
+        /* The rest in pipes of the default size, until a new one comes out small. */
+        while (n < 1024 && pipe(p) == 0 && fcntl(p[0], F_GETPIPE_SZ) > 8192) n++;
+        printf("held %d\n", n);
+        fflush(stdout);
+        for (;;) pause();
+    }
     fprintf(stderr, "unknown action %s\n", a);
     return 2;
 }

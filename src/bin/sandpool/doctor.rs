@@ -82,7 +82,11 @@ pub fn main(args: DoctorArgs) -> ExitCode {
             } else {
                 println!("  seccomp      NOT enforced");
             }
-            println!("  privileges   no_new_privs, no capabilities, uid {} (host uid {})", iso.uid, iso.host_uid);
+            let whose = if iso.host_uid_own { "its own" } else { "shared" };
+            println!(
+                "  privileges   no_new_privs, no capabilities, uid {} (host uid {}, {whose})",
+                iso.uid, iso.host_uid
+            );
             let s = &iso.sessions;
             if s.own_pid_namespace {
                 println!(

@@ -8,7 +8,7 @@ use rustix::fs::CWD;
 use rustix::mount::{OpenTreeFlags, open_tree};
 
 use super::super::policy::Policy;
-use super::super::{HOST_UID_WHEN_ROOT, sys};
+use super::super::sys;
 
 /// Idmapped copies of the mount trees of the binds the sandbox's user could not use otherwise
 /// (a read-only bind whose root others cannot read, a read-write one others cannot write), so
@@ -16,7 +16,7 @@ use super::super::{HOST_UID_WHEN_ROOT, sys};
 /// host's sandbox user already is the owner of what it binds. Where an idmapped mount is
 /// impossible (the file system does not support it), the bind falls back to a plain one and
 /// the report says so.
-pub(crate) fn idmapped_trees(policy: &Policy, missing: &mut Vec<String>) -> (Vec<bool>, Vec<OwnedFd>) {
+pub(crate) fn idmapped_trees(policy: &Policy, host_uid: u32, missing: &mut Vec<String>) -> (Vec<bool>, Vec<OwnedFd>) {
     use std::os::unix::fs::MetadataExt;
     let mut has_tree = Vec::new();
     let mut trees = Vec::new();
@@ -44,14 +44,14 @@ pub(crate) fn idmapped_trees(policy: &Policy, missing: &mut Vec<String>) -> (Vec
             has_tree.push(false);
             continue;
         }
-        match idmapped_tree(&b.path, meta.uid(), meta.gid()) {
+        match idmapped_tree(&b.path, meta.uid(), meta.gid(), host_uid) {
             Ok(t) => {
                 trees.push(t);
                 has_tree.push(true);
             }
             Err(e) => {
                 missing.push(format!(
-                    "idmapped bind of {}: {e}; bound as is, the sandbox's user gets only what host uid {HOST_UID_WHEN_ROOT} may do there",
+                    "idmapped bind of {}: {e}; bound as is, the sandbox's user gets only what host uid {host_uid} may do there",
                     b.path.display()
                 ));
                 has_tree.push(false);
@@ -61,8 +61,12 @@ pub(crate) fn idmapped_trees(policy: &Policy, missing: &mut Vec<String>) -> (Vec
     (has_tree, trees)
 }
 
-fn idmapped_tree(path: &std::path::Path, uid: u32, gid: u32) -> io::Result<OwnedFd> {
-    static USERNS: std::sync::Mutex<Vec<((u32, u32), OwnedFd)>> = std::sync::Mutex::new(Vec::new());
+fn idmapped_tree(path: &std::path::Path, uid: u32, gid: u32, host_uid: u32) -> io::Result<OwnedFd> {
+    /// User namespaces kept for the next sandboxes (making one costs a clone and two map
+    /// writes); each sandbox of a root host has a uid of its own, so only the latest few.
+    const KEPT: usize = 32;
+    type Key = (u32, u32, u32);
+    static USERNS: std::sync::Mutex<Vec<(Key, OwnedFd)>> = std::sync::Mutex::new(Vec::new());
     let c_path = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str()))
         .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
     let tree = open_tree(
@@ -70,16 +74,16 @@ fn idmapped_tree(path: &std::path::Path, uid: u32, gid: u32) -> io::Result<Owned
         c_path.as_c_str(),
         OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC | OpenTreeFlags::AT_RECURSIVE,
     )?;
-    // One namespace per owner, made once: spawning is not the hot path, but it is frequent.
+    let key = (uid, gid, host_uid);
     let mut cache = USERNS.lock().unwrap_or_else(|p| p.into_inner());
-    let userns = match cache.iter().position(|(k, _)| *k == (uid, gid)) {
+    let userns = match cache.iter().position(|(k, _)| *k == key) {
         Some(i) => &cache[i].1,
         None => {
-            let ns = sys::userns_with_maps(
-                &format!("{uid} {HOST_UID_WHEN_ROOT} 1\n"),
-                &format!("{gid} {HOST_UID_WHEN_ROOT} 1\n"),
-            )?;
-            cache.push(((uid, gid), ns));
+            let ns = sys::userns_with_maps(&format!("{uid} {host_uid} 1\n"), &format!("{gid} {host_uid} 1\n"))?;
+            if cache.len() == KEPT {
+                cache.remove(0);
+            }
+            cache.push((key, ns));
             &cache.last().expect("just pushed").1
         }
     };

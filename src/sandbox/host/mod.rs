@@ -3,6 +3,7 @@
 
 mod blockers;
 mod idmap;
+pub(crate) mod uids;
 
 pub(crate) use blockers::what_refuses_namespaces;
 

@@ -330,3 +330,25 @@ pub(crate) fn unshare_namespaces(flags: rustix::thread::UnshareFlags) -> io::Res
     // `BorrowedFd` of this process is invalidated.
     Ok(unsafe { rustix::thread::unshare_unsafe(flags) }?)
 }
+
+// --- fcntl(2) F_OFD_SETLK
+
+/// [`fcntl(F_OFD_SETLK)`](https://man7.org/linux/man-pages/man2/fcntl.2.html): takes an
+/// exclusive lock on the one byte at `offset` of `file`, owned by its open file description
+/// (so released when the last descriptor of it closes, or the process dies). `Ok(false)`
+/// when another description holds it.
+pub(crate) fn lock_byte(file: BorrowedFd<'_>, offset: u64) -> io::Result<bool> {
+    // SAFETY: `flock` is plain data; all-zero is a valid value, completed below.
+    let mut lock: libc::flock = unsafe { std::mem::zeroed() };
+    lock.l_type = libc::F_WRLCK as _;
+    lock.l_whence = libc::SEEK_SET as _;
+    lock.l_start = offset as libc::off_t;
+    lock.l_len = 1;
+    // SAFETY: `file` is a live descriptor and `lock` a valid `struct flock` for the call's
+    // duration; F_OFD_SETLK reads it and, on failure, changes nothing.
+    match cvt(unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLK, &lock as *const libc::flock) }) {
+        Ok(_) => Ok(true),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EACCES)) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
