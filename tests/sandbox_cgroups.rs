@@ -48,7 +48,14 @@ fn a_sandbox_lives_in_its_own_cgroup_with_its_limits() {
                 "{}",
                 dir.display()
             );
-            assert_eq!(read(&dir.join("memory.limit_in_bytes")), (96u64 << 20).to_string());
+            // Processes and TCP buffers, which v1 counts apart, share the 96 MiB: 84 and 12.
+            let tcp = dir.join("memory.kmem.tcp.limit_in_bytes");
+            if tcp.exists() {
+                assert_eq!(read(&dir.join("memory.limit_in_bytes")), (84u64 << 20).to_string());
+                assert_eq!(read(&tcp), (12u64 << 20).to_string(), "socket buffers within the limit, not beside it");
+            } else {
+                assert_eq!(read(&dir.join("memory.limit_in_bytes")), (96u64 << 20).to_string());
+            }
             let pids = cgroup_of(init, Some("pids")).unwrap();
             assert_eq!(read(&pids.join("pids.max")), (20 + 2).to_string(), "the init and spawner on top");
             if cpu == Enforcement::CgroupV1 {
@@ -89,4 +96,26 @@ fn out_of_memory_kills_the_command_not_the_sandbox() {
     assert!(sb.oom_killed(), "and the kill is an out-of-memory one");
     assert_eq!(out.usage.sandbox_oom_kills, Some(1), "of this command: {:?}", out.usage);
     assert!(out.usage.oom_killed());
+}
+
+/// The sandbox's cgroup namespace is rooted at its own cgroup, in every mode (v1, v2 born in
+/// its cgroup, v2 joined after the clone): inside, every hierarchy shows `/`, where the host
+/// sees the sandbox's cgroup, `sandpool/sb-...`, which is the positive control.
+#[test]
+fn the_cgroup_namespace_is_rooted_at_the_sandboxs_own_cgroup() {
+    let mut sb = Sandbox::spawn(&default_policy()).unwrap();
+    if !has_cgroups(&sb) {
+        return skip("the_cgroup_namespace_is_rooted_at_the_sandboxs_own_cgroup", "no cgroup for sandboxes here");
+    }
+    let host_view = std::fs::read_to_string(format!("/proc/{}/cgroup", sb.pid())).unwrap();
+    let ours = format!("/sb-{}-", std::process::id());
+    assert!(host_view.contains(&ours), "the host sees the sandbox's cgroup: {host_view}");
+    let inside = sb.run(Command::new("/bin/cat").arg("/proc/self/cgroup")).unwrap();
+    let inside = String::from_utf8_lossy(&inside.stdout).into_owned();
+    assert!(!inside.is_empty() && !inside.contains("sb-"), "inside, no host path: {inside}");
+    for (host_line, inside_line) in host_view.lines().zip(inside.lines()) {
+        if host_line.contains(&ours) {
+            assert!(inside_line.ends_with(":/"), "{inside_line} (host: {host_line})");
+        }
+    }
 }

@@ -10,21 +10,31 @@ pub(super) fn hierarchy(controller: &str) -> Option<PathBuf> {
     (dir.join("cgroup.procs").exists() && !dir.join("cgroup.controllers").exists()).then_some(dir)
 }
 
-/// Sets a sandbox's memory limit: `memory.limit_in_bytes`, the same with swap where the
-/// kernel accounts it, and the TCP buffers' limit.
+/// The part of a v1 memory limit of `bytes` kept for TCP socket buffers: an eighth, at least
+/// 1 MiB and at most half. v1 charges TCP buffers to a counter of their own
+/// (`memory.kmem.tcp`), beside the main one, so the two limits split the sandbox's memory
+/// between them: together they are `bytes`, as v2's single `memory.max` is.
+pub(crate) fn tcp_share(bytes: u64) -> u64 {
+    (bytes / 8).max(1 << 20).min(bytes / 2)
+}
+
+/// Sets a sandbox's memory limit: `memory.limit_in_bytes` (and the same with swap where the
+/// kernel accounts it) for all but the TCP buffers' share, and that share as the TCP
+/// buffers' limit, so that processes and socket buffers together stay within `bytes`.
 pub(super) fn limit_memory(dir: &Path, bytes: u64) -> Result<(), (String, io::Error)> {
-    let limit = bytes.to_string();
+    // cgroup v1 charges socket buffers only once a TCP limit is set (v2 always charges them
+    // to memory.max): without it, loopback connections could pin hundreds of MiB of kernel
+    // memory beyond the limit.
+    let tcp = dir.join("memory.kmem.tcp.limit_in_bytes");
+    let share = if tcp.exists() { tcp_share(bytes) } else { 0 };
+    let limit = (bytes - share).to_string();
     fs::write(dir.join("memory.limit_in_bytes"), &limit).map_err(|e| ("set memory.limit_in_bytes".into(), e))?;
     let memsw = dir.join("memory.memsw.limit_in_bytes");
     if memsw.exists() {
         fs::write(&memsw, &limit).map_err(|e| ("set memory.memsw.limit_in_bytes".into(), e))?;
     }
-    // cgroup v1 charges socket buffers only once a TCP limit is set (v2 always charges them
-    // to memory.max): without it, loopback connections could pin hundreds of MiB of kernel
-    // memory beyond the limit.
-    let tcp = dir.join("memory.kmem.tcp.limit_in_bytes");
-    if tcp.exists() {
-        fs::write(&tcp, &limit).map_err(|e| ("set memory.kmem.tcp.limit_in_bytes".into(), e))?;
+    if share > 0 {
+        fs::write(&tcp, share.to_string()).map_err(|e| ("set memory.kmem.tcp.limit_in_bytes".into(), e))?;
     }
     Ok(())
 }

@@ -200,6 +200,10 @@ impl Zygote {
             let path = Path::new(std::ffi::OsStr::from_bytes(tasks));
             step(format!("join the cgroup {}", path.display()), fs::write(path, "0"))?;
         }
+        // A cgroup namespace rooted where the sandbox now lives: the one it was cloned with is
+        // rooted at the host's cgroup wherever the sandbox joined its own after the clone (v1,
+        // and v2 without `CLONE_INTO_CGROUP`), and would show the host's cgroup paths inside.
+        step("root the cgroup namespace at its cgroup", sys::unshare_namespaces(UnshareFlags::NEWCGROUP))?;
         self.binds = build_root(&self.config, trees)?;
         let named = rustix::system::sethostname(b"sandpool").and_then(|()| rustix::system::setdomainname(b"sandpool"));
         step("set the hostname", named.map_err(io::Error::from))?;
