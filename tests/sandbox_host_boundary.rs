@@ -291,3 +291,29 @@ fn each_live_sandbox_of_a_root_host_has_a_host_uid_of_its_own() {
     assert_eq!(probe_inside(&mut a, &["pipesize"]), "8192", "the budget of a's uid is spent ({held})");
     assert_eq!(probe_inside(&mut b, &["pipesize"]), "65536", "b's is its own");
 }
+
+/// An ACL is no way around the mode: one naming another host user, which the owner may set
+/// outside, is refused inside (a sandbox's user namespace maps no id but its own, so no ACL
+/// written there can name anyone else), and the host's file keeps none.
+#[test]
+fn no_acl_in_a_read_write_bind_names_another_user() {
+    let dir = TempDir::new("acl");
+    let (outside, inside) = (dir.path().join("outside"), dir.path().join("inside"));
+    std::fs::write(&outside, "x").unwrap();
+    let answer = probe_outside(&["setacl", outside.to_str().unwrap(), "4243"]);
+    if answer == format!("err {}", libc::EOPNOTSUPP) {
+        return skip("no_acl_in_a_read_write_bind_names_another_user", "this file system has no POSIX ACLs");
+    }
+    assert_eq!(answer, "ok", "outside, the owner grants another user");
+    assert_eq!(probe_outside(&["hasacl", outside.to_str().unwrap()]), "ok");
+
+    let mut sb = Sandbox::spawn(&probe_policy().rw(dir.path()).build().unwrap()).unwrap();
+    assert_eq!(probe_inside(&mut sb, &["write", inside.to_str().unwrap()]), "ok");
+    let refused = probe_inside(&mut sb, &["setacl", inside.to_str().unwrap(), "4243"]);
+    assert!(refused.starts_with("err "), "refused inside: {refused}");
+    assert_eq!(
+        probe_outside(&["hasacl", inside.to_str().unwrap()]),
+        format!("err {}", libc::ENODATA),
+        "the host's file has no ACL"
+    );
+}

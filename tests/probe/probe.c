@@ -515,6 +515,25 @@ int main(int argc, char **argv) {
         fflush(stdout);
         for (;;) pause();
     }
+    /* Gives the file ARG (argv[2]) a POSIX ACL that lets uid argv[3] read, write and run it
+     * (system.posix_acl_access, version 2: user::rw- user:UID:rwx group::r-- mask::rwx
+     * other::r--). */
+    if (!strcmp(a, "setacl")) {
+        if (argc < 4) { fprintf(stderr, "usage: probe setacl PATH UID\n"); return 2; }
+        struct { unsigned short tag, perm; unsigned int id; } __attribute__((packed)) e[5] = {
+            {0x01, 6, 0xffffffff}, {0x02, 7, (unsigned int)atoi(argv[3])}, {0x04, 4, 0xffffffff},
+            {0x10, 7, 0xffffffff}, {0x20, 4, 0xffffffff}};
+        unsigned char buf[4 + sizeof e];
+        unsigned int version = 2;
+        memcpy(buf, &version, 4);
+        memcpy(buf + 4, e, sizeof e);
+        return report(setxattr(argv[2], "system.posix_acl_access", buf, sizeof buf, 0));
+    }
+    /* Whether ARG carries an access ACL. */
+    if (!strcmp(a, "hasacl")) {
+        char buf[256];
+        return report(getxattr(arg, "system.posix_acl_access", buf, sizeof buf));
+    }
     fprintf(stderr, "unknown action %s\n", a);
     return 2;
 }
