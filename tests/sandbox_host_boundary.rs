@@ -317,3 +317,36 @@ fn no_acl_in_a_read_write_bind_names_another_user() {
         "the host's file has no ACL"
     );
 }
+
+/// What a mode does not bound is said: without a memory cgroup, `missing` names the memory
+/// no process maps; with the host's network and no Landlock scoping, the host's abstract
+/// sockets. With a cgroup, or with scoping, it does not (the positive control: the report
+/// tells the two apart).
+#[test]
+fn the_report_names_what_a_mode_does_not_bound() {
+    use sandpool::sandbox::{Network, Requirement};
+    let says = |sb: &Sandbox, what: &str| sb.isolation().missing.iter().any(|m| m.contains(what));
+    let without = Sandbox::spawn(&probe_policy().cgroups(Requirement::Off).build().unwrap()).unwrap();
+    assert!(says(&without, "memfd"), "{:?}", without.isolation().missing);
+    let with = Sandbox::spawn(&probe_policy().build().unwrap()).unwrap();
+    if has_cgroups(&with) {
+        assert!(!says(&with, "memfd"), "{:?}", with.isolation().missing);
+    }
+
+    let shared = |landlock: Option<u32>| {
+        let mut policy = probe_policy().network(Network::Host);
+        if let Some(abi) = landlock {
+            policy = policy.landlock_max_abi(abi);
+        }
+        Sandbox::spawn(&policy.build().unwrap()).unwrap()
+    };
+    let unscoped = shared(Some(5));
+    assert!(!unscoped.isolation().landlock.scoped);
+    assert!(says(&unscoped, "abstract unix sockets"), "{:?}", unscoped.isolation().missing);
+    let scoped = shared(None);
+    if scoped.isolation().landlock.scoped {
+        assert!(!says(&scoped, "abstract unix sockets"), "{:?}", scoped.isolation().missing);
+    } else {
+        skip("the_report_names_what_a_mode_does_not_bound (scoped)", "no Landlock scoping here (ABI 6+)");
+    }
+}
