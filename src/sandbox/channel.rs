@@ -15,8 +15,9 @@ use rustix::net::{
     SendAncillaryMessage, SendFlags, SocketFlags, SocketType,
 };
 
-/// Most descriptors one message carries.
-pub(crate) const MAX_FDS: usize = 32;
+/// Most descriptors one message carries: the configuration's, at most one tree per bind and
+/// the commands' cgroup, are the most.
+pub(crate) const MAX_FDS: usize = super::policy::MAX_BINDS + 1;
 
 /// Room for the control message of `MAX_FDS` descriptors.
 const CMSG_SPACE: usize = rustix::cmsg_space!(ScmRights(MAX_FDS));

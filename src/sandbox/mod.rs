@@ -270,6 +270,10 @@ impl Sandbox {
             .self_join_files(host_uid, host_gid)
             .map_err(|(step, source)| SandboxError::Cgroup { step, source })?;
         host::write_id_maps(zygote.pid, host_uid, host_gid, privileged).map_err(SandboxError::IdMap)?;
+        let commands_cgroup = cgroups
+            .commands_join_file()
+            .transpose()
+            .map_err(|source| SandboxError::Cgroup { step: "open the commands' cgroup".into(), source })?;
 
         let config = ZygoteConfig {
             share_network: policy.network == Network::Host,
@@ -297,8 +301,10 @@ impl Sandbox {
                 .map(|p| std::os::unix::ffi::OsStrExt::as_bytes(p.as_os_str()).to_vec())
                 .collect(),
             socket_buffer_max: host::socket_buffer_max(policy.memory_bytes),
+            commands_cgroup: commands_cgroup.is_some(),
         };
-        let tree_fds: Vec<BorrowedFd<'_>> = trees.iter().map(|t| t.as_fd()).collect();
+        // The binds' trees, then the commands' cgroup.
+        let tree_fds: Vec<BorrowedFd<'_>> = trees.iter().chain(&commands_cgroup).map(|t| t.as_fd()).collect();
         channel::send(host_end.as_fd(), &Request::Configure(config).encode(), &tree_fds)
             .map_err(|source| SandboxError::Control { step: "sending the configuration", source })?;
         let (report, runner) = match wait_reply(

@@ -60,6 +60,9 @@ pub struct ZygoteConfig {
     /// Largest receive and send buffer one TCP socket may have in the sandbox's own network
     /// namespace (`net.ipv4.tcp_rmem`/`tcp_wmem`'s maximum), bytes; 0 leaves the kernel's.
     pub socket_buffer_max: u64,
+    /// Whether the last descriptor sent with the configuration is the commands' own cgroup
+    /// (a v1 memory `tasks` file the host opened), which each command child joins.
+    pub commands_cgroup: bool,
 }
 
 /// Asks the zygote to start one command.
@@ -224,10 +227,12 @@ pub enum SpawnStep {
     /// The command's terminal: opening the pseudo-terminal in the spawner, or making it the
     /// child's controlling terminal.
     Terminal = 10,
+    /// The child's move into the commands' own cgroup.
+    Cgroup = 11,
 }
 
 impl SpawnStep {
-    const ALL: [SpawnStep; 10] = [
+    const ALL: [SpawnStep; 11] = [
         SpawnStep::Receive,
         SpawnStep::Decode,
         SpawnStep::Clone,
@@ -238,6 +243,7 @@ impl SpawnStep {
         SpawnStep::Seccomp,
         SpawnStep::Exec,
         SpawnStep::Terminal,
+        SpawnStep::Cgroup,
     ];
 
     /// The step with this wire code, if any.
@@ -258,6 +264,7 @@ impl SpawnStep {
             SpawnStep::Seccomp => "install seccomp",
             SpawnStep::Exec => "exec",
             SpawnStep::Terminal => "set up the terminal",
+            SpawnStep::Cgroup => "join the commands' cgroup",
         }
     }
 }
@@ -438,6 +445,7 @@ impl Request {
                 w.u32(c.landlock_max_abi);
                 w.list(&c.cgroup_tasks);
                 w.u64(c.socket_buffer_max);
+                w.bool(c.commands_cgroup);
             }
             Request::Run(r) => {
                 w.u8(tag::RUN);
@@ -495,6 +503,7 @@ impl Request {
                     landlock_max_abi: r.u32()?,
                     cgroup_tasks: r.list()?,
                     socket_buffer_max: r.u64()?,
+                    commands_cgroup: r.bool()?,
                 })
             }
             tag::RUN => Request::Run(RunRequest {
@@ -634,6 +643,7 @@ mod tests {
                 landlock_max_abi: 5,
                 cgroup_tasks: vec![b"/sys/fs/cgroup/pids/sandpool/sb-1-0/tasks".to_vec()],
                 socket_buffer_max: 1 << 20,
+                commands_cgroup: true,
             }),
             Request::Run(RunRequest {
                 argv: vec![b"/bin/echo".to_vec(), b"hi".to_vec()],
@@ -695,7 +705,7 @@ mod tests {
         assert!(Request::decode(&run).is_err());
         assert!(Reply::decode(&[tag::READY, 0, 0, 0, 0, 2]).is_err());
         assert!(Reply::decode(&[tag::SPAWN_FAILED, 0, 2, 0, 0, 0]).is_err(), "no step 0");
-        assert!(Reply::decode(&[tag::SPAWN_FAILED, 11, 2, 0, 0, 0]).is_err(), "no step 11");
+        assert!(Reply::decode(&[tag::SPAWN_FAILED, 12, 2, 0, 0, 0]).is_err(), "no step 12");
         let mut huge = Request::Run(RunRequest { terminal: Some([1, 1]), ..Default::default() }).encode();
         huge.truncate(huge.len() - 8);
         huge.extend_from_slice(&[0, 0, 1, 0, 1, 0, 0, 0]);

@@ -76,6 +76,7 @@ fn remove_stale(parent: &Path) {
             continue;
         };
         if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
+            let _ = fs::remove_dir(entry.path().join(COMMANDS));
             match fs::remove_dir(entry.path()) {
                 Ok(()) => tracing::info!(cgroup = %entry.path().display(), "removed a stale sandbox cgroup"),
                 Err(e) => tracing::debug!(cgroup = %entry.path().display(), error = %e, "stale cgroup kept"),
@@ -147,10 +148,25 @@ pub(crate) fn support() -> &'static CgroupSupport {
     SUPPORT.get_or_init(detect)
 }
 
+/// The commands' own memory cgroup, below the sandbox's (cgroup v1): it carries the memory
+/// limit, and holds the commands alone, so that out of memory the kernel picks its victim
+/// among them, whatever a command did to its own `oom_score_adj`; the init and the spawner
+/// stay in the sandbox's cgroup above, whose limit is the commands' plus
+/// [`OWN_MEMORY_MARGIN`]. Each command child joins it before its `execve`, by writing `0`
+/// to its `tasks` file through a descriptor the host opened (a thread moving itself takes
+/// no global lock on v1).
+pub(crate) const COMMANDS: &str = "cmd";
+
+/// What the sandbox's init and spawner may use above their commands' limit.
+pub(crate) const OWN_MEMORY_MARGIN: u64 = 32 << 20;
+
 /// A sandbox's own cgroups, removed on drop (once its processes are gone).
 #[derive(Debug, Default)]
 pub(crate) struct SandboxCgroups {
+    /// Parents before their children (removed the other way round).
     dirs: Vec<(PathBuf, Enforcement)>,
+    /// The commands' own memory cgroup (v1), if any: see [`COMMANDS`].
+    commands: Option<PathBuf>,
     /// Where the memory cgroup counts its OOM kills (v2 `memory.events`, v1
     /// `memory.oom_control`).
     oom_events: Option<PathBuf>,
@@ -174,11 +190,20 @@ impl SandboxCgroups {
         if let Some(home) = &support.memory {
             let dir = cg.dir(home, &name)?;
             match home.version {
-                Enforcement::CgroupV2 => v2::limit_memory(&dir, memory_bytes)?,
-                _ => v1::limit_memory(&dir, memory_bytes)?,
+                Enforcement::CgroupV2 => {
+                    v2::limit_memory(&dir, memory_bytes)?;
+                    cg.oom_events = Some(dir.join("memory.events"));
+                }
+                _ => {
+                    let commands = dir.join(COMMANDS);
+                    fs::create_dir(&commands).map_err(|e| (format!("create {}", commands.display()), e))?;
+                    cg.dirs.push((commands.clone(), home.version));
+                    v1::limit_memory(&commands, memory_bytes)?;
+                    v1::limit_sandbox_memory(&dir, memory_bytes)?;
+                    cg.oom_events = Some(commands.join("memory.oom_control"));
+                    cg.commands = Some(commands);
+                }
             }
-            let events = if home.version == Enforcement::CgroupV2 { "memory.events" } else { "memory.oom_control" };
-            cg.oom_events = Some(dir.join(events));
             cg.memory = Some(home.version);
         }
         if let Some(home) = &support.pids {
@@ -217,10 +242,22 @@ impl SandboxCgroups {
     }
 
     /// The v1 cgroups' `tasks` files, handed to the sandbox's user (`uid`, `gid`), which the
-    /// zygote joins itself (see [`v1::self_join_file`]).
+    /// zygote joins itself (see [`v1::self_join_file`]); not the commands' own.
     pub(crate) fn self_join_files(&self, uid: u32, gid: u32) -> Result<Vec<PathBuf>, (String, io::Error)> {
-        let v1_dirs = self.dirs.iter().filter(|(_, version)| *version == Enforcement::CgroupV1);
+        let v1_dirs = self
+            .dirs
+            .iter()
+            .filter(|(dir, version)| *version == Enforcement::CgroupV1 && Some(dir) != self.commands.as_ref());
         v1_dirs.map(|(dir, _)| v1::self_join_file(dir, uid, gid)).collect()
+    }
+
+    /// The commands' own cgroup's `tasks` file, opened for writing by the host (the kernel
+    /// checks the opener's credentials), for each command child to join itself by; `None`
+    /// where there is none (see [`COMMANDS`]).
+    pub(crate) fn commands_join_file(&self) -> Option<io::Result<OwnedFd>> {
+        let tasks = self.commands.as_ref()?.join("tasks");
+        let flags = rustix::fs::OFlags::WRONLY | rustix::fs::OFlags::CLOEXEC;
+        Some(rustix::fs::open(&tasks, flags, rustix::fs::Mode::empty()).map_err(io::Error::from))
     }
 
     /// Moves process `pid` (and so all its future children) into the cgroups the zygote does
@@ -239,7 +276,7 @@ impl SandboxCgroups {
     pub(crate) fn remove(&mut self) -> io::Result<()> {
         self.kill_stragglers();
         let mut last = Ok(());
-        for (dir, _) in self.dirs.drain(..) {
+        for (dir, _) in self.dirs.drain(..).rev() {
             if let Err(e) = remove_patiently(&dir) {
                 tracing::warn!(dir = %dir.display(), error = %e, "cannot remove sandbox cgroup");
                 REMOVAL_FAILURES.fetch_add(1, Ordering::Relaxed);
@@ -253,7 +290,7 @@ impl SandboxCgroups {
     /// remover: never blocks.
     pub(crate) fn remove_or_defer(&mut self) {
         self.kill_stragglers();
-        for (dir, _) in self.dirs.drain(..) {
+        for (dir, _) in self.dirs.drain(..).rev() {
             match fs::remove_dir(&dir) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}

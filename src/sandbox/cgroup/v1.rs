@@ -39,6 +39,20 @@ pub(super) fn limit_memory(dir: &Path, bytes: u64) -> Result<(), (String, io::Er
     Ok(())
 }
 
+/// Sets the memory limit of a sandbox's own cgroup, above its commands' (see
+/// [`super::COMMANDS`]): what they may use, and the init's and spawner's margin.
+pub(super) fn limit_sandbox_memory(dir: &Path, commands_bytes: u64) -> Result<(), (String, io::Error)> {
+    let tcp = dir.join(super::COMMANDS).join("memory.kmem.tcp.limit_in_bytes");
+    let share = if tcp.exists() { tcp_share(commands_bytes) } else { 0 };
+    let limit = (commands_bytes - share + super::OWN_MEMORY_MARGIN).to_string();
+    fs::write(dir.join("memory.limit_in_bytes"), &limit).map_err(|e| ("set memory.limit_in_bytes".into(), e))?;
+    let memsw = dir.join("memory.memsw.limit_in_bytes");
+    if memsw.exists() {
+        fs::write(&memsw, &limit).map_err(|e| ("set memory.memsw.limit_in_bytes".into(), e))?;
+    }
+    Ok(())
+}
+
 /// Sets a sandbox's CPU share: `cpus` CPUs' worth of time per 100 ms period
 /// (`cpu.cfs_quota_us` over `cpu.cfs_period_us`).
 pub(super) fn limit_cpu(dir: &Path, cpus: f64) -> Result<(), (String, io::Error)> {

@@ -33,6 +33,8 @@ pub(crate) struct CommandSpec<'a> {
     pub cpu_seconds: Option<u64>,
     /// A terminal (the far end of a pseudo-terminal) to make the command's controlling one.
     pub terminal: Option<BorrowedFd<'a>>,
+    /// A cgroup `tasks` file to join (by writing `0`) before anything else.
+    pub cgroup: Option<BorrowedFd<'a>>,
 }
 
 #[repr(C)]
@@ -47,13 +49,16 @@ struct CommandChildArgs {
     cpu_seconds: u64,
     /// The controlling terminal to take, or -1.
     terminal: c_int,
+    /// The cgroup `tasks` file to join, or -1.
+    cgroup: c_int,
     /// The write end of the exec pipe (close-on-exec): kept open to the `execve`, which
     /// closes it; a step that fails writes its code and errno there first.
     exec_pipe: c_int,
 }
 
-/// The command child: its own session (and controlling terminal, if it has one), stdio, working directory and CPU limit, the extra
-/// filters, then `execve`. Everything else (no_new_privs, Landlock, seccomp, no capabilities)
+/// The command child: its own cgroup (where the sandbox has one for commands), its own
+/// session (and controlling terminal, if it has one), stdio, working directory and CPU limit,
+/// the extra filters, then `execve`. Everything else (no_new_privs, Landlock, seccomp, no capabilities)
 /// it inherits from the spawner.
 extern "C" fn command_child(arg: *mut c_void) -> ! {
     // SAFETY: `arg` points to the `CommandChildArgs` of `spawn_command`, whose frame stays
@@ -74,6 +79,14 @@ extern "C" fn command_child(arg: *mut c_void) -> ! {
     // SAFETY (all raw system calls below): pointer arguments point into prepared, immutable
     // buffers owned by the waiting parent frame, or into this child's stack.
     unsafe {
+        // First, so that all the command uses is charged there.
+        if a.cgroup >= 0 {
+            let own = b"0";
+            let r = raw_syscall(libc::SYS_write, a.cgroup as usize, own.as_ptr() as usize, own.len(), 0, 0);
+            if r < 0 {
+                fail(a, SpawnStep::Cgroup, r);
+            }
+        }
         let r = raw_syscall(libc::SYS_setsid, 0, 0, 0, 0, 0);
         if r < 0 {
             fail(a, SpawnStep::NewSession, r);
@@ -199,6 +212,7 @@ pub(crate) fn spawn_command(spec: &CommandSpec<'_>, stack: &mut CommandStack) ->
         filter_count: progs.len(),
         cpu_seconds: spec.cpu_seconds.unwrap_or(0),
         terminal: spec.terminal.map_or(-1, |fd| fd.as_raw_fd()),
+        cgroup: spec.cgroup.map_or(-1, |fd| fd.as_raw_fd()),
         exec_pipe: exec_write.as_raw_fd(),
     };
     let flags = libc::CLONE_VM as usize | libc::SIGCHLD as usize;

@@ -129,6 +129,9 @@ struct Zygote {
     own_pid_ns: Option<OwnedFd>,
     /// The sandbox's own network namespace as it was made, which no session may change.
     network: Option<NetworkWatch>,
+    /// The commands' own cgroup (a v1 memory `tasks` file the host opened), which each
+    /// session's spawner has its command children join.
+    commands_cgroup: Option<OwnedFd>,
 }
 
 impl Zygote {
@@ -393,6 +396,8 @@ pub(crate) fn main(start: ZygoteStart) -> i32 {
         _ => return 2,
     };
     drop(buf);
+    // The binds' trees come first, the commands' cgroup last.
+    let commands_cgroup = if config.commands_cgroup { trees.pop() } else { None };
     let mut zygote = Zygote {
         channels: Some(Channels { control, signals, devnull }),
         config,
@@ -404,6 +409,7 @@ pub(crate) fn main(start: ZygoteStart) -> i32 {
         report: ZygoteReport::default(),
         own_pid_ns: None,
         network: None,
+        commands_cgroup,
     };
     let started = zygote.setup(trees).and_then(|report| {
         zygote.report = report;

@@ -87,6 +87,9 @@ pub(super) struct Spawner {
     /// `/dev/null`, a command's stdio where the host gave none.
     devnull: OwnedFd,
     no_fork: Option<sys::SeccompProgram>,
+    /// The commands' own cgroup, which each command child joins (see
+    /// `cgroup::COMMANDS`), where the sandbox has one.
+    commands_cgroup: Option<OwnedFd>,
     stack: CommandStack,
     /// Its `oom_score_adj`: the highest for each clone of a command, its own otherwise.
     oom_score: OomScore,
@@ -147,7 +150,8 @@ impl Spawner {
         // Close every descriptor of the zygote's (its control socket, signals, trees) but
         // /dev/null: the spawner keeps only what it owns.
         let devnull = zygote.close_descriptors();
-        match Spawner::new(runner, devnull, oom_score, zygote) {
+        let commands_cgroup = zygote.commands_cgroup.take();
+        match Spawner::new(runner, devnull, oom_score, commands_cgroup, zygote) {
             Ok(mut spawner) => {
                 let _ = channel::send(spawner.runner.as_fd(), &Reply::ResetDone { landlock }.encode(), &[]);
                 spawner.serve()
@@ -207,6 +211,7 @@ impl Spawner {
         runner: OwnedFd,
         devnull: OwnedFd,
         oom_score: OomScore,
+        commands_cgroup: Option<OwnedFd>,
         zygote: &Zygote,
     ) -> Result<Spawner, (OwnedFd, (String, io::Error))> {
         // Dispositions and the full mask come from the zygote.
@@ -223,6 +228,7 @@ impl Spawner {
             signals,
             devnull,
             no_fork: zygote.filters.as_ref().map(|f| f.no_fork.clone()),
+            commands_cgroup,
             stack: CommandStack::new(),
             oom_score,
             children: Vec::new(),
@@ -360,6 +366,7 @@ impl Spawner {
             filters: &filters,
             cpu_seconds: (req.cpu_seconds > 0).then_some(req.cpu_seconds),
             terminal: terminal.as_ref().map(|t| t.far.as_fd()),
+            cgroup: self.commands_cgroup.as_ref().map(|f| f.as_fd()),
         };
         self.oom_score.for_commands();
         let spawned = sys::spawn_command(&spec, &mut self.stack);
