@@ -3,9 +3,10 @@
 use std::ffi::{CStr, CString, c_char, c_int, c_void};
 use std::io;
 use std::mem::{MaybeUninit, size_of};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::ptr;
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+use std::time::Duration;
 
 use rustix::process::{Pid, WaitOptions, waitpid};
 
@@ -51,9 +52,9 @@ struct CommandChildArgs {
     terminal: c_int,
     /// The cgroup `tasks` file to join, or -1.
     cgroup: c_int,
-    /// The write end of the exec pipe (close-on-exec): kept open to the `execve`, which
-    /// closes it; a step that fails writes its code and errno there first.
-    exec_pipe: c_int,
+    /// A [`SpawnStep`] code, 0 while none failed.
+    failed_step: u8,
+    errno: c_int,
 }
 
 /// The command child: its own cgroup (where the sandbox has one for commands), its own
@@ -61,23 +62,18 @@ struct CommandChildArgs {
 /// the extra filters, then `execve`. Everything else (no_new_privs, Landlock, seccomp, no capabilities)
 /// it inherits from the spawner.
 extern "C" fn command_child(arg: *mut c_void) -> ! {
-    // SAFETY: `arg` points to the `CommandChildArgs` of `spawn_command`, whose frame stays
-    // until this child has exec'd, exited, or been killed and reaped (it waits on the exec
-    // pipe, then reaps); nothing writes to it meanwhile.
-    let a = unsafe { &*(arg as *const CommandChildArgs) };
-    let fail = |a: &CommandChildArgs, step: SpawnStep, ret: isize| -> ! {
-        let errno = (-ret as i32).to_ne_bytes();
-        let report = [step as u8, errno[0], errno[1], errno[2], errno[3]];
-        // SAFETY: a write of this child's stack buffer to its own descriptor, then exit_group,
-        // which ends this child only (it shares no thread group with the parent).
-        unsafe {
-            raw_syscall(libc::SYS_write, a.exec_pipe as usize, report.as_ptr() as usize, report.len(), 0, 0);
-            raw_syscall(libc::SYS_exit_group, 127, 0, 0, 0, 0)
-        };
+    // SAFETY: `arg` points to the `CommandChildArgs` of `spawn_command`, alive while this child
+    // runs (the parent is suspended by CLONE_VFORK).
+    let a = unsafe { &mut *(arg as *mut CommandChildArgs) };
+    let fail = |a: &mut CommandChildArgs, step: SpawnStep, ret: isize| -> ! {
+        a.failed_step = step as u8;
+        a.errno = -ret as c_int;
+        // SAFETY: exit_group ends this child only (it shares no thread group with the parent).
+        unsafe { raw_syscall(libc::SYS_exit_group, 127, 0, 0, 0, 0) };
         super::raw::unreachable_loop()
     };
     // SAFETY (all raw system calls below): pointer arguments point into prepared, immutable
-    // buffers owned by the waiting parent frame, or into this child's stack.
+    // buffers owned by the suspended parent frame, or into this child's stack.
     unsafe {
         // First, so that all the command uses is charged there.
         if a.cgroup >= 0 {
@@ -109,15 +105,7 @@ extern "C" fn command_child(arg: *mut c_void) -> ! {
                 fail(a, SpawnStep::Stdio, r);
             }
         }
-        // Everything above stdio goes, but the exec pipe, which `execve` closes.
-        let pipe = a.exec_pipe as usize;
-        let mut r = 0;
-        if pipe > 3 {
-            r = raw_syscall(libc::SYS_close_range, 3, pipe - 1, 0, 0, 0);
-        }
-        if r >= 0 {
-            r = raw_syscall(libc::SYS_close_range, pipe + 1, u32::MAX as usize, 0, 0, 0);
-        }
+        let r = raw_syscall(libc::SYS_close_range, 3, u32::MAX as usize, 0, 0, 0);
         if r < 0 {
             fail(a, SpawnStep::Stdio, r);
         }
@@ -173,21 +161,101 @@ pub(crate) struct CommandSpawnFailure {
     pub error: io::Error,
 }
 
-/// How long a command child may take from its clone to its `execve`. It takes microseconds;
-/// only a child stopped before it got there (another command of the session sending
-/// `SIGSTOP` to every process it may, or to the pid it guesses comes next) takes longer, and
-/// such a child must not hold the spawner: it is killed, and the command fails to start.
-const EXEC_BOUND: Duration = Duration::from_secs(5);
+/// How often the zygote looks at the command child its spawner is waiting for; one seen
+/// waiting at two looks in a row (so for 2.5 to 5 s) is killed. A child takes microseconds
+/// from its clone to its `execve`; only one stopped before it got there (another command of
+/// the session sending `SIGSTOP` to every process it may, or to the pid it guesses comes
+/// next) takes longer, and it must not hold the spawner in its `CLONE_VFORK` wait, which only
+/// a fatal signal to the child ends.
+pub(crate) const HELD_CHILD_LOOK: Duration = Duration::from_millis(2500);
+
+/// A page shared by a zygote and each of its spawners (an anonymous `MAP_SHARED` mapping the
+/// zygote makes before it forks them, which fork keeps shared): the command child a spawner
+/// is waiting for, so that the zygote, outside the commands' reach, can kill one held before
+/// its `execve` (see [`HELD_CHILD_LOOK`]). Not `CLONE_VM` without `CLONE_VFORK` and a bounded wait
+/// of the spawner's own: the kernel would then mark the spawner's memory as shared between
+/// processes, and every later write of its `oom_score_adj` would walk every process of the
+/// host. Nor a watchdog thread in the spawner: a thread is a pid commands could aim at.
+#[derive(Debug)]
+pub(crate) struct VforkWatch {
+    words: ptr::NonNull<WatchWords>,
+}
+
+#[repr(C)]
+struct WatchWords {
+    /// The tid (in the spawner's pid namespace) of the command child the spawner is waiting
+    /// for, stored by the kernel at the clone (`CLONE_PARENT_SETTID`), 0 otherwise.
+    child: AtomicI32,
+    /// Counts the spawner's clones, so that a wait seen twice is one wait, not two.
+    clones: AtomicU64,
+}
+
+// SAFETY: the page holds only atomics, valid for the mapping's whole life, which ends only
+// when the watch is dropped.
+unsafe impl Send for VforkWatch {}
+// SAFETY: as above: every access goes through the atomics.
+unsafe impl Sync for VforkWatch {}
+
+impl VforkWatch {
+    /// [`mmap(2)`](https://man7.org/linux/man-pages/man2/mmap.2.html) of one shared,
+    /// anonymous, zeroed page.
+    pub(crate) fn new() -> io::Result<VforkWatch> {
+        // SAFETY: a new anonymous mapping, at an address the kernel picks, aliases nothing.
+        let page = unsafe {
+            libc::mmap(
+                ptr::null_mut(),
+                4096,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if page == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let words =
+            ptr::NonNull::new(page as *mut WatchWords).ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
+        Ok(VforkWatch { words })
+    }
+
+    fn words(&self) -> &WatchWords {
+        // SAFETY: the page is mapped, aligned, zero-filled (a valid `WatchWords`: atomics of
+        // 0) and lives as long as `self`.
+        unsafe { self.words.as_ref() }
+    }
+
+    /// Forgets a child a spawner that is gone left there (before the next spawner starts).
+    pub(crate) fn clear(&self) {
+        self.words().child.store(0, Ordering::SeqCst);
+    }
+
+    /// The child being waited for and the clone it came from, if the spawner is waiting.
+    pub(crate) fn waiting_for(&self) -> Option<(i32, u64)> {
+        let w = self.words();
+        let clones = w.clones.load(Ordering::SeqCst);
+        let child = w.child.load(Ordering::SeqCst);
+        (child > 0).then_some((child, clones))
+    }
+}
+
+impl Drop for VforkWatch {
+    fn drop(&mut self) {
+        // SAFETY: the page was mapped by `new` and nothing refers to it past `self`.
+        unsafe { libc::munmap(self.words.as_ptr() as *mut c_void, 4096) };
+    }
+}
 
 /// Starts a command from the spawner:
-/// [`clone(2)`](https://man7.org/linux/man-pages/man2/clone.2.html) with `CLONE_VM` on a
-/// reusable stack (the sandbox's filter answers `clone3` with `ENOSYS`), the child setting
-/// itself up and calling `execve`. Not `CLONE_VFORK`: that would suspend the spawner for as
-/// long as the child is stopped, which another command can make for ever. The spawner waits
-/// instead on an exec pipe, which the child's `execve` closes (or its failure writes to), for
-/// at most [`EXEC_BOUND`]; then it kills the child. Returns its pid, or where it failed.
-pub(crate) fn spawn_command(spec: &CommandSpec<'_>, stack: &mut CommandStack) -> Result<i32, CommandSpawnFailure> {
-    let failure = |step, errno: i32| CommandSpawnFailure { step, error: io::Error::from_raw_os_error(errno) };
+/// [`clone(2)`](https://man7.org/linux/man-pages/man2/clone.2.html) with
+/// `CLONE_VM | CLONE_VFORK` on a reusable stack (the sandbox's filter answers `clone3` with
+/// `ENOSYS`), the child setting itself up and calling `execve`, its tid left in `watch`
+/// while the spawner waits for it (see [`VforkWatch`]). Returns its pid, or where it failed.
+pub(crate) fn spawn_command(
+    spec: &CommandSpec<'_>,
+    stack: &mut CommandStack,
+    watch: &VforkWatch,
+) -> Result<i32, CommandSpawnFailure> {
     let to_ptrs = |v: &[CString]| -> Vec<*const c_char> {
         v.iter().map(|s| s.as_ptr()).chain(std::iter::once(ptr::null())).collect()
     };
@@ -199,10 +267,7 @@ pub(crate) fn spawn_command(spec: &CommandSpec<'_>, stack: &mut CommandStack) ->
         .iter()
         .map(|p| libc::sock_fprog { len: p.len() as u16, filter: p.as_ptr() as *mut libc::sock_filter })
         .collect();
-    let (exec_read, exec_write) =
-        rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC | rustix::pipe::PipeFlags::NONBLOCK)
-            .map_err(|e| failure(SpawnStep::Clone, e.raw_os_error()))?;
-    let child_args = CommandChildArgs {
+    let mut child_args = CommandChildArgs {
         stdio: spec.stdio.map(|fd| fd.as_raw_fd()),
         cwd: spec.cwd.as_ptr(),
         candidates: candidates.as_ptr(),
@@ -213,88 +278,44 @@ pub(crate) fn spawn_command(spec: &CommandSpec<'_>, stack: &mut CommandStack) ->
         cpu_seconds: spec.cpu_seconds.unwrap_or(0),
         terminal: spec.terminal.map_or(-1, |fd| fd.as_raw_fd()),
         cgroup: spec.cgroup.map_or(-1, |fd| fd.as_raw_fd()),
-        exec_pipe: exec_write.as_raw_fd(),
+        failed_step: 0,
+        errno: 0,
     };
-    let flags = libc::CLONE_VM as usize | libc::SIGCHLD as usize;
+    let flags = libc::CLONE_VM as usize
+        | libc::CLONE_VFORK as usize
+        | libc::CLONE_PARENT_SETTID as usize
+        | libc::SIGCHLD as usize;
     let stack_top = stack.0.as_mut_ptr() as usize + size_of::<ChildStack>();
-    // SAFETY: the stack is ours, aligned, and `stack_top` is its end; nothing else uses it
-    // until this function returns, which it does only once the child has exec'd, exited or
-    // been killed and reaped; `child_args` and every array it points to live in this frame
-    // for as long, unchanged; the child makes raw system calls only.
+    let words = watch.words();
+    words.clones.fetch_add(1, Ordering::SeqCst);
+    // SAFETY: the stack is ours, aligned, and `stack_top` is its end; `child_args` and every
+    // array it points to live in this frame, suspended by CLONE_VFORK until the child execs or
+    // exits; the child makes raw system calls only. The kernel stores the child's tid in
+    // `words.child`, an `AtomicI32` of a page that outlives the call (CLONE_PARENT_SETTID).
     let ret = unsafe {
         clone_on_new_stack(
             libc::SYS_clone,
             flags,
             stack_top,
-            0,
+            words.child.as_ptr() as usize,
             command_child,
-            &child_args as *const CommandChildArgs as *mut c_void,
+            &mut child_args as *mut CommandChildArgs as *mut c_void,
         )
     };
-    drop(exec_write);
+    words.child.store(0, Ordering::SeqCst);
     if ret < 0 {
-        return Err(failure(SpawnStep::Clone, -ret as i32));
+        return Err(CommandSpawnFailure { step: SpawnStep::Clone, error: io::Error::from_raw_os_error(-ret as i32) });
     }
-    let pid = ret as i32;
-    let reap = || {
-        // Reaped now, so the spawner's SIGCHLD handling never sees it as the command.
-        let _ = Pid::from_raw(pid).map(|pid| waitpid(Some(pid), WaitOptions::from_bits_retain(libc::__WALL as u32)));
-    };
-    let mut report = [0u8; 5];
-    match wait_for_exec(exec_read.as_fd(), &mut report) {
-        // The pipe closed with nothing in it: the child's `execve` closed it.
-        Ok(0) => Ok(pid),
-        Ok(n) => {
-            reap();
-            if n < report.len() {
-                return Err(failure(SpawnStep::Exec, libc::EIO));
-            }
-            let step = SpawnStep::from_code(report[0]).unwrap_or(SpawnStep::Exec);
-            Err(failure(step, i32::from_ne_bytes([report[1], report[2], report[3], report[4]])))
-        }
-        Err(errno) => {
-            // Stopped (or stuck) before its `execve`: it dies, and only then is this frame,
-            // which it reads, let go.
-            // SAFETY: a raw kill of our own child, which is not reaped yet (its pid is ours).
-            unsafe { raw_syscall(libc::SYS_kill, pid as usize, libc::SIGKILL as usize, 0, 0, 0) };
-            reap();
-            Err(failure(SpawnStep::Exec, errno))
-        }
+    // SAFETY: plain reads of locals the child may have written before it exited.
+    let (step, errno) = unsafe { (ptr::read_volatile(&child_args.failed_step), ptr::read_volatile(&child_args.errno)) };
+    if step != 0 {
+        // Reap it now so the spawner's SIGCHLD handling never sees it as the command.
+        let _ =
+            Pid::from_raw(ret as i32).map(|pid| waitpid(Some(pid), WaitOptions::from_bits_retain(libc::__WALL as u32)));
+        let step = SpawnStep::from_code(step).unwrap_or(SpawnStep::Exec);
+        return Err(CommandSpawnFailure { step, error: io::Error::from_raw_os_error(errno) });
     }
-}
-
-/// Waits at most [`EXEC_BOUND`] for the exec pipe to close, reading what a failed child wrote
-/// into `report`; the bytes read (0: the child exec'd), or `ETIMEDOUT`.
-fn wait_for_exec(pipe: BorrowedFd<'_>, report: &mut [u8]) -> Result<usize, i32> {
-    use rustix::event::{PollFd, PollFlags};
-    let deadline = Instant::now() + EXEC_BOUND;
-    let mut read = 0;
-    loop {
-        match rustix::io::read(pipe, &mut report[read..]) {
-            Ok(0) => return Ok(read),
-            Ok(n) => {
-                read += n;
-                if read == report.len() {
-                    return Ok(read);
-                }
-                continue;
-            }
-            Err(rustix::io::Errno::INTR) => continue,
-            Err(rustix::io::Errno::AGAIN) => {}
-            Err(e) => return Err(e.raw_os_error()),
-        }
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(libc::ETIMEDOUT);
-        }
-        let mut fds = [PollFd::from_borrowed_fd(pipe, PollFlags::IN)];
-        let timeout =
-            rustix::event::Timespec { tv_sec: left.as_secs() as i64, tv_nsec: i64::from(left.subsec_nanos()) };
-        match rustix::event::poll(&mut fds, Some(&timeout)) {
-            Ok(_) | Err(rustix::io::Errno::INTR) => {}
-            Err(e) => return Err(e.raw_os_error()),
-        }
-    }
+    Ok(ret as i32)
 }
 
 /// The reusable stack of the spawner's command children.

@@ -9,8 +9,8 @@
 //! it drops and the filter it runs under. Then, for each session, it forks a spawner
 //! ([`spawner`]) into a pid and an IPC namespace of their own, where the spawner is pid 1,
 //! makes the session's mounts, confines itself for good, and starts each command with
-//! `clone(CLONE_VM)`, waiting (a bounded time) on a pipe that the child's `execve` closes:
-//! the child only sets up its stdio and execs. After each
+//! `clone(CLONE_VM | CLONE_VFORK)` (a watchdog thread kills a child held before its
+//! `execve`): the child only sets up its stdio and execs. After each
 //! command the spawner judges whether the session is still as it started ([`session`]). The
 //! zygote itself runs no command and stays out of the commands' pid namespace.
 
@@ -132,6 +132,13 @@ struct Zygote {
     /// The commands' own cgroup (a v1 memory `tasks` file the host opened), which each
     /// session's spawner has its command children join.
     commands_cgroup: Option<OwnedFd>,
+    /// The page where each spawner leaves the command child it is waiting for.
+    pub(super) vfork_watch: Option<std::sync::Arc<sys::VforkWatch>>,
+    /// The current session's spawner (its pid here), and what the zygote last saw it waiting
+    /// for, and when.
+    spawner_pid: Option<i32>,
+    held_seen: Option<(i32, u64)>,
+    last_look: std::time::Instant,
 }
 
 impl Zygote {
@@ -225,6 +232,7 @@ impl Zygote {
             self.network = Some(step("watch the network namespace", NetworkWatch::open())?);
         }
         step("enter /tmp", std::env::set_current_dir("/tmp"))?;
+        self.vfork_watch = Some(std::sync::Arc::new(step("map the spawners' watch", sys::VforkWatch::new())?));
         apply_limits(&self.config)?;
         let cap = self.config.landlock_max_abi;
         self.landlock_abi = sys::landlock_abi().map(|abi| abi.min(cap)).filter(|&abi| abi > 0);
@@ -281,8 +289,14 @@ impl Zygote {
         step("return to the zygote's pid namespace", entered.map_err(io::Error::from))?;
         let made = sys::unshare_namespaces(UnshareFlags::NEWPID | UnshareFlags::NEWIPC);
         step("make the session's namespaces", made)?;
+        // The last spawner, killed with everything, may have been waiting for a child.
+        if let Some(watch) = &self.vfork_watch {
+            watch.clear();
+        }
         match step("fork the spawner", sys::fork_single_threaded())? {
-            Some(_) => {
+            Some(pid) => {
+                self.spawner_pid = Some(pid);
+                self.held_seen = None;
                 drop(spawner_end);
                 // Its first message is short: ready, or a failed step (a path at most).
                 let mut buf = [0u8; 8192];
@@ -317,10 +331,32 @@ impl Zygote {
         channel::drain(self.channels().signals.as_fd());
     }
 
+    /// Kills the command child the spawner has been waiting for since the last look, if any:
+    /// one stopped before its `execve` by another command would hold the spawner for ever (see
+    /// [`sys::VforkWatch`]). The zygote is outside the commands' pid namespace, where no
+    /// command can reach it. Looks at most every [`sys::HELD_CHILD_LOOK`].
+    fn release_held_child(&mut self) {
+        if self.last_look.elapsed() < sys::HELD_CHILD_LOOK {
+            return;
+        }
+        self.last_look = std::time::Instant::now();
+        let waiting = self.vfork_watch.as_ref().and_then(|w| w.waiting_for());
+        if waiting.is_none() || waiting != self.held_seen {
+            self.held_seen = waiting;
+            return;
+        }
+        self.held_seen = None;
+        if let (Some((tid, _)), Some(spawner)) = (waiting, self.spawner_pid) {
+            kill_child_of(spawner, tid);
+        }
+    }
+
     fn serve(&mut self) -> i32 {
         let mut buf = vec![0u8; MAX_MESSAGE];
         loop {
-            let (message, child_ended) = wait_for(&self.channels().control, &self.channels().signals, None);
+            let look = Some(sys::HELD_CHILD_LOOK);
+            let (message, child_ended) = wait_for(&self.channels().control, &self.channels().signals, look);
+            self.release_held_child();
             if child_ended {
                 // The spawner ended (killed from inside, or crashed): the host notices by its
                 // socket. Reap it.
@@ -369,6 +405,26 @@ impl Zygote {
     }
 }
 
+/// Kills the child of `spawner` (its pid here) whose pid in the spawner's own namespace is
+/// `tid`: found by `/proc/<pid>/status`, whose `NSpid` line ends with that pid and whose
+/// `PPid` is the spawner.
+fn kill_child_of(spawner: i32, tid: i32) {
+    let Ok(entries) = fs::read_dir("/proc") else { return };
+    for entry in entries.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
+        let Ok(status) = fs::read_to_string(format!("/proc/{pid}/status")) else { continue };
+        let field = |name: &str| status.lines().find_map(|l| l.strip_prefix(name)).map(str::trim);
+        let parent = field("PPid:").and_then(|p| p.parse::<i32>().ok());
+        let inner = field("NSpid:").and_then(|p| p.split_whitespace().last()).and_then(|p| p.parse::<i32>().ok());
+        if parent == Some(spawner) && inner == Some(tid) {
+            if let Some(pid) = rustix::process::Pid::from_raw(pid) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+            }
+            return;
+        }
+    }
+}
+
 /// The zygote's `main`: build the sandbox as configured, start the first session, report,
 /// then serve resets until the host hangs up.
 pub(crate) fn main(start: ZygoteStart) -> i32 {
@@ -410,6 +466,10 @@ pub(crate) fn main(start: ZygoteStart) -> i32 {
         own_pid_ns: None,
         network: None,
         commands_cgroup,
+        vfork_watch: None,
+        spawner_pid: None,
+        held_seen: None,
+        last_look: std::time::Instant::now(),
     };
     let started = zygote.setup(trees).and_then(|report| {
         zygote.report = report;

@@ -5,6 +5,7 @@
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rustix::process::{Pid, Signal, kill_process_group};
@@ -91,6 +92,9 @@ pub(super) struct Spawner {
     /// `cgroup::COMMANDS`), where the sandbox has one.
     commands_cgroup: Option<OwnedFd>,
     stack: CommandStack,
+    /// Where it leaves the command child it is waiting for, which the zygote kills if it is
+    /// held before its `execve` (see [`sys::VforkWatch`]).
+    vfork_watch: Arc<sys::VforkWatch>,
     /// Its `oom_score_adj`: the highest for each clone of a command, its own otherwise.
     oom_score: OomScore,
     children: Vec<RunningChild>,
@@ -223,6 +227,9 @@ impl Spawner {
             Ok(s) => s,
             Err(e) => return Err((runner, e)),
         };
+        let Some(vfork_watch) = zygote.vfork_watch.clone() else {
+            return Err((runner, ("share the zygote's watch".into(), io::Error::from_raw_os_error(libc::EINVAL))));
+        };
         Ok(Spawner {
             runner,
             signals,
@@ -230,6 +237,7 @@ impl Spawner {
             no_fork: zygote.filters.as_ref().map(|f| f.no_fork.clone()),
             commands_cgroup,
             stack: CommandStack::new(),
+            vfork_watch,
             oom_score,
             children: Vec::new(),
             held: None,
@@ -369,7 +377,7 @@ impl Spawner {
             cgroup: self.commands_cgroup.as_ref().map(|f| f.as_fd()),
         };
         self.oom_score.for_commands();
-        let spawned = sys::spawn_command(&spec, &mut self.stack);
+        let spawned = sys::spawn_command(&spec, &mut self.stack, &self.vfork_watch);
         self.oom_score.back_to_own();
         match spawned {
             Ok(pid) => {
