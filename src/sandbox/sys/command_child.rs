@@ -59,8 +59,8 @@ struct CommandChildArgs {
 
 /// The command child: its own cgroup (where the sandbox has one for commands), its own
 /// session (and controlling terminal, if it has one), stdio, working directory and CPU limit,
-/// the extra filters, then `execve`. Everything else (no_new_privs, Landlock, seccomp, no capabilities)
-/// it inherits from the spawner.
+/// the extra filters, then `execve`. Everything else (no_new_privs, Landlock, seccomp, no
+/// capabilities) it inherits from the spawner.
 extern "C" fn command_child(arg: *mut c_void) -> ! {
     // SAFETY: `arg` points to the `CommandChildArgs` of `spawn_command`, alive while this child
     // runs (the parent is suspended by CLONE_VFORK).
@@ -172,10 +172,11 @@ pub(crate) const HELD_CHILD_LOOK: Duration = Duration::from_millis(2500);
 /// A page shared by a zygote and each of its spawners (an anonymous `MAP_SHARED` mapping the
 /// zygote makes before it forks them, which fork keeps shared): the command child a spawner
 /// is waiting for, so that the zygote, outside the commands' reach, can kill one held before
-/// its `execve` (see [`HELD_CHILD_LOOK`]). Not `CLONE_VM` without `CLONE_VFORK` and a bounded wait
-/// of the spawner's own: the kernel would then mark the spawner's memory as shared between
-/// processes, and every later write of its `oom_score_adj` would walk every process of the
-/// host. Nor a watchdog thread in the spawner: a thread is a pid commands could aim at.
+/// its `execve` (see [`HELD_CHILD_LOOK`]). Not `CLONE_VM` without `CLONE_VFORK` and a
+/// bounded wait of the spawner's own: the kernel would then mark the spawner's memory as
+/// shared between processes, and every later write of its `oom_score_adj` would walk every
+/// process of the host. Nor a watchdog thread in the spawner: a thread is a pid commands
+/// could aim at.
 #[derive(Debug)]
 pub(crate) struct VforkWatch {
     words: ptr::NonNull<WatchWords>,

@@ -9,8 +9,8 @@
 //! it drops and the filter it runs under. Then, for each session, it forks a spawner
 //! ([`spawner`]) into a pid and an IPC namespace of their own, where the spawner is pid 1,
 //! makes the session's mounts, confines itself for good, and starts each command with
-//! `clone(CLONE_VM | CLONE_VFORK)` (a watchdog thread kills a child held before its
-//! `execve`): the child only sets up its stdio and execs. After each
+//! `clone(CLONE_VM | CLONE_VFORK)` (the zygote kills a child held before its `execve`): the
+//! child only sets up its stdio and execs. After each
 //! command the spawner judges whether the session is still as it started ([`session`]). The
 //! zygote itself runs no command and stays out of the commands' pid namespace.
 
