@@ -544,7 +544,7 @@ pub(crate) fn denied_count() -> u32 {
     // + clone with namespace flags or CLONE_PARENT, personality outside Docker's values, the
     // calls aimed at the spawner, the session-making calls, and the calls that set a mode
     // (setuid and setgid bits refused); `socket` and `socketpair` outside the allow-lists
-    // are counted apart (`Isolation::socket_families`).
+    // are counted apart (`SeccompStatus::socket_families`).
     (denied_syscalls().len()
         + 2
         + calls_on_the_spawner().len()
