@@ -31,20 +31,7 @@ pub(crate) fn socket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
 /// [`sendmsg(2)`](https://man7.org/linux/man-pages/man2/sendmsg.2.html) of one datagram with
 /// `fds` attached (`SCM_RIGHTS`; at most [`MAX_FDS`]), never raising `SIGPIPE`.
 pub(crate) fn send(sock: BorrowedFd<'_>, data: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<()> {
-    if fds.len() > MAX_FDS {
-        return Err(io::Error::from_raw_os_error(libc::EMSGSIZE));
-    }
-    let mut space = [MaybeUninit::<u8>::uninit(); CMSG_SPACE];
-    let mut control = SendAncillaryBuffer::new(&mut space);
-    if !fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(fds)) {
-        return Err(io::Error::from_raw_os_error(libc::EMSGSIZE));
-    }
-    loop {
-        match rustix::net::sendmsg(sock, &[IoSlice::new(data)], &mut control, SendFlags::NOSIGNAL) {
-            Err(Errno::INTR) => continue,
-            other => return other.map(drop).map_err(io::Error::from),
-        }
-    }
+    Ok(sendmsg(sock, data, fds, SendFlags::NOSIGNAL)?)
 }
 
 /// [`send`], but never waiting past `deadline` for room in the peer's queue
@@ -57,18 +44,8 @@ pub(crate) fn send_within(
     fds: &[BorrowedFd<'_>],
     deadline: std::time::Instant,
 ) -> io::Result<()> {
-    if fds.len() > MAX_FDS {
-        return Err(io::Error::from_raw_os_error(libc::EMSGSIZE));
-    }
     loop {
-        let mut space = [MaybeUninit::<u8>::uninit(); CMSG_SPACE];
-        let mut control = SendAncillaryBuffer::new(&mut space);
-        if !fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(fds)) {
-            return Err(io::Error::from_raw_os_error(libc::EMSGSIZE));
-        }
-        let flags = SendFlags::NOSIGNAL | SendFlags::DONTWAIT;
-        match rustix::net::sendmsg(sock, &[IoSlice::new(data)], &mut control, flags) {
-            Err(Errno::INTR) => continue,
+        match sendmsg(sock, data, fds, SendFlags::NOSIGNAL | SendFlags::DONTWAIT) {
             Err(Errno::AGAIN) => {
                 let left = deadline.saturating_duration_since(std::time::Instant::now());
                 if left.is_zero() {
@@ -77,7 +54,25 @@ pub(crate) fn send_within(
                 let mut watched = [PollFd::from_borrowed_fd(sock, PollFlags::OUT)];
                 poll(&mut watched, Some(left))?;
             }
-            other => return other.map(drop).map_err(io::Error::from),
+            other => return Ok(other?),
+        }
+    }
+}
+
+/// One `sendmsg` of `data` with `fds`, again if a signal interrupts it.
+fn sendmsg(sock: BorrowedFd<'_>, data: &[u8], fds: &[BorrowedFd<'_>], flags: SendFlags) -> Result<(), Errno> {
+    if fds.len() > MAX_FDS {
+        return Err(Errno::MSGSIZE);
+    }
+    let mut space = [MaybeUninit::<u8>::uninit(); CMSG_SPACE];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    if !fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(fds)) {
+        return Err(Errno::MSGSIZE);
+    }
+    loop {
+        match rustix::net::sendmsg(sock, &[IoSlice::new(data)], &mut control, flags) {
+            Err(Errno::INTR) => continue,
+            other => return other.map(drop),
         }
     }
 }

@@ -198,8 +198,8 @@ impl SandboxCgroups {
                     let commands = dir.join(COMMANDS);
                     fs::create_dir(&commands).map_err(|e| (format!("create {}", commands.display()), e))?;
                     cg.dirs.push((commands.clone(), home.version));
-                    v1::limit_memory(&commands, memory_bytes)?;
-                    v1::limit_sandbox_memory(&dir, memory_bytes)?;
+                    let commands_limit = v1::limit_memory(&commands, memory_bytes)?;
+                    v1::limit_processes(&dir, commands_limit + OWN_MEMORY_MARGIN)?;
                     cg.oom_events = Some(commands.join("memory.oom_control"));
                     cg.commands = Some(commands);
                 }

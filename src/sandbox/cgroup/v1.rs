@@ -18,33 +18,28 @@ pub(crate) fn tcp_share(bytes: u64) -> u64 {
     (bytes / 8).max(1 << 20).min(bytes / 2)
 }
 
-/// Sets a sandbox's memory limit: `memory.limit_in_bytes` (and the same with swap where the
-/// kernel accounts it) for all but the TCP buffers' share, and that share as the TCP
-/// buffers' limit, so that processes and socket buffers together stay within `bytes`.
-pub(super) fn limit_memory(dir: &Path, bytes: u64) -> Result<(), (String, io::Error)> {
+/// Sets the memory limit of a sandbox's commands' cgroup: `memory.limit_in_bytes` for all
+/// but the TCP buffers' share, and that share as the TCP buffers' limit, so that processes
+/// and socket buffers together stay within `bytes`. Returns what the processes may use.
+pub(super) fn limit_memory(dir: &Path, bytes: u64) -> Result<u64, (String, io::Error)> {
     // cgroup v1 charges socket buffers only once a TCP limit is set (v2 always charges them
     // to memory.max): without it, loopback connections could pin hundreds of MiB of kernel
     // memory beyond the limit.
     let tcp = dir.join("memory.kmem.tcp.limit_in_bytes");
     let share = if tcp.exists() { tcp_share(bytes) } else { 0 };
-    let limit = (bytes - share).to_string();
-    fs::write(dir.join("memory.limit_in_bytes"), &limit).map_err(|e| ("set memory.limit_in_bytes".into(), e))?;
-    let memsw = dir.join("memory.memsw.limit_in_bytes");
-    if memsw.exists() {
-        fs::write(&memsw, &limit).map_err(|e| ("set memory.memsw.limit_in_bytes".into(), e))?;
-    }
+    let processes = bytes - share;
+    limit_processes(dir, processes)?;
     if share > 0 {
         fs::write(&tcp, share.to_string()).map_err(|e| ("set memory.kmem.tcp.limit_in_bytes".into(), e))?;
     }
-    Ok(())
+    Ok(processes)
 }
 
-/// Sets the memory limit of a sandbox's own cgroup, above its commands' (see
-/// [`super::COMMANDS`]): what they may use, and the init's and spawner's margin.
-pub(super) fn limit_sandbox_memory(dir: &Path, commands_bytes: u64) -> Result<(), (String, io::Error)> {
-    let tcp = dir.join(super::COMMANDS).join("memory.kmem.tcp.limit_in_bytes");
-    let share = if tcp.exists() { tcp_share(commands_bytes) } else { 0 };
-    let limit = (commands_bytes - share + super::OWN_MEMORY_MARGIN).to_string();
+/// Sets `memory.limit_in_bytes`, and the same with swap where the kernel accounts it: for a
+/// sandbox's own cgroup, its commands' limit (what [`limit_memory`] returned) plus the
+/// init's and spawner's margin (see [`super::COMMANDS`]).
+pub(super) fn limit_processes(dir: &Path, bytes: u64) -> Result<(), (String, io::Error)> {
+    let limit = bytes.to_string();
     fs::write(dir.join("memory.limit_in_bytes"), &limit).map_err(|e| ("set memory.limit_in_bytes".into(), e))?;
     let memsw = dir.join("memory.memsw.limit_in_bytes");
     if memsw.exists() {

@@ -461,10 +461,9 @@ pub(crate) fn allowed_family_names() -> Vec<&'static str> {
         .collect()
 }
 
-/// The protocols allowed in `AF_INET` and `AF_INET6` sockets: the default (0), TCP, UDP and
-/// ICMP (ping sockets; v6's for `AF_INET6`). Built into every kernel that has IP.
-pub(crate) const ALLOWED_IP_PROTOCOLS: [(&str, u64); 5] =
-    [("default", 0), ("TCP", 6), ("UDP", 17), ("ICMP", 1), ("ICMPV6", 58)];
+/// The protocols allowed in `AF_INET` and `AF_INET6` sockets: the default (0), TCP (6), UDP
+/// (17) and ICMP (1; 58 for v6: ping sockets). Built into every kernel that has IP.
+const ALLOWED_IP_PROTOCOLS: [u64; 5] = [0, 6, 17, 1, 58];
 
 /// The netlink protocol allowed: `NETLINK_ROUTE` (addresses, links and routes, which
 /// `getifaddrs`, `ip` and resolvers read).
@@ -500,7 +499,7 @@ fn unlisted_protocols() -> Result<SeccompProgram, seccompiler::BackendError> {
     let mut socket = Vec::new();
     for family in [2, 10] {
         let mut protocol = vec![arg_is(0, family)];
-        protocol.extend(ALLOWED_IP_PROTOCOLS.iter().map(|&(_, p)| arg_ne(2, p)));
+        protocol.extend(ALLOWED_IP_PROTOCOLS.iter().map(|&p| arg_ne(2, p)));
         socket.push(rule(protocol));
         // A type outside 1..=3: 0, or any of the bits 4 and 8 set (4..=15).
         socket.push(rule(vec![arg_is(0, family), type_is(SOCK_TYPE_MASK, 0)]));

@@ -70,6 +70,14 @@ fn contents(file: &OwnedFd, buf: &mut Vec<u8>) -> io::Result<()> {
     Ok(())
 }
 
+/// Whether one `pread` of `file` into `buf` (which must hold more than it) gives `fresh`.
+fn reads_as(file: &OwnedFd, fresh: &[u8], buf: &mut [u8]) -> bool {
+    match rustix::io::pread(file.as_fd(), &mut *buf, 0) {
+        Ok(n) if n < buf.len() => buf[..n] == *fresh,
+        _ => false,
+    }
+}
+
 fn open_optional(path: &std::ffi::CStr) -> io::Result<Option<OwnedFd>> {
     match open(path, OFlags::RDONLY) {
         Ok(f) => Ok(Some(f)),
@@ -122,23 +130,13 @@ impl NetworkWatch {
     /// Whether the namespace's IPv6 flow labels are as they were (none). An error counts as
     /// a change.
     fn flow_labels_as_fresh(&self) -> bool {
-        let Some(file) = &self.flow_labels else { return true };
-        let mut buf = [0u8; 256];
-        match rustix::io::pread(file.as_fd(), &mut buf, 0) {
-            Ok(n) if n < buf.len() => buf[..n] == self.fresh_flow_labels[..],
-            _ => false,
-        }
+        self.flow_labels.as_ref().is_none_or(|file| reads_as(file, &self.fresh_flow_labels, &mut [0u8; 256]))
     }
 
     /// Whether no packet went through any interface since the namespace was fresh, and no
     /// flow label was made: the verdict's part (two `pread`s). An error counts as a change.
     pub(crate) fn quiet(&self) -> bool {
-        let mut buf = [0u8; 4096];
-        let no_traffic = match rustix::io::pread(self.dev.as_fd(), &mut buf, 0) {
-            Ok(n) if n < buf.len() => buf[..n] == self.fresh_dev[..],
-            _ => false,
-        };
-        no_traffic && self.flow_labels_as_fresh()
+        reads_as(&self.dev, &self.fresh_dev, &mut [0u8; 4096]) && self.flow_labels_as_fresh()
     }
 
     /// Whether the namespace is still as fresh, once the session's processes are gone: no
