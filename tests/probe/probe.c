@@ -458,15 +458,20 @@ int main(int argc, char **argv) {
         for (;;) pause();
     }
     /* Starts a background process that sends SIGSTOP to every process it may, again and
-     * again (the next command's child among them, maybe before its execve). */
+     * again (the next command's child among them, maybe before its execve). It starts once
+     * the probe itself has said "ok" and exited, which it would stop otherwise. */
     if (!strcmp(a, "stopper")) {
+        pid_t probe = getpid();
+        report(0);
+        fflush(stdout);
         if (fork() == 0) {
             setsid();
             int null = open("/dev/null", O_RDWR);
             dup2(null, 0); dup2(null, 1); dup2(null, 2);
+            while (getppid() == probe) usleep(1000);
             for (;;) kill(-1, SIGSTOP);
         }
-        return report(0);
+        return 0;
     }
     /* Makes an IPv6 flow label (IPV6_FLOWLABEL_MGR, no packet sent) that lingers 60 s after
      * its socket closes. With ARG "count", first enters a network namespace of its own and,
