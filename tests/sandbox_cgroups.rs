@@ -21,13 +21,30 @@ fn a_sandbox_lives_in_its_own_cgroup_with_its_limits() {
     let init = sb.pid() as u32;
     match memory {
         Enforcement::CgroupV2 => {
-            let dir = cgroup_of(init, None).expect("the init has a cgroup v2");
+            // The init lives in a leaf of its own, beside the commands' cgroup, which carries
+            // the limit; the sandbox's cgroup above them allows 32 MiB more.
+            let leaf = cgroup_of(init, None).expect("the init has a cgroup v2");
+            assert_eq!(leaf.file_name().unwrap(), "init", "{}", leaf.display());
+            let dir = leaf.parent().unwrap().to_path_buf();
             let name = dir.file_name().unwrap().to_string_lossy().into_owned();
             assert!(name.starts_with(&format!("sb-{}-", std::process::id())), "{}", dir.display());
             let parent = dir.parent().unwrap();
             assert_eq!(parent.file_name().unwrap(), "sandpool", "{}", dir.display());
-            assert_eq!(read(&dir.join("memory.max")), (96u64 << 20).to_string());
+            let commands = dir.join("cmd");
+            assert_eq!(read(&commands.join("memory.max")), (96u64 << 20).to_string());
+            assert_eq!(read(&commands.join("memory.swap.max")), "0");
+            assert_eq!(read(&dir.join("memory.max")), ((96u64 + 32) << 20).to_string());
             assert_eq!(read(&dir.join("memory.swap.max")), "0");
+            assert!(read(&dir.join("cgroup.subtree_control")).contains("memory"));
+            // A command runs there, alone: not the init, nor the spawner.
+            let mut child = sb.start(Command::new("/bin/sleep").arg("10")).unwrap();
+            assert_ne!(child.id(), 0, "it started");
+            let procs = read(&commands.join("cgroup.procs"));
+            assert_eq!(procs.lines().count(), 1, "the command alone: {procs}");
+            assert!(!procs.lines().any(|t| t == init.to_string()), "not the init: {procs}");
+            assert!(read(&dir.join("cgroup.procs")).is_empty(), "nothing in the sandbox's cgroup itself");
+            child.kill().unwrap();
+            child.wait().unwrap();
             assert_eq!(read(&dir.join("pids.max")), (20 + 2).to_string(), "the init and spawner on top");
             if cpu == Enforcement::CgroupV2 {
                 assert_eq!(read(&dir.join("cpu.max")), "50000 100000");
@@ -120,9 +137,6 @@ fn a_command_that_lowers_its_oom_score_still_is_the_one_killed() {
     let mut sb = Sandbox::spawn(&policy_builder().memory_mib(64).tmp_size_mib(256).build().unwrap()).unwrap();
     if !has_cgroups(&sb) {
         return skip(TEST, "memory is not limited by a cgroup here");
-    }
-    if sb.isolation().limit("memory").unwrap().enforced_by == Enforcement::CgroupV2 {
-        return skip(TEST, "commands' own cgroup is not made on cgroup v2 yet (docs/host-boundary.md, 6)");
     }
     // The probe works: the command does lower its score.
     let lowered = sb

@@ -8,7 +8,7 @@ use std::io::Read;
 use std::time::Duration;
 
 use common::*;
-use sandpool::sandbox::{Command, ExitStatus, KillReason, Requirement, Sandbox};
+use sandpool::sandbox::{Command, Enforcement, ExitStatus, KillReason, Requirement, Sandbox};
 
 #[test]
 fn host_files_outside_binds_do_not_exist() {
@@ -116,7 +116,18 @@ fn dangerous_system_calls_fail_with_eperm() {
 fn clone3_answers_enosys_and_the_x32_abi_is_refused() {
     let mut sb = Sandbox::spawn(&probe_policy().build().unwrap()).unwrap();
     assert_eq!(probe_outside(&["clone3"]), "err 22", "the kernel sees clone3 outside");
-    assert_eq!(probe_inside(&mut sb, &["clone3"]), "err 38", "libc then falls back to clone");
+    if commands_born_in_their_cgroup(&sb) {
+        // Spawners start commands with clone3 there: the kernel sees it, and what it could
+        // ask beyond clone's rules, a user namespace, the sandbox's own limit refuses.
+        assert_eq!(probe_inside(&mut sb, &["clone3"]), "err 22", "left to the spawners");
+        if probe_outside(&["clone3-newuser"]) == "ok" {
+            assert_eq!(probe_inside(&mut sb, &["clone3-newuser"]), "err 28", "no user namespace inside");
+        } else {
+            skip("clone3_answers_enosys (user namespace)", "this host makes no user namespace either");
+        }
+    } else {
+        assert_eq!(probe_inside(&mut sb, &["clone3"]), "err 38", "libc then falls back to clone");
+    }
     if cfg!(target_arch = "x86_64") {
         assert_ne!(probe_outside(&["x32"]), "err 1");
         assert_eq!(probe_inside(&mut sb, &["x32"]), "err 1");
@@ -132,6 +143,48 @@ fn commands_cannot_signal_the_sandbox_own_processes() {
     assert_eq!(stdout(&own), "can-signal-own-child", "the probe's way of signalling works");
     assert_eq!(probe_inside(&mut sb, &["kill", "1"]), "err 1");
     assert!(sb.run(&Command::new("true")).unwrap().success(), "the sandbox still serves");
+}
+
+/// A `--no-fork` command makes no process, by any call (`fork`, `clone`, and `clone3`, also
+/// where the sandbox leaves `clone3` to its spawners), and still makes threads.
+#[test]
+fn a_no_fork_command_makes_threads_but_no_process() {
+    let mut sb = Sandbox::spawn(&probe_policy().build().unwrap()).unwrap();
+    assert_eq!(probe_inside(&mut sb, &["fork"]), "ok", "an ordinary command forks");
+    assert_eq!(probe_inside(&mut sb, &["thread"]), "ok");
+    let mut no_fork = |action: &str| {
+        let out = sb.run(Command::new(probe()).arg(action).no_fork(true)).unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(no_fork("fork"), "err 1");
+    assert_eq!(no_fork("clone3"), "err 38");
+    assert_eq!(no_fork("thread"), "ok", "threads are not processes");
+}
+
+/// Whether `sandbox`'s commands are born in a cgroup of their own by `clone3`, which its
+/// spawners then keep (memory a cgroup v2 controller, and `clone3` not refused to sandpool).
+fn commands_born_in_their_cgroup(sandbox: &Sandbox) -> bool {
+    sandbox.isolation().limit("memory").unwrap().enforced_by == Enforcement::CgroupV2
+        && !sandbox.isolation().missing.iter().any(|m| m.contains("commands share the init's cgroup"))
+}
+
+/// No user namespace can be made inside, by any call the filter lets through: the sandbox's
+/// own `user.max_user_namespaces` is 0, a layer of its own, shown here with the filter off.
+#[test]
+fn no_user_namespace_is_made_inside_even_without_the_filter() {
+    const TEST: &str = "no_user_namespace_is_made_inside_even_without_the_filter";
+    if probe_outside(&["unshare"]) != "ok" {
+        return skip(TEST, "this host makes no user namespace for the probe outside either");
+    }
+    let policy = probe_policy().seccomp(Requirement::Off).build().unwrap();
+    let mut sb = Sandbox::spawn(&policy).unwrap();
+    assert!(!sb.isolation().seccomp.enforced);
+    assert_eq!(stdout(&sh(&mut sb, "cat /proc/sys/user/max_user_namespaces")), "0");
+    assert_eq!(probe_inside(&mut sb, &["unshare"]), "err 28", "ENOSPC: the limit, not the filter (EPERM)");
+    assert_eq!(probe_inside(&mut sb, &["clone3-newuser"]), "err 28");
+    let raise = sh(&mut sb, "echo 10 > /proc/sys/user/max_user_namespaces");
+    assert!(!raise.success(), "no command may raise it: {raise:?}");
+    assert_eq!(stdout(&sh(&mut sb, "cat /proc/sys/user/max_user_namespaces")), "0");
 }
 
 #[test]

@@ -176,7 +176,9 @@ fn socket_charge(sandbox: &Sandbox) -> Option<u64> {
     let read = |path: PathBuf| std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     match sandbox.isolation().limit("memory").unwrap().enforced_by {
         Enforcement::CgroupV2 => {
-            let stat = read(cgroup_of(init, None).unwrap().join("memory.stat"));
+            // The init's leaf's parent: the sandbox's cgroup, whose statistics count its
+            // commands' cgroup too.
+            let stat = read(cgroup_of(init, None).unwrap().parent().unwrap().join("memory.stat"));
             Some(stat.lines().find_map(|l| l.strip_prefix("sock ")).expect("memory.stat has sock").parse().unwrap())
         }
         Enforcement::CgroupV1 => {

@@ -82,7 +82,7 @@ pub(crate) use readiness::Readiness;
 use cgroup::SandboxCgroups;
 use child::SessionLink;
 use host::{SpawnGuard, errno, escaped, last_cap, take_runner, wait_reply};
-use protocol::{BindSpec, Reply, Request, ZygoteConfig};
+use protocol::{BindSpec, CommandsCgroup, Reply, Request, ZygoteConfig};
 
 /// The uid (and gid) commands run as inside every sandbox.
 pub const SANDBOX_UID: u32 = zygote::SANDBOX_UID;
@@ -195,7 +195,7 @@ impl Sandbox {
             (None, false) => (euid, egid),
         };
 
-        let cgroups = if policy.cgroups == Requirement::Off {
+        let mut cgroups = if policy.cgroups == Requirement::Off {
             SandboxCgroups::default()
         } else {
             let cg = SandboxCgroups::create(policy.memory_bytes, policy.max_processes + OWN_PROCESSES, policy.cpus())
@@ -270,10 +270,32 @@ impl Sandbox {
             .self_join_files(host_uid, host_gid)
             .map_err(|(step, source)| SandboxError::Cgroup { step, source })?;
         host::write_id_maps(zygote.pid, host_uid, host_gid, privileged).map_err(SandboxError::IdMap)?;
-        let commands_cgroup = cgroups
+        // The commands' own memory cgroup: joined by each command (v1), or, for a zygote born
+        // in its cgroup, each command born in it (v2; see `cgroup::COMMANDS`).
+        let split = if born_in_cgroup {
+            cgroups
+                .split_for_commands(host_uid, host_gid)
+                .transpose()
+                .map_err(|(step, source)| SandboxError::Cgroup { step, source })?
+        } else {
+            None
+        };
+        if cgroups.memory == Some(Enforcement::CgroupV2) && split.is_none() {
+            missing.push(
+                "memory: the commands share the init's cgroup (clone3 with CLONE_INTO_CGROUP is refused here): out \
+                 of memory, a command that lowers its oom_score_adj can have the sandbox's init killed"
+                    .into(),
+            );
+        }
+        let commands_tasks = cgroups
             .commands_join_file()
             .transpose()
             .map_err(|source| SandboxError::Cgroup { step: "open the commands' cgroup".into(), source })?;
+        let (commands_cgroup, commands_fds) = match (&split, &commands_tasks) {
+            (Some(s), _) => (CommandsCgroup::BornIn, vec![s.commands_dir.as_fd(), s.init_procs.as_fd()]),
+            (None, Some(tasks)) => (CommandsCgroup::JoinTasks, vec![tasks.as_fd()]),
+            (None, None) => (CommandsCgroup::None, Vec::new()),
+        };
 
         let config = ZygoteConfig {
             share_network: policy.network == Network::Host,
@@ -301,10 +323,10 @@ impl Sandbox {
                 .map(|p| std::os::unix::ffi::OsStrExt::as_bytes(p.as_os_str()).to_vec())
                 .collect(),
             socket_buffer_max: host::socket_buffer_max(policy.memory_bytes),
-            commands_cgroup: commands_cgroup.is_some(),
+            commands_cgroup,
         };
-        // The binds' trees, then the commands' cgroup.
-        let tree_fds: Vec<BorrowedFd<'_>> = trees.iter().chain(&commands_cgroup).map(|t| t.as_fd()).collect();
+        // The binds' trees, then the commands' cgroup (and the init's own leaf).
+        let tree_fds: Vec<BorrowedFd<'_>> = trees.iter().map(|t| t.as_fd()).chain(commands_fds).collect();
         channel::send(host_end.as_fd(), &Request::Configure(config).encode(), &tree_fds)
             .map_err(|source| SandboxError::Control { step: "sending the configuration", source })?;
         let (report, runner) = match wait_reply(
@@ -319,6 +341,9 @@ impl Sandbox {
             }
             _ => return Err(SandboxError::Protocol(protocol::DecodeError::unexpected())),
         };
+        drop(split);
+        // The zygote has moved into its own leaf: the sandbox's cgroup may hand memory down.
+        cgroups.finish_split().map_err(|(step, source)| SandboxError::Cgroup { step, source })?;
         if policy.landlock == Requirement::BestEffort && !report.landlock_enforced {
             missing.push(format!("landlock: not enforced (kernel ABI {})", report.landlock_abi));
         }

@@ -60,9 +60,44 @@ pub struct ZygoteConfig {
     /// Largest receive and send buffer one TCP socket may have in the sandbox's own network
     /// namespace (`net.ipv4.tcp_rmem`/`tcp_wmem`'s maximum), bytes; 0 leaves the kernel's.
     pub socket_buffer_max: u64,
-    /// Whether the last descriptor sent with the configuration is the commands' own cgroup
-    /// (a v1 memory `tasks` file the host opened), which each command child joins.
-    pub commands_cgroup: bool,
+    /// The commands' own memory cgroup, if the sandbox has one, and so which descriptors
+    /// come last with the configuration.
+    pub commands_cgroup: CommandsCgroup,
+}
+
+/// How commands get into their own memory cgroup (see the host's `cgroup::COMMANDS`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum CommandsCgroup {
+    /// None: commands stay in the sandbox's cgroup.
+    #[default]
+    None,
+    /// cgroup v1: the last descriptor is the cgroup's `tasks` file, opened by the host for
+    /// writing, which each command child joins by writing `0`.
+    JoinTasks,
+    /// cgroup v2: the last descriptor is the init's own leaf's `cgroup.procs`, opened by the
+    /// host for writing, which the zygote joins once its cgroup namespace is rooted at the
+    /// sandbox's cgroup; the one before it the commands' cgroup directory, which each command
+    /// is born in (`clone3(CLONE_INTO_CGROUP)`).
+    BornIn,
+}
+
+impl CommandsCgroup {
+    fn code(self) -> u8 {
+        match self {
+            CommandsCgroup::None => 0,
+            CommandsCgroup::JoinTasks => 1,
+            CommandsCgroup::BornIn => 2,
+        }
+    }
+
+    fn from_code(code: u8) -> Result<Self, DecodeError> {
+        match code {
+            0 => Ok(CommandsCgroup::None),
+            1 => Ok(CommandsCgroup::JoinTasks),
+            2 => Ok(CommandsCgroup::BornIn),
+            _ => Err(DecodeError("unknown commands' cgroup kind")),
+        }
+    }
 }
 
 /// Asks the zygote to start one command.
@@ -445,7 +480,7 @@ impl Request {
                 w.u32(c.landlock_max_abi);
                 w.list(&c.cgroup_tasks);
                 w.u64(c.socket_buffer_max);
-                w.bool(c.commands_cgroup);
+                w.u8(c.commands_cgroup.code());
             }
             Request::Run(r) => {
                 w.u8(tag::RUN);
@@ -503,7 +538,7 @@ impl Request {
                     landlock_max_abi: r.u32()?,
                     cgroup_tasks: r.list()?,
                     socket_buffer_max: r.u64()?,
-                    commands_cgroup: r.bool()?,
+                    commands_cgroup: CommandsCgroup::from_code(r.u8()?)?,
                 })
             }
             tag::RUN => Request::Run(RunRequest {
@@ -643,7 +678,7 @@ mod tests {
                 landlock_max_abi: 5,
                 cgroup_tasks: vec![b"/sys/fs/cgroup/pids/sandpool/sb-1-0/tasks".to_vec()],
                 socket_buffer_max: 1 << 20,
-                commands_cgroup: true,
+                commands_cgroup: CommandsCgroup::BornIn,
             }),
             Request::Run(RunRequest {
                 argv: vec![b"/bin/echo".to_vec(), b"hi".to_vec()],

@@ -29,7 +29,9 @@
 #include <netinet/in.h>
 #include <arpa/inet.h>
 #include <unistd.h>
+#include <pthread.h>
 
+static void *thread_main(void *arg) { return arg; }
 static int report(long r) {
     if (r < 0) { printf("err %d\n", errno); return 1; }
     printf("ok\n");
@@ -83,6 +85,32 @@ int main(int argc, char **argv) {
     if (!strcmp(a, "setns")) return report(syscall(SYS_setns, -1, 0));
     /* clone3 with a zero size: EINVAL from the kernel, ENOSYS from the filter. */
     if (!strcmp(a, "clone3")) return report(syscall(SYS_clone3, NULL, 0));
+    /* A process, by libc's fork; a thread, by libc's pthread_create (clone3, then clone where
+     * clone3 answers ENOSYS). */
+    if (!strcmp(a, "fork")) {
+        pid_t p = fork();
+        if (p == 0) _exit(0);
+        if (p > 0) waitpid(p, NULL, 0);
+        return report(p);
+    }
+    if (!strcmp(a, "thread")) {
+        pthread_t t;
+        int e = pthread_create(&t, NULL, thread_main, NULL);
+        if (e) { errno = e; return report(-1); }
+        return report(pthread_join(t, NULL) ? -1 : 0);
+    }
+    /* clone3 asking for a user namespace, which an unprivileged process may make: the child
+     * exits at once. */
+    if (!strcmp(a, "clone3-newuser")) {
+        struct { unsigned long long flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls; } ca;
+        memset(&ca, 0, sizeof ca);
+        ca.flags = CLONE_NEWUSER;
+        ca.exit_signal = SIGCHLD;
+        long r = syscall(SYS_clone3, &ca, sizeof ca);
+        if (r == 0) _exit(0);
+        if (r > 0) waitpid((pid_t)r, NULL, 0);
+        return report(r);
+    }
 #ifdef __x86_64__
     /* getpid through the x32 ABI number: works on the host where x32 is enabled (else ENOSYS),
      * EPERM from the filter. */

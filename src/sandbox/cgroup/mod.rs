@@ -76,7 +76,9 @@ fn remove_stale(parent: &Path) {
             continue;
         };
         if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
-            let _ = fs::remove_dir(entry.path().join(COMMANDS));
+            for leaf in [COMMANDS, INIT_LEAF] {
+                let _ = fs::remove_dir(entry.path().join(leaf));
+            }
             match fs::remove_dir(entry.path()) {
                 Ok(()) => tracing::info!(cgroup = %entry.path().display(), "removed a stale sandbox cgroup"),
                 Err(e) => tracing::debug!(cgroup = %entry.path().display(), error = %e, "stale cgroup kept"),
@@ -148,14 +150,22 @@ pub(crate) fn support() -> &'static CgroupSupport {
     SUPPORT.get_or_init(detect)
 }
 
-/// The commands' own memory cgroup, below the sandbox's (cgroup v1): it carries the memory
-/// limit, and holds the commands alone, so that out of memory the kernel picks its victim
-/// among them, whatever a command did to its own `oom_score_adj`; the init and the spawner
-/// stay in the sandbox's cgroup above, whose limit is the commands' plus
-/// [`OWN_MEMORY_MARGIN`]. Each command child joins it before its `execve`, by writing `0`
-/// to its `tasks` file through a descriptor the host opened (a thread moving itself takes
-/// no global lock on v1).
+/// The commands' own memory cgroup, below the sandbox's: it carries the memory limit, and
+/// holds the commands alone, so that out of memory the kernel picks its victim among them,
+/// whatever a command did to its own `oom_score_adj`; the init and the spawners stay above
+/// it, under the sandbox's cgroup, whose limit is the commands' plus [`OWN_MEMORY_MARGIN`].
+///
+/// On v1, the init and spawners stay in the sandbox's cgroup, and each command child joins
+/// this one before its `execve`, by writing `0` to its `tasks` file through a descriptor the
+/// host opened (a thread moving itself takes no global lock on v1). On v2, a cgroup that
+/// hands controllers down holds no process, so the init moves to a leaf of its own,
+/// [`INIT_LEAF`], and each command is born in this one (`clone3(CLONE_INTO_CGROUP)` from
+/// its spawner; a move would take the threadgroup lock, whose RCU grace period costs
+/// milliseconds when moves are sparse): see [`SandboxCgroups::split_for_commands`].
 pub(crate) const COMMANDS: &str = "cmd";
+
+/// The init's and the spawners' own leaf below a sandbox's v2 cgroup (see [`COMMANDS`]).
+const INIT_LEAF: &str = "init";
 
 /// What the sandbox's init and spawner may use above their commands' limit.
 pub(crate) const OWN_MEMORY_MARGIN: u64 = 32 << 20;
@@ -167,6 +177,11 @@ pub(crate) struct SandboxCgroups {
     dirs: Vec<(PathBuf, Enforcement)>,
     /// The commands' own memory cgroup (v1), if any: see [`COMMANDS`].
     commands: Option<PathBuf>,
+    /// The sandbox's v2 cgroup and the memory limit its commands' cgroup gets once split
+    /// (see [`SandboxCgroups::split_for_commands`]).
+    v2_split: Option<(PathBuf, u64)>,
+    /// Whether [`SandboxCgroups::split_for_commands`] made it.
+    split_made: bool,
     /// Where the memory cgroup counts its OOM kills (v2 `memory.events`, v1
     /// `memory.oom_control`).
     oom_events: Option<PathBuf>,
@@ -193,6 +208,7 @@ impl SandboxCgroups {
                 Enforcement::CgroupV2 => {
                     v2::limit_memory(&dir, memory_bytes)?;
                     cg.oom_events = Some(dir.join("memory.events"));
+                    cg.v2_split = Some((dir, memory_bytes));
                 }
                 _ => {
                     let commands = dir.join(COMMANDS);
@@ -260,6 +276,52 @@ impl SandboxCgroups {
         Some(rustix::fs::open(&tasks, flags, rustix::fs::Mode::empty()).map_err(io::Error::from))
     }
 
+    /// Makes the commands' own cgroup where memory is a v2 controller (see [`COMMANDS`]), for a
+    /// zygote born in the sandbox's cgroup: [`INIT_LEAF`] and [`COMMANDS`] below it, the
+    /// `cgroup.procs` of the commands' cgroup and of the sandbox's handed to its user (`uid`,
+    /// `gid`): a spawner's `CLONE_INTO_CGROUP` needs its own credentials to allow a move into
+    /// the destination and into the common parent of source and destination. The zygote then moves itself into its leaf, and [`Self::finish_split`]
+    /// hands memory down. `None` where memory is not a v2 controller.
+    pub(crate) fn split_for_commands(
+        &mut self,
+        uid: u32,
+        gid: u32,
+    ) -> Option<Result<CommandsSplit, (String, io::Error)>> {
+        let (dir, _) = self.v2_split.clone()?;
+        Some((|| {
+            let init = dir.join(INIT_LEAF);
+            let commands = dir.join(COMMANDS);
+            for leaf in [&init, &commands] {
+                fs::create_dir(leaf).map_err(|e| (format!("create {}", leaf.display()), e))?;
+                self.dirs.push((leaf.clone(), Enforcement::CgroupV2));
+            }
+            self.split_made = true;
+            for procs in [dir.join("cgroup.procs"), commands.join("cgroup.procs")] {
+                std::os::unix::fs::chown(&procs, Some(uid), Some(gid))
+                    .map_err(|e| (format!("hand {} to the sandbox", procs.display()), e))?;
+            }
+            let open = |path: &Path, flags: rustix::fs::OFlags| {
+                rustix::fs::open(path, flags | rustix::fs::OFlags::CLOEXEC, rustix::fs::Mode::empty())
+                    .map_err(|e| (format!("open {}", path.display()), io::Error::from(e)))
+            };
+            Ok(CommandsSplit {
+                commands_dir: open(&commands, rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY)?,
+                init_procs: open(&init.join("cgroup.procs"), rustix::fs::OFlags::WRONLY)?,
+            })
+        })())
+    }
+
+    /// Once the zygote has left the sandbox's v2 cgroup for its leaf: enables memory in the
+    /// sandbox's `cgroup.subtree_control`, gives the commands' cgroup the limit and the
+    /// sandbox's cgroup the limit plus [`OWN_MEMORY_MARGIN`].
+    pub(crate) fn finish_split(&self) -> Result<(), (String, io::Error)> {
+        let Some((dir, bytes)) = self.v2_split.as_ref().filter(|_| self.split_made) else { return Ok(()) };
+        let control = dir.join("cgroup.subtree_control");
+        fs::write(&control, "+memory").map_err(|e| (format!("enable memory in {}", control.display()), e))?;
+        v2::limit_memory(&dir.join(COMMANDS), *bytes)?;
+        v2::limit_memory(dir, bytes + OWN_MEMORY_MARGIN)
+    }
+
     /// Moves process `pid` (and so all its future children) into the cgroups the zygote does
     /// not join itself (v2).
     pub(crate) fn attach(&self, pid: i32) -> Result<(), (String, io::Error)> {
@@ -302,6 +364,17 @@ impl SandboxCgroups {
             }
         }
     }
+}
+
+/// The commands' own v2 cgroup, opened for the zygote (see
+/// [`SandboxCgroups::split_for_commands`]).
+#[derive(Debug)]
+pub(crate) struct CommandsSplit {
+    /// The commands' cgroup directory, for the spawners' `clone3(CLONE_INTO_CGROUP)`.
+    pub commands_dir: OwnedFd,
+    /// The init's own leaf's `cgroup.procs`, opened for writing by the host (the kernel checks
+    /// the opener's credentials and cgroup namespace), which the zygote writes `0` to.
+    pub init_procs: OwnedFd,
 }
 
 /// The files a sandbox's usage is read from, held open so that each reading is one `pread`.

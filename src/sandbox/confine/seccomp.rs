@@ -18,7 +18,9 @@
 //!      every later command. Docker has no such rules: its init is not shared between
 //!      tenants;
 //!   3. `clone3` and `openat2` answer `ENOSYS`, so libc falls back to `clone` and `openat`,
-//!      whose flags a filter can see (`unreadable_calls`);
+//!      whose flags a filter can see (`unreadable_calls`). Where the spawner starts each
+//!      command in the commands' own cgroup with `clone3(CLONE_INTO_CGROUP)` (cgroup v2),
+//!      `clone3` stays allowed (see `unreadable_calls` for why that opens nothing);
 //!   4. `open`/`openat` with `O_TMPFILE` answer `EOPNOTSUPP` (see `no_unnamed_files`: an
 //!      unnamed file moves a counter the next lease could read);
 //!   5. `socket` and `socketpair` of a family outside [`ALLOWED_FAMILIES`] answer
@@ -376,7 +378,9 @@ fn session_filter() -> Result<SeccompProgram, seccompiler::BackendError> {
 }
 
 /// `--no-fork`: refuses every way to make a process (`clone` without `CLONE_THREAD`, `fork`,
-/// `vfork`; `clone3` already answers `ENOSYS`). Threads stay allowed: they are not processes.
+/// `vfork`; `clone3` answers `ENOSYS`, from the sandbox's programs or, where they leave it
+/// to the spawners, from [`no_clone3`]). Threads stay allowed: they are not processes (libc
+/// makes them with `clone` once `clone3` answers `ENOSYS`).
 fn no_process_creation() -> Result<SeccompProgram, seccompiler::BackendError> {
     let no_thread = SeccompRule::new(vec![SeccompCondition::new(
         0,
@@ -395,10 +399,29 @@ fn no_process_creation() -> Result<SeccompProgram, seccompiler::BackendError> {
 
 /// `clone3` and `openat2`, whose arguments live in structures a filter cannot read, answer
 /// `ENOSYS`: libc and programs fall back to `clone` and `openat`, whose flags it can.
-fn unreadable_calls() -> Result<SeccompProgram, seccompiler::BackendError> {
-    let rules: BTreeMap<i64, Vec<SeccompRule>> =
-        BTreeMap::from([(libc::SYS_clone3, Vec::new()), (libc::SYS_openat2, Vec::new())]);
+///
+/// `clone3` stays allowed where spawners start commands with it (`clone3_allowed`: in the
+/// commands' own cgroup v2, see `cgroup::COMMANDS`). A filter of each command's own to
+/// refuse it would cost every command 60 to 80 µs (compiling and freeing a program), and
+/// what `clone3` could ask for beyond `clone`'s rules is closed by other means: a new
+/// namespace other than a user namespace needs a capability no command has; a user
+/// namespace, the one an unprivileged process may make, is refused by the sandbox's own
+/// limit (`user.max_user_namespaces` 0 in its user namespace, which the init sets);
+/// `CLONE_PARENT` takes no exit signal in `clone3` (the child gets its creator's, the
+/// `SIGCHLD` the spawner gave it); `CLONE_INTO_CGROUP` needs a cgroup directory, and no
+/// command has one (the spawner's closes at `execve`; no cgroup file system is mounted).
+fn unreadable_calls(clone3_allowed: bool) -> Result<SeccompProgram, seccompiler::BackendError> {
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::from([(libc::SYS_openat2, Vec::new())]);
+    if !clone3_allowed {
+        rules.insert(libc::SYS_clone3, Vec::new());
+    }
     program(rules, libc::ENOSYS)
+}
+
+/// `clone3` answers `ENOSYS` (for `--no-fork` commands where the sandbox's programs leave
+/// it to the spawners): libc then makes threads with `clone`, whose flags a filter sees.
+fn no_clone3() -> Result<SeccompProgram, seccompiler::BackendError> {
+    program(BTreeMap::from([(libc::SYS_clone3, Vec::new())]), libc::ENOSYS)
 }
 
 /// On x86_64, the x32 ABI's calls (numbers with `__X32_SYSCALL_BIT`) fail with `EPERM`. They
@@ -519,23 +542,28 @@ pub(crate) struct Filters {
     pub sandbox: Vec<SeccompProgram>,
     /// Installed on top by each spawner once its session is made.
     pub session: SeccompProgram,
-    /// Installed on top by each `--no-fork` command.
-    pub no_fork: SeccompProgram,
+    /// Installed on top by each `--no-fork` command, in order.
+    pub no_fork: Vec<SeccompProgram>,
 }
 
-/// Compiles the filters.
-pub(crate) fn build() -> Result<Filters, seccompiler::BackendError> {
+/// Compiles the filters; `clone3_allowed`: whether spawners start commands with `clone3`
+/// (into the commands' own cgroup v2), so that the sandbox's programs must leave it to them.
+pub(crate) fn build(clone3_allowed: bool) -> Result<Filters, seccompiler::BackendError> {
     let mut sandbox = Vec::new();
     #[cfg(target_arch = "x86_64")]
     sandbox.push(no_x32());
     sandbox.extend([
         deny_list()?,
-        unreadable_calls()?,
+        unreadable_calls(clone3_allowed)?,
         no_unnamed_files()?,
         unlisted_families()?,
         unlisted_protocols()?,
     ]);
-    Ok(Filters { sandbox, session: session_filter()?, no_fork: no_process_creation()? })
+    let mut no_fork = vec![no_process_creation()?];
+    if clone3_allowed {
+        no_fork.push(no_clone3()?);
+    }
+    Ok(Filters { sandbox, session: session_filter()?, no_fork })
 }
 
 /// How many system calls the default filter denies, outright or for some arguments.
@@ -557,14 +585,17 @@ mod tests {
 
     #[test]
     fn filters_build() {
-        let f = build().unwrap();
+        let f = build(false).unwrap();
         let x32 = usize::from(cfg!(target_arch = "x86_64"));
         assert_eq!(
             f.sandbox.len(),
             x32 + 5,
             "x32 guard (x86_64), deny list, ENOSYS calls, O_TMPFILE, socket allow-lists"
         );
-        assert!(f.sandbox.iter().chain([&f.session, &f.no_fork]).all(|p| !p.is_empty() && p.len() < 4096));
+        assert!(f.sandbox.iter().chain(&f.no_fork).chain([&f.session]).all(|p| !p.is_empty() && p.len() < 4096));
+        let clone3_allowed = build(true).unwrap();
+        assert!(clone3_allowed.sandbox[x32 + 1].len() < f.sandbox[x32 + 1].len(), "clone3 left out");
+        assert_eq!((f.no_fork.len(), clone3_allowed.no_fork.len()), (1, 2), "--no-fork refuses it then");
         let deny = &f.sandbox[x32];
         assert!(deny.len() > 2 * denied_syscalls().len(), "one test per denied call at least");
         assert!(f.session.len() < deny.len() / 4, "the per-session program stays small");

@@ -11,7 +11,9 @@ use std::time::Duration;
 use rustix::process::{Pid, WaitOptions, waitpid};
 
 use super::super::protocol::SpawnStep;
-use super::raw::{ChildStack, clone_on_new_stack, raw_syscall};
+use super::raw::{
+    CLONE_INTO_CGROUP, ChildStack, clone_args_zeroed, clone_on_new_stack, clone3_with_stack, raw_syscall,
+};
 
 /// A compiled seccomp program ready to install (`struct sock_fprog`'s contents).
 pub(crate) type SeccompProgram = Vec<seccompiler::sock_filter>;
@@ -34,8 +36,20 @@ pub(crate) struct CommandSpec<'a> {
     pub cpu_seconds: Option<u64>,
     /// A terminal (the far end of a pseudo-terminal) to make the command's controlling one.
     pub terminal: Option<BorrowedFd<'a>>,
-    /// A cgroup `tasks` file to join (by writing `0`) before anything else.
-    pub cgroup: Option<BorrowedFd<'a>>,
+    /// The commands' own cgroup, if the sandbox has one.
+    pub cgroup: Option<CommandCgroup<'a>>,
+}
+
+/// How a command gets into the commands' own cgroup.
+#[derive(Clone, Copy)]
+pub(crate) enum CommandCgroup<'a> {
+    /// cgroup v1: the child joins it, first, by writing `0` to its `tasks` file (this
+    /// descriptor, opened by the host: the kernel checks the opener's credentials).
+    JoinTasks(BorrowedFd<'a>),
+    /// cgroup v2: the child is born in it, this directory
+    /// (`clone3(CLONE_INTO_CGROUP)`); moving itself would take the threadgroup lock, whose
+    /// RCU grace period costs milliseconds when moves are sparse.
+    BornIn(BorrowedFd<'a>),
 }
 
 #[repr(C)]
@@ -250,8 +264,11 @@ impl Drop for VforkWatch {
 /// Starts a command from the spawner:
 /// [`clone(2)`](https://man7.org/linux/man-pages/man2/clone.2.html) with
 /// `CLONE_VM | CLONE_VFORK` on a reusable stack (the sandbox's filter answers `clone3` with
-/// `ENOSYS`), the child setting itself up and calling `execve`, its tid left in `watch`
-/// while the spawner waits for it (see [`VforkWatch`]). Returns its pid, or where it failed.
+/// `ENOSYS`), or [`clone3(2)`](https://man7.org/linux/man-pages/man2/clone3.2.html) with the
+/// same and `CLONE_INTO_CGROUP` where the command is born in its cgroup
+/// ([`CommandCgroup::BornIn`], where the filter leaves `clone3` to the spawner); the child
+/// setting itself up and calling `execve`, its tid left in `watch` while the spawner waits
+/// for it (see [`VforkWatch`]). Returns its pid, or where it failed.
 pub(crate) fn spawn_command(
     spec: &CommandSpec<'_>,
     stack: &mut CommandStack,
@@ -278,7 +295,10 @@ pub(crate) fn spawn_command(
         filter_count: progs.len(),
         cpu_seconds: spec.cpu_seconds.unwrap_or(0),
         terminal: spec.terminal.map_or(-1, |fd| fd.as_raw_fd()),
-        cgroup: spec.cgroup.map_or(-1, |fd| fd.as_raw_fd()),
+        cgroup: match spec.cgroup {
+            Some(CommandCgroup::JoinTasks(tasks)) => tasks.as_raw_fd(),
+            _ => -1,
+        },
         failed_step: 0,
         errno: 0,
     };
@@ -289,19 +309,36 @@ pub(crate) fn spawn_command(
     let stack_top = stack.0.as_mut_ptr() as usize + size_of::<ChildStack>();
     let words = watch.words();
     words.clones.fetch_add(1, Ordering::SeqCst);
-    // SAFETY: the stack is ours, aligned, and `stack_top` is its end; `child_args` and every
-    // array it points to live in this frame, suspended by CLONE_VFORK until the child execs or
-    // exits; the child makes raw system calls only. The kernel stores the child's tid in
-    // `words.child`, an `AtomicI32` of a page that outlives the call (CLONE_PARENT_SETTID).
-    let ret = unsafe {
-        clone_on_new_stack(
-            libc::SYS_clone,
-            flags,
-            stack_top,
-            words.child.as_ptr() as usize,
-            command_child,
-            &mut child_args as *mut CommandChildArgs as *mut c_void,
-        )
+    let ret = match spec.cgroup {
+        Some(CommandCgroup::BornIn(dir)) => {
+            let mut args = clone_args_zeroed();
+            args.flags = (flags & !(libc::SIGCHLD as usize)) as u64 | CLONE_INTO_CGROUP;
+            args.exit_signal = libc::SIGCHLD as u64;
+            args.stack = stack.0.as_mut_ptr() as u64;
+            args.stack_size = size_of::<ChildStack>() as u64;
+            args.parent_tid = words.child.as_ptr() as u64;
+            args.cgroup = dir.as_raw_fd() as u64;
+            // SAFETY: as below, with the stack named by its base and size; the kernel
+            // stores the child's tid through `args.parent_tid` (CLONE_PARENT_SETTID).
+            unsafe {
+                clone3_with_stack(&mut args, command_child, &mut child_args as *mut CommandChildArgs as *mut c_void)
+            }
+        }
+        // SAFETY: the stack is ours, aligned, and `stack_top` is its end; `child_args` and
+        // every array it points to live in this frame, suspended by CLONE_VFORK until the
+        // child execs or exits; the child makes raw system calls only. The kernel stores the
+        // child's tid in `words.child`, an `AtomicI32` of a page that outlives the call
+        // (CLONE_PARENT_SETTID).
+        _ => unsafe {
+            clone_on_new_stack(
+                libc::SYS_clone,
+                flags,
+                stack_top,
+                words.child.as_ptr() as usize,
+                command_child,
+                &mut child_args as *mut CommandChildArgs as *mut c_void,
+            )
+        },
     };
     words.child.store(0, Ordering::SeqCst);
     if ret < 0 {

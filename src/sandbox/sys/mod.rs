@@ -34,7 +34,9 @@ mod userns_holder;
 mod zygote_child;
 
 pub(crate) use calls::*;
-pub(crate) use command_child::{CommandSpec, CommandStack, HELD_CHILD_LOOK, SeccompProgram, VforkWatch, spawn_command};
+pub(crate) use command_child::{
+    CommandCgroup, CommandSpec, CommandStack, HELD_CHILD_LOOK, SeccompProgram, VforkWatch, spawn_command,
+};
 pub(crate) use entry::{ZYGOTE_ARGV0, ZYGOTE_ENTRY, ZYGOTE_ENV, ZygoteStart};
 pub(crate) use userns_holder::userns_with_maps;
 pub(crate) use zygote_child::{ZygoteChildStep, ZygoteSpec, spawn_zygote};

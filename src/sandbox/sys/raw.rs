@@ -139,6 +139,9 @@ pub(super) unsafe fn clone3_with_stack(
     unsafe { clone_on_new_stack(libc::SYS_clone, flags, stack_top, args.pidfd as usize, child, arg) }
 }
 
+/// `clone3`'s flag to start the child in the cgroup `clone_args.cgroup` names (Linux 5.7).
+pub(super) const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
 /// A child stack: 16-byte aligned, owned by whoever spawns.
 #[repr(C, align(16))]
 pub(super) struct ChildStack(pub(super) [u8; 32 * 1024]);

@@ -8,7 +8,10 @@ use std::ptr;
 
 use rustix::process::{WaitId, WaitIdOptions, waitid};
 
-use super::raw::{ChildStack, block_all_signals, clone_args_zeroed, clone3_with_stack, raw_syscall, set_signal_mask};
+use super::raw::{
+    CLONE_INTO_CGROUP, ChildStack, block_all_signals, clone_args_zeroed, clone3_with_stack, raw_syscall,
+    set_signal_mask,
+};
 
 /// Where starting a zygote failed: the clone, or its child before `execve`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -154,9 +157,6 @@ extern "C" fn zygote_child(arg: *mut c_void) -> ! {
         fail(a, ZygoteChildStep::Exec, r)
     }
 }
-
-/// `clone3`'s flag to start the child in the cgroup `clone_args.cgroup` names (Linux 5.7).
-const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
 /// What [`spawn_zygote`] starts: the namespaces, the image (`exe`) with its argv and envp,
 /// the descriptors it gets, and the cgroup it is born in.

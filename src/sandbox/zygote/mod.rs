@@ -36,7 +36,7 @@ use super::channel;
 use super::confine::landlock;
 use super::confine::seccomp::{self, Filters};
 use super::policy::Requirement;
-use super::protocol::{LandlockEnforcement, MAX_MESSAGE, Reply, Request, ZygoteConfig, ZygoteReport};
+use super::protocol::{CommandsCgroup, LandlockEnforcement, MAX_MESSAGE, Reply, Request, ZygoteConfig, ZygoteReport};
 use super::sys::{self, ZygoteStart};
 use net::{NetworkWatch, add_unreachable_default_route, cap_socket_buffers, loopback_up};
 use rootfs::{UserBind, build_root};
@@ -129,9 +129,13 @@ struct Zygote {
     own_pid_ns: Option<OwnedFd>,
     /// The sandbox's own network namespace as it was made, which no session may change.
     network: Option<NetworkWatch>,
-    /// The commands' own cgroup (a v1 memory `tasks` file the host opened), which each
-    /// session's spawner has its command children join.
+    /// The commands' own cgroup (a v1 memory `tasks` file the host opened, or a v2 cgroup
+    /// directory: `config.commands_cgroup` says which), which each session's spawner has its
+    /// command children join, or be born in.
     commands_cgroup: Option<OwnedFd>,
+    /// The init's own leaf's `cgroup.procs` (v2, with commands born in a cgroup of their
+    /// own), which the host opened and the zygote joins in `setup`.
+    own_leaf: Option<OwnedFd>,
     /// The page where each spawner leaves the command child it is waiting for.
     pub(super) vfork_watch: Option<std::sync::Arc<sys::VforkWatch>>,
     /// The current session's spawner (its pid here), and what the zygote last saw it waiting
@@ -231,6 +235,11 @@ impl Zygote {
             }
             self.network = Some(step("watch the network namespace", NetworkWatch::open())?);
         }
+        // No user namespace may be made inside, whatever the filter lets through (`clone3`,
+        // where spawners need it: see `seccomp::unreadable_calls`): the sandbox's own limit,
+        // in its user namespace, which no command can raise (it needs `CAP_SYS_RESOURCE`
+        // there). Sessions need none.
+        step("allow no user namespace inside", fs::write("/proc/sys/user/max_user_namespaces", "0"))?;
         step("enter /tmp", std::env::set_current_dir("/tmp"))?;
         self.vfork_watch = Some(std::sync::Arc::new(step("map the spawners' watch", sys::VforkWatch::new())?));
         apply_limits(&self.config)?;
@@ -238,7 +247,7 @@ impl Zygote {
         self.landlock_abi = sys::landlock_abi().map(|abi| abi.min(cap)).filter(|&abi| abi > 0);
         self.build_landlock()?;
         if self.config.seccomp != Requirement::Off {
-            match seccomp::build() {
+            match seccomp::build(self.config.commands_cgroup == CommandsCgroup::BornIn) {
                 Ok(f) if rustix::thread::secure_computing_mode().is_ok() => self.filters = Some(f),
                 Ok(_) if self.config.seccomp == Requirement::Required => {
                     return Err((
@@ -258,6 +267,15 @@ impl Zygote {
             for prog in &f.sandbox {
                 step("install seccomp", seccompiler::apply_filter(prog).map_err(|e| io::Error::other(e.to_string())))?;
             }
+        }
+        // v2 with the commands' own cgroup: the sandbox's cgroup is to hand memory down to its
+        // two leaves (no process may stay in it then), and a spawner may start a command in
+        // the commands' leaf only if its cgroup namespace's root holds both: the init leaves
+        // it for its own leaf now that the namespace is rooted there. Last, just before the
+        // host enables memory there: each takes the threadgroup lock, whose RCU grace period
+        // (milliseconds) only the first of two close together waits for.
+        if let Some(leaf) = self.own_leaf.take() {
+            step("join the init's own cgroup", rustix::io::write(&leaf, b"0").map(drop).map_err(io::Error::from))?;
         }
         Ok(ZygoteReport {
             landlock_abi: self.landlock_abi.unwrap_or(0),
@@ -452,8 +470,9 @@ pub(crate) fn main(start: ZygoteStart) -> i32 {
         _ => return 2,
     };
     drop(buf);
-    // The binds' trees come first, the commands' cgroup last.
-    let commands_cgroup = if config.commands_cgroup { trees.pop() } else { None };
+    // The binds' trees come first, the commands' cgroup (and the init's own leaf) last.
+    let own_leaf = if config.commands_cgroup == CommandsCgroup::BornIn { trees.pop() } else { None };
+    let commands_cgroup = if config.commands_cgroup == CommandsCgroup::None { None } else { trees.pop() };
     let mut zygote = Zygote {
         channels: Some(Channels { control, signals, devnull }),
         config,
@@ -466,6 +485,7 @@ pub(crate) fn main(start: ZygoteStart) -> i32 {
         own_pid_ns: None,
         network: None,
         commands_cgroup,
+        own_leaf,
         vfork_watch: None,
         spawner_pid: None,
         held_seen: None,

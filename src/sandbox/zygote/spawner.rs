@@ -15,7 +15,9 @@ use super::super::channel;
 use super::super::command::DEFAULT_PATH;
 use super::super::confine::landlock;
 use super::super::policy::Requirement;
-use super::super::protocol::{LandlockEnforcement, MAX_MESSAGE, Reply, Request, RunRequest, SpawnStep, Usage};
+use super::super::protocol::{
+    CommandsCgroup, LandlockEnforcement, MAX_MESSAGE, Reply, Request, RunRequest, SpawnStep, Usage,
+};
 use super::super::sys::{self, CommandSpec, CommandStack};
 use super::creds::{OomScore, confine_spawner, pid_counter_capability};
 use super::rootfs::{fresh_session_dirs, mount_proc};
@@ -87,10 +89,10 @@ pub(super) struct Spawner {
     signals: OwnedFd,
     /// `/dev/null`, a command's stdio where the host gave none.
     devnull: OwnedFd,
-    no_fork: Option<sys::SeccompProgram>,
-    /// The commands' own cgroup, which each command child joins (see
+    no_fork: Vec<sys::SeccompProgram>,
+    /// The commands' own cgroup, which each command child joins or is born in (see
     /// `cgroup::COMMANDS`), where the sandbox has one.
-    commands_cgroup: Option<OwnedFd>,
+    commands_cgroup: Option<(CommandsCgroup, OwnedFd)>,
     stack: CommandStack,
     /// Where it leaves the command child it is waiting for, which the zygote kills if it is
     /// held before its `execve` (see [`sys::VforkWatch`]).
@@ -154,7 +156,7 @@ impl Spawner {
         // Close every descriptor of the zygote's (its control socket, signals, trees) but
         // /dev/null: the spawner keeps only what it owns.
         let devnull = zygote.close_descriptors();
-        let commands_cgroup = zygote.commands_cgroup.take();
+        let commands_cgroup = zygote.commands_cgroup.take().map(|fd| (zygote.config.commands_cgroup, fd));
         match Spawner::new(runner, devnull, oom_score, commands_cgroup, zygote) {
             Ok(mut spawner) => {
                 let _ = channel::send(spawner.runner.as_fd(), &Reply::ResetDone { landlock }.encode(), &[]);
@@ -215,7 +217,7 @@ impl Spawner {
         runner: OwnedFd,
         devnull: OwnedFd,
         oom_score: OomScore,
-        commands_cgroup: Option<OwnedFd>,
+        commands_cgroup: Option<(CommandsCgroup, OwnedFd)>,
         zygote: &Zygote,
     ) -> Result<Spawner, (OwnedFd, (String, io::Error))> {
         // Dispositions and the full mask come from the zygote.
@@ -234,7 +236,7 @@ impl Spawner {
             runner,
             signals,
             devnull,
-            no_fork: zygote.filters.as_ref().map(|f| f.no_fork.clone()),
+            no_fork: zygote.filters.as_ref().map(|f| f.no_fork.clone()).unwrap_or_default(),
             commands_cgroup,
             stack: CommandStack::new(),
             vfork_watch,
@@ -358,10 +360,7 @@ impl Spawner {
             Ok(t) => t,
             Err(e) => return fail(SpawnStep::Terminal, e.raw_os_error().unwrap_or(libc::EIO)),
         };
-        let filters: Vec<&sys::SeccompProgram> = match (&self.no_fork, req.no_fork) {
-            (Some(p), true) => vec![p],
-            _ => Vec::new(),
-        };
+        let filters: Vec<&sys::SeccompProgram> = if req.no_fork { self.no_fork.iter().collect() } else { Vec::new() };
         let spec = CommandSpec {
             stdio: match &terminal {
                 Some(t) => [t.far.as_fd(); 3],
@@ -374,7 +373,10 @@ impl Spawner {
             filters: &filters,
             cpu_seconds: (req.cpu_seconds > 0).then_some(req.cpu_seconds),
             terminal: terminal.as_ref().map(|t| t.far.as_fd()),
-            cgroup: self.commands_cgroup.as_ref().map(|f| f.as_fd()),
+            cgroup: self.commands_cgroup.as_ref().map(|(how, fd)| match how {
+                CommandsCgroup::BornIn => sys::CommandCgroup::BornIn(fd.as_fd()),
+                _ => sys::CommandCgroup::JoinTasks(fd.as_fd()),
+            }),
         };
         self.oom_score.for_commands();
         let spawned = sys::spawn_command(&spec, &mut self.stack, &self.vfork_watch);
