@@ -121,3 +121,51 @@ fn untouched_sessions_skip_the_reset_and_traces_never_cross_leases() {
     let out = lease.run(&sh("ls -A /tmp; test ! -e /tmp/x")).unwrap();
     assert!(out.success() && out.stdout.is_empty(), "the next lease saw the trace: {out:?}");
 }
+
+/// Binds below `/tmp` and `/dev/shm` (a directory made with `mktemp -d`, where hosts make
+/// them, or one below it; read-only and read-write) leave a lease that touched nothing
+/// untouched: the reset is skipped. What a lease writes into a read-write bind is the host's own directory changing,
+/// not a trace in the sandbox: skipped too. A file in the session's own `/tmp` is a trace.
+#[test]
+fn binds_below_tmp_keep_untouched_leases_unreset() {
+    let made = |base: &str, n: usize| {
+        let dir = std::path::PathBuf::from(format!("{base}/tmp.sandpool-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+        dir
+    };
+    let dirs = [made("/tmp", 0), made("/tmp", 1), made("/tmp", 2), made("/dev/shm", 3), made("/tmp", 4)];
+    let nested = dirs[4].join("work");
+    std::fs::create_dir(&nested).unwrap();
+    std::fs::write(dirs[0].join("input"), "data").unwrap();
+    let policy = Policy::builder().ro(&dirs[0]).rw(&dirs[1]).rw(&dirs[2]).ro(&dirs[3]).ro(&nested).build().unwrap();
+    let pool = SandboxPool::builder(policy).max_size(1).min_idle(1).build().unwrap();
+    assert!(pool.warm_up(Duration::from_secs(30)));
+    let out_file = dirs[1].join("out");
+    let script = format!(
+        "cat {}/input > {} && test -d {} && test -d {}",
+        dirs[0].display(),
+        out_file.display(),
+        dirs[3].display(),
+        nested.display()
+    );
+    for _ in 0..3 {
+        let mut lease = pool.acquire().unwrap();
+        assert!(lease.run(&Command::new("true")).unwrap().success());
+        let out = lease.run(Command::new("/bin/sh").args(["-c", &script])).unwrap();
+        assert!(out.success(), "{out:?}");
+    }
+    quiesce(&pool);
+    assert_eq!(std::fs::read_to_string(&out_file).unwrap(), "data", "the read-write bind is the host's directory");
+    let s = pool.stats();
+    assert_eq!((s.resets, s.resets_skipped), (0, 3), "{s:?}");
+    {
+        let mut lease = pool.acquire().unwrap();
+        assert!(lease.run(Command::new("/bin/sh").args(["-c", "echo x > /tmp/trace"])).unwrap().success());
+    }
+    quiesce(&pool);
+    assert_eq!(pool.stats().resets, 1, "a file in the session's /tmp is a trace: {:?}", pool.stats());
+    for d in dirs {
+        std::fs::remove_dir_all(d).unwrap();
+    }
+}

@@ -484,10 +484,11 @@ fn every_trace_a_reset_wipes_marks_the_session_dirty() {
 }
 
 /// With a bind nested below a session directory (`/tmp/x/inner`), the directory between
-/// (`/tmp/x`, the sandbox's own) could hold a trace that `/tmp` does not show: such a
-/// sandbox never counts as untouched, and its reset wipes that directory too.
+/// (`/tmp/x`, the sandbox's own) could hold a trace that `/tmp` does not show: the verdict
+/// watches it too. A session that touched nothing stays untouched; one that left a file there
+/// is not, and its reset wipes it.
 #[test]
-fn a_nested_bind_under_tmp_makes_every_session_get_a_reset() {
+fn a_nested_bind_under_tmp_keeps_the_verdict_and_a_trace_beside_it_is_seen() {
     let outer = TempDir::new("nested");
     assert!(outer.path().starts_with("/tmp"), "this test needs the bind under /tmp");
     let inner = outer.path().join("inner");
@@ -495,12 +496,20 @@ fn a_nested_bind_under_tmp_makes_every_session_get_a_reset() {
     set_mode(&inner, 0o777);
     let mut sb = Sandbox::spawn(&policy_builder().rw(&inner).build().unwrap()).unwrap();
     let outer_dir = outer.path().to_str().unwrap();
-    assert!(sh(&mut sb, "true").success());
-    assert!(!sb.is_clean(), "a nested bind: the verdict cannot see below /tmp, so no session is untouched");
+    assert!(sh(&mut sb, &format!("echo data > {}/in-bind", inner.display())).success());
+    assert!(sb.is_clean(), "a nested bind, and a write into it only: untouched");
     let out = sh(&mut sb, &format!("echo left > {outer_dir}/trace && ls -A {outer_dir}"));
     assert_eq!(stdout(&out), "inner\ntrace", "the session can write next to the bind: {out:?}");
+    assert!(!sb.is_clean(), "a file beside the bind is a trace");
     sb.reset().unwrap();
     assert_eq!(stdout(&sh(&mut sb, &format!("ls -A {outer_dir}"))), "inner", "the reset wiped it");
+    assert!(sb.is_clean());
+    for change in ["touch -d 2001-01-01", "chmod 700"] {
+        assert!(sh(&mut sb, &format!("{change} {outer_dir}")).success());
+        assert!(!sb.is_clean(), "`{change}` on the directory between is a trace");
+        sb.reset().unwrap();
+    }
+    assert_eq!(std::fs::read_to_string(inner.join("in-bind")).unwrap(), "data\n");
 }
 
 /// `TIOCSTI` types into a terminal as if at its keyboard: on a terminal of the host's handed

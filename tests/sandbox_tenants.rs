@@ -7,7 +7,7 @@ mod common;
 
 use common::*;
 use sandpool::SandboxPool;
-use sandpool::sandbox::{Command, Enforcement, Policy, Requirement, Sandbox, SandboxError, Stdio};
+use sandpool::sandbox::{Command, Enforcement, Policy, Requirement, Sandbox, Stdio};
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -114,23 +114,20 @@ fn a_socket_left_in_time_wait_never_reaches_the_next_lease() {
     assert_eq!(probe_inside(&mut sb, &["timewait"]), "ok");
     assert_eq!(stdout(&sh(&mut sb, tcp_states)), "06", "the probe left a TIME_WAIT socket");
     assert!(!sb.is_clean(), "a socket left behind marks the session dirty");
-    let err = sb.reset().unwrap_err();
-    assert!(matches!(err, SandboxError::Reset { .. }), "a reset cannot remove it, so it refuses: {err}");
-    assert!(err.is_fatal(), "and the sandbox is not reused");
+    sb.reset().unwrap();
+    assert_eq!(stdout(&sh(&mut sb, tcp_states)), "", "the reset's new network namespace has no socket");
+    assert!(sb.is_clean());
 
-    // Through the pool: the next lease gets another sandbox, with no socket at all.
+    // Through the pool: the next lease gets the same sandbox, with no socket at all.
     let pool = SandboxPool::builder(probe_policy().build().unwrap()).max_size(1).min_idle(1).build().unwrap();
     let (first, out) = one_lease(&pool, Command::new(probe()).arg("timewait"));
     assert_eq!(out, "ok");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while pool.stats().reset_failures == 0 {
-        assert!(Instant::now() < deadline, "the dirty sandbox was not refused: {:?}", pool.stats());
-        std::thread::sleep(Duration::from_millis(5));
-    }
     let mut lease = pool.acquire().unwrap();
-    assert_ne!(lease.pid(), first, "the sandbox that kept a socket was replaced");
+    assert_eq!(lease.pid(), first, "the same sandbox");
     let out = lease.run(Command::new("/bin/sh").args(["-c", tcp_states])).unwrap();
     assert_eq!(stdout(&out), "", "the next lease sees no socket of the previous one");
+    let s = pool.stats();
+    assert_eq!((s.resets, s.reset_failures, s.pool.created), (1, 0, 1), "{s:?}");
 }
 
 #[test]
@@ -404,15 +401,16 @@ fn traffic_a_lease_sent_never_shows_in_the_next_lease_counters() {
     assert_eq!(probe_inside(&mut sb, &["udp", "127.0.0.1"]), "ok");
     assert!(loopback_packets(&mut sb) > 0, "the datagram (and its ICMP answer) went through lo");
     assert!(!sb.is_clean(), "traffic marks the session dirty, though no socket is left");
-    let err = sb.reset().unwrap_err();
-    assert!(matches!(err, SandboxError::Reset { .. }) && err.is_fatal(), "counters cannot be reset: {err}");
+    sb.reset().unwrap();
+    assert_eq!(loopback_packets(&mut sb), 0, "counters cannot be reset: the reset made a new namespace");
 
-    // Through the pool: the next lease gets a namespace that has seen nothing.
+    // Through the pool: the next lease, of the same sandbox, gets a namespace that has seen
+    // nothing.
     let pool = SandboxPool::builder(probe_policy().build().unwrap()).max_size(1).min_idle(1).build().unwrap();
     let (first, out) = one_lease(&pool, Command::new(probe()).args(["udp", "127.0.0.1"]));
     assert_eq!(out, "ok");
     let mut lease = pool.acquire().unwrap();
-    assert_ne!(lease.pid(), first, "the sandbox whose namespace saw traffic was replaced");
+    assert_eq!(lease.pid(), first, "the same sandbox");
     let out = lease.run(Command::new("/bin/sh").args(["-c", LOOPBACK_LINE])).unwrap();
     assert_eq!(received_packets(&stdout(&out)), 0, "the next lease sees no packet of the previous one");
 }
@@ -579,8 +577,9 @@ fn the_next_lease_cannot_tell_its_sandbox_from_a_fresh_one() {
     );
     assert!(fresh.contains("pid 2") && fresh.contains("next shm id 0"), "{fresh}");
 
-    // A lease that leaves every kind of trace a reset must take away (the network aside,
-    // which gets the sandbox replaced), then one that leaves none (no reset).
+    // A lease that leaves every kind of trace a reset must take away, one that used the
+    // loopback network (a connection, a TIME_WAIT, a flow label, a datagram to a closed port:
+    // sockets and counters no call resets), then one that leaves none (no reset).
     let probe = probe().display().to_string();
     let dirty = format!(
         "echo s > /tmp/a; mkdir /tmp/d; ln -s x /tmp/l; echo s > /dev/shm/s; chmod 700 /tmp; chmod 711 /dev/shm; \
@@ -589,10 +588,15 @@ fn the_next_lease_cannot_tell_its_sandbox_from_a_fresh_one() {
          for i in $(seq 40); do touch /tmp/f$i; /bin/true; done; rm -f /tmp/f*; \
          {probe} forkmany 20 >/dev/null; sleep 1000 >/dev/null 2>&1 &"
     );
+    let network =
+        format!("{probe} timewait >/dev/null && {probe} flowlabel >/dev/null && {probe} udp 127.0.0.1 >/dev/null");
     let quiet = format!("ls -la /tmp /proc >/dev/null; cat /proc/net/dev >/dev/null; {probe} forkmany 20 >/dev/null");
     let pool = SandboxPool::builder(policy()).max_size(1).min_idle(1).build().unwrap();
-    for (what, script) in [("after a lease that left traces", dirty.as_str()), ("after a quiet lease", quiet.as_str())]
-    {
+    for (what, script) in [
+        ("after a lease that left traces", dirty.as_str()),
+        ("after a lease that used the network", network.as_str()),
+        ("after a quiet lease", quiet.as_str()),
+    ] {
         let first = {
             let mut lease = pool.acquire().unwrap();
             let out = lease.run(Command::new("/bin/sh").args(["-c", script])).unwrap();
@@ -605,7 +609,8 @@ fn the_next_lease_cannot_tell_its_sandbox_from_a_fresh_one() {
         assert_eq!(seen, fresh, "{what}: the next lease sees its sandbox as a fresh one");
     }
     let s = pool.stats();
-    assert!(s.resets >= 1 && s.resets_skipped >= 1, "one lease was reset, the other not: {s:?}");
+    assert!(s.resets >= 2 && s.resets_skipped >= 1, "two leases were reset, the last not: {s:?}");
+    assert_eq!((s.pool.created, s.reset_failures), (1, 0), "one sandbox served them all: {s:?}");
 }
 
 #[test]

@@ -66,7 +66,7 @@ pub enum PolicyError {
     BindRoot,
     /// A bind would replace a path the sandbox builds itself.
     #[error(
-        "{path:?} is built by the sandbox itself and cannot be bound (reserved: /proc, /dev, /tmp; bind a directory below /tmp instead)"
+        "{path:?} is built by the sandbox itself and cannot be bound (reserved: /proc, /dev, /tmp; bind a directory below /tmp or /dev/shm instead)"
     )]
     BindReserved {
         /// The path given.
@@ -368,7 +368,9 @@ impl PolicyBuilder {
     }
 }
 
-/// Validates a bind path: absolute, existing, canonical, not `/`, `/proc` or `/dev`.
+/// Validates a bind path: absolute, existing, canonical, not `/`, `/proc`, `/dev`, `/tmp` or
+/// `/dev/shm` (the sandbox builds them), but below `/tmp` or `/dev/shm` (each session's own
+/// `/tmp` and `/dev/shm` show the bind again).
 fn check_bind(path: &Path) -> Result<PathBuf, PolicyError> {
     use std::os::unix::ffi::OsStrExt;
     if path.as_os_str().as_bytes().contains(&0) {
@@ -381,13 +383,11 @@ fn check_bind(path: &Path) -> Result<PathBuf, PolicyError> {
     if canonical.components().all(|c| c == Component::RootDir) {
         return Err(PolicyError::BindRoot);
     }
-    for reserved in ["/proc", "/dev"] {
-        if canonical.starts_with(reserved) {
-            return Err(PolicyError::BindReserved { path: path.to_owned() });
-        }
-    }
-    // The sandbox's /tmp is its own (new at each reset); binds below it are fine.
-    if canonical == Path::new("/tmp") {
+    // The session directories are the sandbox's own (new at each reset); binds below them
+    // are fine.
+    let below_session_dir = ["/tmp", "/dev/shm"].iter().any(|d| canonical.starts_with(d) && canonical != Path::new(d));
+    let reserved = ["/proc", "/dev", "/tmp"].iter().any(|r| canonical.starts_with(r));
+    if reserved && !below_session_dir {
         return Err(PolicyError::BindReserved { path: path.to_owned() });
     }
     Ok(canonical)
@@ -462,6 +462,13 @@ mod tests {
         assert!(matches!(Policy::builder().rw("/").build(), Err(PolicyError::BindRoot)));
         assert!(matches!(Policy::builder().ro("/proc/self").build(), Err(PolicyError::BindReserved { .. })));
         assert!(matches!(Policy::builder().rw("/tmp").build(), Err(PolicyError::BindReserved { .. })));
+        assert!(matches!(Policy::builder().rw("/dev/shm").build(), Err(PolicyError::BindReserved { .. })));
+        assert!(matches!(Policy::builder().ro("/dev/null").build(), Err(PolicyError::BindReserved { .. })));
+        let below = std::path::PathBuf::from(format!("/dev/shm/sandpool-policy-test-{}", std::process::id()));
+        std::fs::create_dir_all(&below).unwrap();
+        let allowed = Policy::builder().rw(&below).build();
+        std::fs::remove_dir(&below).unwrap();
+        assert!(allowed.is_ok(), "{allowed:?}");
         assert!(matches!(Policy::builder().max_processes(0).build(), Err(PolicyError::LimitOutOfRange { .. })));
         let p = Policy::builder().ro("/usr/./bin").build().unwrap();
         assert_eq!(p.binds()[0].path, Path::new("/usr/bin"));

@@ -10,7 +10,7 @@
 //!      bypass lists keyed on x86_64 numbers, and share their architecture value);
 //!   2. the deny list (built with `seccompiler`, like the rest), with `clone` refused when it
 //!      asks for a new namespace or `CLONE_PARENT`, `unshare` allowed only the namespaces a
-//!      session is made of (pid, IPC, mount), and the calls that act on another process by
+//!      session is made of (pid, IPC, mount, network), and the calls that act on another process by
 //!      pid refused when aimed at the spawner, pid 1 of the commands' pid namespace (see
 //!      `calls_on_the_spawner`): signals, `pidfd_open`, `prlimit64`, the scheduler and I/O
 //!      priority setters, `F_SETOWN`. A command cannot see the zygote at all, and its `/proc`
@@ -149,9 +149,11 @@ fn session_making_syscalls() -> Vec<(&'static str, i64)> {
     ]
 }
 
-/// The namespaces a session is made of (`unshare` by the zygote and a new spawner): the only
-/// ones the sandbox's filter lets `unshare` ask for.
-const SESSION_NAMESPACES: u64 = (libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWNS) as u64;
+/// The namespaces a session is made of (`unshare` by the zygote and a new spawner; the
+/// network's, by the zygote, after a session that used it): the only ones the sandbox's
+/// filter lets `unshare` ask for.
+const SESSION_NAMESPACES: u64 =
+    (libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWNS | libc::CLONE_NEWNET) as u64;
 
 /// Every namespace flag `clone` may ask for.
 const NAMESPACE_FLAGS: [u64; 8] = [

@@ -222,18 +222,7 @@ impl Zygote {
         let named = rustix::system::sethostname(b"sandpool").and_then(|()| rustix::system::setdomainname(b"sandpool"));
         step("set the hostname", named.map_err(io::Error::from))?;
         if !self.config.share_network {
-            step("bring up loopback", loopback_up())?;
-            step("route nothing but loopback (IPv4)", add_unreachable_default_route(AddressFamily::INET))?;
-            match add_unreachable_default_route(AddressFamily::INET6) {
-                Err(e) if e.raw_os_error() == Some(libc::EAFNOSUPPORT) => {} // no IPv6 here
-                other => step("route nothing but loopback (IPv6)", other)?,
-            }
-            if self.config.socket_buffer_max > 0 {
-                for name in ["tcp_rmem", "tcp_wmem"] {
-                    step(format!("cap net.ipv4.{name}"), cap_socket_buffers(name, self.config.socket_buffer_max))?;
-                }
-            }
-            self.network = Some(step("watch the network namespace", NetworkWatch::open())?);
+            self.set_up_network()?;
         }
         // No user namespace may be made inside, whatever the filter lets through (`clone3`,
         // where spawners need it: see `seccomp::unreadable_calls`): the sandbox's own limit,
@@ -286,6 +275,24 @@ impl Zygote {
             seccomp_denied: seccomp::denied_count(),
             loopback_only: !self.config.share_network,
         })
+    }
+
+    /// Sets up the network namespace it is in as every sandbox's starts: loopback up, nothing
+    /// else routed, TCP buffers capped; and watches it.
+    fn set_up_network(&mut self) -> StepResult<()> {
+        step("bring up loopback", loopback_up())?;
+        step("route nothing but loopback (IPv4)", add_unreachable_default_route(AddressFamily::INET))?;
+        match add_unreachable_default_route(AddressFamily::INET6) {
+            Err(e) if e.raw_os_error() == Some(libc::EAFNOSUPPORT) => {} // no IPv6 here
+            other => step("route nothing but loopback (IPv6)", other)?,
+        }
+        if self.config.socket_buffer_max > 0 {
+            for name in ["tcp_rmem", "tcp_wmem"] {
+                step(format!("cap net.ipv4.{name}"), cap_socket_buffers(name, self.config.socket_buffer_max))?;
+            }
+        }
+        self.network = Some(step("watch the network namespace", NetworkWatch::open())?);
+        Ok(())
     }
 
     /// Starts a session: forks the spawner into a pid and an IPC namespace of their own, below
@@ -404,20 +411,15 @@ impl Zygote {
     }
 
     /// Ends the session (the spawner and every process of its namespace die) and starts a new
-    /// one, unless the network namespace, which outlives sessions, is no longer as it was
-    /// made: then the sandbox must be replaced.
+    /// one; in a new network namespace if the last one is no longer as it was made (a socket
+    /// left behind, a TIME_WAIT or an orphan, outlives every process, and no call resets a
+    /// namespace's counters). The old namespace goes once the last socket in it is freed.
     fn renew_session(&mut self) -> StepResult<(OwnedFd, LandlockEnforcement)> {
         self.kill_everything();
-        if let Some(network) = &self.network {
-            // A socket left behind (a TIME_WAIT, an orphan, a fragment queue) outlives every
-            // process, and no call resets the namespace's counters: only a new network
-            // namespace would.
-            if let Err(what) = network.as_fresh() {
-                return Err((
-                    format!("leave the network namespace as it was ({what}); the sandbox must be replaced"),
-                    io::Error::from_raw_os_error(libc::EBUSY),
-                ));
-            }
+        if self.network.as_ref().is_some_and(|network| network.as_fresh().is_err()) {
+            self.network = None;
+            step("make a new network namespace", sys::unshare_namespaces(UnshareFlags::NEWNET))?;
+            self.set_up_network()?;
         }
         self.start_spawner()
     }

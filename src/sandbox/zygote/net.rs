@@ -10,7 +10,7 @@
 //! routes everything but loopback to `unreachable` ([`add_unreachable_default_route`]). So the
 //! verdict after each command compares the interfaces' counters (one `pread`), and the reset
 //! compares everything (the protocol counters cost 16–35 µs to read); what differs cannot be
-//! undone by any call, so the sandbox is replaced.
+//! undone by any call, so the next session gets a new namespace, set up as the first.
 //!
 //! Tables a command can fill without a packet and without a capability are state too. Of
 //! those looked at: IPv6 flow labels (`IPV6_FLOWLABEL_MGR`) outlive their socket, so both

@@ -22,7 +22,7 @@ use super::{cp, open};
 /// bytes per entry (the kernel keeps it; a command cannot change it but by adding entries).
 const EMPTY_DIR_SIZE: u64 = 40;
 
-/// The directories a session can write to outside its binds, in the order `pristine` keeps.
+/// The directories a session can write to outside its binds.
 const SESSION_DIRS: [&CStr; 3] = [c"/tmp", c"/dev/shm", c"/dev/mqueue"];
 
 /// What `statx(2)` says of a path (a final symlink not followed).
@@ -34,6 +34,8 @@ struct PathStat {
     size: u64,
     /// Its permission bits (with set-id and sticky bits).
     mode: u16,
+    /// Whether it is a directory.
+    is_dir: bool,
     /// Its owner and group.
     owner: (u32, u32),
     /// Its access, modification and change times (seconds, nanoseconds). The change time
@@ -59,6 +61,7 @@ impl PathStat {
             mount_id: st.stx_mnt_id,
             size: st.stx_size,
             mode: st.stx_mode & 0o7777,
+            is_dir: u32::from(st.stx_mode) & libc::S_IFMT == libc::S_IFDIR,
             owner: (st.stx_uid, st.stx_gid),
             times: [
                 (st.stx_atime.tv_sec, st.stx_atime.tv_nsec),
@@ -121,29 +124,36 @@ impl SessionDir {
     }
 }
 
-/// The session directories' state.
-fn session_dirs(fds: &[OwnedFd]) -> Option<[SessionDir; 3]> {
-    let [a, b, c] = [0, 1, 2].map(|i| SessionDir::read(SESSION_DIRS[i], fds.get(i)?));
-    Some([a?, b?, c?])
+/// The watched directories' state, in the order of `dirs`.
+fn read_dirs(dirs: &[(CString, OwnedFd)]) -> Option<Vec<SessionDir>> {
+    dirs.iter().map(|(path, fd)| SessionDir::read(path, fd)).collect()
 }
 
-/// The pristine state of the session directories, or `None` if one holds a plain
-/// directory of its own mount (the parent of a nested bind's mount point): what a command
-/// adds in there does not show on the session directory, so every session gets a reset.
-fn pristine_session_dirs(fds: &[OwnedFd]) -> Option<[SessionDir; 3]> {
-    let dirs = session_dirs(fds)?;
-    for (dir, state) in SESSION_DIRS.iter().zip(&dirs) {
-        if state.stat.size <= EMPTY_DIR_SIZE {
-            continue;
-        }
-        // Only binds' mount points may be there (a session starts with nothing else).
-        let path = Path::new(OsStr::from_bytes(dir.to_bytes()));
-        for entry in fs::read_dir(path).ok()? {
-            let c_path = cp(&entry.ok()?.path()).ok()?;
-            if PathStat::of(&c_path).ok()?.mount_id == state.stat.mount_id {
-                return None;
+/// The directories the verdict watches: the session directories, and every directory of the
+/// session's own below them, which can only be one that holds the mount point of a nested
+/// bind (`/tmp/x` for a bind at `/tmp/x/inner`: a session starts with nothing else there).
+/// What a command adds or changes in one shows on it, not on `/tmp`. `None` if a session
+/// directory holds anything else, or cannot be read: then no session counts as untouched.
+fn watched_dirs() -> Option<Vec<(CString, OwnedFd)>> {
+    let mut dirs = Vec::new();
+    let mut pending: Vec<CString> = SESSION_DIRS.iter().map(|d| CString::from(*d)).collect();
+    while let Some(dir) = pending.pop() {
+        let stat = PathStat::of(&dir).ok()?;
+        if stat.size > EMPTY_DIR_SIZE {
+            for entry in fs::read_dir(Path::new(OsStr::from_bytes(dir.to_bytes()))).ok()? {
+                let entry = cp(&entry.ok()?.path()).ok()?;
+                let inner = PathStat::of(&entry).ok()?;
+                if inner.mount_id == stat.mount_id {
+                    // Of the session's own: only a directory on the way to a nested bind.
+                    if !inner.is_dir {
+                        return None;
+                    }
+                    pending.push(entry);
+                }
             }
         }
+        let fd = open(&dir, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW).ok()?;
+        dirs.push((dir, fd));
     }
     Some(dirs)
 }
@@ -169,15 +179,15 @@ fn first_ipc_ids() -> io::Result<Option<Vec<OwnedFd>>> {
 /// What a session's spawner holds to judge, after each command, whether the session is still
 /// as it started.
 pub(super) struct SessionState {
-    /// How the session directories look when the session starts (`None` if they could not
-    /// be read, or hold plain directories for nested binds: then no session counts as
-    /// untouched).
-    pristine: Option<[SessionDir; 3]>,
+    /// How the watched directories look when the session starts (`None` if they could not
+    /// be read: then no session counts as untouched).
+    pristine: Option<Vec<SessionDir>>,
     /// The sandbox's own network namespace, whose sockets and counters are session state;
     /// `None` with the host's network.
     network: Option<NetworkWatch>,
-    /// The session directories, held open for their inode flags (one `ioctl` each).
-    session_fds: Vec<OwnedFd>,
+    /// The watched directories (see [`watched_dirs`]), held open for their inode flags (one
+    /// `ioctl` each).
+    watched: Vec<(CString, OwnedFd)>,
     /// The session's `ns_last_pid`, held open for writing.
     pid_counter: OwnedFd,
     /// The session's `kernel.{shm,msg,sem}_next_id`, set to 0 when it starts: the next System
@@ -208,24 +218,22 @@ impl SessionState {
             true => None,
             false => Some(NetworkWatch::open_interfaces().map_err(step("watch the network namespace"))?),
         };
-        let session_fds = SESSION_DIRS
-            .iter()
-            .map(|d| open(d, OFlags::RDONLY | OFlags::DIRECTORY))
-            .collect::<io::Result<_>>()
-            .map_err(step("open the session directories"))?;
         let pid_counter = open(c"/proc/sys/kernel/ns_last_pid", OFlags::WRONLY).map_err(step("open ns_last_pid"))?;
         let ipc_next_ids = first_ipc_ids().map_err(step("set the next System V IPC ids"))?;
         let mut state = SessionState {
             pristine: None,
             network,
-            session_fds,
+            watched: Vec::new(),
             pid_counter,
             ipc_next_ids,
             settings: None,
             terminals: None,
         };
         state.rewind_pid_counter().map_err(step("rewind the pid counter"))?;
-        state.pristine = pristine_session_dirs(&state.session_fds);
+        if let Some(watched) = watched_dirs() {
+            state.pristine = read_dirs(&watched);
+            state.watched = watched;
+        }
         state.settings = OwnSettings::read().ok();
         state.terminals = terminals();
         Ok(state)
@@ -241,8 +249,10 @@ impl SessionState {
     }
 
     /// Whether the session is as it started: no process but the spawner, no entry added to
-    /// `/tmp`, `/dev/shm` or `/dev/mqueue` (tmpfs and mqueue count 20 bytes of directory size
-    /// per entry, and a session cannot remove the mount points of binds), their modes, owners,
+    /// `/tmp`, `/dev/shm` or `/dev/mqueue`, nor to a directory of theirs on the way to a nested
+    /// bind (tmpfs and mqueue count 20 bytes of directory size per entry, and a session cannot
+    /// remove the mount points of binds; what a command writes into a read-write bind is the
+    /// host's directory changing, not the session's), their modes, owners,
     /// times, extended attributes and inode flags unchanged, no System V IPC object ever made,
     /// no packet through the sandbox's own network namespace (so no socket left in any state),
     /// the spawner's own settings as they were, and the session's devpts as it was (a
@@ -252,7 +262,7 @@ impl SessionState {
     pub(super) fn untouched(&self) -> bool {
         let Some(pristine) = &self.pristine else { return false };
         sys::surely_no_other_process()
-            && session_dirs(&self.session_fds).as_ref() == Some(pristine)
+            && read_dirs(&self.watched).as_ref() == Some(pristine)
             && self.no_ipc_object_made()
             && self.network.as_ref().is_none_or(NetworkWatch::quiet)
             && self.own_settings_intact()
