@@ -26,6 +26,32 @@ fn host_files_outside_binds_do_not_exist() {
     for hidden in ["/root", "/home", "/var", "/sys", "/run"] {
         assert_eq!(probe_inside(&mut sb, &["read", hidden]), "err 2", "{hidden} is not in the sandbox");
     }
+    // Of `/etc`, what identifies the host or may hold credentials is not there, where the
+    // host has it; the public databases programs read are.
+    for private in ["/etc/machine-id", "/etc/gitconfig", "/etc/pip.conf", "/etc/npmrc", "/etc/wgetrc", "/etc/subuid"] {
+        if probe_outside(&["read", private]) == "ok" {
+            assert_eq!(probe_inside(&mut sb, &["read", private]), "err 2", "{private} is not in the sandbox");
+        }
+    }
+    for public in ["/etc/services", "/etc/protocols", "/etc/os-release"] {
+        if probe_outside(&["read", public]) == "ok" {
+            assert_eq!(probe_inside(&mut sb, &["read", public]), "ok", "{public} is in the sandbox");
+        }
+    }
+}
+
+/// Programs that name a service (`getservbyname`, `getaddrinfo(host, "http")`) find it: the
+/// sandbox shows the host's `/etc/services`.
+#[test]
+fn services_are_found_by_name() {
+    let outside = std::process::Command::new("getent").args(["services", "http"]).output().ok();
+    let Some(outside) = outside.filter(|o| o.status.success()) else {
+        return skip("services_are_found_by_name", "getent finds no http service on this host");
+    };
+    let mut sb = Sandbox::spawn(&default_policy()).unwrap();
+    let inside = sb.run(Command::new("getent").args(["services", "http"])).unwrap();
+    assert!(inside.success(), "{inside:?}");
+    assert_eq!(inside.stdout, outside.stdout);
 }
 
 #[test]

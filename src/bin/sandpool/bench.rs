@@ -1,6 +1,7 @@
-//! `sandpool bench`: warm (through `run` and through a `Child`), cold and bare execution side
-//! engine against its baselines.
-use crate::harness::{self, Progress};
+//! `sandpool bench`: the workloads users run (see [`harness::workloads`]), each bare, in
+//! bwrap, warm through the pool and cold, side by side; a program of one's own the same way
+//! (and through a `Child`); and with `--engine` the pool engine against its baselines.
+use crate::harness::{self, Progress, workloads};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::Write;
 use std::process::ExitCode;
@@ -34,8 +35,12 @@ pub struct BenchArgs {
     /// share (`--cpu`), side by side with one without a share.
     #[arg(long, value_name = "CPUS", conflicts_with = "engine")]
     pub cpu_share: Option<f64>,
-    /// Program (and arguments) run by the sandbox modes.
-    #[arg(last = true, default_value = "/bin/true")]
+    /// Measure only these workloads (`true`, `file`, `loopback`, `python`, `gcc`; a list, or
+    /// the option repeated). Default: all of them.
+    #[arg(long, value_delimiter = ',', num_args = 1.., conflicts_with = "program")]
+    pub workload: Vec<String>,
+    /// A program (and arguments) to measure instead of the workloads.
+    #[arg(last = true)]
     pub program: Vec<String>,
 }
 
@@ -46,12 +51,6 @@ fn parse_secs(s: &str) -> Result<f64, String> {
 
 /// Thread counts of the sandbox modes when `--threads` is not given.
 pub const DEFAULT_SANDBOX_THREADS: [usize; 2] = [1, 2];
-
-/// The original design's cost per command (a `Mutex<VecDeque>` of configs, a cold sandbox
-/// per command), measured on the reference machine (DESIGN.md).
-const ORIGINAL_DESIGN_US: f64 = 11_000.0;
-/// `bwrap` per command on the reference machine (DESIGN.md).
-const BWRAP_US: f64 = 4_200.0;
 
 /// Runs `sandpool bench`.
 pub fn main(args: BenchArgs) -> ExitCode {
@@ -70,20 +69,19 @@ pub fn main(args: BenchArgs) -> ExitCode {
     let sandbox_threads = if args.threads.is_empty() { DEFAULT_SANDBOX_THREADS.to_vec() } else { args.threads.clone() };
     let engine_threads = if args.threads.is_empty() { DEFAULT_ENGINE_THREADS.to_vec() } else { args.threads.clone() };
     let engine_pool = args.pool_size.unwrap_or(DEFAULT_ENGINE_POOL_SIZE).max(1);
-    let sandbox = harness::SandboxBench {
-        argv: args.program.iter().map(std::ffi::OsString::from).collect(),
-        pool_size: args.pool_size,
-        policy: sandpool::sandbox::Policy::default(),
+    let (benches, skipped) = match sandbox_benches(&args) {
+        Ok(found) => found,
+        Err(e) => {
+            eprintln!("sandpool bench: {e}");
+            return ExitCode::from(2);
+        }
     };
-    // Fail early, with the reason, if this host cannot make a sandbox or run the program.
-    if let Err(e) = sandpool::sandbox::Sandbox::spawn(&sandbox.policy)
-        .and_then(|mut s| s.run(sandpool::sandbox::Command::new(&sandbox.argv[0]).args(&sandbox.argv[1..])))
-    {
-        eprintln!("sandpool bench: cannot run {:?} in a sandbox here: {e} (see `sandpool doctor`)", sandbox.argv);
+    if benches.is_empty() && !args.engine {
+        eprintln!("sandpool bench: no workload can run here");
         return ExitCode::from(1);
     }
 
-    let mut total = (sandbox_threads.len() * 4) as u64;
+    let mut total: u64 = benches.iter().map(|b| (b.modes().len() * sandbox_threads.len()) as u64).sum();
     if args.engine {
         total += (engine_threads.len() * (1 + harness::BASELINES.len())) as u64;
     }
@@ -92,17 +90,25 @@ pub fn main(args: BenchArgs) -> ExitCode {
         ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
+    let mut sandbox_rows = Vec::new();
+    for bench in &benches {
+        let name = bench.workload.name;
+        let progress = |p: Progress<'_>| match p {
+            Progress::Start { mode, threads } => bar.set_message(format!("{name}: {mode} × {threads} threads")),
+            Progress::Done => bar.inc(1),
+        };
+        match bench.run_all(&sandbox_threads, duration, &progress) {
+            Ok(rows) => sandbox_rows.extend(rows),
+            Err(e) => {
+                bar.finish_and_clear();
+                eprintln!("sandpool bench: {}", super::run::describe(&e));
+                return ExitCode::from(1);
+            }
+        }
+    }
     let progress = |p: Progress<'_>| match p {
         Progress::Start { mode, threads } => bar.set_message(format!("{mode} × {threads} threads")),
         Progress::Done => bar.inc(1),
-    };
-    let sandbox_rows = match sandbox.run_all(&sandbox_threads, duration, &progress) {
-        Ok(rows) => rows,
-        Err(e) => {
-            bar.finish_and_clear();
-            eprintln!("sandpool bench: {}", super::run::describe(&e));
-            return ExitCode::from(1);
-        }
     };
     let engine_rows = if args.engine {
         harness::run_engine_modes(&engine_threads, duration, engine_pool, &progress)
@@ -114,9 +120,18 @@ pub fn main(args: BenchArgs) -> ExitCode {
     let mut out = std::io::stdout().lock();
     let r = if args.json {
         let all: Vec<_> = sandbox_rows.iter().chain(&engine_rows).cloned().collect();
-        harness::write_json(&mut out, &all)
+        harness::write_json(&mut out, &all, &skipped)
     } else {
-        print_report(&mut out, &args, &sandbox_rows, &engine_rows, &sandbox_threads, engine_pool)
+        let report = Report {
+            args: &args,
+            benches: &benches,
+            skipped: &skipped,
+            sandbox_rows: &sandbox_rows,
+            engine_rows: &engine_rows,
+            threads: &sandbox_threads,
+            engine_pool,
+        };
+        print_report(&mut out, &report)
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
@@ -125,6 +140,54 @@ pub fn main(args: BenchArgs) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// A workload not measured, and why.
+type Skipped = (String, String);
+
+/// The workloads to measure (the program given, or those named, or all), each checked by one
+/// run in a sandbox; and those skipped, with why. A program given that cannot run is an
+/// error; a named workload that cannot is skipped.
+fn sandbox_benches(args: &BenchArgs) -> Result<(Vec<harness::SandboxBench>, Vec<Skipped>), String> {
+    let check = |bench: &harness::SandboxBench| -> Result<(), String> {
+        let argv = &bench.workload.argv;
+        let mut sandbox = sandpool::sandbox::Sandbox::spawn(&bench.policy)
+            .map_err(|e| format!("cannot make a sandbox here: {e} (see `sandpool doctor`)"))?;
+        let out = sandbox
+            .run(sandpool::sandbox::Command::new(&argv[0]).args(&argv[1..]))
+            .map_err(|e| format!("cannot run {argv:?} in a sandbox here: {e}"))?;
+        if out.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{argv:?} fails in a sandbox ({:?}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))
+        }
+    };
+    if !args.program.is_empty() {
+        let bench = harness::SandboxBench::new(workloads::custom(&args.program), args.pool_size, true)?;
+        check(&bench)?;
+        return Ok((vec![bench], Vec::new()));
+    }
+    let names: Vec<&str> = if args.workload.is_empty() {
+        workloads::NAMES.to_vec()
+    } else {
+        args.workload.iter().map(String::as_str).collect()
+    };
+    let (mut benches, mut skipped) = (Vec::new(), Vec::new());
+    for name in names {
+        if !workloads::NAMES.contains(&name) {
+            return Err(format!("no workload {name:?} (known: {})", workloads::NAMES.join(", ")));
+        }
+        let bench = workloads::workload(name).and_then(|w| harness::SandboxBench::new(w, args.pool_size, false));
+        match bench.and_then(|b| check(&b).map(|()| b)) {
+            Ok(b) => benches.push(b),
+            Err(why) => skipped.push((name.to_string(), why)),
+        }
+    }
+    Ok((benches, skipped))
 }
 
 /// `--cpu-share`: as many busy processes as there are CPUs run for `duration` in a sandbox
@@ -178,56 +241,130 @@ fn cpu_share(share: f64, duration: Duration, json: bool) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn print_report(
-    out: &mut dyn Write,
-    args: &BenchArgs,
-    sandbox_rows: &[harness::ModeReport],
-    engine_rows: &[harness::ModeReport],
-    threads: &[usize],
+/// What `print_report` prints.
+struct Report<'a> {
+    args: &'a BenchArgs,
+    benches: &'a [harness::SandboxBench],
+    skipped: &'a [Skipped],
+    sandbox_rows: &'a [harness::ModeReport],
+    engine_rows: &'a [harness::ModeReport],
+    threads: &'a [usize],
     engine_pool: usize,
-) -> std::io::Result<()> {
-    writeln!(out, "sandbox: {:?}, {} s per mode (vs best bl = ops/s over bare)", args.program, args.duration)?;
-    harness::print_table(out, sandbox_rows, &[harness::BARE])?;
-    writeln!(out)?;
-    for &t in threads {
-        let find = |n: &str| sandbox_rows.iter().find(|r| r.name == n && r.threads == t);
-        let (Some(warm), Some(bare), Some(cold), Some(start)) =
-            (find(harness::WARM), find(harness::BARE), find(harness::COLD), find(harness::START))
-        else {
-            continue;
-        };
+}
+
+fn print_report(out: &mut dyn Write, r: &Report<'_>) -> std::io::Result<()> {
+    let has_bwrap = r.sandbox_rows.iter().any(|row| row.name == harness::BWRAP);
+    if !r.benches.is_empty() && !has_bwrap {
+        writeln!(out, "bwrap: not installed here, so not measured (install bubblewrap to compare)")?;
+    }
+    for bench in r.benches {
+        let name = bench.workload.name;
+        let rows: Vec<_> = r.sandbox_rows.iter().filter(|row| row.workload.as_deref() == Some(name)).cloned().collect();
         writeln!(
             out,
-            "{t} thread(s): warm p50 {:.2}× bare, p99 {:.2}× bare, throughput {:.2}× bare; warm {:.1}× faster than cold (p50)",
-            warm.p50_us / bare.p50_us,
-            warm.p99_us / bare.p99_us,
-            warm.ops_per_sec / bare.ops_per_sec,
-            cold.p50_us / warm.p50_us,
+            "workload `{name}`: {} ({} s per mode; vs best bl = ops/s over bare)",
+            bench.workload.about, r.args.duration
         )?;
-        writeln!(
-            out,
-            "  through a Child (start, read, wait): p50 {:.2}× warm's, throughput {:.2}× warm's",
-            start.p50_us / warm.p50_us,
-            start.ops_per_sec / warm.ops_per_sec,
-        )?;
-        // The reference figures are of `/bin/true`: another program is compared only with what
-        // this run measured.
-        if t == threads[0] && args.program == ["/bin/true"] {
+        harness::print_table(out, &rows, &[harness::BARE])?;
+        for &t in r.threads {
+            let find = |n: &str| rows.iter().find(|row| row.name == n && row.threads == t);
+            let (Some(warm), Some(bare), Some(cold)) = (find(harness::WARM), find(harness::BARE), find(harness::COLD))
+            else {
+                continue;
+            };
+            let bwrap = find(harness::BWRAP)
+                .map(|b| format!(", {:.2}× bwrap's", warm.ops_per_sec / b.ops_per_sec))
+                .unwrap_or_default();
             writeln!(
                 out,
-                "  warm p50 {:.0} µs: {:.1}× faster than the original design's {:.0} ms per command, {:.1}× faster than bwrap's {:.1} ms (both measured on the reference machine, DESIGN.md)",
-                warm.p50_us,
-                ORIGINAL_DESIGN_US / warm.p50_us,
-                ORIGINAL_DESIGN_US / 1000.0,
-                BWRAP_US / warm.p50_us,
-                BWRAP_US / 1000.0,
+                "  {t} thread(s): warm p50 {:.2}× bare (p99 {:.2}×), throughput {:.2}× bare's{bwrap}; cold p50 {:.1}× warm's",
+                warm.p50_us / bare.p50_us,
+                warm.p99_us / bare.p99_us,
+                warm.ops_per_sec / bare.ops_per_sec,
+                cold.p50_us / warm.p50_us,
             )?;
+            if let Some(p) = warm.pool {
+                writeln!(
+                    out,
+                    "    warm pool: {} resets, {} skipped (nothing left behind), {} sandboxes made",
+                    p.resets, p.resets_skipped, p.sandboxes_made
+                )?;
+            }
+            if let Some(start) = find(harness::START) {
+                writeln!(
+                    out,
+                    "    through a Child (start, read, wait): p50 {:.2}× warm's, throughput {:.2}× warm's",
+                    start.p50_us / warm.p50_us,
+                    start.ops_per_sec / warm.ops_per_sec,
+                )?;
+            }
         }
-    }
-    if !engine_rows.is_empty() {
         writeln!(out)?;
-        writeln!(out, "pool engine: acquire+release round trips, pool of {engine_pool}, {} s each", args.duration)?;
-        harness::print_table(out, engine_rows, &harness::BASELINES)?;
+    }
+    for (name, why) in r.skipped {
+        writeln!(out, "workload `{name}`: skipped: {why}")?;
+    }
+    if r.benches.len() > 1 {
+        print_summary(out, r.sandbox_rows)?;
+    }
+    if !r.engine_rows.is_empty() {
+        writeln!(out)?;
+        writeln!(
+            out,
+            "pool engine: acquire+release round trips, pool of {}, {} s each",
+            r.engine_pool, r.args.duration
+        )?;
+        harness::print_table(out, r.engine_rows, &harness::BASELINES)?;
+    }
+    Ok(())
+}
+
+/// One line per workload and thread count: throughput of each mode, warm's ratios to bare
+/// and bwrap, and what the warm pool did.
+fn print_summary(out: &mut dyn Write, rows: &[harness::ModeReport]) -> std::io::Result<()> {
+    writeln!(out, "summary (ops/s; warm's ratios to bare and bwrap at the same thread count):")?;
+    writeln!(
+        out,
+        "{:<10} {:>7} {:>9} {:>9} {:>9} {:>9} {:>12} {:>12} {:>12} {:>22}",
+        "workload",
+        "threads",
+        "bare",
+        "bwrap",
+        "warm",
+        "cold",
+        "warm p50 /b",
+        "warm ops /b",
+        "warm ops /bw",
+        "resets/skipped/made"
+    )?;
+    let mut seen = Vec::new();
+    for row in rows.iter().filter(|r| r.name == harness::WARM) {
+        let (Some(workload), t) = (row.workload.as_deref(), row.threads) else { continue };
+        if seen.contains(&(workload, t)) {
+            continue;
+        }
+        seen.push((workload, t));
+        let find =
+            |n: &str| rows.iter().find(|r| r.name == n && r.threads == t && r.workload.as_deref() == Some(workload));
+        let ops = |n: &str| find(n).map_or("-".to_string(), |r| format!("{:.0}", r.ops_per_sec));
+        let bare = find(harness::BARE);
+        let ratio = |x: Option<f64>| x.map_or("-".to_string(), |x| format!("{x:.2}x"));
+        let work =
+            row.pool.map_or("-".to_string(), |p| format!("{}/{}/{}", p.resets, p.resets_skipped, p.sandboxes_made));
+        writeln!(
+            out,
+            "{:<10} {:>7} {:>9} {:>9} {:>9} {:>9} {:>12} {:>12} {:>12} {:>22}",
+            workload,
+            t,
+            ops(harness::BARE),
+            ops(harness::BWRAP),
+            ops(harness::WARM),
+            ops(harness::COLD),
+            ratio(bare.map(|b| row.p50_us / b.p50_us)),
+            ratio(bare.map(|b| row.ops_per_sec / b.ops_per_sec)),
+            ratio(find(harness::BWRAP).map(|b| row.ops_per_sec / b.ops_per_sec)),
+            work,
+        )?;
     }
     Ok(())
 }

@@ -26,6 +26,12 @@ enum Commands {
     Bench(bench::BenchArgs),
     /// Say what this host supports and what isolation sandpool gives here.
     Doctor(doctor::DoctorArgs),
+    /// What `bench`'s workloads run inside (internal): `loopback`, one TCP round trip.
+    #[command(name = "bench-probe", hide = true)]
+    BenchProbe {
+        /// The probe: `loopback`.
+        probe: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -56,5 +62,18 @@ fn main() -> ExitCode {
         Commands::Run(args) => run::main(args),
         Commands::Bench(args) => bench::main(args),
         Commands::Doctor(args) => doctor::main(args),
+        Commands::BenchProbe { probe } => match probe.as_str() {
+            "loopback" => match harness::workloads::loopback_round_trip() {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("sandpool bench-probe loopback: {e}");
+                    ExitCode::FAILURE
+                }
+            },
+            other => {
+                eprintln!("sandpool bench-probe: no probe {other:?} (known: loopback)");
+                ExitCode::from(2)
+            }
+        },
     }
 }

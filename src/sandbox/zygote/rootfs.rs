@@ -23,19 +23,64 @@ use super::{SANDBOX_UID, StepResult, c, cp, step};
 /// Host directories shown read-only (symlinks, as on merged-/usr systems, are recreated).
 use super::super::policy::VISIBLE_SYSTEM_DIRS as SYSTEM_DIRS;
 
-/// Host files and directories under `/etc` that programs need (loader cache, alternatives,
-/// time zone, certificates), shown read-only when they exist.
-const ETC_ENTRIES: [&str; 9] = [
+/// Host files and directories under `/etc` that ordinary programs read and that say nothing
+/// of the host but its distribution, shown read-only when they exist: the loader's cache and
+/// configuration, `alternatives`' links, the time zone, certificates, the network databases
+/// (`services` for `getservbyname` and `getaddrinfo(host, "http")`, `protocols`, `rpc`,
+/// `ethertypes`), the resolver's `gai.conf` and `host.conf`, what the distribution is
+/// (`os-release`, `debian_version`, `lsb-release`), locale aliases, MIME types, libmagic's
+/// database, readline's `inputrc` and fontconfig's configuration. Never what identifies the
+/// host or a user (`machine-id`, `hostname`, the host's users, groups and `resolv.conf`:
+/// the sandbox has its own) nor configuration that may hold credentials (`pip.conf`,
+/// `npmrc`, `gitconfig`, `wgetrc`); see also [`ETC_PREFIXES`].
+const ETC_ENTRIES: [&str; 23] = [
     "/etc/ld.so.cache",
     "/etc/ld.so.conf",
     "/etc/ld.so.conf.d",
     "/etc/alternatives",
     "/etc/localtime",
+    "/etc/timezone",
     "/etc/ssl",
     "/etc/ca-certificates",
-    "/etc/mime.types",
+    "/etc/services",
     "/etc/protocols",
+    "/etc/rpc",
+    "/etc/ethertypes",
+    "/etc/gai.conf",
+    "/etc/host.conf",
+    "/etc/os-release",
+    "/etc/debian_version",
+    "/etc/lsb-release",
+    "/etc/locale.alias",
+    "/etc/mime.types",
+    "/etc/magic",
+    "/etc/magic.mime",
+    "/etc/inputrc",
+    "/etc/fonts",
 ];
+
+/// Directories of `/etc` shown read-only by the start of their name: the language runtimes'
+/// own configuration (`python3`, `python3.11`: Debian's `sitecustomize`; `java-17-openjdk`:
+/// the JDK's security and logging configuration, which its `conf` links to).
+const ETC_PREFIXES: [&str; 2] = ["python3", "java-"];
+
+/// The `/etc` entries shown: [`ETC_ENTRIES`], then the directories [`ETC_PREFIXES`] name,
+/// as they are under `etc` (the host's `/etc`, seen from wherever it is mounted now).
+fn etc_entries(etc: &Path) -> Vec<PathBuf> {
+    let mut entries: Vec<PathBuf> = ETC_ENTRIES.iter().map(PathBuf::from).collect();
+    let mut named: Vec<PathBuf> = fs::read_dir(etc)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.file_name())
+        .filter(|n| ETC_PREFIXES.iter().any(|p| n.as_bytes().starts_with(p.as_bytes())))
+        .map(|n| Path::new("/etc").join(n))
+        .collect();
+    named.sort();
+    entries.extend(named);
+    entries
+}
 
 /// Device nodes bound from the host.
 const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
@@ -144,11 +189,11 @@ pub(super) fn build_root(config: &ZygoteConfig, mut trees: Vec<OwnedFd>) -> Step
     }
 
     step("create /etc", fs::create_dir("/etc"))?;
-    for entry in ETC_ENTRIES {
-        let host = under_old_root(Path::new(entry));
+    for entry in etc_entries(&under_old_root(Path::new("/etc"))) {
+        let host = under_old_root(&entry);
         if fs::metadata(&host).is_ok() {
-            step(format!("mount point {entry}"), make_mount_point(&host, Path::new(entry)))?;
-            step(format!("bind {entry}"), bind(&host, Path::new(entry), RO))?;
+            step(format!("mount point {}", entry.display()), make_mount_point(&host, &entry))?;
+            step(format!("bind {}", entry.display()), bind(&host, &entry, RO))?;
         }
     }
     if config.share_network {

@@ -7,15 +7,17 @@
 //! one acquire+release round trip of the pool engine and of three baselines built in here:
 //! `mutex-vecdeque` (a `std::sync::Mutex<VecDeque>`, the original design), `parking-lot`
 //! (`parking_lot::Mutex<Vec>`) and `array-queue` (a bare `crossbeam` `ArrayQueue`).
-//! Other modes (the sandbox's `warm`, `cold`, `bare`) plug in through [`runner::measure`].
+//! Other modes (the sandbox's `warm`, `cold`, `bare`, `bwrap`, for each of the
+//! [`workloads`]) plug in through [`runner::measure`].
 
 mod baselines;
 mod recorder;
 mod report;
 mod runner;
 mod sandbox;
+pub(crate) mod workloads;
 
 pub(crate) use baselines::BASELINES;
 pub(crate) use report::{ModeReport, print_table, write_json};
 pub(crate) use runner::{Progress, run_engine_modes};
-pub(crate) use sandbox::{BARE, COLD, START, SandboxBench, WARM};
+pub(crate) use sandbox::{BARE, BWRAP, COLD, START, SandboxBench, WARM};

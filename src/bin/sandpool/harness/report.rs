@@ -26,6 +26,23 @@ pub(crate) struct ModeReport {
     pub(crate) max_us: f64,
     /// Failed operations.
     pub(crate) errors: u64,
+    /// The workload measured (sandbox modes only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) workload: Option<String>,
+    /// What the warm pool did meanwhile (`warm` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) pool: Option<PoolWork>,
+}
+
+/// What a warm pool did while a mode was measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub(crate) struct PoolWork {
+    /// Sessions reset (a new session made for the next lease).
+    pub(crate) resets: u64,
+    /// Leases that left nothing behind, handed on without a reset.
+    pub(crate) resets_skipped: u64,
+    /// Sandboxes made beyond the pool's first (each replacing one that could not be reset).
+    pub(crate) sandboxes_made: u64,
 }
 
 /// `row`'s throughput over the best of `baselines` at the same thread count.
@@ -87,12 +104,19 @@ pub(crate) fn print_table(out: &mut dyn Write, rows: &[ModeReport], baselines: &
     Ok(())
 }
 
-/// Writes `{"modes": [...]}`.
-pub(crate) fn write_json(out: &mut dyn Write, rows: &[ModeReport]) -> io::Result<()> {
+/// Writes `{"modes": [...], "skipped": [{"workload", "reason"}]}`.
+pub(crate) fn write_json(out: &mut dyn Write, rows: &[ModeReport], skipped: &[(String, String)]) -> io::Result<()> {
+    #[derive(Serialize)]
+    struct Skipped<'a> {
+        workload: &'a str,
+        reason: &'a str,
+    }
     #[derive(Serialize)]
     struct Doc<'a> {
         modes: &'a [ModeReport],
+        skipped: Vec<Skipped<'a>>,
     }
-    serde_json::to_writer_pretty(&mut *out, &Doc { modes: rows })?;
+    let skipped = skipped.iter().map(|(w, r)| Skipped { workload: w, reason: r }).collect();
+    serde_json::to_writer_pretty(&mut *out, &Doc { modes: rows, skipped })?;
     writeln!(out)
 }

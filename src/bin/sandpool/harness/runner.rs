@@ -92,6 +92,8 @@ pub(crate) fn measure<E>(
         p999_us: rec.quantile_us(0.999),
         max_us: rec.max_us(),
         errors,
+        workload: None,
+        pool: None,
     }
 }
 

@@ -1,14 +1,17 @@
 //! The sandbox modes of `sandpool bench`: `warm` (acquire + run + release through a
-//! [`SandboxPool`]), `cold` (a new sandbox per command) and `bare` (`vfork+exec` through
-//! `std::process::Command`, no isolation: the floor), measured side by side by [`measure`].
+//! [`SandboxPool`]), `cold` (a new sandbox per command), `bare` (`vfork+exec` through
+//! `std::process::Command`, no isolation: the floor) and `bwrap` (the same command in
+//! bubblewrap, where it is installed), measured side by side by [`measure`] for one
+//! [`Workload`].
 
 use std::ffi::OsString;
 use std::io::Read;
 use std::process::Stdio;
 use std::time::Duration;
 
-use super::report::ModeReport;
+use super::report::{ModeReport, PoolWork};
 use super::runner::{Progress, measure};
+use super::workloads::{Workload, bwrap_argv};
 use sandpool::sandbox::{Command, Policy, Sandbox};
 use sandpool::{SandboxPool, SandboxPoolError};
 
@@ -20,6 +23,8 @@ pub(crate) const START: &str = "start";
 pub(crate) const COLD: &str = "cold";
 /// The floor's name.
 pub(crate) const BARE: &str = "bare";
+/// bubblewrap's mode name.
+pub(crate) const BWRAP: &str = "bwrap";
 
 /// Why a sandbox mode's operation failed (counted as an error, not an op).
 #[derive(Debug)]
@@ -28,36 +33,60 @@ struct OpFailed;
 /// What the sandbox modes run.
 #[derive(Debug, Clone)]
 pub(crate) struct SandboxBench {
-    /// Program and arguments.
-    pub(crate) argv: Vec<OsString>,
+    /// The command line, and the binds it needs.
+    pub(crate) workload: Workload,
     /// Sandboxes in the warm pool (`None`: two per thread, one running while the other resets).
     pub(crate) pool_size: Option<usize>,
-    /// The policy of every sandbox.
+    /// The policy of every sandbox (the workload's binds added).
     pub(crate) policy: Policy,
+    /// Whether to measure `start` (through a `Child`) too.
+    pub(crate) with_start: bool,
 }
 
 impl SandboxBench {
+    /// The modes for `workload`, with the default policy and its binds.
+    pub(crate) fn new(workload: Workload, pool_size: Option<usize>, with_start: bool) -> Result<Self, String> {
+        let policy = workload
+            .ro_binds
+            .iter()
+            .fold(Policy::builder(), |b, dir| b.ro(dir))
+            .build()
+            .map_err(|e| format!("the {} workload's policy: {e}", workload.name))?;
+        Ok(SandboxBench { workload, pool_size, policy, with_start })
+    }
+
     fn command(&self) -> Command {
-        let mut cmd = Command::new(&self.argv[0]);
-        cmd.args(&self.argv[1..]);
+        let argv = &self.workload.argv;
+        let mut cmd = Command::new(&argv[0]);
+        cmd.args(&argv[1..]);
         cmd
+    }
+
+    /// Runs `argv` outside any sandbox (bare, or in bwrap) as `bare` does.
+    fn host_op(&self, argv: &[OsString]) -> Result<(), OpFailed> {
+        let env = self.command().environment();
+        let out = std::process::Command::new(&argv[0])
+            .args(&argv[1..])
+            .env_clear()
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|_| OpFailed)?;
+        if out.status.success() { Ok(()) } else { Err(OpFailed) }
     }
 
     /// `bare`: the program through `std::process::Command::output()` (posix_spawn, pipes),
     /// with the same minimal environment a sandboxed command gets (the host's environment
     /// would make every exec slower and the floor unfair).
     fn bare(&self, threads: usize, duration: Duration) -> ModeReport {
-        let env = self.command().environment();
-        measure(BARE, threads, duration, || {
-            let out = std::process::Command::new(&self.argv[0])
-                .args(&self.argv[1..])
-                .env_clear()
-                .envs(env.iter().map(|(k, v)| (k, v)))
-                .stdin(Stdio::null())
-                .output()
-                .map_err(|_| OpFailed)?;
-            if out.status.success() { Ok(()) } else { Err(OpFailed) }
-        })
+        measure(BARE, threads, duration, || self.host_op(&self.workload.argv))
+    }
+
+    /// `bwrap`: the same, in bubblewrap with about the sandbox's isolation (see
+    /// [`bwrap_argv`]); `None` where it is not installed.
+    fn bwrap(&self, threads: usize, duration: Duration) -> Option<ModeReport> {
+        let argv = bwrap_argv(&self.workload)?;
+        Some(measure(BWRAP, threads, duration, || self.host_op(&argv)))
     }
 
     /// A pool for `threads` threads (two sandboxes each unless `--pool-size`), all ready.
@@ -69,15 +98,24 @@ impl SandboxBench {
     }
 
     /// `warm`: acquire a ready sandbox, run, release (the reset happens off the caller's
-    /// path: the sandbox's spawner does it, the pool's collector thread takes it back).
+    /// path: the sandbox's spawner does it, the pool's collector thread takes it back); with
+    /// what the pool did meanwhile.
     fn warm(&self, threads: usize, duration: Duration) -> Result<ModeReport, SandboxPoolError> {
         let pool = self.warm_pool(threads)?;
         let cmd = self.command();
-        Ok(measure(WARM, threads, duration, || {
+        let before = pool.stats();
+        let mut row = measure(WARM, threads, duration, || {
             let mut lease = pool.acquire().map_err(|_| OpFailed)?;
             let out = lease.run(&cmd).map_err(|_| OpFailed)?;
             if out.success() { Ok(()) } else { Err(OpFailed) }
-        }))
+        });
+        let after = pool.stats();
+        row.pool = Some(PoolWork {
+            resets: after.resets - before.resets,
+            resets_skipped: after.resets_skipped - before.resets_skipped,
+            sandboxes_made: after.pool.created - before.pool.created,
+        });
+        Ok(row)
     }
 
     /// `start`: as `warm`, through a [`Child`](sandpool::sandbox::Child) instead of `run`:
@@ -112,27 +150,38 @@ impl SandboxBench {
         })
     }
 
-    /// Runs `bare`, `warm`, `start` and `cold` at each thread count, reporting progress.
+    /// Runs `bare`, `bwrap` (where installed), `warm`, `start` (if asked) and `cold` at each
+    /// thread count, reporting progress; every row names the workload.
     pub(crate) fn run_all(
         &self,
         thread_counts: &[usize],
         duration: Duration,
         progress: &dyn Fn(Progress<'_>),
     ) -> Result<Vec<ModeReport>, SandboxPoolError> {
-        let mut rows = Vec::with_capacity(thread_counts.len() * 4);
+        let mut rows = Vec::with_capacity(thread_counts.len() * 5);
         for &threads in thread_counts {
-            for mode in [BARE, WARM, START, COLD] {
+            for mode in self.modes() {
                 progress(Progress::Start { mode, threads });
                 let row = match mode {
-                    BARE => self.bare(threads, duration),
-                    WARM => self.warm(threads, duration)?,
-                    START => self.start(threads, duration)?,
-                    _ => self.cold(threads, duration),
+                    BARE => Some(self.bare(threads, duration)),
+                    BWRAP => self.bwrap(threads, duration),
+                    WARM => Some(self.warm(threads, duration)?),
+                    START => Some(self.start(threads, duration)?),
+                    _ => Some(self.cold(threads, duration)),
                 };
                 progress(Progress::Done);
-                rows.push(row);
+                rows.extend(row.map(|r| ModeReport { workload: Some(self.workload.name.to_string()), ..r }));
             }
         }
         Ok(rows)
+    }
+
+    /// The modes [`Self::run_all`] measures, in order.
+    pub(crate) fn modes(&self) -> Vec<&'static str> {
+        let bwrap = bwrap_argv(&self.workload).is_some();
+        [BARE, BWRAP, WARM, START, COLD]
+            .into_iter()
+            .filter(|m| (*m != BWRAP || bwrap) && (*m != START || self.with_start))
+            .collect()
     }
 }
