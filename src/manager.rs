@@ -38,6 +38,7 @@ use crate::sandbox::{Command, Output, Policy, Readiness, Sandbox, SandboxError};
 #[derive(Debug, Default)]
 struct SandboxCounters {
     resets: CachePadded<AtomicU64>,
+    resets_made_ahead: AtomicU64,
     resets_skipped: AtomicU64,
     reset_failures: AtomicU64,
     deaths_detected: AtomicU64,
@@ -66,20 +67,25 @@ impl SandboxManager {
     }
 
     fn reset(&self, sandbox: &mut Sandbox) -> Result<(), SandboxError> {
-        sandbox.start_reset().and_then(|()| self.finish_reset(sandbox))
+        sandbox.start_reset(true).and_then(|()| self.finish_reset(sandbox))
     }
 
     /// Collects a started reset, counting it.
     fn finish_reset(&self, sandbox: &mut Sandbox) -> Result<(), SandboxError> {
-        let result = sandbox.finish_reset();
-        match &result {
-            Ok(()) => self.counters.resets.fetch_add(1, Ordering::Relaxed),
+        match sandbox.finish_reset() {
+            Ok(made_ahead) => {
+                self.counters.resets.fetch_add(1, Ordering::Relaxed);
+                if made_ahead {
+                    self.counters.resets_made_ahead.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(())
+            }
             Err(e) => {
                 tracing::warn!(pid = sandbox.pid(), error = %e, "sandpool: sandbox reset failed; destroying it");
-                self.counters.reset_failures.fetch_add(1, Ordering::Relaxed)
+                self.counters.reset_failures.fetch_add(1, Ordering::Relaxed);
+                Err(e)
             }
-        };
-        result
+        }
     }
 }
 
@@ -141,6 +147,9 @@ pub struct SandboxPoolStats {
     pub pool: Stats,
     /// Successful resets.
     pub resets: u64,
+    /// Of those, the resets that switched to a session made ahead of need (each sandbox keeps
+    /// its next session ready once it has been reset: the reset only ends the old one).
+    pub resets_made_ahead: u64,
     /// Leases that ended with the session as a reset leaves it (their commands left nothing
     /// behind), so the sandbox went back to idle at once, without a reset.
     pub resets_skipped: u64,
@@ -400,6 +409,7 @@ impl SandboxPool {
             pool: self.pool.stats(),
             resets: c.resets.load(Ordering::Relaxed),
             resets_skipped: c.resets_skipped.load(Ordering::Relaxed),
+            resets_made_ahead: c.resets_made_ahead.load(Ordering::Relaxed),
             reset_failures: c.reset_failures.load(Ordering::Relaxed),
             deaths_detected: c.deaths_detected.load(Ordering::Relaxed),
             broken_leases: c.broken_leases.load(Ordering::Relaxed),
@@ -541,7 +551,7 @@ impl Drop for SandboxLease {
         if !destroy {
             // Armed before the hand-over, while this thread still owns the socket.
             let started = lease
-                .start_reset()
+                .start_reset(true)
                 .map_err(|e| e.to_string())
                 .and_then(|()| shared.readiness.watch_once(&lease, token).map_err(|e| e.to_string()));
             if let Err(e) = started {

@@ -101,18 +101,37 @@ fn doctor_and_bench_speak_json() {
     assert_eq!(v["sandbox"]["works"], true);
     assert!(v["host"]["features"].as_array().unwrap().iter().any(|f| f["name"] == "landlock"));
 
-    let out = sandpool(&["bench", "--json", "--duration", "0.1", "--threads", "1"]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let modes = v["modes"].as_array().unwrap();
-    let names: Vec<&str> = modes.iter().map(|m| m["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["bare", "warm", "start", "cold"]);
-    for m in modes {
-        for key in ["threads", "ops", "ops_per_sec", "p50_us", "p90_us", "p99_us", "p999_us", "max_us", "errors"] {
-            assert!(m[key].is_number(), "{key} in {m}");
+    // bwrap is measured where it is installed.
+    let bwrap =
+        ["/usr/bin/bwrap", "/usr/local/bin/bwrap", "/bin/bwrap"].iter().any(|p| std::path::Path::new(p).exists());
+    let expect = |modes: &[&'static str]| -> Vec<&'static str> {
+        modes.iter().copied().filter(|m| bwrap || *m != "bwrap").collect()
+    };
+    for (args, workload, expected) in [
+        (&["--workload", "file"][..], "file", expect(&["bare", "bwrap", "warm", "cold"])),
+        (&["--", "/bin/true"][..], "custom", expect(&["bare", "bwrap", "warm", "start", "cold"])),
+    ] {
+        let mut all = vec!["bench", "--json", "--duration", "0.1", "--threads", "1"];
+        all.extend_from_slice(args);
+        let out = sandpool(&all);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let modes = v["modes"].as_array().unwrap();
+        let names: Vec<&str> = modes.iter().map(|m| m["name"].as_str().unwrap()).collect();
+        assert_eq!(names, expected, "{args:?}");
+        for m in modes {
+            for key in ["threads", "ops", "ops_per_sec", "p50_us", "p90_us", "p99_us", "p999_us", "max_us", "errors"] {
+                assert!(m[key].is_number(), "{key} in {m}");
+            }
+            assert_eq!(m["errors"], 0);
+            assert_eq!(m["workload"], workload);
         }
-        assert_eq!(m["errors"], 0);
+        let warm = modes.iter().find(|m| m["name"] == "warm").unwrap();
+        assert!(warm["pool"]["resets"].is_number(), "what the warm pool did: {warm}");
     }
+    let unknown = sandpool(&["bench", "--workload", "nope"]);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(text(&unknown.stderr).contains("no workload \"nope\""), "{}", text(&unknown.stderr));
 }
 
 #[test]

@@ -169,3 +169,44 @@ fn binds_below_tmp_keep_untouched_leases_unreset() {
         std::fs::remove_dir_all(d).unwrap();
     }
 }
+
+/// Once a pool's sandbox has been reset, it keeps its next session made ahead of need (a
+/// spare spawner, one more process of its own): its commands keep their whole process limit,
+/// no more and no less, and the reset that switches to it counts as made ahead.
+#[test]
+fn a_session_made_ahead_takes_no_process_from_the_commands() {
+    let policy = Policy::builder().max_processes(8).build().unwrap();
+    let pool = SandboxPool::builder(policy).max_size(1).min_idle(1).build().unwrap();
+    assert!(pool.warm_up(Duration::from_secs(30)));
+    let cgroup_counts = {
+        let lease = pool.acquire().unwrap();
+        let counted = lease.isolation().limit("processes").map(|l| l.enforced_by);
+        counted.is_some_and(|e| {
+            matches!(e, sandpool::sandbox::Enforcement::CgroupV1 | sandpool::sandbox::Enforcement::CgroupV2)
+        })
+    };
+    let sh = |script: &str| {
+        let mut cmd = Command::new("/bin/sh");
+        cmd.args(["-c", script]);
+        cmd
+    };
+    // Eight processes of the command's: the shell and seven sleeps; a ninth fails.
+    let eight = "i=0; while [ $i -lt 7 ]; do sleep 0.3 & i=$((i+1)); done; wait; echo started";
+    let nine = "i=0; while [ $i -lt 8 ]; do sleep 0.3 & i=$((i+1)); done 2>/dev/null; wait; echo started";
+    for round in 0..3 {
+        let mut lease = pool.acquire().unwrap();
+        let out = lease.run(&sh(eight)).unwrap();
+        assert_eq!(out.stdout, b"started\n", "round {round}: eight processes: {out:?}");
+        let out = lease.run(&sh(nine)).unwrap();
+        assert_ne!(out.stdout, b"started\n", "round {round}: a ninth process: {out:?}");
+        drop(lease);
+        quiesce(&pool);
+    }
+    let s = pool.stats();
+    assert_eq!(s.resets, 3, "{s:?}");
+    if cgroup_counts {
+        assert_eq!(s.resets_made_ahead, 2, "after the first reset, each switched to a spare: {s:?}");
+    } else {
+        assert_eq!(s.resets_made_ahead, 0, "no cgroup counts processes: no spare, which would take one: {s:?}");
+    }
+}

@@ -310,7 +310,9 @@ impl Sandbox {
                     has_tree,
                 })
                 .collect(),
-            max_processes: policy.max_processes + OWN_PROCESSES,
+            // Where a cgroup counts processes exactly, the rlimit is only a second fence, and
+            // leaves room for a session made ahead (see `SandboxCgroups::make_room_for_a_spare`).
+            max_processes: policy.max_processes + OWN_PROCESSES + u64::from(cgroups.pids.is_some()),
             address_space: if cgroups.memory.is_some() { 0 } else { policy.memory_bytes },
             max_file_size: policy.max_file_size,
             max_open_files: policy.max_open_files,
@@ -411,26 +413,32 @@ impl Sandbox {
     /// network namespace, which sessions share, is not as it was made (a socket left in any
     /// state, a counter moved); then the sandbox must not be reused.
     pub fn reset(&mut self) -> Result<(), SandboxError> {
-        self.start_reset()?;
-        self.finish_reset()
+        self.start_reset(false)?;
+        self.finish_reset().map(drop)
     }
 
     /// Asks for a reset without waiting for it (one `sendmsg`); [`Sandbox::finish_reset`]
     /// collects the answer, which arrives on [`Sandbox::runner_fd`]. Lets a pool start resets
-    /// from the releasing thread and collect them elsewhere.
-    pub(crate) fn start_reset(&mut self) -> Result<(), SandboxError> {
+    /// from the releasing thread and collect them elsewhere. With `ahead`, the zygote then
+    /// keeps the next session made ahead of need, for the next reset to switch to (a pool's
+    /// sandboxes, reset again and again), where a cgroup lets its process be one of the
+    /// sandbox's own, not one of the commands'.
+    pub(crate) fn start_reset(&mut self, ahead: bool) -> Result<(), SandboxError> {
         if self.dead {
             return Err(SandboxError::Dead);
         }
         let deadline = Instant::now() + CONTROL_TIMEOUT;
-        channel::send_within(self.control.as_fd(), &Request::Reset.encode(), &[], deadline).map_err(|source| {
+        let spare = ahead && self.cgroups.make_room_for_a_spare();
+        let reset = Request::Reset { spare }.encode();
+        channel::send_within(self.control.as_fd(), &reset, &[], deadline).map_err(|source| {
             self.dead = true;
             SandboxError::Control { step: "asking for a reset", source }
         })
     }
 
-    /// Waits for the answer to [`Sandbox::start_reset`].
-    pub(crate) fn finish_reset(&mut self) -> Result<(), SandboxError> {
+    /// Waits for the answer to [`Sandbox::start_reset`]: whether the new session was made
+    /// ahead of need.
+    pub(crate) fn finish_reset(&mut self) -> Result<bool, SandboxError> {
         if self.dead {
             return Err(SandboxError::Dead);
         }
@@ -441,12 +449,12 @@ impl Sandbox {
             "waiting for the reset",
         );
         match reply {
-            Ok((Reply::Ready(_), fds)) => {
+            Ok((Reply::Ready(report), fds)) => {
                 // The new session's spawner; the old one's socket, and whatever it still held,
                 // goes with it.
                 self.runner = Arc::new(SessionLink::new(take_runner(fds).inspect_err(|_| self.dead = true)?));
                 self.forget_oom_kills();
-                Ok(())
+                Ok(report.made_ahead)
             }
             Ok((Reply::ResetFailed { step, errno: e }, _)) => {
                 self.dead = true;

@@ -150,7 +150,11 @@ pub enum Request {
     },
     /// End the session and start a fresh one (to the zygote): the answer is `Ready` with the
     /// new spawner's socket, or `ResetFailed`.
-    Reset,
+    Reset {
+        /// Whether the zygote may then make the next session ahead of need (a spare, which
+        /// the next reset switches to): the host has made room for its process.
+        spare: bool,
+    },
 }
 
 /// What the zygote applied, sent once it is ready.
@@ -168,6 +172,9 @@ pub struct ZygoteReport {
     pub seccomp_denied: u32,
     /// Whether the sandbox has its own network namespace with only `lo` up.
     pub loopback_only: bool,
+    /// Whether the session this reply hands over was made ahead of need (after a reset: the
+    /// spare the zygote switched to).
+    pub made_ahead: bool,
 }
 
 /// Resource use of a finished command.
@@ -505,7 +512,10 @@ impl Request {
                 w.u64(*token);
                 w.i32(*signal);
             }
-            Request::Reset => w.u8(tag::RESET),
+            Request::Reset { spare } => {
+                w.u8(tag::RESET);
+                w.bool(*spare);
+            }
         }
         w.0
     }
@@ -557,7 +567,7 @@ impl Request {
                 },
             }),
             tag::SIGNAL => Request::Signal { token: r.u64()?, signal: r.i32()? },
-            tag::RESET => Request::Reset,
+            tag::RESET => Request::Reset { spare: r.bool()? },
             _ => return Err(DecodeError("unknown request")),
         };
         r.finish()?;
@@ -578,6 +588,7 @@ impl Reply {
                 w.bool(rep.seccomp_enforced);
                 w.u32(rep.seccomp_denied);
                 w.bool(rep.loopback_only);
+                w.bool(rep.made_ahead);
             }
             Reply::SetupFailed { step, errno } => {
                 w.u8(tag::SETUP_FAILED);
@@ -627,6 +638,7 @@ impl Reply {
                 seccomp_enforced: r.bool()?,
                 seccomp_denied: r.u32()?,
                 loopback_only: r.bool()?,
+                made_ahead: r.bool()?,
             }),
             tag::SETUP_FAILED => Reply::SetupFailed { step: r.string()?, errno: r.i32()? },
             tag::EXITED => Reply::Exited {
@@ -694,7 +706,8 @@ mod tests {
             }),
             Request::Run(RunRequest { argv: vec![b"true".to_vec()], ..Default::default() }),
             Request::Signal { token: 7, signal: 9 },
-            Request::Reset,
+            Request::Reset { spare: true },
+            Request::Reset { spare: false },
         ];
         for m in msgs {
             assert_eq!(Request::decode(&m.encode()).unwrap(), m);
@@ -732,7 +745,7 @@ mod tests {
         assert!(Request::decode(&[99]).is_err());
         // A list claiming 2^32-1 entries must fail fast, not allocate.
         assert!(Request::decode(&[tag::RUN, 0xff, 0xff, 0xff, 0xff]).is_err());
-        let mut ok = Request::Reset.encode();
+        let mut ok = Request::Reset { spare: false }.encode();
         ok.push(0);
         assert_eq!(Request::decode(&ok), Err(DecodeError("trailing bytes")));
         let mut run = Request::Run(RunRequest::default()).encode();

@@ -286,8 +286,8 @@ fn print_report(out: &mut dyn Write, r: &Report<'_>) -> std::io::Result<()> {
             if let Some(p) = warm.pool {
                 writeln!(
                     out,
-                    "    warm pool: {} resets, {} skipped (nothing left behind), {} sandboxes made",
-                    p.resets, p.resets_skipped, p.sandboxes_made
+                    "    warm pool: {} resets ({} to a session made ahead), {} skipped (nothing left behind), {} sandboxes made",
+                    p.resets, p.resets_made_ahead, p.resets_skipped, p.sandboxes_made
                 )?;
             }
             if let Some(start) = find(harness::START) {

@@ -182,6 +182,10 @@ pub(crate) struct SandboxCgroups {
     v2_split: Option<(PathBuf, u64)>,
     /// Whether [`SandboxCgroups::split_for_commands`] made it.
     split_made: bool,
+    /// The `pids.max` file and the limit written there.
+    process_limit: Option<(PathBuf, u64)>,
+    /// Whether [`SandboxCgroups::make_room_for_a_spare`] did (`None`: not asked yet).
+    spare_room: Option<bool>,
     /// Where the memory cgroup counts its OOM kills (v2 `memory.events`, v1
     /// `memory.oom_control`).
     oom_events: Option<PathBuf>,
@@ -225,6 +229,7 @@ impl SandboxCgroups {
         if let Some(home) = &support.pids {
             let dir = cg.dir(home, &name)?;
             fs::write(dir.join("pids.max"), max_processes.to_string()).map_err(|e| ("set pids.max".into(), e))?;
+            cg.process_limit = Some((dir.join("pids.max"), max_processes));
             cg.pids = Some(home.version);
         }
         if let (Some(home), Some(cpus)) = (&support.cpu, cpus) {
@@ -320,6 +325,25 @@ impl SandboxCgroups {
         fs::write(&control, "+memory").map_err(|e| (format!("enable memory in {}", control.display()), e))?;
         v2::limit_memory(&dir.join(COMMANDS), *bytes)?;
         v2::limit_memory(dir, bytes + OWN_MEMORY_MARGIN)
+    }
+
+    /// Raises the process limit by one, for the sandbox's own next session made ahead of need
+    /// (a spare spawner), so that commands keep the whole of theirs. `false` where no cgroup
+    /// counts processes (then no spare is made: it would take one of the commands').
+    pub(crate) fn make_room_for_a_spare(&mut self) -> bool {
+        if let Some(made) = self.spare_room {
+            return made;
+        }
+        let Some((file, limit)) = &self.process_limit else { return false };
+        let made = match fs::write(file, (limit + 1).to_string()) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(file = %file.display(), error = %e, "cannot make room for a spare session");
+                false
+            }
+        };
+        self.spare_room = Some(made);
+        made
     }
 
     /// Moves process `pid` (and so all its future children) into the cgroups the zygote does

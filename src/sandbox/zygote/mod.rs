@@ -18,6 +18,7 @@ mod creds;
 mod net;
 mod rootfs;
 mod session;
+mod sessions;
 mod spawner;
 
 use std::ffi::{CStr, CString};
@@ -30,7 +31,7 @@ use std::path::Path;
 use rustix::fs::{Mode, OFlags};
 use rustix::net::AddressFamily;
 use rustix::process::Resource;
-use rustix::thread::{LinkNameSpaceType, UnshareFlags};
+use rustix::thread::UnshareFlags;
 
 use super::channel;
 use super::confine::landlock;
@@ -40,7 +41,9 @@ use super::protocol::{CommandsCgroup, LandlockEnforcement, MAX_MESSAGE, Reply, R
 use super::sys::{self, ZygoteStart};
 use net::{NetworkWatch, add_unreachable_default_route, cap_socket_buffers, loopback_up};
 use rootfs::{UserBind, build_root};
+use sessions::Spare;
 use spawner::Spawner;
+use std::rc::Rc;
 
 /// The uid and gid commands run as inside.
 pub(crate) const SANDBOX_UID: u32 = 1000;
@@ -127,8 +130,17 @@ struct Zygote {
     report: ZygoteReport,
     /// Its own pid namespace, to start each session's from.
     own_pid_ns: Option<OwnedFd>,
-    /// The sandbox's own network namespace as it was made, which no session may change.
-    network: Option<NetworkWatch>,
+    /// The network namespace the zygote is in, where the next session it makes will be
+    /// (`None` with the host's network).
+    network: Option<Rc<NetworkWatch>>,
+    /// The current session's network namespace: the zygote's, or an older one where a spare
+    /// of its own moved the zygote on.
+    session_network: Option<Rc<NetworkWatch>>,
+    /// The next session, made ahead of need (see [`Spare`]).
+    spare: Option<Spare>,
+    /// The network namespace of the session that ended last, and whether it was left as new
+    /// (once looked at): the next spare gets one of its own if not.
+    ended_network: Option<(Rc<NetworkWatch>, Option<bool>)>,
     /// The commands' own cgroup (a v1 memory `tasks` file the host opened, or a v2 cgroup
     /// directory: `config.commands_cgroup` says which), which each session's spawner has its
     /// command children join, or be born in.
@@ -156,11 +168,14 @@ impl Zygote {
     }
 
     /// In a freshly forked spawner: closes the zygote's descriptors (its control socket to the
-    /// host, its signalfd, its pid namespace, its network watch) but `/dev/null`, which it
-    /// returns.
+    /// host, its signalfd, its pid namespace, its network watches, a spare's runner socket) but
+    /// `/dev/null`, which it returns.
     fn close_descriptors(&mut self) -> OwnedFd {
         self.own_pid_ns = None;
         self.network = None;
+        self.session_network = None;
+        self.ended_network = None;
+        self.spare = None;
         let channels = self.channels.take().expect("a zygote forks a spawner with its channels open");
         channels.devnull
     }
@@ -222,7 +237,9 @@ impl Zygote {
         let named = rustix::system::sethostname(b"sandpool").and_then(|()| rustix::system::setdomainname(b"sandpool"));
         step("set the hostname", named.map_err(io::Error::from))?;
         if !self.config.share_network {
-            self.set_up_network()?;
+            let network = Rc::new(self.set_up_network()?);
+            self.session_network = Some(Rc::clone(&network));
+            self.network = Some(network);
         }
         // No user namespace may be made inside, whatever the filter lets through (`clone3`,
         // where spawners need it: see `seccomp::unreadable_calls`): the sandbox's own limit,
@@ -274,12 +291,13 @@ impl Zygote {
             seccomp_enforced: self.filters.is_some(),
             seccomp_denied: seccomp::denied_count(),
             loopback_only: !self.config.share_network,
+            made_ahead: false,
         })
     }
 
     /// Sets up the network namespace it is in as every sandbox's starts: loopback up, nothing
-    /// else routed, TCP buffers capped; and watches it.
-    fn set_up_network(&mut self) -> StepResult<()> {
+    /// else routed, TCP buffers capped; returns its watch.
+    fn set_up_network(&self) -> StepResult<NetworkWatch> {
         step("bring up loopback", loopback_up())?;
         step("route nothing but loopback (IPv4)", add_unreachable_default_route(AddressFamily::INET))?;
         match add_unreachable_default_route(AddressFamily::INET6) {
@@ -291,56 +309,7 @@ impl Zygote {
                 step(format!("cap net.ipv4.{name}"), cap_socket_buffers(name, self.config.socket_buffer_max))?;
             }
         }
-        self.network = Some(step("watch the network namespace", NetworkWatch::open())?);
-        Ok(())
-    }
-
-    /// Starts a session: forks the spawner into a pid and an IPC namespace of their own, below
-    /// the zygote's, where it is pid 1 and every command is its child: commands never see the
-    /// zygote, and the spawner ends them all when it goes. The spawner makes the session's
-    /// mount namespace, confines itself and says, on its new socket, whether it is ready;
-    /// returns the host's end of that socket, and how much of its Landlock ruleset the kernel
-    /// enforces.
-    fn start_spawner(&mut self) -> StepResult<(OwnedFd, LandlockEnforcement)> {
-        let (host_end, spawner_end) = step("create the runner socket", channel::socket_pair())?;
-        // The zygote's next child starts new namespaces; first make its own pid namespace
-        // the one they are made below again (`unshare` only once moves where children go).
-        let own = match self.own_pid_ns.take() {
-            Some(fd) => fd,
-            None => step("open the zygote's pid namespace", open(c"/proc/self/ns/pid", OFlags::RDONLY))?,
-        };
-        let own = self.own_pid_ns.insert(own);
-        let entered = rustix::thread::move_into_link_name_space(own.as_fd(), Some(LinkNameSpaceType::ProcessID));
-        step("return to the zygote's pid namespace", entered.map_err(io::Error::from))?;
-        let made = sys::unshare_namespaces(UnshareFlags::NEWPID | UnshareFlags::NEWIPC);
-        step("make the session's namespaces", made)?;
-        // The last spawner, killed with everything, may have been waiting for a child.
-        if let Some(watch) = &self.vfork_watch {
-            watch.clear();
-        }
-        match step("fork the spawner", sys::fork_single_threaded())? {
-            Some(pid) => {
-                self.spawner_pid = Some(pid);
-                self.held_seen = None;
-                drop(spawner_end);
-                // Its first message is short: ready, or a failed step (a path at most).
-                let mut buf = [0u8; 8192];
-                let mut fds = Vec::new();
-                let n = step("hear from the spawner", channel::recv(host_end.as_fd(), &mut buf, &mut fds))?;
-                match Reply::decode(&buf[..n]) {
-                    Ok(Reply::ResetDone { landlock }) if fds.is_empty() => Ok((host_end, landlock)),
-                    Ok(Reply::SetupFailed { step, errno }) => Err((step, io::Error::from_raw_os_error(errno))),
-                    // A hang-up (0 bytes) or anything else: the spawner died before it was ready.
-                    _ => Err(("start the spawner".into(), io::Error::from_raw_os_error(libc::ECHILD))),
-                }
-            }
-            None => {
-                // This process is a spawner now: it never comes back to the zygote's code.
-                drop(host_end);
-                let code = Spawner::start(spawner_end, self);
-                sys::exit_now(code)
-            }
-        }
+        step("watch the network namespace", NetworkWatch::open())
     }
 
     /// Kills every other process of the sandbox (the spawner too) and reaps them, looping
@@ -383,9 +352,11 @@ impl Zygote {
             let (message, child_ended) = wait_for(&self.channels().control, &self.channels().signals, look);
             self.release_held_child();
             if child_ended {
-                // The spawner ended (killed from inside, or crashed): the host notices by its
-                // socket. Reap it.
-                while let Ok(Some(_)) = sys::reap_any(false) {}
+                // A spawner ended (killed from inside, or crashed): the host notices by its
+                // socket (a spare's end, when it is switched to). Reap it.
+                while let Ok(Some((pid, _, _))) = sys::reap_any(false) {
+                    self.reaped(pid);
+                }
             }
             if !message {
                 continue;
@@ -398,30 +369,27 @@ impl Zygote {
                     return 0;
                 }
                 Ok(n) => match Request::decode(&buf[..n]) {
-                    Ok(Request::Reset) if received.is_empty() => match self.renew_session() {
-                        Ok((runner, _)) => self.send(&Reply::Ready(self.report.clone()), &[runner.as_fd()]),
-                        Err((step, e)) => {
-                            self.send(&Reply::ResetFailed { step, errno: e.raw_os_error().unwrap_or(libc::EIO) }, &[])
+                    Ok(Request::Reset { spare }) if received.is_empty() => {
+                        match self.renew_session() {
+                            Ok((runner, made_ahead)) => {
+                                let report = ZygoteReport { made_ahead, ..self.report.clone() };
+                                self.send(&Reply::Ready(report), &[runner.as_fd()]);
+                            }
+                            Err((step, e)) => {
+                                let errno = e.raw_os_error().unwrap_or(libc::EIO);
+                                self.send(&Reply::ResetFailed { step, errno }, &[]);
+                                continue;
+                            }
                         }
-                    },
+                        // Off the host's path: the next session, while this one serves.
+                        if spare {
+                            self.make_spare();
+                        }
+                    }
                     _ => self.send(&Reply::SetupFailed { step: "decode the request".into(), errno: libc::EPROTO }, &[]),
                 },
             }
         }
-    }
-
-    /// Ends the session (the spawner and every process of its namespace die) and starts a new
-    /// one; in a new network namespace if the last one is no longer as it was made (a socket
-    /// left behind, a TIME_WAIT or an orphan, outlives every process, and no call resets a
-    /// namespace's counters). The old namespace goes once the last socket in it is freed.
-    fn renew_session(&mut self) -> StepResult<(OwnedFd, LandlockEnforcement)> {
-        self.kill_everything();
-        if self.network.as_ref().is_some_and(|network| network.as_fresh().is_err()) {
-            self.network = None;
-            step("make a new network namespace", sys::unshare_namespaces(UnshareFlags::NEWNET))?;
-            self.set_up_network()?;
-        }
-        self.start_spawner()
     }
 }
 
@@ -486,6 +454,9 @@ pub(crate) fn main(start: ZygoteStart) -> i32 {
         report: ZygoteReport::default(),
         own_pid_ns: None,
         network: None,
+        session_network: None,
+        spare: None,
+        ended_network: None,
         commands_cgroup,
         own_leaf,
         vfork_watch: None,

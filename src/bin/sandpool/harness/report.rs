@@ -39,6 +39,8 @@ pub(crate) struct ModeReport {
 pub(crate) struct PoolWork {
     /// Sessions reset (a new session made for the next lease).
     pub(crate) resets: u64,
+    /// Of those, the resets that switched to a session made ahead of need.
+    pub(crate) resets_made_ahead: u64,
     /// Leases that left nothing behind, handed on without a reset.
     pub(crate) resets_skipped: u64,
     /// Sandboxes made beyond the pool's first (each replacing one that could not be reset).

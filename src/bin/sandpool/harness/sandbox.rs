@@ -112,6 +112,7 @@ impl SandboxBench {
         let after = pool.stats();
         row.pool = Some(PoolWork {
             resets: after.resets - before.resets,
+            resets_made_ahead: after.resets_made_ahead - before.resets_made_ahead,
             resets_skipped: after.resets_skipped - before.resets_skipped,
             sandboxes_made: after.pool.created - before.pool.created,
         });
