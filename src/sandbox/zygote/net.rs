@@ -127,6 +127,23 @@ impl NetworkWatch {
         })
     }
 
+    /// The interfaces' part of this watch ([`NetworkWatch::quiet`]'s), for a spawner forked
+    /// into this namespace: the same files (duplicated descriptors; every read is a `pread`)
+    /// and the namespace's state when it was new, where a session that may use it starts.
+    /// Opening them anew in a fresh `/proc` costs a spawner more than the rest of its state.
+    pub(crate) fn interfaces(&self) -> io::Result<NetworkWatch> {
+        let dup = |fd: &OwnedFd| rustix::io::fcntl_dupfd_cloexec(fd, 0).map_err(io::Error::from);
+        Ok(NetworkWatch {
+            dev: dup(&self.dev)?,
+            sockstat: Vec::new(),
+            counters: Vec::new(),
+            flow_labels: self.flow_labels.as_ref().map(dup).transpose()?,
+            fresh_dev: self.fresh_dev.clone(),
+            fresh_counters: Vec::new(),
+            fresh_flow_labels: self.fresh_flow_labels.clone(),
+        })
+    }
+
     /// Whether the namespace's IPv6 flow labels are as they were (none). An error counts as
     /// a change.
     fn flow_labels_as_fresh(&self) -> bool {

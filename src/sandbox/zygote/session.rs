@@ -210,14 +210,11 @@ fn terminals() -> Option<[PathStat; 2]> {
 }
 
 impl SessionState {
-    /// Records the session as it starts (the spawner confined, nothing run yet) and rewinds
-    /// the pid counter; on failure, the step that failed.
-    pub(super) fn start(share_network: bool) -> Result<SessionState, (String, io::Error)> {
+    /// Records the session as it starts (the spawner confined, nothing run yet), with the
+    /// watch of its network namespace (`None` with the host's network), and rewinds the pid
+    /// counter; on failure, the step that failed.
+    pub(super) fn start(network: Option<NetworkWatch>) -> Result<SessionState, (String, io::Error)> {
         let step = |name: &'static str| move |e: io::Error| (name.to_string(), e);
-        let network = match share_network {
-            true => None,
-            false => Some(NetworkWatch::open_interfaces().map_err(step("watch the network namespace"))?),
-        };
         let pid_counter = open(c"/proc/sys/kernel/ns_last_pid", OFlags::WRONLY).map_err(step("open ns_last_pid"))?;
         let ipc_next_ids = first_ipc_ids().map_err(step("set the next System V IPC ids"))?;
         let mut state = SessionState {

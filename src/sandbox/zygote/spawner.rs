@@ -20,6 +20,7 @@ use super::super::protocol::{
 };
 use super::super::sys::{self, CommandSpec, CommandStack};
 use super::creds::{OomScore, confine_spawner, pid_counter_capability};
+use super::net::NetworkWatch;
 use super::rootfs::{fresh_session_dirs, mount_proc};
 use super::session::SessionState;
 use super::{StepResult, Zygote, step, wait_for};
@@ -153,11 +154,16 @@ impl Spawner {
             Ok(confined) => confined,
             Err(e) => return fail(runner.as_fd(), e),
         };
+        // The watch of the network namespace it was forked into, before the zygote's goes.
+        let network = match zygote.network.as_ref().map(|n| n.interfaces()).transpose() {
+            Ok(network) => network,
+            Err(e) => return fail(runner.as_fd(), ("watch the network namespace".into(), e)),
+        };
         // Close every descriptor of the zygote's (its control socket, signals, trees) but
         // /dev/null: the spawner keeps only what it owns.
         let devnull = zygote.close_descriptors();
         let commands_cgroup = zygote.commands_cgroup.take().map(|fd| (zygote.config.commands_cgroup, fd));
-        match Spawner::new(runner, devnull, oom_score, commands_cgroup, zygote) {
+        match Spawner::new(runner, devnull, oom_score, commands_cgroup, network, zygote) {
             Ok(mut spawner) => {
                 let _ = channel::send(spawner.runner.as_fd(), &Reply::ResetDone { landlock }.encode(), &[]);
                 spawner.serve()
@@ -218,6 +224,7 @@ impl Spawner {
         devnull: OwnedFd,
         oom_score: OomScore,
         commands_cgroup: Option<(CommandsCgroup, OwnedFd)>,
+        network: Option<NetworkWatch>,
         zygote: &Zygote,
     ) -> Result<Spawner, (OwnedFd, (String, io::Error))> {
         // Dispositions and the full mask come from the zygote.
@@ -225,7 +232,7 @@ impl Spawner {
             Ok(s) => s,
             Err(e) => return Err((runner, e)),
         };
-        let session = match SessionState::start(zygote.config.share_network) {
+        let session = match SessionState::start(network) {
             Ok(s) => s,
             Err(e) => return Err((runner, e)),
         };
