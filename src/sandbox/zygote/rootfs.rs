@@ -32,7 +32,8 @@ use super::super::policy::VISIBLE_SYSTEM_DIRS as SYSTEM_DIRS;
 /// database, readline's `inputrc` and fontconfig's configuration. Never what identifies the
 /// host or a user (`machine-id`, `hostname`, the host's users, groups and `resolv.conf`:
 /// the sandbox has its own) nor configuration that may hold credentials (`pip.conf`,
-/// `npmrc`, `gitconfig`, `wgetrc`); see also [`ETC_PREFIXES`].
+/// `npmrc`, `gitconfig`, `wgetrc`); see also [`ETC_PREFIXES`]. Small files are copied into
+/// the root, links into the system directories kept as links, directories bound.
 const ETC_ENTRIES: [&str; 23] = [
     "/etc/ld.so.cache",
     "/etc/ld.so.conf",
@@ -58,6 +59,28 @@ const ETC_ENTRIES: [&str; 23] = [
     "/etc/inputrc",
     "/etc/fonts",
 ];
+
+/// Whether the symlink at `link` with `target` points into a directory every sandbox shows
+/// (judged by the path alone, `..` folded).
+fn points_into_system_dirs(link: &Path, target: &Path) -> bool {
+    use std::path::Component;
+    let joined = link.parent().unwrap_or(Path::new("/")).join(target);
+    let mut folded = PathBuf::from("/");
+    for part in joined.components() {
+        match part {
+            Component::ParentDir => {
+                folded.pop();
+            }
+            Component::Normal(name) => folded.push(name),
+            _ => {}
+        }
+    }
+    SYSTEM_DIRS.iter().any(|d| folded.starts_with(d))
+}
+
+/// Largest `/etc` file copied into the root rather than bound (the loader's cache, the
+/// largest usually, is some tens of KiB; the root is a 4 MiB tmpfs).
+const ETC_COPY_MAX: u64 = 512 << 10;
 
 /// Directories of `/etc` shown read-only by the start of their name: the language runtimes'
 /// own configuration (`python3`, `python3.11`: Debian's `sitecustomize`; `java-17-openjdk`:
@@ -191,9 +214,24 @@ pub(super) fn build_root(config: &ZygoteConfig, mut trees: Vec<OwnedFd>) -> Step
     step("create /etc", fs::create_dir("/etc"))?;
     for entry in etc_entries(&under_old_root(Path::new("/etc"))) {
         let host = under_old_root(&entry);
-        if fs::metadata(&host).is_ok() {
-            step(format!("mount point {}", entry.display()), make_mount_point(&host, &entry))?;
-            step(format!("bind {}", entry.display()), bind(&host, &entry, RO))?;
+        // A link into the system directories (`localtime` into the zone database,
+        // `os-release` into `/usr/lib`) stays a link: programs read where it points.
+        if let Some(target) = fs::read_link(&host).ok().filter(|t| points_into_system_dirs(&entry, t)) {
+            step(format!("link {}", entry.display()), symlink(target, &entry))?;
+            continue;
+        }
+        match fs::metadata(&host) {
+            // A small file is copied into the root (read-only once it is built): a mount
+            // would cost the sandbox more to make, and each session more to copy and to
+            // take down.
+            Ok(meta) if meta.is_file() && meta.len() <= ETC_COPY_MAX => {
+                step(format!("copy {}", entry.display()), fs::copy(&host, &entry).map(drop))?;
+            }
+            Ok(_) => {
+                step(format!("mount point {}", entry.display()), make_mount_point(&host, &entry))?;
+                step(format!("bind {}", entry.display()), bind(&host, &entry, RO))?;
+            }
+            Err(_) => {}
         }
     }
     if config.share_network {
@@ -354,4 +392,19 @@ pub(super) fn fresh_session_dirs(config: &ZygoteConfig, binds: &[UserBind]) -> S
     }
     step("mount a fresh /dev/mqueue", mount_mqueue())?;
     step("mount the session's /dev/pts", mount_devpts())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn etc_links_are_kept_only_into_the_system_directories() {
+        let etc = |name: &str| Path::new("/etc").join(name);
+        assert!(points_into_system_dirs(&etc("os-release"), Path::new("../usr/lib/os-release")));
+        assert!(points_into_system_dirs(&etc("localtime"), Path::new("/usr/share/zoneinfo/Etc/UTC")));
+        assert!(!points_into_system_dirs(&etc("x"), Path::new("/var/lib/x")), "not shown inside");
+        assert!(!points_into_system_dirs(&etc("x"), Path::new("../../../usr/../home/u/x")), "folded first");
+        assert!(!points_into_system_dirs(&etc("x"), Path::new("x.d/file")), "a sibling in /etc");
+    }
 }
