@@ -318,8 +318,12 @@ pub(crate) fn spawn_command(
             args.stack_size = size_of::<ChildStack>() as u64;
             args.parent_tid = words.child.as_ptr() as u64;
             args.cgroup = dir.as_raw_fd() as u64;
-            // SAFETY: as below, with the stack named by its base and size; the kernel
-            // stores the child's tid through `args.parent_tid` (CLONE_PARENT_SETTID).
+            // SAFETY: the stack (base and size) is ours and aligned; `child_args` and every
+            // array it points to live in this frame, suspended by CLONE_VFORK until the child
+            // execs or exits; the child makes raw system calls only. The kernel stores the
+            // child's tid through `args.parent_tid`, an `AtomicI32` of a page that outlives
+            // the call (CLONE_PARENT_SETTID); `args.cgroup` is a directory held open by the
+            // caller.
             unsafe {
                 clone3_with_stack(&mut args, command_child, &mut child_args as *mut CommandChildArgs as *mut c_void)
             }

@@ -43,7 +43,8 @@ pub(crate) struct PoolWork {
     pub(crate) resets_made_ahead: u64,
     /// Leases that left nothing behind, handed on without a reset.
     pub(crate) resets_skipped: u64,
-    /// Sandboxes made beyond the pool's first (each replacing one that could not be reset).
+    /// Sandboxes made while it was measured (a replacement for one that could not be reset
+    /// or died, or the pool growing past the sandboxes it started with).
     pub(crate) sandboxes_made: u64,
 }
 
