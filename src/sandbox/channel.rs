@@ -15,9 +15,9 @@ use rustix::net::{
     SendAncillaryMessage, SendFlags, SocketFlags, SocketType,
 };
 
-/// Most descriptors one message carries: the configuration's, at most one tree per bind and
-/// the commands' cgroup, are the most.
-pub(crate) const MAX_FDS: usize = super::policy::MAX_BINDS + 1;
+/// Most descriptors one message carries: the configuration's are the most, at most one tree
+/// per bind, then the commands' cgroup and (cgroup v2) the init's own leaf.
+pub(crate) const MAX_FDS: usize = super::policy::MAX_BINDS + 2;
 
 /// Room for the control message of `MAX_FDS` descriptors.
 const CMSG_SPACE: usize = rustix::cmsg_space!(ScmRights(MAX_FDS));

@@ -131,8 +131,7 @@ pub enum SandboxError {
     /// destroyed) while the command ran, which ends every process of the session.
     #[error("the command's session ended (the sandbox was reset) before the command did")]
     SessionEnded,
-    /// Starting a fresh session failed (or the network namespace, which sessions share, is
-    /// not as it was made); the sandbox must not be reused.
+    /// Starting a fresh session failed; the sandbox must not be reused.
     #[error("resetting the sandbox failed at '{step}'")]
     Reset {
         /// The step.

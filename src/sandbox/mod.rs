@@ -39,8 +39,8 @@
 //! next command is pid 2 again), and a pool hands the sandbox to the next lease as it is.
 //! Otherwise [`Sandbox::reset`] ends the session, and the next one starts with new
 //! namespaces and file systems: nothing is left to wipe, not even counters no call rewinds
-//! (pids, inode numbers, IPC ids). The network namespace outlives sessions; a socket or a
-//! counter there that moved makes the reset refuse, and the sandbox is replaced. None of this
+//! (pids, inode numbers, IPC ids). The network namespace outlives quiet sessions; after a
+//! socket or a counter there moved, the next session gets a new one. None of this
 //! depends on Landlock, which is a second wall: the tests run at Landlock ABI 7, capped at 5,
 //! and without it. See [`SessionSeparation`].
 
@@ -409,9 +409,10 @@ impl Sandbox {
     /// Ends the session and starts a fresh one: every process the session left dies with its
     /// pid namespace, and the next session gets new ones (pid, IPC, mount, with new
     /// `/proc`, `/tmp`, `/dev/shm` and `/dev/mqueue`), so nothing of this one shows, not even
-    /// counters no call can rewind (pids, inode numbers, IPC ids, change times). Fails if the
-    /// network namespace, which sessions share, is not as it was made (a socket left in any
-    /// state, a counter moved); then the sandbox must not be reused.
+    /// counters no call can rewind (pids, inode numbers, IPC ids, change times). Where the
+    /// network namespace, which quiet sessions share, is not as it was made (a socket left in
+    /// any state, a counter moved), the next session gets a new one. Makes the next session as
+    /// it goes (a pool's sandboxes keep theirs made ahead).
     pub fn reset(&mut self) -> Result<(), SandboxError> {
         self.start_reset(false)?;
         self.finish_reset().map(drop)

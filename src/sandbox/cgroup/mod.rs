@@ -285,8 +285,9 @@ impl SandboxCgroups {
     /// zygote born in the sandbox's cgroup: [`INIT_LEAF`] and [`COMMANDS`] below it, the
     /// `cgroup.procs` of the commands' cgroup and of the sandbox's handed to its user (`uid`,
     /// `gid`): a spawner's `CLONE_INTO_CGROUP` needs its own credentials to allow a move into
-    /// the destination and into the common parent of source and destination. The zygote then moves itself into its leaf, and [`Self::finish_split`]
-    /// hands memory down. `None` where memory is not a v2 controller.
+    /// the destination and into the common parent of source and destination. The zygote then
+    /// moves itself into its leaf, and [`Self::finish_split`] hands memory down. `None` where
+    /// memory is not a v2 controller.
     pub(crate) fn split_for_commands(
         &mut self,
         uid: u32,

@@ -62,31 +62,34 @@ impl SandboxBench {
         cmd
     }
 
-    /// Runs `argv` outside any sandbox (bare, or in bwrap) as `bare` does.
-    fn host_op(&self, argv: &[OsString]) -> Result<(), OpFailed> {
+    /// Measures `argv` run outside any sandbox (bare, or in bwrap) as mode `name`, with the
+    /// environment a sandboxed command gets, computed once, outside the timed operation.
+    fn measure_on_host(&self, name: &str, argv: &[OsString], threads: usize, duration: Duration) -> ModeReport {
         let env = self.command().environment();
-        let out = std::process::Command::new(&argv[0])
-            .args(&argv[1..])
-            .env_clear()
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|_| OpFailed)?;
-        if out.status.success() { Ok(()) } else { Err(OpFailed) }
+        measure(name, threads, duration, || {
+            let out = std::process::Command::new(&argv[0])
+                .args(&argv[1..])
+                .env_clear()
+                .envs(env.iter().map(|(k, v)| (k, v)))
+                .stdin(Stdio::null())
+                .output()
+                .map_err(|_| OpFailed)?;
+            if out.status.success() { Ok(()) } else { Err(OpFailed) }
+        })
     }
 
     /// `bare`: the program through `std::process::Command::output()` (posix_spawn, pipes),
     /// with the same minimal environment a sandboxed command gets (the host's environment
     /// would make every exec slower and the floor unfair).
     fn bare(&self, threads: usize, duration: Duration) -> ModeReport {
-        measure(BARE, threads, duration, || self.host_op(&self.workload.argv))
+        self.measure_on_host(BARE, &self.workload.argv, threads, duration)
     }
 
     /// `bwrap`: the same, in bubblewrap with about the sandbox's isolation (see
     /// [`bwrap_argv`]); `None` where it is not installed.
     fn bwrap(&self, threads: usize, duration: Duration) -> Option<ModeReport> {
         let argv = bwrap_argv(&self.workload)?;
-        Some(measure(BWRAP, threads, duration, || self.host_op(&argv)))
+        Some(self.measure_on_host(BWRAP, &argv, threads, duration))
     }
 
     /// A pool for `threads` threads (two sandboxes each unless `--pool-size`), all ready.

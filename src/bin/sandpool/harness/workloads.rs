@@ -101,16 +101,14 @@ pub(crate) fn custom(argv: &[String]) -> Workload {
 /// read), so that both run the same programs with the same libraries.
 fn bwrap_system_args() -> Vec<OsString> {
     let mut args: Vec<OsString> = Vec::new();
-    let push = |args: &mut Vec<OsString>, parts: &[&OsString]| args.extend(parts.iter().map(|p| (*p).clone()));
     for dir in ["/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32", "/etc"] {
-        let path = OsString::from(dir);
         match std::fs::symlink_metadata(dir) {
             Ok(m) if m.file_type().is_symlink() => {
                 if let Ok(target) = std::fs::read_link(dir) {
-                    push(&mut args, &[&"--symlink".into(), &target.into_os_string(), &path]);
+                    args.extend(["--symlink".into(), target.into_os_string(), dir.into()]);
                 }
             }
-            Ok(m) if m.is_dir() => push(&mut args, &[&"--ro-bind".into(), &path, &path]),
+            Ok(m) if m.is_dir() => args.extend(["--ro-bind", dir, dir].map(OsString::from)),
             _ => {}
         }
     }
