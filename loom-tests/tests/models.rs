@@ -289,3 +289,46 @@ fn sweep_racing_close_leaves_nothing_alive() {
         assert_eq!(m.0.created.load(SeqCst), m.0.destroyed.load(SeqCst));
     });
 }
+
+/// A task waiting in `acquire_async` at `max_size` is woken by a release on another thread and
+/// gets the resource (loom's `block_on` reports a deadlock if the wake-up can be lost).
+#[test]
+fn async_waiter_is_woken_by_release() {
+    model(|| {
+        let (p, m) = new_pool(1, 0, 2);
+        let held = p.acquire_owned().unwrap();
+        let p2 = Arc::clone(&p);
+        let t = thread::spawn(move || {
+            let lease = loom::future::block_on(p2.acquire_async()).unwrap().into_lease().unwrap();
+            assert_eq!(*lease, 0, "the released resource, not a new one");
+        });
+        drop(held);
+        t.join().unwrap();
+        quiescent(&p, &m);
+        assert_eq!(p.stats().live, 1);
+    });
+}
+
+/// A task that polled `acquire_async` once (queued) is cancelled while another thread
+/// releases: whatever the order (cancelled before the release saw it, after the release took
+/// it off the queue, after the handoff arrived), the resource ends idle, nothing waits, and it
+/// serves again.
+#[test]
+fn async_waiter_cancelled_while_a_release_hands_it_the_resource() {
+    use std::future::Future;
+    use std::task::{Context, Waker};
+    model(|| {
+        let (p, m) = new_pool(1, 0, 1);
+        let held = p.acquire_owned().unwrap();
+        let mut fut = p.acquire_async();
+        let pending = std::pin::Pin::new(&mut fut).poll(&mut Context::from_waker(Waker::noop())).is_pending();
+        assert!(pending, "the only resource is leased");
+        let t = thread::spawn(move || drop(held));
+        drop(fut);
+        t.join().unwrap();
+        quiescent(&p, &m);
+        let s = p.stats();
+        assert_eq!((s.live, s.idle, s.acquires_cancelled), (1, 1, 1), "{s:?}");
+        assert_eq!(*p.try_acquire().unwrap(), 0);
+    });
+}

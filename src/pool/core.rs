@@ -3,13 +3,21 @@
 use super::config::{PoolConfig, RecycleMode};
 use super::idle::Idle;
 use super::magazine::{Local, Shard};
-use super::manager::Manager;
+use super::manager::{Manager, PoolEvent};
 use super::stats::{Counters, Reason};
 use super::sync::{
     Arc, AtomicBool, AtomicU64, AtomicUsize, CachePadded, Ordering, PerThread, Registry, Ring, fence, heavy_barrier,
     light_barrier,
 };
-use super::waiters::{Handoff, Waiters};
+use super::waiters::{Handoff, Waiter, Waiters};
+
+/// Where [`Core::queue_up`] left the caller.
+pub(crate) enum Queued<R> {
+    /// Found something after all (and left the queue).
+    Found(Handoff<R>),
+    /// Queued: wait on it.
+    Waiting(Arc<Waiter<R>>),
+}
 
 /// Values read on every acquire/release and written rarely: one cache line, shared
 /// read-only by all CPUs in the steady state.
@@ -151,11 +159,13 @@ impl<M: Manager> Core<M> {
     /// is given back.
     pub(crate) fn create(&self, local: Option<&Local<M::Resource>>) -> Result<Idle<M::Resource>, M::Error> {
         self.making.fetch_add(1, Ordering::Relaxed);
+        let start = std::time::Instant::now();
         let r = self.manager.create();
         self.making.fetch_sub(1, Ordering::Relaxed);
         match r {
             Ok(res) => {
                 self.counters.created.fetch_add(1, Ordering::Relaxed);
+                self.manager.observe(PoolEvent::Created { took: start.elapsed() });
                 let now = self.now();
                 Ok(Idle::new(res, now))
             }
@@ -208,6 +218,67 @@ impl<M: Manager> Core<M> {
     #[inline]
     pub(crate) fn pop_any(&self, local: Option<&Local<M::Resource>>) -> Option<Idle<M::Resource>> {
         local.and_then(Local::pop).or_else(|| self.ring.pop()).or_else(|| self.steal(local))
+    }
+
+    /// Takes a fresh idle resource (own magazine, central ring, then stealing), evicting
+    /// stale ones on the way.
+    #[inline]
+    pub(crate) fn take_idle(&self, local: &Local<M::Resource>) -> Option<Idle<M::Resource>> {
+        loop {
+            let idle = self.pop_any(Some(local))?;
+            match self.stale(&idle, self.now()) {
+                None => return Some(idle),
+                Some(reason) => self.evict(idle, reason, Some(local)),
+            }
+        }
+    }
+
+    /// Queues the caller as a waiter, then looks once more for an idle resource or a unit of
+    /// capacity (a release that came in between may not have seen it queued); `None` if the
+    /// pool is shut down.
+    pub(crate) fn queue_up(&self, local: &Local<M::Resource>) -> Option<Queued<M::Resource>> {
+        self.counters.waits.fetch_add(1, Ordering::Relaxed);
+        let me = Arc::new(Waiter::new());
+        if !self.waiters.register(&me, &self.hot.waiting, &self.hot.shutdown) {
+            return None;
+        }
+        // Pairs with the light barrier between a releaser's push and its `waiting` load:
+        // either it sees us or we see what it pushed.
+        heavy_barrier();
+        let found = match self.take_idle(local) {
+            Some(idle) => Some(Handoff::Resource(idle)),
+            None if self.try_reserve() => Some(Handoff::Capacity),
+            None => None,
+        };
+        Some(match found {
+            Some(gift) => {
+                self.leave_queue(local, &me);
+                Queued::Found(gift)
+            }
+            None => Queued::Waiting(me),
+        })
+    }
+
+    /// Takes a waiter that will not wait any more off the queue, passing on anything handed
+    /// to it meanwhile (or leaving it to its deliverer to pass on). Returns whether it was
+    /// still queued (nothing was on its way to it).
+    pub(crate) fn leave_queue(&self, local: &Local<M::Resource>, me: &Arc<Waiter<M::Resource>>) -> bool {
+        if self.waiters.remove(me, &self.hot.waiting) {
+            return true;
+        }
+        if let Some(h) = me.abandon() {
+            self.give_back(local, h);
+        }
+        false
+    }
+
+    /// Passes on what a waiter was handed but will not use.
+    pub(crate) fn give_back(&self, local: &Local<M::Resource>, h: Handoff<M::Resource>) {
+        match h {
+            Handoff::Resource(idle) => self.store_idle(Some(local), idle),
+            Handoff::Capacity => self.unreserve(Some(local)),
+            Handoff::ShutDown => {}
+        }
     }
 
     #[cold]
@@ -335,7 +406,12 @@ impl<M: Manager> Core<M> {
                 None => return,
             };
             match self.waiters.pop_front(&self.hot.waiting) {
-                Some(w) => w.deliver(gift),
+                Some(w) => {
+                    // A waiter that gave up after leaving the queue: offer it to the next.
+                    if let Err(gift) = w.deliver(gift) {
+                        self.take_back(gift, local);
+                    }
+                }
                 None => self.take_back(gift, local),
             }
         }
@@ -387,7 +463,8 @@ impl<M: Manager> Core<M> {
         self.hot.shutdown.store(true, Ordering::SeqCst);
         heavy_barrier();
         for w in self.waiters.take_all(&self.hot.waiting) {
-            w.deliver(Handoff::ShutDown);
+            // One that gave up needs no word.
+            let _ = w.deliver(Handoff::ShutDown);
         }
         self.drain();
     }

@@ -1,16 +1,17 @@
 //! [`Pool`]: the handle users acquire from.
 
+use super::acquire_async::AcquireFuture;
 use super::config::PoolConfig;
 use super::core::Core;
+use super::core::Queued;
 use super::error::PoolError;
-use super::idle::Idle;
 use super::lease::Lease;
 use super::magazine::Local;
-use super::manager::Manager;
+use super::manager::{Manager, PoolEvent};
 use super::stats::Stats;
 use super::sweeper::Sweeper;
-use super::sync::{Arc, Ordering, heavy_barrier, init_barriers};
-use super::waiters::{Handoff, Waiter};
+use super::sync::{Arc, Ordering, init_barriers};
+use super::waiters::Handoff;
 use std::fmt;
 use std::time::{Duration, Instant};
 
@@ -56,20 +57,6 @@ impl<M: Manager> Pool<M> {
         &self.core.manager
     }
 
-    /// Takes a fresh idle resource (own magazine, central ring, then stealing), evicting
-    /// stale ones on the way.
-    #[inline]
-    fn take_idle(&self, local: &Local<M::Resource>) -> Option<Idle<M::Resource>> {
-        let core = &*self.core;
-        loop {
-            let idle = core.pop_any(Some(local))?;
-            match core.stale(&idle, core.now()) {
-                None => return Some(idle),
-                Some(reason) => core.evict(idle, reason, Some(local)),
-            }
-        }
-    }
-
     /// Takes a resource, waiting up to `acquire_timeout` if the pool is at `max_size`.
     ///
     /// Served from idle when possible (no system call, no lock); otherwise makes one on
@@ -93,6 +80,34 @@ impl<M: Manager> Pool<M> {
         self.acquire_inner(true, timeout)
     }
 
+    /// Takes a resource without holding the thread while it waits: an executor-agnostic
+    /// future, served like [`acquire`](Pool::acquire) (idle first, FIFO with blocked threads
+    /// when it must wait) and safe to drop at any point (see [`AcquireFuture`]). It resolves
+    /// to a [`Granted`](super::Granted) lease, or a unit of capacity whose resource the caller makes
+    /// ([`Granted::into_lease`](super::Granted::into_lease) makes it on the spot). It applies no timeout: race it with the
+    /// host's timer.
+    ///
+    /// ```
+    /// use sandpool::pool::{Manager, Pool, PoolError};
+    ///
+    /// struct Numbers;
+    /// impl Manager for Numbers {
+    ///     type Resource = u32;
+    ///     type Error = std::io::Error;
+    ///     fn create(&self) -> Result<u32, std::io::Error> {
+    ///         Ok(7)
+    ///     }
+    /// }
+    ///
+    /// async fn handler(pool: &Pool<Numbers>) -> Result<u32, PoolError<std::io::Error>> {
+    ///     let lease = pool.acquire_async().await?.into_lease()?;
+    ///     Ok(*lease + 1)
+    /// }
+    /// ```
+    pub fn acquire_async(&self) -> AcquireFuture<M> {
+        AcquireFuture::new(Arc::clone(&self.core))
+    }
+
     /// Takes a resource without ever waiting: [`PoolError::Exhausted`] when none is idle,
     /// the pool is at `max_size`, or callers are already waiting (they go first).
     pub fn try_acquire(&self) -> Result<Lease<'_, M>, PoolError<M::Error>> {
@@ -107,7 +122,7 @@ impl<M: Manager> Pool<M> {
         }
         let local = core.local();
         let nobody_waits = core.hot.waiting.load(Ordering::Relaxed) == 0;
-        if nobody_waits && let Some(idle) = self.take_idle(local) {
+        if nobody_waits && let Some(idle) = self.core.take_idle(local) {
             local.count_hit();
             return Ok(Lease::new(&self.core, idle));
         }
@@ -124,13 +139,16 @@ impl<M: Manager> Pool<M> {
     ) -> Result<Lease<'_, M>, PoolError<M::Error>> {
         let core = &*self.core;
         core.counters.misses.fetch_add(1, Ordering::Relaxed);
-        if nobody_waits && core.try_reserve() {
-            return self.make(local);
-        }
-        if !wait {
+        let start = Instant::now();
+        let lease = if nobody_waits && core.try_reserve() {
+            self.make(local)
+        } else if !wait {
             return Err(PoolError::Exhausted { waited: Duration::ZERO });
-        }
-        self.wait_for(local, timeout)
+        } else {
+            self.wait_for(local, timeout)
+        }?;
+        core.manager.observe(PoolEvent::Acquired { waited: start.elapsed() });
+        Ok(lease)
     }
 
     /// Makes a resource under a reservation already held and leases it.
@@ -147,43 +165,35 @@ impl<M: Manager> Pool<M> {
         let core = &*self.core;
         let start = Instant::now();
         let deadline = timeout.map(|t| start + t);
-        core.counters.waits.fetch_add(1, Ordering::Relaxed);
-        let me = Arc::new(Waiter::new());
-        if !core.waiters.register(&me, &core.hot.waiting, &core.hot.shutdown) {
-            return Err(PoolError::ShutDown);
-        }
-        // Pairs with the light barrier between a releaser's push and its `waiting` load:
-        // either it sees us or we see what it pushed.
-        heavy_barrier();
-        let found = match self.take_idle(local) {
-            Some(idle) => Some(Handoff::Resource(idle)),
-            None if core.try_reserve() => Some(Handoff::Capacity),
-            None => None,
+        let me = match core.queue_up(local) {
+            None => return Err(PoolError::ShutDown),
+            Some(Queued::Found(gift)) => return self.handed(local, gift),
+            Some(Queued::Waiting(me)) => me,
         };
-        let handoff = match found {
-            Some(gift) => {
-                if !core.waiters.remove(&me, &core.hot.waiting) {
-                    // Someone dequeued us and is handing us something: pass it on.
-                    if let Some(other) = me.wait(None) {
-                        self.give_back(local, other);
-                    }
+        let handoff = match me.wait(deadline) {
+            Some(h) => h,
+            None => {
+                if core.waiters.remove(&me, &core.hot.waiting) {
+                    core.counters.wait_timeouts.fetch_add(1, Ordering::Relaxed);
+                    return Err(PoolError::Exhausted { waited: start.elapsed() });
                 }
-                gift
+                // Taken off the queue just now: what is on its way is ours.
+                match me.wait(None) {
+                    Some(h) => h,
+                    None => return Err(PoolError::ShutDown),
+                }
             }
-            None => match me.wait(deadline) {
-                Some(h) => h,
-                None => {
-                    if core.waiters.remove(&me, &core.hot.waiting) {
-                        core.counters.wait_timeouts.fetch_add(1, Ordering::Relaxed);
-                        return Err(PoolError::Exhausted { waited: start.elapsed() });
-                    }
-                    match me.wait(None) {
-                        Some(h) => h,
-                        None => return Err(PoolError::ShutDown),
-                    }
-                }
-            },
         };
+        self.handed(local, handoff)
+    }
+
+    /// A lease from what a waiter was handed.
+    fn handed(
+        &self,
+        local: &Local<M::Resource>,
+        handoff: Handoff<M::Resource>,
+    ) -> Result<Lease<'_, M>, PoolError<M::Error>> {
+        let core = &*self.core;
         match handoff {
             Handoff::Resource(idle) => Ok(Lease::new(&self.core, idle)),
             Handoff::Capacity => {
@@ -194,14 +204,6 @@ impl<M: Manager> Pool<M> {
                 self.make(local)
             }
             Handoff::ShutDown => Err(PoolError::ShutDown),
-        }
-    }
-
-    fn give_back(&self, local: &Local<M::Resource>, h: Handoff<M::Resource>) {
-        match h {
-            Handoff::Resource(idle) => self.core.store_idle(Some(local), idle),
-            Handoff::Capacity => self.core.unreserve(Some(local)),
-            Handoff::ShutDown => {}
         }
     }
 
@@ -225,6 +227,7 @@ impl<M: Manager> Pool<M> {
             misses: c.misses.load(Ordering::Relaxed),
             waits: c.waits.load(Ordering::Relaxed),
             wait_timeouts: c.wait_timeouts.load(Ordering::Relaxed),
+            acquires_cancelled: c.acquires_cancelled.load(Ordering::Relaxed),
             created: c.created.load(Ordering::Relaxed),
             create_failures: c.create_failures.load(Ordering::Relaxed),
             destroyed: c.destroyed.load(Ordering::Relaxed),

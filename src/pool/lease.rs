@@ -68,6 +68,12 @@ impl<'a, M: Manager> Lease<'a, M> {
         Lease { idle: Some(idle), home: Home::Borrowed(core) }
     }
 
+    /// A lease holding the pool's shared state itself.
+    pub(crate) fn owned(core: Arc<Core<M>>, mut idle: Idle<M::Resource>) -> Lease<'static, M> {
+        idle.uses += 1;
+        Lease { idle: Some(idle), home: Home::Owned(core) }
+    }
+
     /// A lease of the same resource that holds the pool's shared state itself, so it can
     /// outlive the pool (and, being `'static`, be sent to any thread or stored anywhere).
     pub fn into_owned(mut this: Self) -> Lease<'static, M> {
@@ -86,6 +92,12 @@ impl<'a, M: Manager> Lease<'a, M> {
             core.counters.discarded.fetch_add(1, Ordering::Relaxed);
             core.destroy(idle, None);
         }
+    }
+
+    /// Takes the resource out without releasing it (tests that drive a release by hand).
+    #[cfg(test)]
+    pub(crate) fn take_idle(&mut self) -> Option<Idle<M::Resource>> {
+        self.idle.take()
     }
 
     /// How many leases (this one included) the resource has served.

@@ -32,4 +32,30 @@ pub trait Manager: Send + Sync + 'static {
     fn destroy(&self, resource: Self::Resource) {
         drop(resource);
     }
+
+    /// Hears of what the pool did off its fast path, for metrics: an acquire that was not
+    /// served at once from idle, a resource made. Called on the thread that did it, after
+    /// it is done; must be cheap and must not call back into the pool. Default: nothing.
+    fn observe(&self, event: PoolEvent) {
+        let _ = event;
+    }
+}
+
+/// What [`Manager::observe`] hears of. A hit (an acquire served at once from idle) is not an
+/// event, to keep the fast path free of clock reads: [`Stats::hits`](super::Stats::hits)
+/// counts them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PoolEvent {
+    /// An acquire that missed got its resource after `waited` (waiting for a release, or
+    /// making one on the caller's path).
+    Acquired {
+        /// From the miss to the lease.
+        waited: std::time::Duration,
+    },
+    /// A resource was made in `took` (on a caller's path or by the sweeper).
+    Created {
+        /// How long [`Manager::create`] ran.
+        took: std::time::Duration,
+    },
 }

@@ -54,6 +54,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod acquire_async;
 mod config;
 mod core;
 mod engine;
@@ -67,10 +68,11 @@ mod sweeper;
 mod sync;
 mod waiters;
 
+pub use acquire_async::{AcquireFuture, Granted, Reservation};
 pub use config::{ConfigError, PoolConfig, PoolConfigBuilder, RecycleMode};
 pub use engine::Pool;
 pub use error::PoolError;
 pub use lease::Lease;
-pub use manager::Manager;
+pub use manager::{Manager, PoolEvent};
 pub use stats::{Evictions, Stats};
 pub use sweeper::SweepReport;

@@ -62,6 +62,9 @@ pub struct Stats {
     pub waits: u64,
     /// Waits that timed out.
     pub wait_timeouts: u64,
+    /// Asynchronous acquires given up before they were served: their future dropped while it
+    /// waited (a timeout is counted in `wait_timeouts` instead).
+    pub acquires_cancelled: u64,
     /// Resources made.
     pub created: u64,
     /// Failed creates (on the caller's path or in the sweeper).
@@ -82,6 +85,7 @@ pub(crate) struct Counters {
     pub(crate) misses: CachePadded<AtomicU64>,
     pub(crate) waits: AtomicU64,
     pub(crate) wait_timeouts: AtomicU64,
+    pub(crate) acquires_cancelled: AtomicU64,
     pub(crate) created: CachePadded<AtomicU64>,
     pub(crate) create_failures: AtomicU64,
     pub(crate) destroyed: CachePadded<AtomicU64>,

@@ -5,10 +5,17 @@
 //! arrival order and a release can never be missed: a waiter registers, then (after a
 //! `SeqCst` fence) looks at the idle ring again, while a releaser pushes to the ring (a
 //! `SeqCst` operation) and then reads `waiting`; one of the two always sees the other.
+//!
+//! A waiter is a blocked thread or an asynchronous task (its future). A task may give up at
+//! any point (its future dropped): still queued, it leaves the queue; already taken off it
+//! by a releaser, it marks its slot abandoned, and whichever of the two comes second passes
+//! the handoff on ([`Waiter::deliver`] returns it, [`Waiter::abandon`] finds it), so nothing
+//! handed to a cancelled waiter is lost.
 
 use super::idle::Idle;
 use super::sync::{Arc, AtomicBool, AtomicUsize, Condvar, Mutex, Ordering, lock};
 use std::collections::VecDeque;
+use std::task::Waker;
 use std::time::Instant;
 
 /// What a waiter is given.
@@ -21,29 +28,61 @@ pub(crate) enum Handoff<R> {
     ShutDown,
 }
 
-/// One blocked caller.
+/// Where a waiter's handoff lands.
+enum Slot<R> {
+    /// Nothing yet; a blocking waiter sleeps on the condition variable.
+    Empty,
+    /// Nothing yet; an asynchronous waiter is to be woken through this.
+    Parked(Waker),
+    /// Handed over, not taken yet.
+    Given(Handoff<R>),
+    /// The waiter gave up (its future was dropped) after being taken off the queue: whoever
+    /// delivers keeps what it brought.
+    Abandoned,
+}
+
+/// One blocked caller: a thread (condition variable) or a task (waker).
 pub(crate) struct Waiter<R> {
-    slot: Mutex<Option<Handoff<R>>>,
+    slot: Mutex<Slot<R>>,
     cv: Condvar,
 }
 
 impl<R> Waiter<R> {
     pub(crate) fn new() -> Self {
-        Waiter { slot: Mutex::new(None), cv: Condvar::new() }
+        Waiter { slot: Mutex::new(Slot::Empty), cv: Condvar::new() }
     }
 
-    /// Gives the waiter its handoff and wakes it.
-    pub(crate) fn deliver(&self, h: Handoff<R>) {
+    /// Gives the waiter its handoff and wakes it; `Err` gives it back when the waiter has
+    /// abandoned its wait (the caller passes it on).
+    pub(crate) fn deliver(&self, h: Handoff<R>) -> Result<(), Handoff<R>> {
         let mut g = lock(&self.slot);
-        *g = Some(h);
-        self.cv.notify_one();
+        match std::mem::replace(&mut *g, Slot::Empty) {
+            Slot::Empty => {
+                *g = Slot::Given(h);
+                self.cv.notify_one();
+                Ok(())
+            }
+            Slot::Parked(waker) => {
+                *g = Slot::Given(h);
+                drop(g);
+                waker.wake();
+                Ok(())
+            }
+            // Abandoned, or (never: one delivery per waiter) delivered already.
+            other => {
+                *g = other;
+                Err(h)
+            }
+        }
     }
 
     /// Waits for a handoff until `deadline` (forever if `None`); `None` on timeout.
     pub(crate) fn wait(&self, deadline: Option<Instant>) -> Option<Handoff<R>> {
         let mut g = lock(&self.slot);
         loop {
-            if let Some(h) = g.take() {
+            if matches!(*g, Slot::Given(_))
+                && let Slot::Given(h) = std::mem::replace(&mut *g, Slot::Empty)
+            {
                 return Some(h);
             }
             match deadline {
@@ -64,6 +103,32 @@ impl<R> Waiter<R> {
                     }
                 }
             }
+        }
+    }
+
+    /// Takes the handoff if it has come; otherwise leaves `waker` to be woken when it does.
+    pub(crate) fn poll_take(&self, waker: &Waker) -> Option<Handoff<R>> {
+        let mut g = lock(&self.slot);
+        match std::mem::replace(&mut *g, Slot::Empty) {
+            Slot::Given(h) => Some(h),
+            Slot::Parked(old) if old.will_wake(waker) => {
+                *g = Slot::Parked(old);
+                None
+            }
+            _ => {
+                *g = Slot::Parked(waker.clone());
+                None
+            }
+        }
+    }
+
+    /// Gives up a wait that is off the queue already: the handoff if it has come (the caller
+    /// passes it on), else the deliverer will keep what it brings.
+    pub(crate) fn abandon(&self) -> Option<Handoff<R>> {
+        let mut g = lock(&self.slot);
+        match std::mem::replace(&mut *g, Slot::Abandoned) {
+            Slot::Given(h) => Some(h),
+            _ => None,
         }
     }
 }
