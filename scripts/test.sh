@@ -17,8 +17,10 @@ finish() {
 }
 trap finish EXIT
 
-cargo test --all-targets
-cargo test --doc
+# The optional features too: the tokio API (`async_api`) and the metrics.
+features=tokio,metrics
+cargo test --all-targets --features "$features"
+cargo test --doc --features "$features"
 
 # The sandbox suites again as on older kernels: Landlock capped at ABI 5 (no scoping, as
 # before 6.12), and without Landlock at all. Separation must not rest on Landlock alone.
@@ -31,8 +33,8 @@ if [ "$(id -u)" = 0 ]; then
   uid="${SANDPOOL_TEST_UID:-4242}"
   dir="$(mktemp -d)"
   chmod 755 "$dir"
-  for t in sandbox_security sandbox_tenants sandbox_host_boundary sandbox_children sandbox_terminal sandbox_cgroups sandbox_teardown sandbox_fork_safety pool_sandbox pool_sandbox_faults; do
-    bin="$(scripts/test-binary.sh "$t")"
+  for t in sandbox_security sandbox_tenants sandbox_host_boundary sandbox_children sandbox_terminal sandbox_cgroups sandbox_teardown sandbox_fork_safety pool_sandbox pool_sandbox_faults async_api; do
+    bin="$(scripts/test-binary.sh "$t" --features "$features")"
     # Copied out of the checkout, which an unprivileged uid may not be able to enter.
     install -m 755 "$bin" "$dir/$t"
     echo "== $t as uid $uid"

@@ -18,6 +18,8 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "tokio")]
+pub mod asynchronous;
 pub mod manager;
 pub mod pool;
 pub mod sandbox;

@@ -164,6 +164,9 @@ pub struct SandboxPoolStats {
     pub destroy_failures: u64,
     /// Sandboxes waiting for or undergoing a reset right now.
     pub resetting: usize,
+    /// Commands killed because the async caller watching them went away (a `run_async`
+    /// future or an `AsyncChild` dropped before the command ended; feature `tokio`).
+    pub runs_cancelled: u64,
 }
 
 /// A released lease on its way to the collector: its reset was started (`token` names it in
@@ -176,6 +179,8 @@ struct Returned {
 
 struct Shared {
     counters: Arc<SandboxCounters>,
+    /// Commands killed because the async future or child watching them was dropped.
+    runs_cancelled: Arc<AtomicU64>,
     shutdown: AtomicBool,
     returns: Sender<Returned>,
     readiness: Readiness,
@@ -250,7 +255,13 @@ impl SandboxPoolBuilder {
         let pool = Arc::new(Pool::new(manager, config).map_err(SandboxPoolError::Start)?);
         let (tx, rx) = crossbeam::channel::unbounded();
         let readiness = Readiness::new().map_err(SandboxPoolError::Collector)?;
-        let shared = Arc::new(Shared { counters, shutdown: AtomicBool::new(false), returns: tx, readiness });
+        let shared = Arc::new(Shared {
+            counters,
+            runs_cancelled: Arc::default(),
+            shutdown: AtomicBool::new(false),
+            returns: tx,
+            readiness,
+        });
         let collector = {
             let shared = Arc::clone(&shared);
             let pool = Arc::clone(&pool);
@@ -361,7 +372,7 @@ impl SandboxPool {
         }
     }
 
-    fn lease(&self, lease: Lease<'static, SandboxManager>) -> SandboxLease {
+    pub(crate) fn lease(&self, lease: Lease<'static, SandboxManager>) -> SandboxLease {
         SandboxLease { lease: Some(lease), shared: Arc::clone(&self.shared), broken: false }
     }
 
@@ -415,12 +426,19 @@ impl SandboxPool {
             broken_leases: c.broken_leases.load(Ordering::Relaxed),
             destroy_failures: c.destroy_failures.load(Ordering::Relaxed),
             resetting: c.resetting.load(Ordering::Relaxed),
+            runs_cancelled: self.shared.runs_cancelled.load(Ordering::Relaxed),
         }
     }
 
     /// The engine's configuration.
     pub fn config(&self) -> &PoolConfig {
         self.pool.config()
+    }
+
+    #[cfg(feature = "tokio")]
+    /// The engine.
+    pub(crate) fn engine(&self) -> &Pool<SandboxManager> {
+        &self.pool
     }
 }
 
@@ -483,7 +501,13 @@ impl SandboxLease {
     /// the lease so that the sandbox is destroyed (not reused) when the lease ends.
     pub fn run(&mut self, cmd: &Command) -> Result<Output, SandboxError> {
         let result = self.sandbox_mut().run(cmd);
-        match &result {
+        self.judge(&result);
+        result
+    }
+
+    /// Marks the lease broken after a run that timed out or broke the sandbox.
+    pub(crate) fn judge(&mut self, result: &Result<Output, SandboxError>) {
+        match result {
             Ok(out) if out.timed_out => self.broken = true,
             Err(SandboxError::Dead) => {
                 self.shared.counters.deaths_detected.fetch_add(1, Ordering::Relaxed);
@@ -492,7 +516,12 @@ impl SandboxLease {
             Err(e) if e.is_fatal() => self.broken = true,
             _ => {}
         }
-        result
+    }
+
+    /// Where a command killed because its async caller went away is counted.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn runs_cancelled(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.shared.runs_cancelled)
     }
 
     /// Starts a fresh session within the lease (see [`Sandbox::reset`]): what earlier
@@ -518,6 +547,15 @@ impl SandboxLease {
 
     fn sandbox_mut(&mut self) -> &mut Sandbox {
         self.lease.as_mut().expect("lease present until drop")
+    }
+}
+
+impl std::fmt::Debug for SandboxLease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SandboxLease")
+            .field("pid", &self.lease.as_ref().map(|l| l.pid()))
+            .field("broken", &self.broken)
+            .finish_non_exhaustive()
     }
 }
 

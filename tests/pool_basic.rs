@@ -501,3 +501,16 @@ fn max_idle_holds_with_many_releasing_threads() {
     assert_eq!(st.idle as u64 + st.evictions.surplus, 32);
     assert_eq!(t.live(), st.idle as u64);
 }
+
+/// One thread (an async runtime's worker, say) releasing every resource keeps all of them
+/// idle up to `max_idle`: magazines no thread claimed still hold resources (through their
+/// inboxes), none is destroyed as surplus.
+#[test]
+fn one_releasing_thread_fills_max_idle() {
+    let (p, t) = pool(cfg().max_size(64).max_idle(64).shards(16));
+    let leases: Vec<_> = (0..64).map(|_| p.acquire().unwrap()).collect();
+    drop(leases);
+    let st = p.stats();
+    assert_eq!((st.idle, st.evictions.surplus), (64, 0), "{st:?}");
+    assert_eq!(t.live(), 64);
+}

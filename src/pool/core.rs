@@ -293,7 +293,9 @@ impl<M: Manager> Core<M> {
         self.ring.len() + self.shards.with(|shards| shards.iter().map(|s| s.idle_len()).sum::<usize>())
     }
 
-    /// Pushes to `local`'s magazine, else to the central ring.
+    /// Pushes to `local`'s magazine, else to the central ring, else to any shard's inbox with
+    /// room: idle capacity left in magazines no thread claimed (a host with few threads, an
+    /// async runtime's workers) still holds resources, up to `max_idle` in all.
     #[inline]
     fn push_idle(&self, local: Option<&Local<M::Resource>>, idle: Idle<M::Resource>) -> Result<(), Idle<M::Resource>> {
         if !self.idle_enabled {
@@ -306,7 +308,24 @@ impl<M: Manager> Core<M> {
             },
             None => idle,
         };
-        self.ring.push(idle)
+        match self.ring.push(idle) {
+            Ok(()) => Ok(()),
+            Err(idle) => self.push_any_inbox(idle),
+        }
+    }
+
+    #[cold]
+    fn push_any_inbox(&self, idle: Idle<M::Resource>) -> Result<(), Idle<M::Resource>> {
+        self.shards.with(|shards| {
+            let mut idle = idle;
+            for s in shards {
+                match s.push_inbox(idle) {
+                    Ok(()) => return Ok(()),
+                    Err(i) => idle = i,
+                }
+            }
+            Err(idle)
+        })
     }
 
     /// After a push to idle: drain if the pool shut down meanwhile, wake a waiter if any.

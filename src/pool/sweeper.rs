@@ -129,26 +129,10 @@ fn keep<M: Manager>(core: &Core<M>, shard: &Shard<M::Resource>, idle: Idle<M::Re
     }
 }
 
-/// Puts a fresh resource in the central ring, or any shard's inbox with room.
+/// Puts a fresh resource where any idle one goes (the central ring, or any shard's inbox
+/// with room).
 fn store_anywhere<M: Manager>(core: &Core<M>, idle: Idle<M::Resource>) {
-    let idle = match core.ring.push(idle) {
-        Ok(()) => return core.after_push(None),
-        Err(i) => i,
-    };
-    let idle = core.shards.with(|shards| {
-        let mut idle = Some(idle);
-        for s in shards {
-            match s.push_inbox(idle.take()?) {
-                Ok(()) => return None,
-                Err(i) => idle = Some(i),
-            }
-        }
-        idle
-    });
-    match idle {
-        Some(idle) => core.store_idle(None, idle),
-        None => core.after_push(None),
-    }
+    core.store_idle(None, idle);
 }
 
 /// The sweeper thread's handle.

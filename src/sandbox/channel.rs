@@ -59,6 +59,15 @@ pub(crate) fn send_within(
     }
 }
 
+#[cfg(feature = "tokio")]
+/// [`send`] only if the peer's queue has room now (`MSG_DONTWAIT`): `false` if it has none.
+pub(crate) fn try_send(sock: BorrowedFd<'_>, data: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<bool> {
+    match sendmsg(sock, data, fds, SendFlags::NOSIGNAL | SendFlags::DONTWAIT) {
+        Err(Errno::AGAIN) => Ok(false),
+        other => Ok(other.map(|()| true)?),
+    }
+}
+
 /// One `sendmsg` of `data` with `fds`, again if a signal interrupts it.
 fn sendmsg(sock: BorrowedFd<'_>, data: &[u8], fds: &[BorrowedFd<'_>], flags: SendFlags) -> Result<(), Errno> {
     if fds.len() > MAX_FDS {

@@ -59,13 +59,30 @@ impl SessionLink {
     /// Sends `request` (with `fds`) to the spawner, waiting at most [`SEND_TIMEOUT`] for room:
     /// a spawner that takes no request for that long has stopped answering.
     fn send(&self, request: &Request, fds: &[BorrowedFd<'_>], step: &'static str) -> Result<(), SandboxError> {
-        let deadline = Instant::now() + SEND_TIMEOUT;
-        channel::send_within(self.runner.as_fd(), &request.encode(), fds, deadline).map_err(|source| {
-            match source.kind() {
-                io::ErrorKind::TimedOut => SandboxError::Unresponsive,
-                _ => SandboxError::Control { step, source },
-            }
+        self.send_bytes(&request.encode(), fds, Instant::now() + SEND_TIMEOUT, step)
+    }
+
+    /// Sends an encoded request, waiting until `deadline` at most for room.
+    fn send_bytes(
+        &self,
+        message: &[u8],
+        fds: &[BorrowedFd<'_>],
+        deadline: Instant,
+        step: &'static str,
+    ) -> Result<(), SandboxError> {
+        channel::send_within(self.runner.as_fd(), message, fds, deadline).map_err(|source| match source.kind() {
+            io::ErrorKind::TimedOut => SandboxError::Unresponsive,
+            _ => SandboxError::Control { step, source },
         })
+    }
+
+    #[cfg(feature = "tokio")]
+    /// Sends an encoded request if the queue has room now; `false` if it has none.
+    fn try_send_bytes(&self, message: &[u8], fds: &[BorrowedFd<'_>], step: &'static str) -> Result<bool, SandboxError> {
+        match channel::try_send(self.runner.as_fd(), message, fds) {
+            Ok(sent) => Ok(sent),
+            Err(source) => Err(SandboxError::Control { step, source }),
+        }
     }
 
     /// Why the host gave up waiting on this session: its spawner is gone (the request socket
@@ -107,6 +124,14 @@ impl Killer {
     pub fn signal(&self, signal: i32) -> Result<(), SandboxError> {
         let request = Request::Signal { token: self.token, signal };
         self.link.send(&request, &[], "asking the sandbox to signal the command")
+    }
+
+    #[cfg(feature = "tokio")]
+    /// [`Killer::signal`] if the spawner's queue has room now; `false` if it has none (try
+    /// again: a spawner that stays full for long has stopped answering).
+    pub(crate) fn try_signal(&self, signal: i32) -> Result<bool, SandboxError> {
+        let request = Request::Signal { token: self.token, signal };
+        self.link.try_send_bytes(&request.encode(), &[], "asking the sandbox to signal the command")
     }
 
     /// Kills the command for its output, so that its end says why.
@@ -176,6 +201,12 @@ impl Write for ChildStdin {
     }
 }
 
+impl std::os::fd::AsRawFd for ChildStdin {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.0.as_raw_fd()
+    }
+}
+
 impl AsFd for ChildStdin {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.0.as_fd()
@@ -218,9 +249,21 @@ impl ChildStderr {
     }
 }
 
+impl std::os::fd::AsRawFd for ChildStdout {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.0.file.as_raw_fd()
+    }
+}
+
 impl AsFd for ChildStdout {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.0.file.as_fd()
+    }
+}
+
+impl std::os::fd::AsRawFd for ChildStderr {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.0.file.as_raw_fd()
     }
 }
 
@@ -277,6 +320,12 @@ impl Write for ChildPty {
     }
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
+    }
+}
+
+impl std::os::fd::AsRawFd for ChildPty {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.0.file.as_raw_fd()
     }
 }
 
@@ -349,6 +398,8 @@ pub struct Child {
     /// When the host stops waiting to hear of the end: its timeout, plus a grace for the kill.
     give_up: Instant,
     exit: Option<ChildExit>,
+    /// Its output cap, for a terminal attached once its start is heard of.
+    cap: usize,
 }
 
 /// What a child's status pipe has said so far.
@@ -408,6 +459,19 @@ impl Child {
             }
         }
         heard.pid as u32
+    }
+
+    #[cfg(feature = "tokio")]
+    /// Its pid, if its start has been heard of.
+    pub(crate) fn heard_pid(&self) -> Option<u32> {
+        let heard = self.heard.lock().unwrap_or_else(PoisonError::into_inner);
+        (heard.pid != 0).then_some(heard.pid as u32)
+    }
+
+    #[cfg(feature = "tokio")]
+    /// Whether its end has been taken already.
+    pub(crate) fn has_ended(&self) -> bool {
+        self.exit.is_some()
     }
 
     /// A handle that kills or signals it from another thread.
@@ -482,6 +546,12 @@ impl Child {
                 return Err(SandboxError::Dead);
             }
         }
+    }
+
+    /// Gives it the terminal that came back with its start.
+    pub(crate) fn attach_terminal(&mut self, near: File) {
+        let killer = self.killer.clone();
+        self.pty = Some(ChildPty(CappedPipe { file: near, room: self.cap, truncated: false, killer, terminal: true }));
     }
 
     /// Its status pipe, readable when its end has arrived (or the session ended).
@@ -663,6 +733,25 @@ impl Sandbox {
         nonblocking_outputs: bool,
         report_start: bool,
     ) -> Result<Child, SandboxError> {
+        let mut launch = self.prepare_start(cmd, nonblocking_outputs, report_start)?;
+        launch.send(SEND_TIMEOUT)?;
+        let (mut child, terminal_return) = launch.sent();
+        if let Some(back) = terminal_return
+            && let Some(near) = self.receive_terminal(back, nonblocking_outputs)?
+        {
+            child.attach_terminal(near);
+        }
+        Ok(child)
+    }
+
+    /// Everything a command's start needs but its sending: its pipes, its request, and the
+    /// [`Child`] that will watch it.
+    pub(crate) fn prepare_start(
+        &self,
+        cmd: &Command,
+        nonblocking_outputs: bool,
+        report_start: bool,
+    ) -> Result<Launch, SandboxError> {
         if self.dead {
             return Err(SandboxError::Dead);
         }
@@ -697,46 +786,74 @@ impl Sandbox {
             report_start,
             terminal,
         });
-        let mut fds: Vec<BorrowedFd<'_>> = plan.sent.iter().map(|f| f.as_fd()).collect();
-        fds.extend(terminal_return.as_ref().map(|(_, inside)| inside.as_fd()));
-        fds.push(status_inside.as_fd());
-        let cpu_at_start = self.usage.cpu_usage_us();
-        let oom_kills_at_start = self.usage.oom_kills();
-        let peak_since_start = self.usage.peak_from_now();
-        let started = Instant::now();
-        self.runner.count_command();
-        self.runner.send(&request, &fds, "sending the command")?;
-        drop(fds);
-        drop((status_inside, plan.sent));
-        let pty = match terminal_return {
-            Some((back, inside)) => {
-                drop(inside);
-                self.receive_terminal(back, nonblocking_outputs)?
-            }
-            None => None,
-        };
-
+        let (back, inside) = terminal_return.map_or((None, None), |(back, inside)| (Some(back), Some(inside)));
+        let mut sent = plan.sent;
+        sent.extend(inside.map(Arc::new));
+        sent.push(Arc::new(status_inside));
         let killer = Killer { link: self.runner.clone(), token, cut: Arc::new(AtomicBool::new(false)) };
-        let capped =
-            |file, terminal| CappedPipe { file, room: cap, truncated: false, killer: killer.clone(), terminal };
-        let [stdout, stderr] = plan.outputs.map(|f| f.map(|file| capped(file, false)));
-        Ok(Child {
+        let capped = |file| CappedPipe { file, room: cap, truncated: false, killer: killer.clone(), terminal: false };
+        let [stdout, stderr] = plan.outputs.map(|f| f.map(capped));
+        let started = Instant::now();
+        let child = Child {
             stdin: plan.stdin.map(ChildStdin),
             stdout: stdout.map(ChildStdout),
             stderr: stderr.map(ChildStderr),
-            pty: pty.map(|file| ChildPty(capped(file, true))),
+            pty: None,
             status,
             heard: Mutex::new(Heard::default()),
             program: cmd.get_program().to_string_lossy().into_owned(),
             killer,
             started,
             usage: self.usage.clone(),
-            cpu_at_start,
-            oom_kills_at_start,
-            peak_since_start,
+            cpu_at_start: self.usage.cpu_usage_us(),
+            oom_kills_at_start: self.usage.oom_kills(),
+            peak_since_start: self.usage.peak_from_now(),
             give_up: started + timeout + KILL_GRACE,
             exit: None,
-        })
+            cap,
+        };
+        Ok(Launch { message: request.encode(), sent, terminal_return: back, child, counted: false })
+    }
+}
+
+/// A command ready to go: its request and the descriptors that travel with it. Dropped
+/// unsent, the command never starts.
+pub(crate) struct Launch {
+    message: Vec<u8>,
+    /// Stdio, the terminal's return socket, then the status pipe's write end.
+    sent: Vec<Arc<OwnedFd>>,
+    terminal_return: Option<OwnedFd>,
+    child: Child,
+    /// Whether the session counts it already (once, before the first try).
+    counted: bool,
+}
+
+impl Launch {
+    fn count(&mut self) {
+        if !self.counted {
+            self.counted = true;
+            self.child.killer.link.count_command();
+        }
+    }
+
+    /// Sends it, waiting at most `within` for room in the spawner's queue.
+    pub(crate) fn send(&mut self, within: Duration) -> Result<(), SandboxError> {
+        self.count();
+        let fds: Vec<BorrowedFd<'_>> = self.sent.iter().map(|f| f.as_fd()).collect();
+        self.child.killer.link.send_bytes(&self.message, &fds, Instant::now() + within, "sending the command")
+    }
+
+    #[cfg(feature = "tokio")]
+    /// Sends it if the spawner's queue has room now; `false` if it has none (try again).
+    pub(crate) fn try_send(&mut self) -> Result<bool, SandboxError> {
+        self.count();
+        let fds: Vec<BorrowedFd<'_>> = self.sent.iter().map(|f| f.as_fd()).collect();
+        self.child.killer.link.try_send_bytes(&self.message, &fds, "sending the command")
+    }
+
+    /// After a send: the child, and the socket its terminal comes back on (if it has one).
+    pub(crate) fn sent(self) -> (Child, Option<OwnedFd>) {
+        (self.child, self.terminal_return)
     }
 }
 
@@ -754,15 +871,21 @@ impl Sandbox {
                 false => Err(SandboxError::Dead),
             };
         }
-        let mut fds = Vec::new();
-        channel::recv(back.as_fd(), &mut [0u8; 1], &mut fds)
-            .map_err(|source| SandboxError::Control { step, source })?;
-        let Some(near) = fds.pop() else { return Ok(None) };
-        if nonblocking {
-            rustix::io::ioctl_fionbio(&near, true).map_err(|e| SandboxError::Control { step, source: e.into() })?;
-        }
-        Ok(Some(File::from(near)))
+        take_terminal(back.as_fd(), nonblocking)
     }
+}
+
+/// Takes a terminal's near end from its return socket, which is readable; `None` if the
+/// command could not start (why is on its status pipe).
+pub(crate) fn take_terminal(back: BorrowedFd<'_>, nonblocking: bool) -> Result<Option<File>, SandboxError> {
+    let step = "receiving the command's terminal";
+    let mut fds = Vec::new();
+    channel::recv(back, &mut [0u8; 1], &mut fds).map_err(|source| SandboxError::Control { step, source })?;
+    let Some(near) = fds.pop() else { return Ok(None) };
+    if nonblocking {
+        rustix::io::ioctl_fionbio(&near, true).map_err(|e| SandboxError::Control { step, source: e.into() })?;
+    }
+    Ok(Some(File::from(near)))
 }
 
 /// The error for a command that could not start: not found, not executable, or a step of its

@@ -81,8 +81,12 @@ pub(crate) use readiness::Readiness;
 
 use cgroup::SandboxCgroups;
 use child::SessionLink;
+#[cfg(feature = "tokio")]
+pub(crate) use child::take_terminal;
 use host::{SpawnGuard, errno, escaped, last_cap, take_runner, wait_reply};
 use protocol::{BindSpec, CommandsCgroup, Reply, Request, ZygoteConfig};
+#[cfg(feature = "tokio")]
+pub(crate) use sys::reactor;
 
 /// The uid (and gid) commands run as inside every sandbox.
 pub const SANDBOX_UID: u32 = zygote::SANDBOX_UID;
@@ -104,7 +108,7 @@ pub const SHARED_HOST_UID: u32 = HOST_UID_BASE - 1;
 const OWN_PROCESSES: u64 = 2;
 
 /// How long the host waits for the zygote to answer a setup or reset before declaring it dead.
-const CONTROL_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const CONTROL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long the host waits for a killed command to be reported before declaring the sandbox
 /// dead (or its session unresponsive).
@@ -112,7 +116,7 @@ const KILL_GRACE: Duration = Duration::from_secs(10);
 
 /// How long the host waits for room in a session's request queue: a spawner that reads no
 /// request for that long has stopped answering.
-const SEND_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One live sandbox. Dropping it (or [`Sandbox::destroy`]) kills its init through the pidfd,
 /// which takes every process of the sandbox with it, reaps it and removes its cgroups (when

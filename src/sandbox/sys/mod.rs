@@ -15,6 +15,8 @@
 //! - [`userns_holder`]: [`userns_with_maps`], a short-lived child that holds a user namespace
 //!   while its id maps are written (for idmapped mounts);
 //! - [`entry`]: the constructor that turns a re-executed image into a zygote before `main`;
+//! - [`reactor`] (feature `tokio`): registering a descriptor with tokio's reactor, `unsafe`
+//!   since tokio 1.54;
 //! - [`calls`]: the calls rustix 1.x lacks (`mount_setattr`, `signalfd` and the raw signal
 //!   mask, `wait4` with its resource use, `kill(-1, ..)`, System V IPC's `*_INFO`,
 //!   `sched_getattr`, `ioprio_get`, `rt_sigpending`, `fork`, Landlock's version query), each
@@ -30,6 +32,8 @@ mod calls;
 mod command_child;
 mod entry;
 mod raw;
+#[cfg(feature = "tokio")]
+pub(crate) mod reactor;
 mod userns_holder;
 mod zygote_child;
 
