@@ -21,6 +21,8 @@
 #[cfg(feature = "tokio")]
 pub mod asynchronous;
 pub mod manager;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 pub mod pool;
 pub mod sandbox;
 

@@ -53,17 +53,24 @@ struct SandboxCounters {
 pub struct SandboxManager {
     policy: Policy,
     counters: Arc<SandboxCounters>,
+    /// The pool's name, its `pool` label in metrics.
+    name: Arc<str>,
 }
 
 impl SandboxManager {
     /// A manager making sandboxes with `policy`.
     pub fn new(policy: Policy) -> Self {
-        SandboxManager { policy, counters: Arc::default() }
+        SandboxManager { policy, counters: Arc::default(), name: Arc::from(DEFAULT_NAME) }
     }
 
     /// The policy sandboxes are made with.
     pub fn policy(&self) -> &Policy {
         &self.policy
+    }
+
+    /// The name of the pool it makes sandboxes for (see [`SandboxPoolBuilder::name`]).
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     fn reset(&self, sandbox: &mut Sandbox) -> Result<(), SandboxError> {
@@ -109,6 +116,15 @@ impl Manager for SandboxManager {
         } else {
             self.counters.deaths_detected.fetch_add(1, Ordering::Relaxed);
             Err(SandboxError::Dead)
+        }
+    }
+
+    #[cfg(feature = "metrics")]
+    fn observe(&self, event: crate::pool::PoolEvent) {
+        use crate::pool::PoolEvent;
+        match event {
+            PoolEvent::Acquired { waited } => crate::metrics::observe(&self.name, crate::metrics::ACQUIRE_WAIT, waited),
+            PoolEvent::Created { took } => crate::metrics::observe(&self.name, crate::metrics::CREATE_DURATION, took),
         }
     }
 
@@ -175,10 +191,17 @@ struct Returned {
     lease: Lease<'static, SandboxManager>,
     token: u64,
     destroy: bool,
+    /// When the releasing thread asked for the reset.
+    asked: Instant,
 }
 
 struct Shared {
     counters: Arc<SandboxCounters>,
+    /// The pool's name (its metrics' `pool` label).
+    name: Arc<str>,
+    /// How many hits the acquire-wait histogram holds (see `metrics::publish`).
+    #[cfg(feature = "metrics")]
+    hits_published: std::sync::Mutex<u64>,
     /// Commands killed because the async future or child watching them was dropped.
     runs_cancelled: Arc<AtomicU64>,
     shutdown: AtomicBool,
@@ -191,6 +214,7 @@ struct Shared {
 #[must_use = "a builder does nothing until `build` is called"]
 pub struct SandboxPoolBuilder {
     policy: Policy,
+    name: String,
     max_size: usize,
     min_idle: Option<usize>,
     max_uses: Option<u64>,
@@ -201,6 +225,12 @@ pub struct SandboxPoolBuilder {
 }
 
 impl SandboxPoolBuilder {
+    /// The pool's name: the `pool` label of its metrics (feature `metrics`), to tell several
+    /// pools of one host apart. Default: `"default"`.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
     /// Most sandboxes alive at once (idle + leased + being made or reset). Default: 16.
     pub fn max_size(mut self, n: usize) -> Self {
         self.max_size = n;
@@ -250,13 +280,19 @@ impl SandboxPoolBuilder {
             .sweep_interval(Some(self.sweep_interval))
             .recycle(RecycleMode::Inline)
             .build()?;
-        let manager = SandboxManager::new(self.policy);
+        let name: Arc<str> = Arc::from(self.name.as_str());
+        let manager = SandboxManager { name: Arc::clone(&name), ..SandboxManager::new(self.policy) };
         let counters = Arc::clone(&manager.counters);
+        #[cfg(feature = "metrics")]
+        crate::metrics::describe();
         let pool = Arc::new(Pool::new(manager, config).map_err(SandboxPoolError::Start)?);
         let (tx, rx) = crossbeam::channel::unbounded();
         let readiness = Readiness::new().map_err(SandboxPoolError::Collector)?;
         let shared = Arc::new(Shared {
             counters,
+            name,
+            #[cfg(feature = "metrics")]
+            hits_published: std::sync::Mutex::new(0),
             runs_cancelled: Arc::default(),
             shutdown: AtomicBool::new(false),
             returns: tx,
@@ -274,6 +310,9 @@ impl SandboxPoolBuilder {
     }
 }
 
+/// The name of a pool that was given none.
+const DEFAULT_NAME: &str = "default";
+
 /// How long a started reset may take before the sandbox is given up on.
 const RESET_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -284,12 +323,18 @@ fn collect_resets(pool: &Pool<SandboxManager>, shared: &Shared, rx: &Receiver<Re
     let manager = pool.manager();
     let counters = &shared.counters;
     let mut pending: HashMap<u64, (Lease<'static, SandboxManager>, Instant)> = HashMap::new();
+    #[cfg(feature = "metrics")]
+    let mut published = Instant::now();
     // Answers seen before their lease came out of the channel (the releasing thread arms the
     // readiness set before it sends the lease).
     let mut early: HashSet<u64> = HashSet::new();
     let mut ready = Vec::new();
-    let finish = |mut lease: Lease<'static, SandboxManager>| {
+    let finish = |mut lease: Lease<'static, SandboxManager>, asked: Instant| {
         if manager.finish_reset(&mut lease).is_ok() {
+            #[cfg(feature = "metrics")]
+            crate::metrics::observe(&shared.name, crate::metrics::RESET_DURATION, asked.elapsed());
+            #[cfg(not(feature = "metrics"))]
+            let _ = asked;
             drop(lease); // clean: back to idle
         } else {
             Lease::discard(lease);
@@ -307,21 +352,21 @@ fn collect_resets(pool: &Pool<SandboxManager>, shared: &Shared, rx: &Receiver<Re
             std::thread::sleep(Duration::from_millis(10));
         }
         let shutting_down = shared.shutdown.load(Ordering::Acquire);
-        while let Ok(Returned { lease, token, destroy }) = rx.try_recv() {
+        while let Ok(Returned { lease, token, destroy, asked }) = rx.try_recv() {
             if destroy || shutting_down {
                 if destroy {
                     counters.broken_leases.fetch_add(1, Ordering::Relaxed);
                 }
                 give_up(lease);
             } else if early.remove(&token) {
-                finish(lease);
+                finish(lease, asked);
             } else {
-                pending.insert(token, (lease, Instant::now()));
+                pending.insert(token, (lease, asked));
             }
         }
         for token in ready.drain(..) {
             match pending.remove(&token) {
-                Some((lease, _)) => finish(lease),
+                Some((lease, asked)) => finish(lease, asked),
                 None => {
                     early.insert(token);
                 }
@@ -341,7 +386,37 @@ fn collect_resets(pool: &Pool<SandboxManager>, shared: &Shared, rx: &Receiver<Re
             pending.drain().for_each(|(_, (lease, _))| give_up(lease));
             return;
         }
+        #[cfg(feature = "metrics")]
+        if published.elapsed() >= crate::metrics::PUBLISH_INTERVAL {
+            publish(pool, shared);
+            published = Instant::now();
+        }
     }
+}
+
+/// A snapshot of a pool: the engine's and the sandboxes' counters.
+fn stats_of(pool: &Pool<SandboxManager>, shared: &Shared) -> SandboxPoolStats {
+    let c = &shared.counters;
+    SandboxPoolStats {
+        pool: pool.stats(),
+        resets: c.resets.load(Ordering::Relaxed),
+        resets_skipped: c.resets_skipped.load(Ordering::Relaxed),
+        resets_made_ahead: c.resets_made_ahead.load(Ordering::Relaxed),
+        reset_failures: c.reset_failures.load(Ordering::Relaxed),
+        deaths_detected: c.deaths_detected.load(Ordering::Relaxed),
+        broken_leases: c.broken_leases.load(Ordering::Relaxed),
+        destroy_failures: c.destroy_failures.load(Ordering::Relaxed),
+        resetting: c.resetting.load(Ordering::Relaxed),
+        runs_cancelled: shared.runs_cancelled.load(Ordering::Relaxed),
+    }
+}
+
+/// Publishes a pool's counters and gauges to the metrics recorder.
+#[cfg(feature = "metrics")]
+fn publish(pool: &Pool<SandboxManager>, shared: &Shared) {
+    let stats = stats_of(pool, shared);
+    let mut hits = shared.hits_published.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    crate::metrics::publish(&shared.name, &stats, &mut hits);
 }
 
 /// A warm pool of sandboxes. See the [module docs](self).
@@ -362,6 +437,7 @@ impl SandboxPool {
     pub fn builder(policy: Policy) -> SandboxPoolBuilder {
         SandboxPoolBuilder {
             policy,
+            name: DEFAULT_NAME.into(),
             max_size: 16,
             min_idle: None,
             max_uses: None,
@@ -415,19 +491,19 @@ impl SandboxPool {
 
     /// A snapshot of the pool's state and counters.
     pub fn stats(&self) -> SandboxPoolStats {
-        let c = &self.shared.counters;
-        SandboxPoolStats {
-            pool: self.pool.stats(),
-            resets: c.resets.load(Ordering::Relaxed),
-            resets_skipped: c.resets_skipped.load(Ordering::Relaxed),
-            resets_made_ahead: c.resets_made_ahead.load(Ordering::Relaxed),
-            reset_failures: c.reset_failures.load(Ordering::Relaxed),
-            deaths_detected: c.deaths_detected.load(Ordering::Relaxed),
-            broken_leases: c.broken_leases.load(Ordering::Relaxed),
-            destroy_failures: c.destroy_failures.load(Ordering::Relaxed),
-            resetting: c.resetting.load(Ordering::Relaxed),
-            runs_cancelled: self.shared.runs_cancelled.load(Ordering::Relaxed),
-        }
+        stats_of(&self.pool, &self.shared)
+    }
+
+    /// Publishes the pool's counters and gauges to the installed metrics recorder now (the
+    /// collector thread does it every [`PUBLISH_INTERVAL`](crate::metrics::PUBLISH_INTERVAL)).
+    #[cfg(feature = "metrics")]
+    pub fn publish_metrics(&self) {
+        publish(&self.pool, &self.shared);
+    }
+
+    /// Its name (see [`SandboxPoolBuilder::name`]).
+    pub fn name(&self) -> &str {
+        &self.shared.name
     }
 
     /// The engine's configuration.
@@ -505,8 +581,13 @@ impl SandboxLease {
         result
     }
 
-    /// Marks the lease broken after a run that timed out or broke the sandbox.
+    /// Marks the lease broken after a run that timed out or broke the sandbox, and records the
+    /// run's time.
     pub(crate) fn judge(&mut self, result: &Result<Output, SandboxError>) {
+        #[cfg(feature = "metrics")]
+        if let Ok(out) = result {
+            crate::metrics::observe(&self.shared.name, crate::metrics::COMMAND_DURATION, out.duration);
+        }
         match result {
             Ok(out) if out.timed_out => self.broken = true,
             Err(SandboxError::Dead) => {
@@ -585,6 +666,7 @@ impl Drop for SandboxLease {
             return;
         }
         let token = lease.pid() as u64;
+        let asked = Instant::now();
         let mut destroy = self.broken;
         if !destroy {
             // Armed before the hand-over, while this thread still owns the socket.
@@ -599,7 +681,7 @@ impl Drop for SandboxLease {
             }
         }
         shared.counters.resetting.fetch_add(1, Ordering::Relaxed);
-        match shared.returns.send(Returned { lease, token, destroy }) {
+        match shared.returns.send(Returned { lease, token, destroy, asked }) {
             Ok(()) if destroy => shared.readiness.wake(),
             Ok(()) => {}
             Err(e) => {
