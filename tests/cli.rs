@@ -108,8 +108,8 @@ fn doctor_and_bench_speak_json() {
         modes.iter().copied().filter(|m| bwrap || *m != "bwrap").collect()
     };
     for (args, workload, expected) in [
-        (&["--workload", "file"][..], "file", expect(&["bare", "bwrap", "warm", "cold"])),
-        (&["--", "/bin/true"][..], "custom", expect(&["bare", "bwrap", "warm", "start", "cold"])),
+        (&["--workload", "file"][..], "file", expect(&["bare", "bwrap", "warm", "async", "cold"])),
+        (&["--", "/bin/true"][..], "custom", expect(&["bare", "bwrap", "warm", "async", "start", "cold"])),
     ] {
         let mut all = vec!["bench", "--json", "--duration", "0.1", "--threads", "1"];
         all.extend_from_slice(args);
@@ -120,7 +120,19 @@ fn doctor_and_bench_speak_json() {
         let names: Vec<&str> = modes.iter().map(|m| m["name"].as_str().unwrap()).collect();
         assert_eq!(names, expected, "{args:?}");
         for m in modes {
-            for key in ["threads", "ops", "ops_per_sec", "p50_us", "p90_us", "p99_us", "p999_us", "max_us", "errors"] {
+            for key in [
+                "threads",
+                "ops",
+                "ops_per_sec",
+                "p50_us",
+                "p90_us",
+                "p99_us",
+                "p999_us",
+                "max_us",
+                "errors",
+                "peak_threads",
+                "host_cpu_us_per_op",
+            ] {
                 assert!(m[key].is_number(), "{key} in {m}");
             }
             assert_eq!(m["errors"], 0);

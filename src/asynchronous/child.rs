@@ -306,15 +306,7 @@ impl Drop for AsyncChild {
 
 /// Reads what a non-blocking output has now, without waiting; whether it is still open.
 pub(crate) fn read_available<T: AsRawFd + Read>(fd: &mut AsyncFd<T>, into: &mut Vec<u8>) -> bool {
-    let mut chunk = [0u8; 64 * 1024];
-    loop {
-        match fd.get_mut().read(&mut chunk) {
-            Ok(0) => return false,
-            Ok(n) => into.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(_) => return true, // EAGAIN: nothing more for now
-        }
-    }
+    crate::sandbox::read_available(fd.get_mut(), into)
 }
 
 /// The inner descriptors of the streams, for `run_async`'s collection.

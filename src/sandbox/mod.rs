@@ -86,6 +86,8 @@ pub(crate) use child::take_terminal;
 use host::{SpawnGuard, errno, escaped, last_cap, take_runner, wait_reply};
 use protocol::{BindSpec, CommandsCgroup, Reply, Request, ZygoteConfig};
 #[cfg(feature = "tokio")]
+pub(crate) use run::read_available;
+#[cfg(feature = "tokio")]
 pub(crate) use sys::reactor;
 
 /// The uid (and gid) commands run as inside every sandbox.

@@ -34,15 +34,20 @@ struct Collected {
 impl Collected {
     /// Reads what is there without blocking (the host's end is non-blocking).
     fn read_available(&mut self, stream: &mut dyn Read) {
-        let mut chunk = [0u8; 64 * 1024];
-        while self.open {
-            match stream.read(&mut chunk) {
-                Ok(0) => self.open = false,
-                Ok(n) => self.data.extend_from_slice(&chunk[..n]),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => break, // EAGAIN: nothing more for now
-            }
+        if self.open {
+            self.open = read_available(stream, &mut self.data);
         }
+    }
+}
+
+/// Reads what a non-blocking stream has now into `into` (straight into its spare capacity:
+/// no buffer to clear first); whether it is still open (no end of file seen).
+pub(crate) fn read_available(stream: &mut dyn Read, into: &mut Vec<u8>) -> bool {
+    match stream.read_to_end(into) {
+        Ok(_) => false,
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => true,
+        // Any other error ends the stream, as the end of file would.
+        Err(_) => false,
     }
 }
 

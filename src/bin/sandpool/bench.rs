@@ -290,6 +290,18 @@ fn print_report(out: &mut dyn Write, r: &Report<'_>) -> std::io::Result<()> {
                     p.resets, p.resets_made_ahead, p.resets_skipped, p.sandboxes_made
                 )?;
             }
+            if let Some(tasks) = find(harness::ASYNC) {
+                writeln!(
+                    out,
+                    "    async ({t} task(s) on a 2-worker runtime): throughput {:.2}× warm's (a thread per command), p50 {:.2}×; at most {} threads, against {}; host CPU per run {:.0} µs, against {:.0}",
+                    tasks.ops_per_sec / warm.ops_per_sec,
+                    tasks.p50_us / warm.p50_us,
+                    tasks.peak_threads,
+                    warm.peak_threads,
+                    tasks.host_cpu_us_per_op,
+                    warm.host_cpu_us_per_op,
+                )?;
+            }
             if let Some(start) = find(harness::START) {
                 writeln!(
                     out,

@@ -10,6 +10,7 @@
 //! Other modes (the sandbox's `warm`, `cold`, `bare`, `bwrap`, for each of the
 //! [`workloads`]) plug in through [`runner::measure`].
 
+mod async_mode;
 mod baselines;
 mod recorder;
 mod report;
@@ -17,6 +18,7 @@ mod runner;
 mod sandbox;
 pub(crate) mod workloads;
 
+pub(crate) use async_mode::ASYNC;
 pub(crate) use baselines::BASELINES;
 pub(crate) use report::{ModeReport, print_table, write_json};
 pub(crate) use runner::{Progress, run_engine_modes};

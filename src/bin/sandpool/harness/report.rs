@@ -26,12 +26,39 @@ pub(crate) struct ModeReport {
     pub(crate) max_us: f64,
     /// Failed operations.
     pub(crate) errors: u64,
+    /// The most threads the process had while it was measured.
+    pub(crate) peak_threads: usize,
+    /// CPU time the measuring process itself used per operation, µs (its threads only: not
+    /// the commands, nor the sandboxes' own processes).
+    pub(crate) host_cpu_us_per_op: f64,
     /// The workload measured (sandbox modes only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) workload: Option<String>,
     /// What the warm pool did meanwhile (`warm` only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) pool: Option<PoolWork>,
+}
+
+impl ModeReport {
+    /// A row for a mode that could not be measured at all (every operation an error).
+    pub(crate) fn failed(name: &str, threads: usize) -> ModeReport {
+        ModeReport {
+            name: name.to_string(),
+            threads,
+            ops: 0,
+            ops_per_sec: 0.0,
+            p50_us: 0.0,
+            p90_us: 0.0,
+            p99_us: 0.0,
+            p999_us: 0.0,
+            max_us: 0.0,
+            errors: 1,
+            peak_threads: 0,
+            host_cpu_us_per_op: 0.0,
+            workload: None,
+            pool: None,
+        }
+    }
 }
 
 /// What a warm pool did while a mode was measured.
@@ -46,6 +73,18 @@ pub(crate) struct PoolWork {
     /// Sandboxes made while it was measured (a replacement for one that could not be reset
     /// or died, or the pool growing past the sandboxes it started with).
     pub(crate) sandboxes_made: u64,
+}
+
+impl PoolWork {
+    /// What a pool did between two of its snapshots.
+    pub(crate) fn between(before: &sandpool::SandboxPoolStats, after: &sandpool::SandboxPoolStats) -> PoolWork {
+        PoolWork {
+            resets: after.resets - before.resets,
+            resets_made_ahead: after.resets_made_ahead - before.resets_made_ahead,
+            resets_skipped: after.resets_skipped - before.resets_skipped,
+            sandboxes_made: after.pool.created - before.pool.created,
+        }
+    }
 }
 
 /// `row`'s throughput over the best of `baselines` at the same thread count.
@@ -75,8 +114,19 @@ fn human(x: f64) -> String {
 pub(crate) fn print_table(out: &mut dyn Write, rows: &[ModeReport], baselines: &[&str]) -> io::Result<()> {
     writeln!(
         out,
-        "{:<16} {:>7} {:>12} {:>10} {:>9} {:>9} {:>9} {:>9} {:>10} {:>7} {:>10}",
-        "mode", "threads", "ops", "ops/s", "p50 µs", "p90 µs", "p99 µs", "p999 µs", "max µs", "errors", "vs best bl"
+        "{:<16} {:>7} {:>12} {:>10} {:>9} {:>9} {:>9} {:>9} {:>10} {:>7} {:>10} {:>9}",
+        "mode",
+        "threads",
+        "ops",
+        "ops/s",
+        "p50 µs",
+        "p90 µs",
+        "p99 µs",
+        "p999 µs",
+        "max µs",
+        "errors",
+        "vs best bl",
+        "peak thr"
     )?;
     let mut last_threads = None;
     for r in rows {
@@ -90,7 +140,7 @@ pub(crate) fn print_table(out: &mut dyn Write, rows: &[ModeReport], baselines: &
         };
         writeln!(
             out,
-            "{:<16} {:>7} {:>12} {:>10} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>10.3} {:>7} {:>10}",
+            "{:<16} {:>7} {:>12} {:>10} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>10.3} {:>7} {:>10} {:>9}",
             r.name,
             r.threads,
             r.ops,
@@ -101,7 +151,8 @@ pub(crate) fn print_table(out: &mut dyn Write, rows: &[ModeReport], baselines: &
             r.p999_us,
             r.max_us,
             r.errors,
-            ratio
+            ratio,
+            r.peak_threads
         )?;
     }
     Ok(())

@@ -35,7 +35,7 @@ pub(crate) fn measure<E>(
     let threads = threads.max(1);
     let stop = AtomicBool::new(false);
     let barrier = Barrier::new(threads + 1);
-    let (results, elapsed) = std::thread::scope(|s| {
+    let (results, elapsed, (peak_threads, host_cpu_us)) = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
             .map(|_| {
                 s.spawn(|| {
@@ -69,10 +69,11 @@ pub(crate) fn measure<E>(
             .collect();
         barrier.wait();
         let start = Instant::now();
-        std::thread::sleep(duration);
+        let cpu_before = process_cpu_us();
+        let peak = sleep_counting_threads(duration);
         stop.store(true, Ordering::Relaxed);
         let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
-        (results, start.elapsed())
+        (results, start.elapsed(), (peak, process_cpu_us() - cpu_before))
     });
     let mut rec = Recorder::new();
     let (mut ops, mut errors) = (0, 0);
@@ -92,8 +93,45 @@ pub(crate) fn measure<E>(
         p999_us: rec.quantile_us(0.999),
         max_us: rec.max_us(),
         errors,
+        peak_threads,
+        host_cpu_us_per_op: host_cpu_us as f64 / ops.max(1) as f64,
         workload: None,
         pool: None,
+    }
+}
+
+/// CPU time this process has used (all its threads, live and ended: `utime + stime` of
+/// `/proc/self/stat`, in clock ticks of 10 ms), in microseconds; 0 if unreadable.
+pub(crate) fn process_cpu_us() -> u64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return 0 };
+    let Some((_, fields)) = stat.rsplit_once(')') else { return 0 };
+    // After the command name: state is field 3; utime and stime are fields 14 and 15.
+    let mut f = fields.split_whitespace().skip(11);
+    let ticks: u64 =
+        f.next().and_then(|u| u.parse().ok()).unwrap_or(0) + f.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+    ticks * 10_000
+}
+
+/// This process's thread count (`Threads:` of `/proc/self/status`); 0 if unreadable.
+pub(crate) fn thread_count() -> usize {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("Threads:").and_then(|n| n.trim().parse().ok())))
+        .unwrap_or(0)
+}
+
+/// Sleeps for `duration`, reading the process's thread count every 10 ms; returns the most
+/// seen.
+pub(crate) fn sleep_counting_threads(duration: Duration) -> usize {
+    let until = Instant::now() + duration;
+    let mut peak = thread_count();
+    loop {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return peak;
+        }
+        std::thread::sleep(left.min(Duration::from_millis(10)));
+        peak = peak.max(thread_count());
     }
 }
 

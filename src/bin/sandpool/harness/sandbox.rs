@@ -1,5 +1,6 @@
 //! The sandbox modes of `sandpool bench`: `warm` (acquire + run + release through a
-//! [`SandboxPool`]), `cold` (a new sandbox per command), `bare` (`vfork+exec` through
+//! [`SandboxPool`], a thread per command), `async` (the same from tasks of a 2-worker tokio
+//! runtime), `cold` (a new sandbox per command), `bare` (`vfork+exec` through
 //! `std::process::Command`, no isolation: the floor) and `bwrap` (the same command in
 //! bubblewrap, where it is installed), measured side by side by [`measure`] for one
 //! [`Workload`].
@@ -9,6 +10,7 @@ use std::io::Read;
 use std::process::Stdio;
 use std::time::Duration;
 
+use super::async_mode::{ASYNC, measure_async};
 use super::report::{ModeReport, PoolWork};
 use super::runner::{Progress, measure};
 use super::workloads::{Workload, bwrap_argv};
@@ -112,13 +114,26 @@ impl SandboxBench {
             let out = lease.run(&cmd).map_err(|_| OpFailed)?;
             if out.success() { Ok(()) } else { Err(OpFailed) }
         });
-        let after = pool.stats();
-        row.pool = Some(PoolWork {
-            resets: after.resets - before.resets,
-            resets_made_ahead: after.resets_made_ahead - before.resets_made_ahead,
-            resets_skipped: after.resets_skipped - before.resets_skipped,
-            sandboxes_made: after.pool.created - before.pool.created,
+        row.pool = Some(PoolWork::between(&before, &pool.stats()));
+        Ok(row)
+    }
+
+    /// `async`: as `warm`, from `in_flight` tasks of a 2-worker tokio runtime instead of a
+    /// thread each (`acquire_async`, `run_async`, release).
+    fn warm_async(&self, in_flight: usize, duration: Duration) -> Result<ModeReport, SandboxPoolError> {
+        let pool = std::sync::Arc::new(self.warm_pool(in_flight)?);
+        let cmd = std::sync::Arc::new(self.command());
+        let before = pool.stats();
+        let op_pool = std::sync::Arc::clone(&pool);
+        let mut row = measure_async(ASYNC, in_flight, duration, move || {
+            let (pool, cmd) = (std::sync::Arc::clone(&op_pool), std::sync::Arc::clone(&cmd));
+            async move {
+                let mut lease = pool.acquire_async().await.map_err(|_| OpFailed)?;
+                let out = lease.run_async(&cmd).await.map_err(|_| OpFailed)?;
+                if out.success() { Ok(()) } else { Err(OpFailed) }
+            }
         });
+        row.pool = Some(PoolWork::between(&before, &pool.stats()));
         Ok(row)
     }
 
@@ -170,6 +185,7 @@ impl SandboxBench {
                     BARE => Some(self.bare(threads, duration)),
                     BWRAP => self.bwrap(threads, duration),
                     WARM => Some(self.warm(threads, duration)?),
+                    ASYNC => Some(self.warm_async(threads, duration)?),
                     START => Some(self.start(threads, duration)?),
                     _ => Some(self.cold(threads, duration)),
                 };
@@ -183,7 +199,7 @@ impl SandboxBench {
     /// The modes [`Self::run_all`] measures, in order.
     pub(crate) fn modes(&self) -> Vec<&'static str> {
         let bwrap = bwrap_argv(&self.workload).is_some();
-        [BARE, BWRAP, WARM, START, COLD]
+        [BARE, BWRAP, WARM, ASYNC, START, COLD]
             .into_iter()
             .filter(|m| (*m != BWRAP || bwrap) && (*m != START || self.with_start))
             .collect()
