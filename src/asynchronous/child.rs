@@ -162,7 +162,7 @@ pub struct AsyncChild {
     pub stderr: Option<AsyncChildStderr>,
     /// Its terminal, if it runs on one.
     pub pty: Option<AsyncChildPty>,
-    status: AsyncFd<OwnedFd>,
+    status: AsyncFd<Arc<OwnedFd>>,
     child: Child,
     killer: Killer,
     kill_on_drop: bool,
@@ -175,8 +175,7 @@ impl AsyncChild {
     pub(crate) fn new(mut child: Child, cancelled: Option<Arc<AtomicU64>>) -> Result<AsyncChild, SandboxError> {
         let step = "watching the command with the runtime";
         let control = |source| SandboxError::Control { step, source };
-        let status = child.status_fd().try_clone_to_owned().map_err(control)?;
-        let status = reactor::register(status).map_err(control)?;
+        let status = reactor::register(child.status_shared()).map_err(control)?;
         let stdin = match child.stdin.take() {
             Some(stdin) => {
                 rustix::fs::fcntl_setfl(stdin.as_fd(), rustix::fs::OFlags::NONBLOCK).map_err(|e| control(e.into()))?;
@@ -203,27 +202,32 @@ impl AsyncChild {
         drop(self.stdin.take());
         let give_up = tokio::time::Instant::from_std(Instant::now() + self.child.left());
         let AsyncChild { status, child, .. } = self;
+        // Already read (or read along with an earlier message): no readiness will come for it.
+        if (child.has_ended() || child.has_buffered_status())
+            && let Some(exit) = child.end_if_arrived()?
+        {
+            return Ok(exit);
+        }
         let ended = async {
             loop {
-                if let Some(exit) = child.try_wait()? {
-                    return Ok::<ChildExit, SandboxError>(exit);
-                }
                 let mut guard = status
                     .readable()
                     .await
                     .map_err(|source| SandboxError::Control { step: "waiting for the command", source })?;
-                // Readiness is cleared only if the pipe had nothing after all.
-                let heard = guard.try_io(|_| match child.try_wait() {
+                // The pipe is non-blocking: read what has arrived; readiness is cleared only
+                // if that was nothing (or not all of the end).
+                let heard = guard.try_io(|_| match child.end_if_arrived() {
                     Ok(None) => Err(io::ErrorKind::WouldBlock.into()),
                     other => Ok(other),
                 });
                 match heard {
-                    Ok(Ok(Ok(Some(exit)))) => return Ok(exit),
+                    Ok(Ok(Ok(Some(exit)))) => return Ok::<ChildExit, SandboxError>(exit),
                     Ok(Ok(Err(e))) => return Err(e),
                     _ => continue,
                 }
             }
         };
+
         match tokio::time::timeout_at(give_up, ended).await {
             Ok(result) => result,
             Err(_) => Err(child.gave_up()),

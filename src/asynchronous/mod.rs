@@ -125,7 +125,7 @@ impl SandboxLease {
 
     async fn start_inner(&self, cmd: &Command, report_start: bool) -> Result<AsyncChild, SandboxError> {
         let sandbox: &Sandbox = self;
-        let mut launch = sandbox.prepare_start(cmd, true, report_start)?;
+        let mut launch = sandbox.prepare_start_with(cmd, true, report_start, true)?;
         let deadline = Instant::now() + crate::sandbox::SEND_TIMEOUT;
         while !launch.try_send()? {
             if Instant::now() >= deadline {

@@ -380,8 +380,9 @@ pub struct Child {
     pub stderr: Option<ChildStderr>,
     /// Its terminal, if it runs on one ([`Command::pty`]).
     pub pty: Option<ChildPty>,
-    /// The read end of its status pipe.
-    status: OwnedFd,
+    /// The read end of its status pipe (shared with the reactor that watches it, for an
+    /// async child).
+    status: Arc<OwnedFd>,
     /// What has been read of it (behind a lock only so that [`Child::id`] can read the start
     /// through `&self`; everything else takes it through `&mut self`, without locking).
     heard: Mutex<Heard>,
@@ -559,6 +560,12 @@ impl Child {
         self.status.as_fd()
     }
 
+    /// Its status pipe, to watch with a reactor.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn status_shared(&self) -> Arc<OwnedFd> {
+        Arc::clone(&self.status)
+    }
+
     /// Whether its end has been read already, waiting to be taken.
     pub(crate) fn has_buffered_status(&mut self) -> bool {
         self.heard.get_mut().unwrap_or_else(PoisonError::into_inner).has_buffered()
@@ -574,8 +581,17 @@ impl Child {
         self.give_up.saturating_duration_since(Instant::now())
     }
 
-    /// Waits on its status pipe until `until` for its end.
-    fn wait_until(&mut self, until: Instant) -> Result<Option<ChildExit>, SandboxError> {
+    /// Its end if it has arrived, read without waiting or polling: its status pipe is
+    /// non-blocking (an async child's, whose reactor says when to read).
+    #[cfg(feature = "tokio")]
+    pub(crate) fn end_if_arrived(&mut self) -> Result<Option<ChildExit>, SandboxError> {
+        self.wait_until(None)
+    }
+
+    /// Waits on its status pipe until `until` for its end (`None`: reads what has arrived
+    /// without polling; the pipe is non-blocking then).
+    fn wait_until(&mut self, until: impl Into<Option<Instant>>) -> Result<Option<ChildExit>, SandboxError> {
+        let until = until.into();
         if let Some(exit) = self.exit {
             return Ok(Some(exit));
         }
@@ -584,7 +600,9 @@ impl Child {
             return Err(spawn_error(&self.program, step, e));
         }
         let reply = loop {
-            if !heard.has_buffered() {
+            if !heard.has_buffered()
+                && let Some(until) = until
+            {
                 let left = until.saturating_duration_since(Instant::now());
                 let [ready] = channel::poll_each([Some(self.status.as_fd())], Some(left))
                     .map_err(|source| SandboxError::Control { step: "waiting for the command", source })?;
@@ -592,10 +610,16 @@ impl Child {
                     return Ok(None);
                 }
             }
-            match heard.next(self.status.as_fd())? {
-                Some(Reply::Started { .. }) => {}
-                Some(Reply::SpawnFailed { step, errno: e }) => return Err(spawn_error(&self.program, step, e)),
-                other => break other,
+            match heard.next(self.status.as_fd()) {
+                Ok(Some(Reply::Started { .. })) => {}
+                Ok(Some(Reply::SpawnFailed { step, errno: e })) => return Err(spawn_error(&self.program, step, e)),
+                Ok(other) => break other,
+                Err(SandboxError::Control { source, .. })
+                    if until.is_none() && source.kind() == io::ErrorKind::WouldBlock =>
+                {
+                    return Ok(None);
+                }
+                Err(e) => return Err(e),
             }
         };
         let exit = match reply {
@@ -752,6 +776,18 @@ impl Sandbox {
         nonblocking_outputs: bool,
         report_start: bool,
     ) -> Result<Launch, SandboxError> {
+        self.prepare_start_with(cmd, nonblocking_outputs, report_start, false)
+    }
+
+    /// [`Sandbox::prepare_start`], the host's end of the status pipe non-blocking if asked
+    /// (for a reactor, which reads it only when told it is readable).
+    pub(crate) fn prepare_start_with(
+        &self,
+        cmd: &Command,
+        nonblocking_outputs: bool,
+        report_start: bool,
+        nonblocking_status: bool,
+    ) -> Result<Launch, SandboxError> {
         if self.dead {
             return Err(SandboxError::Dead);
         }
@@ -764,8 +800,8 @@ impl Sandbox {
             None => plan_stdio(cmd, nonblocking_outputs)?,
         };
         let token = self.next_token.fetch_add(1, Ordering::Relaxed);
-        let (status, status_inside) =
-            channel::pipe(false).map_err(|source| SandboxError::Channel { what: "command status pipe", source })?;
+        let (status, status_inside) = channel::pipe(nonblocking_status)
+            .map_err(|source| SandboxError::Channel { what: "command status pipe", source })?;
         // A terminal's near end comes back on a socket of its own (a pipe cannot carry it).
         let terminal_return = match terminal {
             Some(_) => Some(
@@ -799,7 +835,7 @@ impl Sandbox {
             stdout: stdout.map(ChildStdout),
             stderr: stderr.map(ChildStderr),
             pty: None,
-            status,
+            status: Arc::new(status),
             heard: Mutex::new(Heard::default()),
             program: cmd.get_program().to_string_lossy().into_owned(),
             killer,

@@ -8,8 +8,9 @@ use tokio::io::unix::AsyncFd;
 
 /// A value that owns one open descriptor for its whole life and never swaps it for another:
 /// what [`AsyncFd::register`] requires of what it watches. Sealed: only the types below,
-/// each a newtype over an [`OwnedFd`] or a [`std::fs::File`] that no method replaces or
-/// closes before the value drops.
+/// each an [`OwnedFd`] (alone, or shared: an `Arc` closes it only when the last holder,
+/// the registration among them, drops) or a newtype over a [`std::fs::File`] that no method
+/// replaces or closes before the value drops.
 pub(crate) trait OwnsItsFd: AsRawFd + private::Sealed {}
 
 mod private {
@@ -25,6 +26,7 @@ macro_rules! owns_its_fd {
 
 owns_its_fd!(
     OwnedFd,
+    std::sync::Arc<OwnedFd>,
     crate::sandbox::ChildStdin,
     crate::sandbox::ChildStdout,
     crate::sandbox::ChildStderr,
