@@ -311,3 +311,55 @@ impl AcquireForTest for SandboxPool {
         }
     }
 }
+
+/// A `start_async` cut while the command's terminal is on its way back (the command already
+/// started), and a `run_async` cut while its command runs: each command is killed at once,
+/// the lease still held (so not by a reset), and the lease serves on. On one thread, so that
+/// nothing reads the reactor between the start's first poll and its cut.
+#[tokio::test(flavor = "current_thread")]
+async fn a_cut_start_or_run_kills_its_command_while_the_lease_is_held() {
+    let argv = ["sleep", "8.88"];
+    let pool = pool(1, 1);
+    let mut lease = pool.acquire_async().await.unwrap();
+    let gone = || async {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !processes_running(&argv).is_empty() {
+            assert!(Instant::now() < deadline, "the cut command still runs");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    // Positive control: the command does run when nothing cuts it.
+    let child = lease.start_async(Command::new(argv[0]).arg(argv[1]).pty(24, 80)).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while processes_running(&argv).is_empty() {
+        assert!(Instant::now() < deadline, "the command never showed on the host");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    drop(child);
+    gone().await;
+    let before = pool.stats().runs_cancelled;
+    let mut on_terminal = Command::new(argv[0]);
+    on_terminal.arg(argv[1]).pty(24, 80);
+    let mut piped = Command::new(argv[0]);
+    piped.arg(argv[1]);
+    // Cut on its first await: the request is sent, the terminal maybe not back yet (the
+    // spawner may be quicker: then the child comes back whole, and its drop kills it).
+    let mut cuts = 0;
+    for _ in 0..50 {
+        let first = tokio::time::timeout(Duration::ZERO, lease.start_async(&on_terminal)).await;
+        if first.is_err() {
+            cuts += 1;
+        }
+        drop(first);
+        gone().await;
+    }
+    assert!(cuts > 0, "no start was cut while its terminal was on its way");
+    eprintln!("{cuts} of 50 starts cut while their terminal was on its way");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), lease.run_async(&piped)).await.is_err(),
+        "the run was cut"
+    );
+    gone().await;
+    assert!(pool.stats().runs_cancelled >= before + 51, "{:?}", pool.stats());
+    assert!(lease.run_async(&Command::new("/bin/true")).await.unwrap().status.success());
+}

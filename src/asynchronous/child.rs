@@ -266,11 +266,18 @@ impl AsyncChild {
     }
 }
 
-/// Sends a signal request, trying again while the queue is full, up to the send timeout.
+/// Sends a signal request, trying again while the queue is full (see [`until_sent`]).
 pub(crate) async fn send_signal(killer: &Killer, signal: i32) -> Result<(), SandboxError> {
+    until_sent(|| killer.try_signal(signal)).await
+}
+
+/// Calls `try_send` until it sends (`true`), sleeping between tries while the session's
+/// request queue is full, for at most the send timeout: a spawner that takes no request for
+/// that long has stopped answering ([`SandboxError::Unresponsive`]). Never blocks the thread.
+pub(crate) async fn until_sent(mut try_send: impl FnMut() -> Result<bool, SandboxError>) -> Result<(), SandboxError> {
     let deadline = Instant::now() + crate::sandbox::SEND_TIMEOUT;
     loop {
-        if killer.try_signal(signal)? {
+        if try_send()? {
             return Ok(());
         }
         if Instant::now() >= deadline {

@@ -44,14 +44,11 @@ mod run;
 
 pub use child::{AsyncChild, AsyncChildPty, AsyncChildStderr, AsyncChildStdin, AsyncChildStdout};
 
-use std::time::Instant;
+use std::os::fd::AsFd;
 
 use crate::pool::{Granted, Lease, PoolError, Reservation};
 use crate::sandbox::{Command, Output, Sandbox, SandboxError};
 use crate::{SandboxLease, SandboxManager, SandboxPool};
-
-/// How often a full request queue is tried again (see `child::RETRY_FULL_QUEUE`).
-const RETRY_FULL_QUEUE: std::time::Duration = std::time::Duration::from_millis(1);
 
 impl SandboxPool {
     /// Takes a ready sandbox without holding a thread while it waits: FIFO with the blocking
@@ -79,6 +76,23 @@ impl SandboxPool {
             Granted::Capacity(reservation) => make_off_runtime(reservation).await?,
         };
         Ok(self.lease(lease))
+    }
+}
+
+/// Kills a command that no [`AsyncChild`] watches yet if dropped armed (counted as a
+/// cancelled run).
+struct KillUnlessDisarmed<'a>(Option<crate::sandbox::Killer>, &'a Option<std::sync::Arc<std::sync::atomic::AtomicU64>>);
+
+impl Drop for KillUnlessDisarmed<'_> {
+    fn drop(&mut self) {
+        if let Some(killer) = self.0.take() {
+            if let Some(counter) = self.1 {
+                counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            if !matches!(killer.try_signal(libc::SIGKILL), Ok(true)) {
+                tracing::debug!("sandpool: could not kill a command whose start was given up (its session ends it)");
+            }
+        }
     }
 }
 
@@ -126,13 +140,7 @@ impl SandboxLease {
     async fn start_inner(&self, cmd: &Command, report_start: bool) -> Result<AsyncChild, SandboxError> {
         let sandbox: &Sandbox = self;
         let mut launch = sandbox.prepare_start_with(cmd, true, report_start, true)?;
-        let deadline = Instant::now() + crate::sandbox::SEND_TIMEOUT;
-        while !launch.try_send()? {
-            if Instant::now() >= deadline {
-                return Err(SandboxError::Unresponsive);
-            }
-            tokio::time::sleep(RETRY_FULL_QUEUE).await;
-        }
+        child::until_sent(|| launch.try_send()).await?;
         let (mut started, terminal_return) = launch.sent();
         let terminal_back = match terminal_return {
             Some(back) => Some(
@@ -143,19 +151,30 @@ impl SandboxLease {
         };
         let cancelled = Some(self.runs_cancelled());
         if let Some(back) = terminal_back {
-            // Watch the command from here on, so that a cut here kills it.
+            // Until the child watches it, a cut (or an error) here kills the command.
+            let mut guard = KillUnlessDisarmed(Some(started.killer()), &cancelled);
             let step = "receiving the command's terminal";
-            let waited = tokio::time::timeout(crate::sandbox::CONTROL_TIMEOUT, back.readable()).await;
-            match waited {
-                Err(_) => {
-                    let child = AsyncChild::new(started, cancelled)?;
-                    drop(child);
-                    return Err(SandboxError::Control { step, source: std::io::ErrorKind::TimedOut.into() });
+            let arrived = async {
+                loop {
+                    let mut ready = back.readable().await.map_err(|source| SandboxError::Control { step, source })?;
+                    // Readiness may be a guess (a new registration): cleared if nothing came.
+                    match ready.try_io(|back| match crate::sandbox::take_terminal_now(back.get_ref().as_fd()) {
+                        Ok(None) => Err(std::io::ErrorKind::WouldBlock.into()),
+                        other => Ok(other),
+                    }) {
+                        Ok(Ok(Ok(Some(near)))) => return Ok(near),
+                        Ok(Ok(Err(e))) => return Err(e),
+                        _ => continue,
+                    }
                 }
-                Ok(Err(source)) => return Err(SandboxError::Control { step, source }),
-                Ok(Ok(_ready)) => {}
-            }
-            match crate::sandbox::take_terminal(std::os::fd::AsFd::as_fd(back.get_ref()), true)? {
+            };
+            let near = match tokio::time::timeout(crate::sandbox::CONTROL_TIMEOUT, arrived).await {
+                Err(_) => return Err(SandboxError::Control { step, source: std::io::ErrorKind::TimedOut.into() }),
+                Ok(near) => near?,
+            };
+            guard.0 = None;
+            drop(guard);
+            match near {
                 Some(near) => started.attach_terminal(near),
                 None => {
                     // It could not start: its status pipe says why.

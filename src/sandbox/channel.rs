@@ -91,10 +91,20 @@ fn sendmsg(sock: BorrowedFd<'_>, data: &[u8], fds: &[BorrowedFd<'_>], flags: Sen
 /// means the peer closed. A datagram or descriptor list that did not fit is an error
 /// (`EMSGSIZE`), and its descriptors are closed.
 pub(crate) fn recv(sock: BorrowedFd<'_>, buf: &mut [u8], fds: &mut Vec<OwnedFd>) -> io::Result<usize> {
+    recv_with(sock, buf, fds, RecvFlags::CMSG_CLOEXEC)
+}
+
+/// [`recv`] that never waits (`MSG_DONTWAIT`): `ErrorKind::WouldBlock` if nothing has come.
+#[cfg(feature = "tokio")]
+pub(crate) fn recv_now(sock: BorrowedFd<'_>, buf: &mut [u8], fds: &mut Vec<OwnedFd>) -> io::Result<usize> {
+    recv_with(sock, buf, fds, RecvFlags::CMSG_CLOEXEC | RecvFlags::DONTWAIT)
+}
+
+fn recv_with(sock: BorrowedFd<'_>, buf: &mut [u8], fds: &mut Vec<OwnedFd>, flags: RecvFlags) -> io::Result<usize> {
     let mut space = [MaybeUninit::<u8>::uninit(); CMSG_SPACE];
     let mut control = RecvAncillaryBuffer::new(&mut space);
     let msg = loop {
-        match rustix::net::recvmsg(sock, &mut [IoSliceMut::new(buf)], &mut control, RecvFlags::CMSG_CLOEXEC) {
+        match rustix::net::recvmsg(sock, &mut [IoSliceMut::new(buf)], &mut control, flags) {
             Err(Errno::INTR) => continue,
             other => break other?,
         }

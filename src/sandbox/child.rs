@@ -913,13 +913,35 @@ impl Sandbox {
 
 /// Takes a terminal's near end from its return socket, which is readable; `None` if the
 /// command could not start (why is on its status pipe).
-pub(crate) fn take_terminal(back: BorrowedFd<'_>, nonblocking: bool) -> Result<Option<File>, SandboxError> {
-    let step = "receiving the command's terminal";
+fn take_terminal(back: BorrowedFd<'_>, nonblocking: bool) -> Result<Option<File>, SandboxError> {
     let mut fds = Vec::new();
-    channel::recv(back, &mut [0u8; 1], &mut fds).map_err(|source| SandboxError::Control { step, source })?;
+    channel::recv(back, &mut [0u8; 1], &mut fds)
+        .map_err(|source| SandboxError::Control { step: TAKE_TERMINAL, source })?;
+    terminal_from(fds, nonblocking)
+}
+
+/// [`take_terminal`] if it has come back already, never waiting: `Ok(None)` if it has not
+/// (`Ok(Some(None))`: the command could not start), for an async caller told by its reactor
+/// that the socket may be readable.
+#[cfg(feature = "tokio")]
+pub(crate) fn take_terminal_now(back: BorrowedFd<'_>) -> Result<Option<Option<File>>, SandboxError> {
+    let mut fds = Vec::new();
+    match channel::recv_now(back, &mut [0u8; 1], &mut fds) {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+        Err(source) => Err(SandboxError::Control { step: TAKE_TERMINAL, source }),
+        Ok(_) => terminal_from(fds, true).map(Some),
+    }
+}
+
+const TAKE_TERMINAL: &str = "receiving the command's terminal";
+
+/// The terminal among what came back (none if the command could not start), made
+/// non-blocking if asked.
+fn terminal_from(mut fds: Vec<OwnedFd>, nonblocking: bool) -> Result<Option<File>, SandboxError> {
     let Some(near) = fds.pop() else { return Ok(None) };
     if nonblocking {
-        rustix::io::ioctl_fionbio(&near, true).map_err(|e| SandboxError::Control { step, source: e.into() })?;
+        rustix::io::ioctl_fionbio(&near, true)
+            .map_err(|e| SandboxError::Control { step: TAKE_TERMINAL, source: e.into() })?;
     }
     Ok(Some(File::from(near)))
 }

@@ -82,7 +82,7 @@ pub(crate) use readiness::Readiness;
 use cgroup::SandboxCgroups;
 use child::SessionLink;
 #[cfg(feature = "tokio")]
-pub(crate) use child::take_terminal;
+pub(crate) use child::take_terminal_now;
 use host::{SpawnGuard, errno, escaped, last_cap, take_runner, wait_reply};
 use protocol::{BindSpec, CommandsCgroup, Reply, Request, ZygoteConfig};
 #[cfg(feature = "tokio")]
