@@ -9,12 +9,16 @@
 //!   commands at the speed of a bare `vfork+exec`.
 //! - [`manager`]: the two joined: [`SandboxPool`] hands out ready sandboxes and wipes them
 //!   in the background between leases.
+//! - `asynchronous` (feature `tokio`): the async API for tokio hosts, with no thread per
+//!   command and nothing left behind by a cancelled future.
+//! - `metrics` (feature `metrics`): the pools' metrics through the `metrics` facade.
 //! - The `sandpool` command (feature `cli`): `run`, `bench` and `doctor`.
 //!
 //! Cargo features: `cli` (on by default) is only for the command; a library user turns it
 //! off (`default-features = false`) and builds without clap, indicatif or serde. `serde`
 //! derives `serde::Serialize` for what the library reports (the isolation applied, host
-//! support, parts of a policy); `cli` turns it on.
+//! support, parts of a policy); `cli` turns it on. `tokio` and `metrics` add the modules of
+//! those names.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
