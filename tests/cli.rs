@@ -132,11 +132,14 @@ fn doctor_and_bench_speak_json() {
                 "errors",
                 "peak_threads",
                 "host_cpu_us_per_op",
+                "processes_per_op",
             ] {
                 assert!(m[key].is_number(), "{key} in {m}");
             }
             assert_eq!(m["errors"], 0);
             assert_eq!(m["workload"], workload);
+            // Every operation ran its command: at least one process each, counted by the kernel.
+            assert!(m["processes_per_op"].as_f64().unwrap() >= 0.99, "{m}");
         }
         let warm = modes.iter().find(|m| m["name"] == "warm").unwrap();
         assert!(warm["pool"]["resets"].is_number(), "what the warm pool did: {warm}");

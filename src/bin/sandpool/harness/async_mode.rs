@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::recorder::Recorder;
 use super::report::ModeReport;
-use super::runner::{process_cpu_us, sleep_counting_threads};
+use super::runner::{Totals, Worker, process_cpu_us, processes_made, settle, sleep_counting_threads};
 
 /// The async mode's name.
 pub(crate) const ASYNC: &str = "async";
@@ -31,44 +31,41 @@ where
             return ModeReport::failed(name, in_flight);
         }
     };
+    settle();
     let op = Arc::new(op);
     let stop = Arc::new(AtomicBool::new(false));
+    // Read before any task runs: nothing of the measurement yet.
+    let cpu_before = process_cpu_us();
+    let forks_before = processes_made();
     let tasks: Vec<_> = (0..in_flight.max(1))
         .map(|_| {
             let (op, stop) = (Arc::clone(&op), Arc::clone(&stop));
             runtime.spawn(async move {
                 let mut rec = Recorder::new();
                 let (mut ops, mut errors) = (0u64, 0u64);
+                let started = Instant::now();
                 while !stop.load(Ordering::Relaxed) {
                     let t = Instant::now();
                     let ok = op().await.is_ok();
                     rec.record(t.elapsed());
                     if ok { ops += 1 } else { errors += 1 }
                 }
-                (rec, ops, errors)
+                Worker { rec, ops, errors, started, ended: Instant::now() }
             })
         })
         .collect();
-    let start = Instant::now();
-    let cpu_before = process_cpu_us();
     let peak_threads = sleep_counting_threads(duration);
     stop.store(true, Ordering::Relaxed);
-    let results: Vec<_> = runtime.block_on(async {
+    let results: Vec<Worker> = runtime.block_on(async {
         let mut all = Vec::with_capacity(tasks.len());
         for task in tasks {
             all.extend(task.await.ok());
         }
         all
     });
-    let elapsed = start.elapsed();
     let host_cpu_us = process_cpu_us() - cpu_before;
-    let mut rec = Recorder::new();
-    let (mut ops, mut errors) = (0, 0);
-    for (r, o, e) in &results {
-        rec.merge(r);
-        ops += o;
-        errors += e;
-    }
+    let forks = processes_made() - forks_before;
+    let Totals { rec, ops, errors, elapsed } = Totals::of(&results);
     ModeReport {
         name: name.to_string(),
         threads: in_flight,
@@ -82,6 +79,7 @@ where
         errors,
         peak_threads,
         host_cpu_us_per_op: host_cpu_us as f64 / ops.max(1) as f64,
+        processes_per_op: forks as f64 / ops.max(1) as f64,
         workload: None,
         pool: None,
     }

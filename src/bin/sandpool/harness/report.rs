@@ -31,6 +31,9 @@ pub(crate) struct ModeReport {
     /// CPU time the measuring process itself used per operation, µs (its threads only: not
     /// the commands, nor the sandboxes' own processes).
     pub(crate) host_cpu_us_per_op: f64,
+    /// Processes and threads the machine made per operation while it was measured (from
+    /// `/proc/stat`: anything else running counts too): each command run makes at least one.
+    pub(crate) processes_per_op: f64,
     /// The workload measured (sandbox modes only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) workload: Option<String>,
@@ -55,6 +58,7 @@ impl ModeReport {
             errors: 1,
             peak_threads: 0,
             host_cpu_us_per_op: 0.0,
+            processes_per_op: 0.0,
             workload: None,
             pool: None,
         }

@@ -21,6 +21,46 @@ pub(crate) enum Progress<'a> {
     Done,
 }
 
+/// What one worker (a thread, or a task of the async mode) measured: its latencies, its
+/// operations, and when it started and stopped working.
+pub(crate) struct Worker {
+    pub(crate) rec: Recorder,
+    pub(crate) ops: u64,
+    pub(crate) errors: u64,
+    pub(crate) started: Instant,
+    pub(crate) ended: Instant,
+}
+
+/// The workers' results together. The measured time runs from the first worker's start to
+/// the last one's end, as the workers saw them: the coordinating thread may be scheduled late
+/// on a machine its workers keep busy (with hundreds of them, by seconds), so its own clock
+/// would miss operations made before it read it.
+pub(crate) struct Totals {
+    pub(crate) rec: Recorder,
+    pub(crate) ops: u64,
+    pub(crate) errors: u64,
+    pub(crate) elapsed: Duration,
+}
+
+impl Totals {
+    pub(crate) fn of(workers: &[Worker]) -> Totals {
+        let mut rec = Recorder::new();
+        let (mut ops, mut errors) = (0, 0);
+        for w in workers {
+            rec.merge(&w.rec);
+            ops += w.ops;
+            errors += w.errors;
+        }
+        let first = workers.iter().map(|w| w.started).min();
+        let last = workers.iter().map(|w| w.ended).max();
+        let elapsed = match (first, last) {
+            (Some(first), Some(last)) => last.duration_since(first),
+            _ => Duration::ZERO,
+        };
+        Totals { rec, ops, errors, elapsed: elapsed.max(Duration::from_micros(1)) }
+    }
+}
+
 /// Runs `op` on `threads` threads for `duration` and reports throughput and latency.
 ///
 /// Fast operations are timed on a sample (every 32nd, once the first 256 show a mean
@@ -33,9 +73,10 @@ pub(crate) fn measure<E>(
     op: impl Fn() -> Result<(), E> + Sync,
 ) -> ModeReport {
     let threads = threads.max(1);
+    settle();
     let stop = AtomicBool::new(false);
     let barrier = Barrier::new(threads + 1);
-    let (results, elapsed, (peak_threads, host_cpu_us)) = std::thread::scope(|s| {
+    let (results, (peak_threads, host_cpu_us, forks)) = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
             .map(|_| {
                 s.spawn(|| {
@@ -44,6 +85,7 @@ pub(crate) fn measure<E>(
                     let mut every: u64 = 1;
                     let mut calib = Duration::ZERO;
                     barrier.wait();
+                    let started = Instant::now();
                     while !stop.load(Ordering::Relaxed) {
                         let ok = if n % every == 0 {
                             let t = Instant::now();
@@ -63,25 +105,20 @@ pub(crate) fn measure<E>(
                         n += 1;
                         if ok { ops += 1 } else { errors += 1 }
                     }
-                    (rec, ops, errors)
+                    Worker { rec, ops, errors, started, ended: Instant::now() }
                 })
             })
             .collect();
-        barrier.wait();
-        let start = Instant::now();
+        // Read while every worker waits at the barrier: nothing of the measurement yet.
         let cpu_before = process_cpu_us();
+        let forks_before = processes_made();
+        barrier.wait();
         let peak = sleep_counting_threads(duration);
         stop.store(true, Ordering::Relaxed);
-        let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
-        (results, start.elapsed(), (peak, process_cpu_us() - cpu_before))
+        let results: Vec<Worker> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        (results, (peak, process_cpu_us() - cpu_before, processes_made() - forks_before))
     });
-    let mut rec = Recorder::new();
-    let (mut ops, mut errors) = (0, 0);
-    for (r, o, e) in &results {
-        rec.merge(r);
-        ops += o;
-        errors += e;
-    }
+    let Totals { rec, ops, errors, elapsed } = Totals::of(&results);
     ModeReport {
         name: name.to_string(),
         threads,
@@ -95,6 +132,7 @@ pub(crate) fn measure<E>(
         errors,
         peak_threads,
         host_cpu_us_per_op: host_cpu_us as f64 / ops.max(1) as f64,
+        processes_per_op: forks as f64 / ops.max(1) as f64,
         workload: None,
         pool: None,
     }
@@ -110,6 +148,43 @@ pub(crate) fn process_cpu_us() -> u64 {
     let ticks: u64 =
         f.next().and_then(|u| u.parse().ok()).unwrap_or(0) + f.next().and_then(|s| s.parse().ok()).unwrap_or(0);
     ticks * 10_000
+}
+
+/// Waits until the machine is quiet again (at least 90% of its CPU time idle over 100 ms; at
+/// most 10 s) before a measurement: what the previous mode left the kernel to finish (network
+/// namespaces and cgroups of torn-down sandboxes are freed by kernel workers, after the fact)
+/// must not be charged to the next mode. Returns how long it waited.
+pub(crate) fn settle() -> Duration {
+    /// `(idle, total)` jiffies of all CPUs, from `/proc/stat`.
+    fn cpu_times() -> Option<(u64, u64)> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        let line = stat.lines().next()?.strip_prefix("cpu ")?;
+        let fields: Vec<u64> = line.split_whitespace().filter_map(|f| f.parse().ok()).collect();
+        // user nice system idle iowait irq softirq steal (guest time is counted in user).
+        let idle = fields.get(3)? + fields.get(4).copied().unwrap_or(0);
+        Some((idle, fields.iter().take(8).sum()))
+    }
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(10) {
+        let Some((idle0, total0)) = cpu_times() else { break };
+        std::thread::sleep(Duration::from_millis(100));
+        let Some((idle1, total1)) = cpu_times() else { break };
+        let total = total1.saturating_sub(total0);
+        if total > 0 && (idle1.saturating_sub(idle0)) as f64 / total as f64 >= 0.9 {
+            break;
+        }
+    }
+    start.elapsed()
+}
+
+/// Processes (and threads) the whole machine has made since it booted (`processes` of
+/// `/proc/stat`): over a measurement, a check that each operation really started what it
+/// should (at least one process per command run).
+pub(crate) fn processes_made() -> u64 {
+    std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("processes ").and_then(|v| v.trim().parse().ok())))
+        .unwrap_or(0)
 }
 
 /// This process's thread count (`Threads:` of `/proc/self/status`); 0 if unreadable.
