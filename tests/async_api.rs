@@ -11,8 +11,15 @@ use sandpool::SandboxPool;
 use sandpool::sandbox::{Command, Stdio};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
+/// A pool whose acquires wait as long as it takes (these tests are about what a wait or a cut
+/// leaves behind, on machines of any speed; the timeout has its own test).
 fn pool(max_size: usize, min_idle: usize) -> SandboxPool {
-    SandboxPool::builder(common::default_policy()).max_size(max_size).min_idle(min_idle).build().unwrap()
+    SandboxPool::builder(common::default_policy())
+        .max_size(max_size)
+        .min_idle(min_idle)
+        .acquire_timeout(None)
+        .build()
+        .unwrap()
 }
 
 /// This process's thread count.
@@ -183,6 +190,20 @@ async fn a_cancellation_storm_leaves_nothing_behind() {
     assert!(tokio::task::block_in_place(|| pool.warm_up(Duration::from_secs(60))));
     let seed = std::env::var("SANDPOOL_STORM_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x5eed_u64);
     eprintln!("storm seed {seed} (SANDPOOL_STORM_SEED to replay)");
+    // Cuts fall anywhere up to 30 times what one lease of `true` takes here alone (16 tasks
+    // share 6 sandboxes, and some hold one until they are cut), so that on a fast machine or
+    // a slow one (an emulated VM) much work is cut and much finishes.
+    let mut lease = pool.acquire_async().await.unwrap();
+    let one_lease = {
+        let started = Instant::now();
+        for _ in 0..10 {
+            lease.run_async(&Command::new("/bin/true")).await.unwrap();
+        }
+        started.elapsed() / 10
+    };
+    drop(lease);
+    let span_us = (one_lease.as_micros() as u64 * 30).max(5000);
+    eprintln!("one lease of `true` takes {one_lease:?}: cuts within {span_us} µs");
     let completed = Arc::new(AtomicUsize::new(0));
     let cut = Arc::new(AtomicUsize::new(0));
     let tasks: Vec<_> = (0..16u64)
@@ -191,7 +212,7 @@ async fn a_cancellation_storm_leaves_nothing_behind() {
             tokio::spawn(async move {
                 let mut rng = Rng(seed.wrapping_mul(t + 1) | 1);
                 for _ in 0..150 {
-                    let limit = Duration::from_micros(rng.below(30_000));
+                    let limit = Duration::from_micros(rng.below(span_us));
                     let kind = rng.below(5);
                     let finished = tokio::time::timeout(limit, async {
                         let mut lease = pool.acquire_async().await.unwrap();

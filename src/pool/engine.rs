@@ -83,9 +83,9 @@ impl<M: Manager> Pool<M> {
     /// Takes a resource without holding the thread while it waits: an executor-agnostic
     /// future, served like [`acquire`](Pool::acquire) (idle first, FIFO with blocked threads
     /// when it must wait) and safe to drop at any point (see [`AcquireFuture`]). It resolves
-    /// to a [`Granted`](super::Granted) lease, or a unit of capacity whose resource the caller makes
-    /// ([`Granted::into_lease`](super::Granted::into_lease) makes it on the spot). It applies no timeout: race it with the
-    /// host's timer.
+    /// to a [`Granted`](super::Granted) lease, or a unit of capacity whose resource the
+    /// caller makes ([`Granted::into_lease`](super::Granted::into_lease) makes it on the
+    /// spot). It applies no timeout: race it with the host's timer.
     ///
     /// ```
     /// use sandpool::pool::{Manager, Pool, PoolError};
