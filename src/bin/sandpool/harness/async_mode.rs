@@ -65,22 +65,5 @@ where
     });
     let host_cpu_us = process_cpu_us() - cpu_before;
     let forks = processes_made() - forks_before;
-    let Totals { rec, ops, errors, elapsed } = Totals::of(&results);
-    ModeReport {
-        name: name.to_string(),
-        threads: in_flight,
-        ops,
-        ops_per_sec: ops as f64 / elapsed.as_secs_f64(),
-        p50_us: rec.quantile_us(0.50),
-        p90_us: rec.quantile_us(0.90),
-        p99_us: rec.quantile_us(0.99),
-        p999_us: rec.quantile_us(0.999),
-        max_us: rec.max_us(),
-        errors,
-        peak_threads,
-        host_cpu_us_per_op: host_cpu_us as f64 / ops.max(1) as f64,
-        processes_per_op: forks as f64 / ops.max(1) as f64,
-        workload: None,
-        pool: None,
-    }
+    Totals::of(&results).report(name, in_flight, peak_threads, host_cpu_us, forks)
 }

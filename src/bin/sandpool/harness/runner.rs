@@ -59,6 +59,36 @@ impl Totals {
         };
         Totals { rec, ops, errors, elapsed: elapsed.max(Duration::from_micros(1)) }
     }
+
+    /// The row of mode `name` at `threads`, with what the machine did meanwhile: the most
+    /// threads the process had, its own CPU time (µs) and the processes made.
+    pub(crate) fn report(
+        self,
+        name: &str,
+        threads: usize,
+        peak_threads: usize,
+        host_cpu_us: u64,
+        forks: u64,
+    ) -> ModeReport {
+        let per_op = |x: u64| x as f64 / self.ops.max(1) as f64;
+        ModeReport {
+            name: name.to_string(),
+            threads,
+            ops: self.ops,
+            ops_per_sec: self.ops as f64 / self.elapsed.as_secs_f64(),
+            p50_us: self.rec.quantile_us(0.50),
+            p90_us: self.rec.quantile_us(0.90),
+            p99_us: self.rec.quantile_us(0.99),
+            p999_us: self.rec.quantile_us(0.999),
+            max_us: self.rec.max_us(),
+            errors: self.errors,
+            peak_threads,
+            host_cpu_us_per_op: per_op(host_cpu_us),
+            processes_per_op: per_op(forks),
+            workload: None,
+            pool: None,
+        }
+    }
 }
 
 /// Runs `op` on `threads` threads for `duration` and reports throughput and latency.
@@ -118,24 +148,7 @@ pub(crate) fn measure<E>(
         let results: Vec<Worker> = handles.into_iter().map(|h| h.join().unwrap()).collect();
         (results, (peak, process_cpu_us() - cpu_before, processes_made() - forks_before))
     });
-    let Totals { rec, ops, errors, elapsed } = Totals::of(&results);
-    ModeReport {
-        name: name.to_string(),
-        threads,
-        ops,
-        ops_per_sec: ops as f64 / elapsed.as_secs_f64(),
-        p50_us: rec.quantile_us(0.50),
-        p90_us: rec.quantile_us(0.90),
-        p99_us: rec.quantile_us(0.99),
-        p999_us: rec.quantile_us(0.999),
-        max_us: rec.max_us(),
-        errors,
-        peak_threads,
-        host_cpu_us_per_op: host_cpu_us as f64 / ops.max(1) as f64,
-        processes_per_op: forks as f64 / ops.max(1) as f64,
-        workload: None,
-        pool: None,
-    }
+    Totals::of(&results).report(name, threads, peak_threads, host_cpu_us, forks)
 }
 
 /// CPU time this process has used (all its threads, live and ended: `utime + stime` of
