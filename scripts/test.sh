@@ -33,7 +33,7 @@ if [ "$(id -u)" = 0 ]; then
   uid="${SANDPOOL_TEST_UID:-4242}"
   dir="$(mktemp -d)"
   chmod 755 "$dir"
-  for t in sandbox_security sandbox_tenants sandbox_host_boundary sandbox_children sandbox_terminal sandbox_cgroups sandbox_teardown sandbox_fork_safety pool_sandbox pool_sandbox_faults async_api; do
+  for t in sandbox_security sandbox_tenants sandbox_host_boundary sandbox_children sandbox_terminal sandbox_cgroups sandbox_teardown sandbox_fork_safety pool_sandbox pool_sandbox_faults async_api runtime; do
     bin="$(scripts/test-binary.sh "$t" --features "$features")"
     # Copied out of the checkout, which an unprivileged uid may not be able to enter.
     install -m 755 "$bin" "$dir/$t"

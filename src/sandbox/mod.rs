@@ -58,6 +58,7 @@ pub mod probe;
 pub mod protocol;
 mod readiness;
 mod run;
+pub mod runtime;
 mod sys;
 mod zygote;
 
@@ -78,6 +79,7 @@ pub use error::SandboxError;
 pub use isolation::{Enforcement, Isolation, LandlockStatus, Limit, Namespaces, SeccompStatus, SessionSeparation};
 pub use policy::{Bind, Network, Policy, PolicyBuilder, PolicyError, Requirement};
 pub(crate) use readiness::Readiness;
+pub use runtime::Runtime;
 
 use cgroup::SandboxCgroups;
 use child::SessionLink;
@@ -108,6 +110,13 @@ pub const SHARED_HOST_UID: u32 = HOST_UID_BASE - 1;
 /// Processes of the sandbox itself (its init and its spawner), allowed on top of the policy's
 /// process limit.
 const OWN_PROCESSES: u64 = 2;
+
+/// The sandbox's own processes beside the commands': [`OWN_PROCESSES`], and with a runtime
+/// the template of the current session and of the next one made ahead, and the short-lived
+/// process between a template and each child it serves.
+fn own_processes(policy: &Policy) -> u64 {
+    OWN_PROCESSES + if policy.runtime.is_some() { 3 } else { 0 }
+}
 
 /// How long the host waits for the zygote to answer a setup or reset before declaring it dead.
 pub(crate) const CONTROL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -143,9 +152,36 @@ pub struct Sandbox {
     next_token: AtomicU64,
     /// Its memory cgroup's OOM kill count when the current lease (or session) began.
     oom_kills_before: AtomicU64,
+    /// How the current session's runtime template started (`None` without a runtime).
+    runtime: Option<RuntimeStatus>,
     /// On a root host, the host uid it holds alone; released after its init is reaped (fields
     /// drop after [`Drop::drop`]).
     _own_uid: Option<host::uids::HostUid>,
+}
+
+/// Whether a sandbox's runtime template serves (see [`Runtime`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RuntimeStatus {
+    /// The current session's template started: commands naming its interpreter are served.
+    Ready,
+    /// It could not start (the interpreter is missing, a preloaded module failed to import):
+    /// every command is exec'd, as without a runtime.
+    Failed {
+        /// What the interpreter or the spawner said.
+        reason: String,
+    },
+}
+
+impl RuntimeStatus {
+    /// From a session's report.
+    fn from_report(report: &protocol::RuntimeReport) -> Option<RuntimeStatus> {
+        match report {
+            protocol::RuntimeReport::None => None,
+            protocol::RuntimeReport::Ready => Some(RuntimeStatus::Ready),
+            protocol::RuntimeReport::Failed(why) => Some(RuntimeStatus::Failed { reason: why.clone() }),
+        }
+    }
 }
 
 impl Sandbox {
@@ -204,8 +240,12 @@ impl Sandbox {
         let mut cgroups = if policy.cgroups == Requirement::Off {
             SandboxCgroups::default()
         } else {
-            let cg = SandboxCgroups::create(policy.memory_bytes, policy.max_processes + OWN_PROCESSES, policy.cpus())
-                .map_err(|(step, source)| SandboxError::Cgroup { step, source })?;
+            let cg = SandboxCgroups::create(
+                policy.memory_bytes,
+                policy.max_processes + own_processes(policy),
+                policy.cpus(),
+            )
+            .map_err(|(step, source)| SandboxError::Cgroup { step, source })?;
             if cg.memory.is_none() || cg.pids.is_none() {
                 let why = cgroup::support().notes.join("; ");
                 if policy.cgroups == Requirement::Required {
@@ -318,7 +358,7 @@ impl Sandbox {
                 .collect(),
             // Where a cgroup counts processes exactly, the rlimit is only a second fence, and
             // leaves room for a session made ahead (see `SandboxCgroups::make_room_for_a_spare`).
-            max_processes: policy.max_processes + OWN_PROCESSES + u64::from(cgroups.pids.is_some()),
+            max_processes: policy.max_processes + own_processes(policy) + u64::from(cgroups.pids.is_some()),
             address_space: if cgroups.memory.is_some() { 0 } else { policy.memory_bytes },
             max_file_size: policy.max_file_size,
             max_open_files: policy.max_open_files,
@@ -332,6 +372,11 @@ impl Sandbox {
                 .collect(),
             socket_buffer_max: host::socket_buffer_max(policy.memory_bytes),
             commands_cgroup,
+            runtime: policy.runtime.as_ref().map(|rt| protocol::RuntimeSpec {
+                interpreter: rt.interpreter.as_os_str().as_encoded_bytes().to_vec(),
+                preload: rt.preload.iter().map(|m| m.as_bytes().to_vec()).collect(),
+                share_across_leases: rt.share_across_leases,
+            }),
         };
         // The binds' trees, then the commands' cgroup (and the init's own leaf).
         let tree_fds: Vec<BorrowedFd<'_>> = trees.iter().map(|t| t.as_fd()).chain(commands_fds).collect();
@@ -360,6 +405,9 @@ impl Sandbox {
         }
         let isolation = isolation::build_isolation(policy, &report, &cgroups, host_uid, own_uid.is_some(), missing);
         let pidfd = guard.pidfd.take().expect("guard holds the pidfd");
+        if let protocol::RuntimeReport::Failed(why) = &report.runtime {
+            tracing::warn!(pid = zygote.pid, reason = %why, "sandpool: the runtime's template did not start; commands are exec'd");
+        }
         Ok(Sandbox {
             control: host_end,
             runner: Arc::new(SessionLink::new(runner)),
@@ -373,6 +421,7 @@ impl Sandbox {
             reaped: false,
             next_token: AtomicU64::new(1),
             oom_kills_before: AtomicU64::new(0),
+            runtime: RuntimeStatus::from_report(&report.runtime),
             _own_uid: own_uid,
         })
     }
@@ -380,6 +429,22 @@ impl Sandbox {
     /// What this sandbox actually applied, layer by layer.
     pub fn isolation(&self) -> &Isolation {
         &self.isolation
+    }
+
+    /// Whether the current session's runtime template serves; `None` if the policy has no
+    /// runtime. A template that could not start is not an error: commands are then exec'd.
+    ///
+    /// ```no_run
+    /// use sandpool::sandbox::{Policy, Runtime, RuntimeStatus, Sandbox};
+    /// let policy = Policy::builder().runtime(Runtime::python3().preload(["numpy"])).build()?;
+    /// let sandbox = Sandbox::spawn(&policy)?;
+    /// if let Some(RuntimeStatus::Failed { reason }) = sandbox.runtime_status() {
+    ///     eprintln!("python3 runs cold here: {reason}");
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn runtime_status(&self) -> Option<&RuntimeStatus> {
+        self.runtime.as_ref()
     }
 
     /// The policy it was made with.
@@ -461,6 +526,7 @@ impl Sandbox {
                 // goes with it.
                 self.runner = Arc::new(SessionLink::new(take_runner(fds).inspect_err(|_| self.dead = true)?));
                 self.forget_oom_kills();
+                self.runtime = RuntimeStatus::from_report(&report.runtime);
                 Ok(report.made_ahead)
             }
             Ok((Reply::ResetFailed { step, errno: e }, _)) => {

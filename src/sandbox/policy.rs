@@ -3,6 +3,7 @@
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
+use super::runtime::Runtime;
 use thiserror::Error;
 
 const MIB: u64 = 1024 * 1024;
@@ -78,6 +79,12 @@ pub enum PolicyError {
         /// The most accepted.
         max: usize,
     },
+    /// The runtime names no usable interpreter or a preload entry that is not a module name.
+    #[error("invalid runtime: {reason}")]
+    InvalidRuntime {
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A limit is zero or out of range.
     #[error("{name} must be at least {min} (got {value})")]
     LimitOutOfRange {
@@ -131,6 +138,7 @@ pub struct Policy {
     pub(crate) seccomp: Requirement,
     pub(crate) cgroups: Requirement,
     pub(crate) landlock_max_abi: Option<u32>,
+    pub(crate) runtime: Option<Runtime>,
 }
 
 impl Default for Policy {
@@ -151,6 +159,7 @@ impl Default for Policy {
             seccomp: Requirement::Required,
             cgroups: Requirement::BestEffort,
             landlock_max_abi: None,
+            runtime: None,
         }
     }
 }
@@ -192,6 +201,10 @@ impl Policy {
     pub fn output_limit(&self) -> usize {
         self.output_limit
     }
+    /// The warm runtime each session starts, if any.
+    pub fn runtime(&self) -> Option<&Runtime> {
+        self.runtime.as_ref()
+    }
 }
 
 /// Builds a [`Policy`], validating every input; errors surface from [`PolicyBuilder::build`].
@@ -224,6 +237,13 @@ impl PolicyBuilder {
     /// Shows host `path` read-write at the same path inside. Default: none.
     pub fn rw(self, path: impl AsRef<Path>) -> Self {
         self.bind(path, true)
+    }
+
+    /// A warm runtime: each session starts this interpreter once, and commands naming it are
+    /// served by a fork of it (see [`Runtime`]). Default: none.
+    pub fn runtime(mut self, runtime: Runtime) -> Self {
+        self.policy.runtime = Some(runtime);
+        self
     }
 
     /// Network mode. Default: [`Network::LoopbackOnly`].
@@ -364,6 +384,9 @@ impl PolicyBuilder {
         check("output limit (bytes)", p.output_limit as u64, 1)?;
         check("open files limit", p.max_open_files, 16)?;
         check("file size limit (bytes)", p.max_file_size, 1)?;
+        if let Some(runtime) = &p.runtime {
+            runtime.check().map_err(|reason| PolicyError::InvalidRuntime { reason })?;
+        }
         Ok(p)
     }
 }

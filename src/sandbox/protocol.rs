@@ -63,6 +63,19 @@ pub struct ZygoteConfig {
     /// The commands' own memory cgroup, if the sandbox has one, and so which descriptors
     /// come last with the configuration.
     pub commands_cgroup: CommandsCgroup,
+    /// The warm runtime each session starts (see [`crate::sandbox::Runtime`]), if any.
+    pub runtime: Option<RuntimeSpec>,
+}
+
+/// A warm runtime, as the zygote gets it.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct RuntimeSpec {
+    /// The interpreter: a name searched on the default `PATH`, or an absolute path.
+    pub interpreter: Vec<u8>,
+    /// The modules its template imports.
+    pub preload: Vec<Vec<u8>>,
+    /// Whether a session whose template served a command may still be handed on untouched.
+    pub share_across_leases: bool,
 }
 
 /// How commands get into their own memory cgroup (see the host's `cgroup::COMMANDS`).
@@ -175,6 +188,42 @@ pub struct ZygoteReport {
     /// Whether the session this reply hands over was made ahead of need (after a reset: the
     /// spare the zygote switched to).
     pub made_ahead: bool,
+    /// Whether that session's runtime template serves.
+    pub runtime: RuntimeReport,
+}
+
+/// How a session's runtime template started.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub enum RuntimeReport {
+    /// The sandbox has no runtime.
+    #[default]
+    None,
+    /// The template serves.
+    Ready,
+    /// The template could not start (why): the session's commands are exec'd.
+    Failed(String),
+}
+
+impl RuntimeReport {
+    fn write(&self, w: &mut Writer) {
+        match self {
+            RuntimeReport::None => w.u8(0),
+            RuntimeReport::Ready => w.u8(1),
+            RuntimeReport::Failed(why) => {
+                w.u8(2);
+                w.bytes(why.as_bytes());
+            }
+        }
+    }
+
+    fn read(r: &mut Reader<'_>) -> Result<RuntimeReport, DecodeError> {
+        match r.u8()? {
+            0 => Ok(RuntimeReport::None),
+            1 => Ok(RuntimeReport::Ready),
+            2 => Ok(RuntimeReport::Failed(r.string()?)),
+            _ => Err(DecodeError("bad runtime report")),
+        }
+    }
 }
 
 /// Resource use of a finished command.
@@ -233,6 +282,8 @@ pub enum Reply {
     ResetDone {
         /// What `landlock_restrict_self` left in force.
         landlock: LandlockEnforcement,
+        /// Whether its runtime template serves.
+        runtime: RuntimeReport,
     },
     /// No fresh session could be started: the sandbox must not be reused.
     ResetFailed {
@@ -488,6 +539,12 @@ impl Request {
                 w.list(&c.cgroup_tasks);
                 w.u64(c.socket_buffer_max);
                 w.u8(c.commands_cgroup.code());
+                w.bool(c.runtime.is_some());
+                if let Some(rt) = &c.runtime {
+                    w.bytes(&rt.interpreter);
+                    w.list(&rt.preload);
+                    w.bool(rt.share_across_leases);
+                }
             }
             Request::Run(r) => {
                 w.u8(tag::RUN);
@@ -549,6 +606,15 @@ impl Request {
                     cgroup_tasks: r.list()?,
                     socket_buffer_max: r.u64()?,
                     commands_cgroup: CommandsCgroup::from_code(r.u8()?)?,
+                    runtime: if r.bool()? {
+                        Some(RuntimeSpec {
+                            interpreter: r.bytes()?,
+                            preload: r.list()?,
+                            share_across_leases: r.bool()?,
+                        })
+                    } else {
+                        None
+                    },
                 })
             }
             tag::RUN => Request::Run(RunRequest {
@@ -589,6 +655,7 @@ impl Reply {
                 w.u32(rep.seccomp_denied);
                 w.bool(rep.loopback_only);
                 w.bool(rep.made_ahead);
+                rep.runtime.write(&mut w);
             }
             Reply::SetupFailed { step, errno } => {
                 w.u8(tag::SETUP_FAILED);
@@ -614,9 +681,10 @@ impl Reply {
                 w.u8(*step as u8);
                 w.i32(*errno);
             }
-            Reply::ResetDone { landlock } => {
+            Reply::ResetDone { landlock, runtime } => {
                 w.u8(tag::RESET_DONE);
                 w.u8(*landlock as u8);
+                runtime.write(&mut w);
             }
             Reply::ResetFailed { step, errno } => {
                 w.u8(tag::RESET_FAILED);
@@ -639,6 +707,7 @@ impl Reply {
                 seccomp_denied: r.u32()?,
                 loopback_only: r.bool()?,
                 made_ahead: r.bool()?,
+                runtime: RuntimeReport::read(&mut r)?,
             }),
             tag::SETUP_FAILED => Reply::SetupFailed { step: r.string()?, errno: r.i32()? },
             tag::EXITED => Reply::Exited {
@@ -660,6 +729,7 @@ impl Reply {
                     2 => LandlockEnforcement::Full,
                     _ => return Err(DecodeError("bad Landlock enforcement")),
                 },
+                runtime: RuntimeReport::read(&mut r)?,
             },
             tag::RESET_FAILED => Reply::ResetFailed { step: r.string()?, errno: r.i32()? },
             _ => return Err(DecodeError("unknown reply")),
@@ -691,6 +761,11 @@ mod tests {
                 cgroup_tasks: vec![b"/sys/fs/cgroup/pids/sandpool/sb-1-0/tasks".to_vec()],
                 socket_buffer_max: 1 << 20,
                 commands_cgroup: CommandsCgroup::BornIn,
+                runtime: Some(RuntimeSpec {
+                    interpreter: b"python3".to_vec(),
+                    preload: vec![b"json".to_vec(), b"re".to_vec()],
+                    share_across_leases: true,
+                }),
             }),
             Request::Run(RunRequest {
                 argv: vec![b"/bin/echo".to_vec(), b"hi".to_vec()],
@@ -729,9 +804,12 @@ mod tests {
             Reply::Started { pid: 2 },
             Reply::SpawnFailed { step: SpawnStep::Exec, errno: 2 },
             Reply::SpawnFailed { step: SpawnStep::Receive, errno: 22 },
-            Reply::ResetDone { landlock: LandlockEnforcement::None },
-            Reply::ResetDone { landlock: LandlockEnforcement::Partial },
-            Reply::ResetDone { landlock: LandlockEnforcement::Full },
+            Reply::ResetDone { landlock: LandlockEnforcement::None, runtime: RuntimeReport::None },
+            Reply::ResetDone { landlock: LandlockEnforcement::Partial, runtime: RuntimeReport::Ready },
+            Reply::ResetDone {
+                landlock: LandlockEnforcement::Full,
+                runtime: RuntimeReport::Failed("ModuleNotFoundError: No module named 'x'".into()),
+            },
             Reply::ResetFailed { step: "empty /tmp".into(), errno: 16 },
         ];
         for m in msgs {
@@ -766,7 +844,9 @@ mod tests {
             assert_eq!(SpawnStep::from_code(step as u8), Some(step));
         }
         let mut config = Request::Configure(ZygoteConfig::default()).encode();
-        let landlock_at = config.len() - (1 + 1 + 4 + 4 + 4 + 8);
+        // From the end: the runtime's flag, commands_cgroup, socket_buffer_max, the empty
+        // cgroup_tasks list, landlock_max_abi, last_cap, seccomp.
+        let landlock_at = config.len() - (1 + 1 + 8 + 4 + 4 + 4 + 1 + 1);
         config[landlock_at] = 3;
         assert_eq!(Request::decode(&config), Err(DecodeError("bad requirement")));
     }

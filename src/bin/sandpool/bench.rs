@@ -290,6 +290,20 @@ fn print_report(out: &mut dyn Write, r: &Report<'_>) -> std::io::Result<()> {
                     p.resets, p.resets_made_ahead, p.resets_skipped, p.sandboxes_made
                 )?;
             }
+            for (mode, what) in
+                [(harness::RUNTIME, "a new template per lease"), (harness::RUNTIME_SHARED, "shared across leases")]
+            {
+                if let Some(rt) = find(mode) {
+                    writeln!(
+                        out,
+                        "    {mode} (warm runtime, {what}): p50 {:.2}× bare's ({:.1}× faster), throughput {:.2}× bare's, {:.2}× warm's",
+                        rt.p50_us / bare.p50_us,
+                        bare.p50_us / rt.p50_us,
+                        rt.ops_per_sec / bare.ops_per_sec,
+                        rt.ops_per_sec / warm.ops_per_sec,
+                    )?;
+                }
+            }
             if let Some(tasks) = find(harness::ASYNC) {
                 writeln!(
                     out,

@@ -225,6 +225,12 @@ fn rule(conditions: Vec<SeccompCondition>) -> SeccompRule {
 /// cannot read: refused. `clone(CLONE_PARENT)` would make the spawner the parent of the new
 /// process, and its exit signal (any signal) the spawner's: refused.
 fn calls_on_the_spawner() -> Vec<(i64, Vec<SeccompRule>)> {
+    calls_on_process(SPAWNER_PID)
+}
+
+/// The rules of [`calls_on_the_spawner`] for the process `pid` (and process group `pid`
+/// where a call takes one).
+fn calls_on_process(target: u64) -> Vec<(i64, Vec<SeccompRule>)> {
     const PRIO_PROCESS: u64 = 0;
     const PRIO_PGRP: u64 = 1;
     const PRIO_USER: u64 = 2;
@@ -234,12 +240,12 @@ fn calls_on_the_spawner() -> Vec<(i64, Vec<SeccompRule>)> {
     const FIOSETOWN: u64 = 0x8901;
     const SIOCSPGRP: u64 = 0x8902;
     const F_SETOWN_EX: u64 = 15;
-    let first_is_spawner = || vec![rule(vec![arg_is(0, SPAWNER_PID)])];
-    let either_is_spawner = || vec![rule(vec![arg_is(0, SPAWNER_PID)]), rule(vec![arg_is(1, SPAWNER_PID)])];
+    let first_is_spawner = || vec![rule(vec![arg_is(0, target)])];
+    let either_is_spawner = || vec![rule(vec![arg_is(0, target)]), rule(vec![arg_is(1, target)])];
     let who_is_spawner_or_user = |process: u64, group: u64, user: u64| {
         vec![
-            rule(vec![arg_is(0, process), arg_is(1, SPAWNER_PID)]),
-            rule(vec![arg_is(0, group), arg_is(1, SPAWNER_PID)]),
+            rule(vec![arg_is(0, process), arg_is(1, target)]),
+            rule(vec![arg_is(0, group), arg_is(1, target)]),
             rule(vec![arg_is(0, user)]),
         ]
     };
@@ -260,7 +266,7 @@ fn calls_on_the_spawner() -> Vec<(i64, Vec<SeccompRule>)> {
         (
             libc::SYS_fcntl,
             vec![
-                rule(vec![arg_is(1, libc::F_SETOWN as u64), arg_is(2, SPAWNER_PID)]),
+                rule(vec![arg_is(1, libc::F_SETOWN as u64), arg_is(2, target)]),
                 rule(vec![arg_is(1, libc::F_SETOWN as u64), arg_is(2, u32::MAX as u64)]),
                 rule(vec![arg_is(1, F_SETOWN_EX)]),
             ],
@@ -376,6 +382,29 @@ fn deny_list() -> Result<SeccompProgram, seccompiler::BackendError> {
 fn session_filter() -> Result<SeccompProgram, seccompiler::BackendError> {
     let rules: BTreeMap<i64, Vec<SeccompRule>> =
         session_making_syscalls().into_iter().map(|(_, nr)| (nr, Vec::new())).collect();
+    program(rules, libc::EPERM)
+}
+
+/// A runtime's template (pid 2 of the session, leader of process group 2) is as out of the
+/// commands' reach as the spawner: the calls of [`calls_on_the_spawner`] refused when aimed at
+/// pid 2, and the signals to its process group (`kill(-2)`; the spawner, pid 1, needs no such
+/// rule: the kernel does not let a namespace's processes kill its init). The template is
+/// not dumpable, so neither `ptrace` nor `/proc/2` reaches it; a signal to every process
+/// (`kill(-1)`) does, and the verdict sees it (the template's state is part of the session's).
+fn template_guard() -> Result<SeccompProgram, seccompiler::BackendError> {
+    const TEMPLATE_PID: u64 = 2;
+    const TEMPLATE_GROUP: u64 = (-2i32) as u32 as u64;
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
+    for (nr, conditions) in calls_on_process(TEMPLATE_PID) {
+        rules.entry(nr).or_default().extend(conditions);
+    }
+    for nr in [libc::SYS_kill, libc::SYS_rt_sigqueueinfo] {
+        rules.entry(nr).or_default().push(rule(vec![arg_is(0, TEMPLATE_GROUP)]));
+    }
+    rules
+        .entry(libc::SYS_fcntl)
+        .or_default()
+        .push(rule(vec![arg_is(1, libc::F_SETOWN as u64), arg_is(2, TEMPLATE_GROUP)]));
     program(rules, libc::EPERM)
 }
 
@@ -546,6 +575,10 @@ pub(crate) struct Filters {
     pub session: SeccompProgram,
     /// Installed on top by each `--no-fork` command, in order.
     pub no_fork: Vec<SeccompProgram>,
+    /// Installed on top by a spawner whose session has a runtime's template (pid 2), before
+    /// it starts it: the calls that act on a process by pid refused when aimed at the
+    /// template or its process group (see [`template_guard`]).
+    pub template_guard: SeccompProgram,
 }
 
 /// Compiles the filters; `clone3_allowed`: whether spawners start commands with `clone3`
@@ -565,7 +598,7 @@ pub(crate) fn build(clone3_allowed: bool) -> Result<Filters, seccompiler::Backen
     if clone3_allowed {
         no_fork.push(no_clone3()?);
     }
-    Ok(Filters { sandbox, session: session_filter()?, no_fork })
+    Ok(Filters { sandbox, session: session_filter()?, no_fork, template_guard: template_guard()? })
 }
 
 /// How many system calls the default filter denies, outright or for some arguments.

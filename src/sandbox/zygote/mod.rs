@@ -20,6 +20,7 @@ mod rootfs;
 mod session;
 mod sessions;
 mod spawner;
+mod template;
 
 use std::ffi::{CStr, CString};
 use std::fs;
@@ -37,7 +38,9 @@ use super::channel;
 use super::confine::landlock;
 use super::confine::seccomp::{self, Filters};
 use super::policy::Requirement;
-use super::protocol::{CommandsCgroup, LandlockEnforcement, MAX_MESSAGE, Reply, Request, ZygoteConfig, ZygoteReport};
+use super::protocol::{
+    CommandsCgroup, LandlockEnforcement, MAX_MESSAGE, Reply, Request, RuntimeReport, ZygoteConfig, ZygoteReport,
+};
 use super::sys::{self, ZygoteStart};
 use net::{NetworkWatch, add_unreachable_default_route, cap_socket_buffers, loopback_up};
 use rootfs::{UserBind, build_root};
@@ -292,6 +295,8 @@ impl Zygote {
             seccomp_denied: seccomp::denied_count(),
             loopback_only: !self.config.share_network,
             made_ahead: false,
+            // Set from what the first session's spawner started.
+            runtime: RuntimeReport::None,
         })
     }
 
@@ -371,8 +376,8 @@ impl Zygote {
                 Ok(n) => match Request::decode(&buf[..n]) {
                     Ok(Request::Reset { spare }) if received.is_empty() => {
                         match self.renew_session() {
-                            Ok((runner, made_ahead)) => {
-                                let report = ZygoteReport { made_ahead, ..self.report.clone() };
+                            Ok((runner, made_ahead, runtime)) => {
+                                let report = ZygoteReport { made_ahead, runtime, ..self.report.clone() };
                                 self.send(&Reply::Ready(report), &[runner.as_fd()]);
                             }
                             Err((step, e)) => {
@@ -469,7 +474,8 @@ pub(crate) fn main(start: ZygoteStart) -> i32 {
         zygote.start_spawner()
     });
     match started {
-        Ok((runner, landlock)) => {
+        Ok((runner, landlock, runtime)) => {
+            zygote.report.runtime = runtime;
             zygote.report.landlock_enforced = landlock != LandlockEnforcement::None;
             zygote.report.landlock_scoped = landlock == LandlockEnforcement::Full && zygote.landlock_scopes;
             zygote.send(&Reply::Ready(zygote.report.clone()), &[runner.as_fd()])

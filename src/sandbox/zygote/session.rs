@@ -202,6 +202,12 @@ pub(super) struct SessionState {
     /// times of `ptmx` (`None` if they could not be read: then no session counts as
     /// untouched).
     terminals: Option<[PathStat; 2]>,
+    /// What the pid counter is rewound to: 1 (the next process is pid 2), or with a runtime's
+    /// template, where the template's start left it.
+    first_pid_after: Vec<u8>,
+    /// Whether a template lives beside the spawner: then the spawner's check that no other
+    /// process is left is the template's ([`super::template::only_the_template_left`]).
+    with_template: bool,
 }
 
 /// What `statx` says of the session's devpts: its root and its `ptmx`.
@@ -213,9 +219,20 @@ impl SessionState {
     /// Records the session as it starts (the spawner confined, nothing run yet), with the
     /// watch of its network namespace (`None` with the host's network), and rewinds the pid
     /// counter; on failure, the step that failed.
-    pub(super) fn start(network: Option<NetworkWatch>) -> Result<SessionState, (String, io::Error)> {
+    pub(super) fn start(
+        network: Option<NetworkWatch>,
+        with_template: bool,
+    ) -> Result<SessionState, (String, io::Error)> {
         let step = |name: &'static str| move |e: io::Error| (name.to_string(), e);
-        let pid_counter = open(c"/proc/sys/kernel/ns_last_pid", OFlags::WRONLY).map_err(step("open ns_last_pid"))?;
+        let pid_counter = open(c"/proc/sys/kernel/ns_last_pid", OFlags::RDWR).map_err(step("open ns_last_pid"))?;
+        let first_pid_after = if with_template {
+            let mut buf = [0u8; 16];
+            let n =
+                rustix::io::pread(&pid_counter, &mut buf, 0).map_err(|e| ("read ns_last_pid".to_string(), e.into()))?;
+            buf[..n].trim_ascii().to_vec()
+        } else {
+            b"1".to_vec()
+        };
         let ipc_next_ids = first_ipc_ids().map_err(step("set the next System V IPC ids"))?;
         let mut state = SessionState {
             pristine: None,
@@ -225,6 +242,8 @@ impl SessionState {
             ipc_next_ids,
             settings: None,
             terminals: None,
+            first_pid_after,
+            with_template,
         };
         state.rewind_pid_counter().map_err(step("rewind the pid counter"))?;
         if let Some(watched) = watched_dirs() {
@@ -241,7 +260,7 @@ impl SessionState {
     /// spawner is alone in its namespace (`ns_last_pid` of the session's `/proc`, which needs
     /// `CAP_CHECKPOINT_RESTORE`).
     fn rewind_pid_counter(&self) -> io::Result<()> {
-        rustix::io::pwrite(&self.pid_counter, b"1", 0)?;
+        rustix::io::pwrite(&self.pid_counter, &self.first_pid_after, 0)?;
         Ok(())
     }
 
@@ -258,7 +277,7 @@ impl SessionState {
     /// next command is pid 2 as in a fresh sandbox.
     pub(super) fn untouched(&self) -> bool {
         let Some(pristine) = &self.pristine else { return false };
-        sys::surely_no_other_process()
+        (self.with_template || sys::surely_no_other_process())
             && read_dirs(&self.watched).as_ref() == Some(pristine)
             && self.no_ipc_object_made()
             && self.network.as_ref().is_none_or(NetworkWatch::quiet)

@@ -22,7 +22,7 @@ use rustix::process::{Pid, Signal, WaitOptions};
 use rustix::thread::{LinkNameSpaceType, UnshareFlags};
 
 use super::super::channel;
-use super::super::protocol::{LandlockEnforcement, Reply};
+use super::super::protocol::{LandlockEnforcement, Reply, RuntimeReport};
 use super::super::sys;
 use super::net::NetworkWatch;
 use super::{Spawner, StepResult, Zygote, open, step};
@@ -56,11 +56,11 @@ fn kill_and_reap(pid: i32) {
 impl Zygote {
     /// Starts a session and waits until its spawner is ready: returns the host's end of its
     /// runner socket, and how much of its Landlock ruleset the kernel enforces.
-    pub(super) fn start_spawner(&mut self) -> StepResult<(OwnedFd, LandlockEnforcement)> {
+    pub(super) fn start_spawner(&mut self) -> StepResult<(OwnedFd, LandlockEnforcement, RuntimeReport)> {
         let (pid, runner) = self.fork_spawner()?;
         self.switch_to(pid, self.network.clone());
-        let landlock = await_spawner(&runner)?;
-        Ok((runner, landlock))
+        let (landlock, runtime) = await_spawner(&runner)?;
+        Ok((runner, landlock, runtime))
     }
 
     /// Forks a spawner into a pid and an IPC namespace of their own, below the zygote's, where
@@ -137,17 +137,17 @@ impl Zygote {
     /// namespace if the zygote's is no longer as it was made (a socket left behind, a
     /// TIME_WAIT or an orphan, outlives every process, and no call resets a namespace's
     /// counters). An old namespace goes once the last socket in it is freed.
-    /// Returns the host's end of the new session's runner socket, and whether the session
-    /// was made ahead.
-    pub(super) fn renew_session(&mut self) -> StepResult<(OwnedFd, bool)> {
+    /// Returns the host's end of the new session's runner socket, whether the session was
+    /// made ahead, and how its runtime template started.
+    pub(super) fn renew_session(&mut self) -> StepResult<(OwnedFd, bool, RuntimeReport)> {
         self.end_session();
         self.ended_network = self.session_network.take().map(|watch| (watch, None));
         if let Some(spare) = self.spare.take() {
             if spare.network.is_some() || self.ended_network_fresh() {
                 match await_spawner(&spare.runner) {
-                    Ok(_) => {
+                    Ok((_, runtime)) => {
                         self.switch_to(spare.pid, spare.network.or_else(|| self.network.clone()));
-                        return Ok((spare.runner, true));
+                        return Ok((spare.runner, true, runtime));
                     }
                     Err((what, e)) => tracing::debug!(step = %what, error = %e, "the spare session failed"),
                 }
@@ -167,8 +167,8 @@ impl Zygote {
         }
         let (pid, runner) = self.fork_spawner()?;
         self.switch_to(pid, self.network.clone());
-        await_spawner(&runner)?;
-        Ok((runner, false))
+        let (_, runtime) = await_spawner(&runner)?;
+        Ok((runner, false, runtime))
     }
 
     /// Makes the spare, if there is none: forks its spawner (in a network namespace of its
@@ -208,15 +208,15 @@ impl Zygote {
     }
 }
 
-/// Waits for a new spawner's first message: ready (with what its Landlock ruleset enforces),
-/// or the step that failed.
-fn await_spawner(runner: &OwnedFd) -> StepResult<LandlockEnforcement> {
+/// Waits for a new spawner's first message: ready (with what its Landlock ruleset enforces,
+/// and how its runtime template started), or the step that failed.
+fn await_spawner(runner: &OwnedFd) -> StepResult<(LandlockEnforcement, RuntimeReport)> {
     // Its first message is short: ready, or a failed step (a path at most).
     let mut buf = [0u8; 8192];
     let mut fds = Vec::new();
     let n = step("hear from the spawner", channel::recv(runner.as_fd(), &mut buf, &mut fds))?;
     match Reply::decode(&buf[..n]) {
-        Ok(Reply::ResetDone { landlock }) if fds.is_empty() => Ok(landlock),
+        Ok(Reply::ResetDone { landlock, runtime }) if fds.is_empty() => Ok((landlock, runtime)),
         Ok(Reply::SetupFailed { step, errno }) => Err((step, io::Error::from_raw_os_error(errno))),
         // A hang-up (0 bytes) or anything else: the spawner died before it was ready.
         _ => Err(("start the spawner".into(), io::Error::from_raw_os_error(libc::ECHILD))),

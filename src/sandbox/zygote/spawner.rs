@@ -16,13 +16,14 @@ use super::super::command::DEFAULT_PATH;
 use super::super::confine::landlock;
 use super::super::policy::Requirement;
 use super::super::protocol::{
-    CommandsCgroup, LandlockEnforcement, MAX_MESSAGE, Reply, Request, RunRequest, SpawnStep, Usage,
+    CommandsCgroup, LandlockEnforcement, MAX_MESSAGE, Reply, Request, RunRequest, RuntimeReport, SpawnStep, Usage,
 };
 use super::super::sys::{self, CommandSpec, CommandStack};
 use super::creds::{OomScore, confine_spawner, pid_counter_capability};
 use super::net::NetworkWatch;
 use super::rootfs::{fresh_session_dirs, mount_proc};
 use super::session::SessionState;
+use super::template::{StartWith, TEMPLATE_PID, Template, only_the_template_left};
 use super::{StepResult, Zygote, step, wait_for};
 
 /// A run request turned into C strings, with the paths `execve` will try.
@@ -113,6 +114,16 @@ pub(super) struct Spawner {
     /// Whether a command was given a terminal: the host may still hold its near end, so the
     /// session is never again as it started.
     gave_a_terminal: bool,
+    /// The runtime's template, while it serves (`None` without a runtime, or once it failed
+    /// to start or answer: commands are then exec'd).
+    template: Option<Template>,
+    /// Whether the session's template started (then it is part of the session's state; one
+    /// that could not start leaves a session like one without a runtime).
+    has_runtime: bool,
+    /// Whether a session whose template served commands may be handed on untouched.
+    share_template: bool,
+    /// How the template started, until the session's first message says it.
+    runtime_report: Option<RuntimeReport>,
 }
 
 /// A pseudo-terminal of the session's devpts: the near end (the master) goes to the host,
@@ -165,7 +176,8 @@ impl Spawner {
         let commands_cgroup = zygote.commands_cgroup.take().map(|fd| (zygote.config.commands_cgroup, fd));
         match Spawner::new(runner, devnull, oom_score, commands_cgroup, network, zygote) {
             Ok(mut spawner) => {
-                let _ = channel::send(spawner.runner.as_fd(), &Reply::ResetDone { landlock }.encode(), &[]);
+                let runtime = spawner.runtime_report.take().unwrap_or_default();
+                let _ = channel::send(spawner.runner.as_fd(), &Reply::ResetDone { landlock, runtime }.encode(), &[]);
                 spawner.serve()
             }
             Err((runner, e)) => fail(runner.as_fd(), e),
@@ -214,6 +226,12 @@ impl Spawner {
                 "install the session's seccomp filter",
                 seccompiler::apply_filter(&f.session).map_err(|e| io::Error::other(e.to_string())),
             )?;
+            if zygote.config.runtime.is_some() {
+                step(
+                    "install the template's guard",
+                    seccompiler::apply_filter(&f.template_guard).map_err(|e| io::Error::other(e.to_string())),
+                )?;
+            }
         }
         Ok((landlock, oom_score))
     }
@@ -232,12 +250,34 @@ impl Spawner {
             Ok(s) => s,
             Err(e) => return Err((runner, e)),
         };
-        let session = match SessionState::start(network) {
-            Ok(s) => s,
-            Err(e) => return Err((runner, e)),
-        };
         let Some(vfork_watch) = zygote.vfork_watch.clone() else {
             return Err((runner, ("share the zygote's watch".into(), io::Error::from_raw_os_error(libc::EINVAL))));
+        };
+        let mut stack = CommandStack::new();
+        // The template first, so that it is pid 2 and the session's pid counter is rewound
+        // to just after it.
+        let template = zygote.config.runtime.as_ref().ok_or(String::new()).and_then(|spec| {
+            let with = StartWith {
+                devnull: devnull.as_fd(),
+                stack: &mut stack,
+                vfork_watch: &vfork_watch,
+                cgroup: commands_cgroup.as_ref().map(|(how, fd)| match how {
+                    CommandsCgroup::BornIn => sys::CommandCgroup::BornIn(fd.as_fd()),
+                    _ => sys::CommandCgroup::JoinTasks(fd.as_fd()),
+                }),
+                oom_score: &oom_score,
+            };
+            Template::start(spec, with)
+        });
+        let runtime_report = Some(match (&zygote.config.runtime, &template) {
+            (None, _) => RuntimeReport::None,
+            (Some(_), Ok(_)) => RuntimeReport::Ready,
+            (Some(_), Err(why)) => RuntimeReport::Failed(why.clone()),
+        });
+        let template = template.ok();
+        let session = match SessionState::start(network, template.is_some()) {
+            Ok(s) => s,
+            Err(e) => return Err((runner, e)),
         };
         Ok(Spawner {
             runner,
@@ -245,7 +285,7 @@ impl Spawner {
             devnull,
             no_fork: zygote.filters.as_ref().map(|f| f.no_fork.clone()).unwrap_or_default(),
             commands_cgroup,
-            stack: CommandStack::new(),
+            stack,
             vfork_watch,
             oom_score,
             children: Vec::new(),
@@ -253,6 +293,10 @@ impl Spawner {
             session,
             gave_a_terminal: false,
             commands_received: 0,
+            has_runtime: template.is_some(),
+            template,
+            share_template: zygote.config.runtime.as_ref().is_some_and(|r| r.share_across_leases),
+            runtime_report,
         })
     }
 
@@ -263,10 +307,14 @@ impl Spawner {
             held.push((pid, status, usage));
             return;
         }
+        if pid == TEMPLATE_PID && self.has_runtime {
+            self.template = None;
+        }
         let Some(i) = self.children.iter().position(|c| c.pid == pid) else { return };
         let child = self.children.swap_remove(i);
         // Untouched only once no command runs any more (and nothing else is left).
-        let untouched = self.children.is_empty() && !self.gave_a_terminal && self.session.untouched();
+        let untouched =
+            self.children.is_empty() && !self.gave_a_terminal && self.runtime_untouched() && self.session.untouched();
         let reply = Reply::Exited {
             status,
             usage: Usage { user_us: usage.user_us, system_us: usage.system_us, max_rss_kib: usage.max_rss_kib },
@@ -275,6 +323,16 @@ impl Spawner {
             commands_received: self.commands_received,
         };
         let _ = channel::send_framed(child.status.as_fd(), &reply.encode());
+    }
+
+    /// Whether the runtime's part of the session is as it started: without a runtime, yes;
+    /// with one, its template alive and as it started, and no other process left (the
+    /// session's own check, which finds the template, then skips that part).
+    fn runtime_untouched(&self) -> bool {
+        if !self.has_runtime {
+            return true;
+        }
+        self.template.as_ref().is_some_and(|t| t.untouched(self.share_template)) && only_the_template_left()
     }
 
     /// Reaps every child that has ended, without waiting.
@@ -385,9 +443,28 @@ impl Spawner {
                 _ => sys::CommandCgroup::JoinTasks(fd.as_fd()),
             }),
         };
-        self.oom_score.for_commands();
-        let spawned = sys::spawn_command(&spec, &mut self.stack, &self.vfork_watch);
-        self.oom_score.back_to_own();
+        let served = match self.template.as_mut() {
+            Some(template) if terminal.is_none() && template.may_serve(&req) => {
+                match template.serve(&req, spec.stdio) {
+                    Ok(pid) => pid,
+                    Err(_) => {
+                        // Gone or stuck (and killed): the session's later commands are exec'd.
+                        self.template = None;
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
+        let spawned = match served {
+            Some(pid) => Ok(pid),
+            None => {
+                self.oom_score.for_commands();
+                let spawned = sys::spawn_command(&spec, &mut self.stack, &self.vfork_watch);
+                self.oom_score.back_to_own();
+                spawned
+            }
+        };
         match spawned {
             Ok(pid) => {
                 // The near end goes to the host before the start is heard of; the spawner

@@ -3,7 +3,9 @@
 //! runtime), `cold` (a new sandbox per command), `bare` (`vfork+exec` through
 //! `std::process::Command`, no isolation: the floor) and `bwrap` (the same command in
 //! bubblewrap, where it is installed), measured side by side by [`measure`] for one
-//! [`Workload`].
+//! [`Workload`]; for a workload a warm runtime serves (`python`), `runtime` and `rt-shared`
+//! (`warm` with the runtime in the policy: a new template per lease, or one shared across
+//! leases).
 
 use std::ffi::OsString;
 use std::io::Read;
@@ -27,6 +29,11 @@ pub(crate) const COLD: &str = "cold";
 pub(crate) const BARE: &str = "bare";
 /// bubblewrap's mode name.
 pub(crate) const BWRAP: &str = "bwrap";
+/// `warm` with the workload's runtime in the policy: a new template for each lease that used
+/// one (the default).
+pub(crate) const RUNTIME: &str = "runtime";
+/// `warm` with the workload's runtime shared across leases (`share_across_leases`).
+pub(crate) const RUNTIME_SHARED: &str = "rt-shared";
 
 /// Why a sandbox mode's operation failed (counted as an error, not an op).
 #[derive(Debug)]
@@ -94,22 +101,46 @@ impl SandboxBench {
         Some(self.measure_on_host(BWRAP, &argv, threads, duration))
     }
 
-    /// A pool for `threads` threads (two sandboxes each unless `--pool-size`), all ready.
-    fn warm_pool(&self, threads: usize) -> Result<SandboxPool, SandboxPoolError> {
+    /// A pool of `policy` for `threads` threads (two sandboxes each unless `--pool-size`),
+    /// all ready.
+    fn pool_of(&self, policy: &Policy, threads: usize) -> Result<SandboxPool, SandboxPoolError> {
         let size = self.pool_size.unwrap_or(threads * 2);
-        let pool = SandboxPool::builder(self.policy.clone()).max_size(size).min_idle(size).build()?;
+        let pool = SandboxPool::builder(policy.clone()).max_size(size).min_idle(size).build()?;
         pool.warm_up(Duration::from_secs(60));
         Ok(pool)
+    }
+
+    /// A pool of the workload's policy for `threads` threads.
+    fn warm_pool(&self, threads: usize) -> Result<SandboxPool, SandboxPoolError> {
+        self.pool_of(&self.policy, threads)
+    }
+
+    /// The workload's policy with its runtime, shared across leases or not.
+    fn runtime_policy(&self, shared: bool) -> Option<Policy> {
+        let runtime = self.workload.runtime.clone()?.share_across_leases(shared);
+        let builder = self.workload.ro_binds.iter().fold(Policy::builder(), |b, dir| b.ro(dir));
+        builder.runtime(runtime).build().ok()
     }
 
     /// `warm`: acquire a ready sandbox, run, release (the reset happens off the caller's
     /// path: the sandbox's spawner does it, the pool's collector thread takes it back); with
     /// what the pool did meanwhile.
     fn warm(&self, threads: usize, duration: Duration) -> Result<ModeReport, SandboxPoolError> {
-        let pool = self.warm_pool(threads)?;
+        self.warm_with(WARM, &self.policy, threads, duration)
+    }
+
+    /// `warm` through a pool of `policy`, as mode `name`.
+    fn warm_with(
+        &self,
+        name: &'static str,
+        policy: &Policy,
+        threads: usize,
+        duration: Duration,
+    ) -> Result<ModeReport, SandboxPoolError> {
+        let pool = self.pool_of(policy, threads)?;
         let cmd = self.command();
         let before = pool.stats();
-        let mut row = measure(WARM, threads, duration, || {
+        let mut row = measure(name, threads, duration, || {
             let mut lease = pool.acquire().map_err(|_| OpFailed)?;
             let out = lease.run(&cmd).map_err(|_| OpFailed)?;
             if out.success() { Ok(()) } else { Err(OpFailed) }
@@ -185,6 +216,10 @@ impl SandboxBench {
                     BARE => Some(self.bare(threads, duration)),
                     BWRAP => self.bwrap(threads, duration),
                     WARM => Some(self.warm(threads, duration)?),
+                    RUNTIME | RUNTIME_SHARED => match self.runtime_policy(mode == RUNTIME_SHARED) {
+                        Some(policy) => Some(self.warm_with(mode, &policy, threads, duration)?),
+                        None => None,
+                    },
                     ASYNC => Some(self.warm_async(threads, duration)?),
                     START => Some(self.start(threads, duration)?),
                     _ => Some(self.cold(threads, duration)),
@@ -199,9 +234,11 @@ impl SandboxBench {
     /// The modes [`Self::run_all`] measures, in order.
     pub(crate) fn modes(&self) -> Vec<&'static str> {
         let bwrap = bwrap_argv(&self.workload).is_some();
-        [BARE, BWRAP, WARM, ASYNC, START, COLD]
+        let runtime = self.workload.runtime.is_some();
+        [BARE, BWRAP, WARM, RUNTIME, RUNTIME_SHARED, ASYNC, START, COLD]
             .into_iter()
             .filter(|m| (*m != BWRAP || bwrap) && (*m != START || self.with_start))
+            .filter(|m| runtime || (*m != RUNTIME && *m != RUNTIME_SHARED))
             .collect()
     }
 }

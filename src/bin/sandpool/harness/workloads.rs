@@ -9,7 +9,7 @@ use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 
-use sandpool::sandbox::{DEFAULT_PATH, Policy};
+use sandpool::sandbox::{DEFAULT_PATH, Policy, Runtime};
 
 /// A named command line and what it needs of the sandbox.
 #[derive(Debug, Clone)]
@@ -23,6 +23,8 @@ pub(crate) struct Workload {
     /// Host directories it needs bound read-only (the probe's, where it is not in a system
     /// directory).
     pub(crate) ro_binds: Vec<PathBuf>,
+    /// The warm runtime that serves it, if one does: then the `runtime` modes measure it too.
+    pub(crate) runtime: Option<Runtime>,
 }
 
 /// The workloads' names, in the order they run.
@@ -46,7 +48,7 @@ fn located(program: &str) -> Result<PathBuf, String> {
 
 /// The workload called `name`, or why this host cannot run it.
 pub(crate) fn workload(name: &str) -> Result<Workload, String> {
-    let w = |name, about, argv, ro_binds| Ok(Workload { name, about, argv, ro_binds });
+    let w = |name, about, argv, ro_binds| Ok(Workload { name, about, argv, ro_binds, runtime: None });
     match name {
         "true" => w("true", "/bin/true: a lease that leaves nothing behind", vec!["/bin/true".into()], vec![]),
         "file" => w(
@@ -69,7 +71,14 @@ pub(crate) fn workload(name: &str) -> Result<Workload, String> {
         "python" => {
             let python = located("python3")?;
             let argv = vec![python.into(), "-c".into(), "import json; print(json.dumps({'ok': True}))".into()];
-            w("python", "python3 -c with one stdlib import (json)", argv, vec![])
+            let runtime = Some(Runtime::python3().preload(["json"]));
+            Ok(Workload {
+                name: "python",
+                about: "python3 -c with one stdlib import (json)",
+                argv,
+                ro_binds: vec![],
+                runtime,
+            })
         }
         "gcc" => {
             located("gcc")?;
@@ -93,6 +102,7 @@ pub(crate) fn custom(argv: &[String]) -> Workload {
         about: "the program given",
         argv: argv.iter().map(OsString::from).collect(),
         ro_binds: vec![],
+        runtime: None,
     }
 }
 

@@ -1,0 +1,265 @@
+# The Python template of a sandpool session: started by the session's spawner with its runtime
+# socket as stdin, it imports the preload list, then only forks. Each request names a command
+# (argv, environment, working directory, CPU limit) and brings its stdin, stdout and stderr; the
+# template forks twice, so that the served child is reparented to the spawner, which waits for
+# it as for any command. The child becomes what `python3 ARGS` would have been; a command this
+# template cannot serve exactly is declined, and the spawner execs it instead.
+#
+# Messages on the socket (one datagram each, fields separated by NUL bytes):
+#   spawner -> template: b"R", cpu seconds, cwd, argc, argv..., env...  (+ 3 descriptors)
+#   template -> spawner: b"Y" ready | b"F" reason (could not start)
+#                        b"P" pid (served: sent by the child once it leads its session)
+#                        b"D" reason (declined: exec it) | b"E" reason (failed: exec it)
+# Nothing here may stay visible to a served program but what a fresh interpreter has: the names
+# this file defines live in the template's own `__main__`, which the child replaces.
+_FRESH_MAIN = dict(globals())
+import sys, os, _socket, _signal, gc
+
+_THIS_FILE = "<sandpool template>"
+_PRELOAD = sys.argv[2:]
+_PRESENT = set(sys.modules)
+# What a command's environment must share with the template's for the interpreter's own start
+# to have been the same: everything Python reads before it runs a program.
+_STARTUP_VARIABLES = (b"LANG", b"LANGUAGE", b"TZ", b"HOME", b"PATH")
+_MAX_REQUEST = 256 * 1024
+
+
+def _startup_part(entries):
+    keep = {}
+    for key, value in entries:
+        if key.startswith(b"PYTHON") or key.startswith(b"LC_") or key in _STARTUP_VARIABLES:
+            if key in keep:
+                return None
+            keep[key] = value
+    return keep
+
+
+def _load_prctl():
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    prctl = libc.prctl
+    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+    return prctl
+
+
+def _start():
+    sock = _socket.socket(fileno=0)
+    try:
+        prctl = _load_prctl()
+        # Not dumpable: a command of the session may neither trace it nor read its memory;
+        # each served child becomes dumpable again, as an exec'd one is.
+        if prctl(4, 0, 0, 0, 0) != 0:  # PR_SET_DUMPABLE
+            raise OSError("prctl(PR_SET_DUMPABLE) failed")
+        for name in _PRELOAD:
+            __import__(name)
+        import resource
+        limit_cpu = lambda seconds: resource.setrlimit(resource.RLIMIT_CPU, (seconds, seconds + 1))
+    except BaseException as e:
+        sock.send(b"F" + ("%s: %s" % (type(e).__name__, e)).encode("utf-8", "replace"))
+        os._exit(1)
+    # What this file imported for itself goes from the module table (a program that imports
+    # one gets it afresh); what the preload list asked for stays.
+    wanted = set(_PRELOAD)
+    for name in list(sys.modules):
+        if name not in _PRESENT and name.split(".")[0] not in {w.split(".")[0] for w in wanted}:
+            del sys.modules[name]
+    gc.collect()
+    gc.freeze()
+    # Every signal blocked: one sent to the template stays pending (the verdict sees it),
+    # and changes nothing. But SIGCHLD, which each child it forks sends when it ends, and
+    # whose default action discards it.
+    _signal.pthread_sigmask(_signal.SIG_BLOCK, _signal.valid_signals() - {_signal.SIGCHLD})
+    sock.send(b"Y" + os.fsencode(sys.executable) + b"\0" + os.fsencode(sys.orig_argv[0]))
+    return sock, prctl, limit_cpu
+
+
+def _decline(sock, why):
+    sock.send(b"D" + why.encode())
+
+
+def _plan(argv, env, startup):
+    """How to run `argv` as `python3` would, or a reason to decline."""
+    if argv[0] not in (os.fsencode(sys.executable), os.fsencode(sys.orig_argv[0])):
+        return None, "another interpreter"
+    if _startup_part(e.partition(b"=")[::2] for e in env) != startup:
+        return None, "environment"
+    args = argv[1:]
+    if not args:
+        return ("stdin", None, [""]), None
+    first = args[0]
+    if first == b"-c" and len(args) >= 2:
+        return ("code", args[1], ["-c"] + [os.fsdecode(a) for a in args[2:]]), None
+    if first == b"-m" and len(args) >= 2:
+        return ("module", os.fsdecode(args[1]), [os.fsdecode(a) for a in args[1:]]), None
+    if first == b"-":
+        return ("stdin", None, ["-"] + [os.fsdecode(a) for a in args[1:]]), None
+    if first.startswith(b"-"):
+        return None, "option"
+    return ("file", os.fsdecode(first), [os.fsdecode(a) for a in args]), None
+
+
+def _serve(sock):
+    startup = _startup_part(os.environb.items())
+    while True:
+        try:
+            data, ancillary, _, _ = sock.recvmsg(_MAX_REQUEST, _socket.CMSG_SPACE(3 * 4))
+        except InterruptedError:
+            continue
+        if not data:
+            os._exit(0)
+        if data == b"H":
+            # How it is, for the spawner's verdict: every signal is blocked here, so one sent
+            # to the template shows as pending.
+            state = (sorted(_signal.sigpending()), os.getpriority(os.PRIO_PROCESS, 0))
+            sock.send(b"H" + repr(state).encode())
+            continue
+        fds = []
+        for level, kind, payload in ancillary:
+            if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
+                fds += [int.from_bytes(payload[i:i + 4], sys.byteorder) for i in range(0, len(payload) - 3, 4)]
+        fields = data.split(b"\0")
+        try:
+            cpu, cwd, argc = int(fields[1]), fields[2], int(fields[3])
+            argv, env = fields[4:4 + argc], fields[4 + argc:]
+            if len(fds) != 3 or len(argv) != argc:
+                raise ValueError("malformed request")
+            plan, why = _plan(argv, env, startup)
+        except (ValueError, IndexError) as e:
+            plan, why = None, str(e)
+        if plan is None:
+            for fd in fds:
+                os.close(fd)
+            _decline(sock, why)
+            continue
+        try:
+            middle = os.fork()
+        except OSError as e:
+            for fd in fds:
+                os.close(fd)
+            sock.send(b"E" + str(e).encode())
+            continue
+        if middle == 0:
+            try:
+                if os.fork() != 0:
+                    os._exit(0)
+            except OSError as e:
+                sock.send(b"E" + str(e).encode())
+                os._exit(1)
+            return plan, argv, env, cwd, cpu, fds
+        for fd in fds:
+            os.close(fd)
+        os.waitpid(middle, 0)
+
+
+def _become(sock, prctl, limit_cpu, plan, argv, env, cwd, cpu, fds):
+    # A session of its own (as every command), then the spawner hears of it: a signal to
+    # its process group reaches it from now on.
+    os.setsid()
+    sock.send(b"P%d" % os.getpid())
+    for target, fd in enumerate(fds):
+        os.dup2(fd, target)
+    for fd in fds:
+        if fd > 2:
+            os.close(fd)
+    sock.detach()
+    os.chdir(cwd)
+    if cpu > 0:
+        limit_cpu(cpu)
+    prctl(4, 1, 0, 0, 0)
+    os.environ.clear()
+    for entry in env:
+        key, sep, value = entry.partition(b"=")
+        if sep and key:
+            os.environb[key] = value
+    _signal.pthread_sigmask(_signal.SIG_SETMASK, [])
+    sys.path_importer_cache.clear()
+    sys.orig_argv[:] = [os.fsdecode(a) for a in argv]
+    kind, what, sys.argv[:] = plan[0], plan[1], plan[2]
+    main = type(sys)("__main__")
+    main.__dict__.update(_FRESH_MAIN)
+    sys.modules["__main__"] = main
+    return kind, what, main
+
+
+def _run(kind, what, main):
+    if kind == "module":
+        sys.path[0] = os.getcwd()
+        import runpy
+        runpy._run_module_as_main(what, alter_argv=True)
+        return
+    if kind == "file":
+        try:
+            with open(what, "rb") as f:
+                source = f.read()
+        except OSError as e:
+            sys.stderr.write("%s: can't open file %r: [Errno %d] %s\n" % (sys.orig_argv[0], what, e.errno, e.strerror))
+            raise SystemExit(2)
+        sys.path[0] = os.path.dirname(os.path.realpath(what))
+        main.__file__ = what
+        main.__cached__ = None
+        from importlib.machinery import SourceFileLoader
+        main.__loader__ = SourceFileLoader("__main__", what)
+        code = compile(source, what, "exec")
+    elif kind == "code":
+        sys.path[0] = ""
+        code = compile(what, "<string>", "exec")
+    else:
+        sys.path[0] = ""
+        code = compile(sys.stdin.buffer.read(), "<stdin>", "exec")
+    exec(code, main.__dict__)
+
+
+def _exit_code(exit):
+    # As the interpreter turns an uncaught SystemExit into an exit status.
+    code = exit.code
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code & 0xFF
+    sys.stderr.write(str(code) + "\n")
+    return 1
+
+
+def _finish(code, interrupted=False):
+    # What the interpreter's own exit does that a program can see: join the threads that are
+    # not daemons, run the atexit functions, flush the standard streams. Not the teardown of
+    # every object, which in a forked child copies each page it touches (milliseconds).
+    threading = sys.modules.get("threading")
+    if threading is not None:
+        threading._shutdown()
+    import atexit
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None and not stream.closed:
+                stream.flush()
+        except Exception:
+            code = 120
+    if interrupted:
+        _signal.signal(_signal.SIGINT, _signal.SIG_DFL)
+        os.kill(os.getpid(), _signal.SIGINT)
+    os._exit(code)
+
+
+def _main():
+    sock, prctl, limit_cpu = _start()
+    served = _serve(sock)
+    kind, what, main = _become(sock, prctl, limit_cpu, *served)
+    del served
+    try:
+        _run(kind, what, main)
+    except SystemExit as e:
+        _finish(_exit_code(e))
+    except BaseException as e:
+        # As the interpreter reports an uncaught exception, without this file's frames.
+        tb = e.__traceback__
+        while tb is not None and tb.tb_frame.f_code.co_filename == _THIS_FILE:
+            tb = tb.tb_next
+        e.__traceback__ = tb
+        sys.last_type, sys.last_value, sys.last_traceback = type(e), e, tb
+        sys.excepthook(type(e), e, tb)
+        _finish(1, interrupted=isinstance(e, KeyboardInterrupt))
+    _finish(0)
+
+
+_main()

@@ -1,0 +1,241 @@
+//! A session's runtime template (see [`crate::sandbox::runtime`]): the interpreter its spawner
+//! starts first (pid 2 of the session), and asks to serve each command that names it.
+//!
+//! The spawner sends the command (argv, environment, working directory, CPU limit) with its
+//! three stdio descriptors; the template forks twice and its grandchild, reparented to the
+//! spawner, answers with its pid once it leads a session of its own. Anything else (a
+//! refusal, an error, no answer in time) and the spawner execs the command as usual; a
+//! template that did not answer in time is killed, and the session's later commands are all
+//! exec'd.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use rustix::process::{Pid, Signal};
+
+use super::super::channel;
+use super::super::command::DEFAULT_PATH;
+use super::super::protocol::{RunRequest, RuntimeSpec};
+use super::super::runtime::{PYTHON_STUB, PYTHON_TEMPLATE};
+use super::super::sys::{self, CommandCgroup, CommandSpec, CommandStack, VforkWatch};
+use super::creds::OomScore;
+
+/// The template's pid in the session: the spawner's first child.
+pub(super) const TEMPLATE_PID: i32 = 2;
+
+/// How long a template may take to import its preload list.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// How long a template may take to answer a request (two forks): past it, the template is
+/// taken for stuck (stopped by a signal to every process) and killed.
+const SERVE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long a template may take to say how it is: past it, the session is not untouched.
+const HEALTH_TIMEOUT: Duration = Duration::from_millis(200);
+
+/// The environment a command starts with when its caller sets none (see `Command`): the
+/// template's, so that a command with the default environment is served.
+fn default_env() -> [String; 4] {
+    [format!("PATH={DEFAULT_PATH}"), "HOME=/tmp".into(), "TMPDIR=/tmp".into(), "LANG=C.UTF-8".into()]
+}
+
+/// What the spawner needs to start a template like a command.
+pub(super) struct StartWith<'a> {
+    pub devnull: BorrowedFd<'a>,
+    pub stack: &'a mut CommandStack,
+    pub vfork_watch: &'a VforkWatch,
+    pub cgroup: Option<CommandCgroup<'a>>,
+    pub oom_score: &'a OomScore,
+}
+
+/// A running template.
+pub(super) struct Template {
+    /// The spawner's end of the template's socket (its stdin).
+    socket: OwnedFd,
+    /// The program names it serves: its `sys.executable` and the name it was started by.
+    names: [Vec<u8>; 2],
+    /// Commands it served this session.
+    pub served: u64,
+    /// What it said of itself as it became ready (see [`ask_state`]).
+    state_at_start: Option<Vec<u8>>,
+}
+
+/// What the template says of itself when asked (`H`): its pending signals (all are blocked
+/// in it, so any sent to it shows) and its nice value.
+fn ask_state(socket: BorrowedFd<'_>) -> Option<Vec<u8>> {
+    channel::send(socket, b"H", &[]).ok()?;
+    receive(socket, HEALTH_TIMEOUT).ok().filter(|r| r.first() == Some(&b'H'))
+}
+
+/// Whether the spawner's child `pid` is stopped (`waitid(WSTOPPED | WNOHANG | WNOWAIT)`:
+/// the stop stays reportable).
+fn stopped(pid: i32) -> bool {
+    use rustix::process::{WaitId, WaitIdOptions, waitid};
+    let Some(pid) = Pid::from_raw(pid) else { return false };
+    let options = WaitIdOptions::STOPPED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT;
+    matches!(waitid(WaitId::Pid(pid), options), Ok(Some(status)) if status.stopped())
+}
+
+impl Template {
+    /// Starts the template of `spec` and waits until it has imported its preload list; on
+    /// failure, why (the session's commands are then exec'd).
+    pub(super) fn start(spec: &RuntimeSpec, with: StartWith<'_>) -> Result<Template, String> {
+        let (ours, theirs) = channel::socket_pair().map_err(|e| format!("socket: {e}"))?;
+        let c = |b: &[u8]| CString::new(b).map_err(|_| "NUL in the runtime".to_string());
+        let program = &spec.interpreter;
+        let candidates: Vec<CString> = if program.contains(&b'/') {
+            vec![c(program)?]
+        } else {
+            DEFAULT_PATH.split(':').map(|d| c(&[d.as_bytes(), b"/", program].concat())).collect::<Result<_, _>>()?
+        };
+        let mut argv = vec![c(program)?, c(b"-c")?, c(PYTHON_STUB.as_bytes())?, c(PYTHON_TEMPLATE.as_bytes())?];
+        for module in &spec.preload {
+            argv.push(c(module)?);
+        }
+        let envp: Vec<CString> = default_env().iter().map(|e| c(e.as_bytes())).collect::<Result<_, _>>()?;
+        let command = CommandSpec {
+            stdio: [theirs.as_fd(), with.devnull, with.devnull],
+            cwd: c"/",
+            candidates: &candidates,
+            argv: &argv,
+            envp: &envp,
+            filters: &[],
+            cpu_seconds: None,
+            terminal: None,
+            cgroup: with.cgroup,
+        };
+        with.oom_score.for_commands();
+        let spawned = sys::spawn_command(&command, with.stack, with.vfork_watch);
+        with.oom_score.back_to_own();
+        drop(theirs);
+        let pid = spawned.map_err(|f| format!("{:?}: {}", f.step, f.error))?;
+        let kill = || {
+            if let Some(pid) = Pid::from_raw(pid) {
+                let _ = rustix::process::kill_process(pid, Signal::KILL);
+            }
+        };
+        if pid != TEMPLATE_PID {
+            kill();
+            return Err(format!("the template is pid {pid}, not {TEMPLATE_PID}"));
+        }
+        let reply = match receive(ours.as_fd(), START_TIMEOUT) {
+            Ok(reply) => reply,
+            Err(e) => {
+                kill();
+                return Err(format!("no answer from the interpreter: {e}"));
+            }
+        };
+        match reply.split_first() {
+            Some((b'Y', names)) => {
+                let mut names = names.splitn(2, |&b| b == 0).map(<[u8]>::to_vec);
+                let names = [names.next().unwrap_or_default(), names.next().unwrap_or_default()];
+                let state_at_start = ask_state(ours.as_fd());
+                Ok(Template { socket: ours, names, served: 0, state_at_start })
+            }
+            Some((b'F', why)) => Err(String::from_utf8_lossy(why).into_owned()),
+            _ => {
+                kill();
+                Err("the interpreter did not start its template".into())
+            }
+        }
+    }
+
+    /// Whether `req` names this template's interpreter (the template decides the rest).
+    pub(super) fn may_serve(&self, req: &RunRequest) -> bool {
+        !req.no_fork && req.terminal.is_none() && req.argv.first().is_some_and(|p| self.names.contains(p))
+    }
+
+    /// Asks the template to serve `req` on `stdio`: the served child's pid, or `None` (exec
+    /// it). `Err` if the template is gone or stuck (then it is killed, and must be dropped).
+    pub(super) fn serve(&mut self, req: &RunRequest, stdio: [BorrowedFd<'_>; 3]) -> io::Result<Option<i32>> {
+        let mut msg = Vec::with_capacity(256);
+        for field in
+            [&b"R"[..], req.cpu_seconds.to_string().as_bytes(), &req.cwd, req.argv.len().to_string().as_bytes()]
+        {
+            msg.extend_from_slice(field);
+            msg.push(0);
+        }
+        for field in req.argv.iter().chain(&req.env) {
+            msg.extend_from_slice(field);
+            msg.push(0);
+        }
+        msg.pop();
+        let answer =
+            channel::send(self.socket.as_fd(), &msg, &stdio).and_then(|()| receive(self.socket.as_fd(), SERVE_TIMEOUT));
+        match answer {
+            Ok(reply) => match reply.split_first() {
+                Some((b'P', pid)) => {
+                    let pid = std::str::from_utf8(pid).ok().and_then(|p| p.parse::<i32>().ok());
+                    match pid {
+                        Some(pid) if pid > TEMPLATE_PID => {
+                            self.served += 1;
+                            Ok(Some(pid))
+                        }
+                        _ => Err(io::Error::new(io::ErrorKind::InvalidData, "bad pid from the template")),
+                    }
+                }
+                Some((b'D' | b'E', _)) => Ok(None),
+                _ => Err(io::Error::new(io::ErrorKind::InvalidData, "bad answer from the template")),
+            },
+            Err(e) => {
+                if let Some(pid) = Pid::from_raw(TEMPLATE_PID) {
+                    let _ = rustix::process::kill_process(pid, Signal::KILL);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Whether the template is as it started, for the verdict: unless the runtime is shared
+    /// across leases, it served no command; alive (its socket not hung up: it holds the only
+    /// other end), not stopped, and what it says of itself as at the start.
+    pub(super) fn untouched(&self, share_across_leases: bool) -> bool {
+        if self.served > 0 && !share_across_leases {
+            return false;
+        }
+        let idle =
+            matches!(channel::poll_each([Some(self.socket.as_fd())], Some(Duration::ZERO)), Ok([f]) if f.is_empty());
+        idle && !stopped(TEMPLATE_PID)
+            && self.state_at_start.is_some()
+            && ask_state(self.socket.as_fd()) == self.state_at_start
+    }
+}
+
+/// One datagram from the template, waiting at most `timeout`.
+fn receive(socket: BorrowedFd<'_>, timeout: Duration) -> io::Result<Vec<u8>> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::from(io::ErrorKind::TimedOut));
+        }
+        match channel::poll_each([Some(socket)], Some(left)) {
+            Ok([f]) if f.is_empty() => continue,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+        let mut buf = vec![0u8; 4096];
+        let mut fds = Vec::new();
+        return match channel::recv(socket, &mut buf, &mut fds) {
+            Ok(0) => Err(io::Error::from(io::ErrorKind::UnexpectedEof)),
+            Ok(n) => {
+                buf.truncate(n);
+                Ok(buf)
+            }
+            Err(e) => Err(e),
+        };
+    }
+}
+
+/// Whether the session holds no process but the spawner and the template: the spawner's only
+/// child is the template (every process of the session descends from the spawner, which
+/// inherits each orphan; the template's only children are the short-lived ones between it
+/// and a served child, which it waits for before it answers again).
+/// [`/proc/PID/task/TID/children`](https://man7.org/linux/man-pages/man5/proc_pid_task_tid_children.5.html);
+/// `false` where the kernel lacks it.
+pub(super) fn only_the_template_left() -> bool {
+    std::fs::read_to_string("/proc/1/task/1/children").is_ok_and(|c| c.trim() == "2")
+}

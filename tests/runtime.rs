@@ -1,0 +1,238 @@
+//! Warm runtimes: commands naming the runtime's interpreter are served by a fork of the
+//! session's template, and behave as when exec'd.
+
+use sandpool::sandbox::{Command, Output, Policy, Runtime, RuntimeStatus, Sandbox, Stdio};
+use sandpool::{SandboxLease, SandboxPool};
+
+/// Whether the sandbox's root has a `python3` (the system's, bound read-only); says why not.
+fn python_present(test: &str) -> bool {
+    let present = std::path::Path::new("/usr/bin/python3").exists();
+    if !present {
+        println!("SKIP {test}: no /usr/bin/python3 on this host");
+    }
+    present
+}
+
+fn runtime_policy(share_across_leases: bool) -> Policy {
+    Policy::builder()
+        .runtime(Runtime::python3().preload(["json"]).share_across_leases(share_across_leases))
+        .build()
+        .expect("policy")
+}
+
+/// The pool's counters once no reset is in flight (a lease's reset runs in the background).
+fn settled(pool: &SandboxPool) -> sandpool::SandboxPoolStats {
+    let give_up = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let stats = pool.stats();
+        if stats.resetting == 0 || std::time::Instant::now() > give_up {
+            return stats;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+fn sh(sandbox: &mut impl RunsCommands, script: &str) -> Output {
+    sandbox.run_command(Command::new("sh").args(["-c", script]))
+}
+
+fn run(sandbox: &mut impl RunsCommands, args: &[&str], stdin: &[u8]) -> Output {
+    let mut cmd = Command::new("python3");
+    cmd.args(args);
+    if !stdin.is_empty() {
+        cmd.stdin(Stdio::bytes(stdin.to_vec()));
+    }
+    sandbox.run_command(&cmd)
+}
+
+/// A sandbox, or a lease of one.
+trait RunsCommands {
+    fn run_command(&mut self, cmd: &Command) -> Output;
+}
+
+impl RunsCommands for Sandbox {
+    fn run_command(&mut self, cmd: &Command) -> Output {
+        self.run(cmd).expect("run")
+    }
+}
+
+impl RunsCommands for SandboxLease {
+    fn run_command(&mut self, cmd: &Command) -> Output {
+        self.run(cmd).expect("run")
+    }
+}
+
+/// `gc.get_freeze_count()` is 0 in a fresh interpreter and not in a served child (the
+/// template freezes what it imported before it forks): what tells them apart from outside.
+const SERVED_PROBE: &str = "import gc; print(gc.get_freeze_count() > 0)";
+
+#[test]
+fn served_commands_behave_as_exec_d_ones() {
+    if !python_present("served_commands_behave_as_exec_d_ones") {
+        return;
+    }
+    let mut warm = Sandbox::spawn(&runtime_policy(false)).unwrap();
+    let mut plain = Sandbox::spawn(&Policy::default()).unwrap();
+    assert_eq!(run(&mut warm, &["-c", SERVED_PROBE], b"").stdout, b"True\n", "the runtime serves python3 -c");
+    assert_eq!(run(&mut plain, &["-c", SERVED_PROBE], b"").stdout, b"False\n", "without it, python3 is exec'd");
+    let corpus: &[(&[&str], &[u8])] = &[
+        (&["-c", "import json; print(json.dumps({'a': 1}))"], b""),
+        (&["-c", "import sys, os; print(sys.argv, repr(sys.path[0]), sorted(globals()), os.getcwd())", "a", "b"], b""),
+        (&["-c", "import sys; sys.exit(3)"], b""),
+        (&["-c", "import sys; sys.exit('bye')"], b""),
+        (&["-c", "1/0"], b""),
+        (&["-c", "1+"], b""),
+        (&["-c", "def f():\n  raise KeyError(5)\nf()"], b""),
+        (&["-c", "import os; print(sorted(os.environ), os.getpid() == os.getpgid(0) == os.getsid(0))"], b""),
+        (
+            &[
+                "-c",
+                "import signal; print(signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGPIPE), signal.pthread_sigmask(0, []))",
+            ],
+            b"",
+        ),
+        (&["-c", "print(input()); print(input())"], b"one\ntwo\n"),
+        (&["-c", "import atexit; atexit.register(print, 'bye'); print('hi')"], b""),
+        (
+            &[
+                "-c",
+                "import threading, time; t = threading.Thread(target=lambda: (time.sleep(0.05), print('thread'))); t.start(); print('main')",
+            ],
+            b"",
+        ),
+        (&["-c", "import subprocess; print(subprocess.run(['echo', 'sub'], capture_output=True).stdout)"], b""),
+        (
+            &[
+                "-c",
+                "import multiprocessing as m\nif __name__ == '__main__':\n  with m.Pool(2) as p: print(p.map(abs, [-1, -2]))",
+            ],
+            b"",
+        ),
+        (&["-c", "open('/tmp/f', 'w').write('x'); print(open('/tmp/f').read())"], b""),
+        (&["-c", "raise KeyboardInterrupt"], b""),
+        (&["-c", "import sys; print(sys.flags, sys.executable, sys.orig_argv)"], b""),
+        (&["-m", "json.tool"], b"{\"k\": [1, 2]}"),
+        (&["-m", "nosuchmodule"], b""),
+        (&["/tmp/nope.py"], b""),
+        (&[], b"import sys\nprint('from stdin', sys.argv)\n"),
+        (&["-", "q"], b"import sys\nprint('from stdin', sys.argv)\n"),
+    ];
+    for (args, stdin) in corpus {
+        let served = run(&mut warm, args, stdin);
+        let execd = run(&mut plain, args, stdin);
+        assert_eq!(
+            (
+                served.status.code(),
+                served.status.signal(),
+                String::from_utf8_lossy(&served.stdout),
+                String::from_utf8_lossy(&served.stderr)
+            ),
+            (
+                execd.status.code(),
+                execd.status.signal(),
+                String::from_utf8_lossy(&execd.stdout),
+                String::from_utf8_lossy(&execd.stderr)
+            ),
+            "python3 {args:?}"
+        );
+    }
+}
+
+#[test]
+fn commands_cannot_reach_the_template() {
+    if !python_present("commands_cannot_reach_the_template") {
+        return;
+    }
+    let mut sandbox = Sandbox::spawn(&runtime_policy(false)).unwrap();
+    assert_eq!(run(&mut sandbox, &["-c", SERVED_PROBE], b"").stdout, b"True\n", "the template serves");
+    // The probes work: a command signals, renices, limits and reads /proc of a process of
+    // its own.
+    let own = sh(
+        &mut sandbox,
+        "sleep 5 & p=$!; kill -0 $p && test -r /proc/$p/status && renice -n 5 -p $p >/dev/null && prlimit --pid $p --nofile=100 && kill $p && echo ok",
+    );
+    assert_eq!(own.stdout, b"ok\n", "{own:?}");
+    // The template, pid 2 (it exists: a signal to it is refused, not missing its target): no
+    // signal, no priority, no limit, no /proc entry.
+    for probe in ["kill -0 2", "kill -STOP 2", "kill -0 -2", "renice -n 5 -p 2", "prlimit --pid 2 --nofile=1"] {
+        let out = sh(&mut sandbox, probe);
+        let said = String::from_utf8_lossy(&out.stderr).to_lowercase();
+        assert!(
+            !out.status.success() && (said.contains("not permitted") || said.contains("permission denied")),
+            "{probe} reached the template: {out:?}"
+        );
+    }
+    let proc_entry = sh(&mut sandbox, "cat /proc/2/status");
+    assert!(!proc_entry.status.success() && proc_entry.stdout.is_empty(), "{proc_entry:?}");
+    assert_eq!(run(&mut sandbox, &["-c", SERVED_PROBE], b"").stdout, b"True\n", "the template still serves");
+}
+
+#[test]
+fn a_killed_template_is_seen_and_commands_run_exec_d() {
+    if !python_present("a_killed_template_is_seen_and_commands_run_exec_d") {
+        return;
+    }
+    let pool = SandboxPool::builder(runtime_policy(true)).max_size(1).min_idle(0).build().unwrap();
+    let mut lease = pool.acquire().unwrap();
+    assert_eq!(run(&mut lease, &["-c", SERVED_PROBE], b"").stdout, b"True\n");
+    // A signal to every process the command may signal reaches the template.
+    let killed = sh(&mut lease, "kill -9 -1; true");
+    assert!(killed.status.success(), "{killed:?}");
+    let after = run(&mut lease, &["-c", "import json, gc; print(json.dumps([gc.get_freeze_count() > 0]))"], b"");
+    assert_eq!(after.stdout, b"[false]\n", "exec'd once the template is gone: {after:?}");
+    drop(lease);
+    let stats = settled(&pool);
+    assert_eq!(
+        (stats.resets, stats.resets_skipped),
+        (1, 0),
+        "a session without its template is not handed on: {stats:?}"
+    );
+    let mut lease = pool.acquire().unwrap();
+    assert_eq!(run(&mut lease, &["-c", SERVED_PROBE], b"").stdout, b"True\n", "the next lease has a new template");
+}
+
+#[test]
+fn a_lease_that_used_the_template_gets_a_new_one_unless_shared() {
+    if !python_present("a_lease_that_used_the_template_gets_a_new_one_unless_shared") {
+        return;
+    }
+    for share in [false, true] {
+        let pool = SandboxPool::builder(runtime_policy(share)).max_size(1).min_idle(0).build().unwrap();
+        for _ in 0..3 {
+            let mut lease = pool.acquire().unwrap();
+            let out = run(&mut lease, &["-c", "import gc; print(gc.get_freeze_count() > 0)"], b"");
+            assert_eq!(out.stdout, b"True\n", "{out:?}");
+        }
+        let stats = settled(&pool);
+        let expected = if share { (0, 3) } else { (3, 0) };
+        assert_eq!((stats.resets, stats.resets_skipped), expected, "share_across_leases({share}): {stats:?}");
+    }
+}
+
+#[test]
+fn a_template_that_cannot_start_says_why_and_commands_are_exec_d() {
+    if !python_present("a_template_that_cannot_start_says_why_and_commands_are_exec_d") {
+        return;
+    }
+    let ok = Sandbox::spawn(&runtime_policy(false)).unwrap();
+    assert_eq!(ok.runtime_status(), Some(&RuntimeStatus::Ready));
+    assert_eq!(Sandbox::spawn(&Policy::default()).unwrap().runtime_status(), None);
+    for (runtime, expected) in [
+        (Runtime::python3().preload(["json", "no_such_module_here"]), "no_such_module_here"),
+        (Runtime::python3().interpreter("/usr/bin/no-such-python"), "Exec"),
+    ] {
+        let pool =
+            SandboxPool::builder(Policy::builder().runtime(runtime).build().unwrap()).max_size(1).build().unwrap();
+        let mut lease = pool.acquire().unwrap();
+        match lease.runtime_status() {
+            Some(RuntimeStatus::Failed { reason }) => assert!(reason.contains(expected), "{reason}"),
+            other => panic!("expected a failure naming {expected}: {other:?}"),
+        }
+        let out = run(&mut lease, &["-c", "import gc, json; print(json.dumps(gc.get_freeze_count()))"], b"");
+        assert_eq!(out.stdout, b"0\n", "exec'd: {out:?}");
+        drop(lease);
+        // A session without its template is an ordinary one: an untouched lease is handed on.
+        let stats = settled(&pool);
+        assert_eq!((stats.resets, stats.resets_skipped), (0, 1), "{stats:?}");
+    }
+}
