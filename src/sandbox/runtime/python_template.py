@@ -1,15 +1,18 @@
 # The Python template of a sandpool session: started by the session's spawner with its runtime
 # socket as stdin, it imports the preload list, then only forks. Each request names a command
 # (argv, environment, working directory, CPU limit) and brings its stdin, stdout and stderr; the
-# template forks twice, so that the served child is reparented to the spawner, which waits for
-# it as for any command. The child becomes what `python3 ARGS` would have been; a command this
-# template cannot serve exactly is declined, and the spawner execs it instead.
+# template forks once, waits for the child (through a pidfd) and tells the spawner its status
+# and resource use as the spawner's own wait would. The child becomes what `python3 ARGS` would
+# have been; a command this template cannot serve exactly is declined, and the spawner execs
+# it instead.
 #
 # Messages on the socket (one datagram each, fields separated by NUL bytes):
 #   spawner -> template: b"R", cpu seconds, cwd, argc, argv..., env...  (+ 3 descriptors)
 #   template -> spawner: b"Y" ready | b"F" reason (could not start)
 #                        b"P" pid (served: sent by the child once it leads its session)
 #                        b"D" reason (declined: exec it) | b"E" reason (failed: exec it)
+#                        b"X" pid status utime-us stime-us maxrss-KiB (a served child ended)
+#   spawner -> template: b"H" (how are you) -> b"H" repr((pending signals, nice, children))
 # Nothing here may stay visible to a served program but what a fresh interpreter has: the names
 # this file defines live in the template's own `__main__`, which the child replaces.
 _FRESH_MAIN = dict(globals())
@@ -22,6 +25,9 @@ _PRESENT = set(sys.modules)
 # to have been the same: everything Python reads before it runs a program.
 _STARTUP_VARIABLES = (b"LANG", b"LANGUAGE", b"TZ", b"HOME", b"PATH")
 _MAX_REQUEST = 256 * 1024
+# Where requests are received: one buffer for the template's life (a fresh one per request
+# would be a mapping made and unmade on every command's path).
+_BUFFER = bytearray(_MAX_REQUEST)
 
 
 def _startup_part(entries):
@@ -54,6 +60,8 @@ def _start():
             __import__(name)
         import resource
         limit_cpu = lambda seconds: resource.setrlimit(resource.RLIMIT_CPU, (seconds, seconds + 1))
+        import select
+        poll = select.poll()
     except BaseException as e:
         sock.send(b"F" + ("%s: %s" % (type(e).__name__, e)).encode("utf-8", "replace"))
         os._exit(1)
@@ -70,7 +78,7 @@ def _start():
     # whose default action discards it.
     _signal.pthread_sigmask(_signal.SIG_BLOCK, _signal.valid_signals() - {_signal.SIGCHLD})
     sock.send(b"Y" + os.fsencode(sys.executable) + b"\0" + os.fsencode(sys.orig_argv[0]))
-    return sock, prctl, limit_cpu
+    return sock, prctl, limit_cpu, poll
 
 
 def _decline(sock, why):
@@ -98,57 +106,79 @@ def _plan(argv, env, startup):
     return ("file", os.fsdecode(first), [os.fsdecode(a) for a in args]), None
 
 
-def _serve(sock):
+def _serve(sock, poll):
     startup = _startup_part(os.environb.items())
+    children = {}  # pidfd -> pid of each served child not yet reaped
+    poll.register(sock.fileno(), 1)  # POLLIN
     while True:
-        try:
-            data, ancillary, _, _ = sock.recvmsg(_MAX_REQUEST, _socket.CMSG_SPACE(3 * 4))
-        except InterruptedError:
-            continue
-        if not data:
-            os._exit(0)
-        if data == b"H":
-            # How it is, for the spawner's verdict: every signal is blocked here, so one sent
-            # to the template shows as pending.
-            state = (sorted(_signal.sigpending()), os.getpriority(os.PRIO_PROCESS, 0))
-            sock.send(b"H" + repr(state).encode())
-            continue
-        fds = []
-        for level, kind, payload in ancillary:
-            if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
-                fds += [int.from_bytes(payload[i:i + 4], sys.byteorder) for i in range(0, len(payload) - 3, 4)]
-        fields = data.split(b"\0")
-        try:
-            cpu, cwd, argc = int(fields[1]), fields[2], int(fields[3])
-            argv, env = fields[4:4 + argc], fields[4 + argc:]
-            if len(fds) != 3 or len(argv) != argc:
-                raise ValueError("malformed request")
-            plan, why = _plan(argv, env, startup)
-        except (ValueError, IndexError) as e:
-            plan, why = None, str(e)
-        if plan is None:
-            for fd in fds:
-                os.close(fd)
-            _decline(sock, why)
-            continue
-        try:
-            middle = os.fork()
-        except OSError as e:
-            for fd in fds:
-                os.close(fd)
-            sock.send(b"E" + str(e).encode())
-            continue
-        if middle == 0:
-            try:
-                if os.fork() != 0:
-                    os._exit(0)
-            except OSError as e:
-                sock.send(b"E" + str(e).encode())
-                os._exit(1)
-            return plan, argv, env, cwd, cpu, fds
+        for fd, _ in poll.poll():
+            if fd in children:
+                _reaped(sock, poll, children, fd)
+                continue
+            served = _request(sock, startup, children, poll)
+            if served is not None:
+                return served
+
+
+def _reaped(sock, poll, children, pidfd):
+    # A served child ended: its status and resource use go to the spawner, as its own wait
+    # would have had them.
+    pid = children.pop(pidfd)
+    poll.unregister(pidfd)
+    os.close(pidfd)
+    _, status, usage = os.wait4(pid, 0)
+    sock.send(b"X%d %d %d %d %d" % (pid, status, int(usage.ru_utime * 1e6), int(usage.ru_stime * 1e6), usage.ru_maxrss))
+
+
+def _request(sock, startup, children, poll):
+    try:
+        size, ancillary, _, _ = sock.recvmsg_into([_BUFFER], _socket.CMSG_SPACE(3 * 4))
+    except InterruptedError:
+        return None
+    data = bytes(_BUFFER[:size])
+    if not data:
+        os._exit(0)
+    if data == b"H":
+        # How it is, for the spawner's verdict: every signal is blocked here, so one sent to
+        # the template shows as pending; and whether a child it served is still running.
+        state = (sorted(_signal.sigpending()), os.getpriority(os.PRIO_PROCESS, 0), len(children))
+        sock.send(b"H" + repr(state).encode())
+        return None
+    fds = []
+    for level, kind, payload in ancillary:
+        if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
+            fds += [int.from_bytes(payload[i:i + 4], sys.byteorder) for i in range(0, len(payload) - 3, 4)]
+    fields = data.split(b"\0")
+    try:
+        cpu, cwd, argc = int(fields[1]), fields[2], int(fields[3])
+        argv, env = fields[4:4 + argc], fields[4 + argc:]
+        if len(fds) != 3 or len(argv) != argc:
+            raise ValueError("malformed request")
+        plan, why = _plan(argv, env, startup)
+    except (ValueError, IndexError) as e:
+        plan, why = None, str(e)
+    if plan is None:
         for fd in fds:
             os.close(fd)
-        os.waitpid(middle, 0)
+        _decline(sock, why)
+        return None
+    try:
+        pid = os.fork()
+    except OSError as e:
+        for fd in fds:
+            os.close(fd)
+        sock.send(b"E" + str(e).encode())
+        return None
+    if pid == 0:
+        for pidfd in children:
+            os.close(pidfd)
+        return plan, argv, env, cwd, cpu, fds
+    for fd in fds:
+        os.close(fd)
+    pidfd = os.pidfd_open(pid)
+    children[pidfd] = pid
+    poll.register(pidfd, 1)
+    return None
 
 
 def _become(sock, prctl, limit_cpu, plan, argv, env, cwd, cpu, fds):
@@ -166,13 +196,15 @@ def _become(sock, prctl, limit_cpu, plan, argv, env, cwd, cpu, fds):
     if cpu > 0:
         limit_cpu(cpu)
     prctl(4, 1, 0, 0, 0)
-    os.environ.clear()
-    for entry in env:
-        key, sep, value = entry.partition(b"=")
-        if sep and key:
+    wanted = [entry.partition(b"=")[::2] for entry in env if b"=" in entry[1:]]
+    if wanted != list(os.environb.items()):
+        os.environ.clear()
+        for key, value in wanted:
             os.environb[key] = value
     _signal.pthread_sigmask(_signal.SIG_SETMASK, [])
-    sys.path_importer_cache.clear()
+    # The finder of the working directory ('') listed the template's: found afresh. Those of
+    # absolute directories check their directory's time before each use.
+    sys.path_importer_cache.pop("", None)
     sys.orig_argv[:] = [os.fsdecode(a) for a in argv]
     kind, what, sys.argv[:] = plan[0], plan[1], plan[2]
     main = type(sys)("__main__")
@@ -242,8 +274,8 @@ def _finish(code, interrupted=False):
 
 
 def _main():
-    sock, prctl, limit_cpu = _start()
-    served = _serve(sock)
+    sock, prctl, limit_cpu, poll = _start()
+    served = _serve(sock, poll)
     kind, what, main = _become(sock, prctl, limit_cpu, *served)
     del served
     try:

@@ -328,11 +328,12 @@ impl Spawner {
     /// Whether the runtime's part of the session is as it started: without a runtime, yes;
     /// with one, its template alive and as it started, and no other process left (the
     /// session's own check, which finds the template, then skips that part).
-    fn runtime_untouched(&self) -> bool {
+    fn runtime_untouched(&mut self) -> bool {
         if !self.has_runtime {
             return true;
         }
-        self.template.as_ref().is_some_and(|t| t.untouched(self.share_template)) && only_the_template_left()
+        let share = self.share_template;
+        self.template.as_mut().is_some_and(|t| t.untouched(share)) && only_the_template_left()
     }
 
     /// Reaps every child that has ended, without waiting.
@@ -478,9 +479,45 @@ impl Spawner {
                 }
                 let deadline = (req.timeout_ms > 0).then(|| Instant::now() + Duration::from_millis(req.timeout_ms));
                 self.children.push(RunningChild { pid, token: req.token, status, deadline, timed_out: false });
+                if served.is_some() {
+                    // Its end may have come before its pid, if it was killed at once.
+                    self.hear_from_template();
+                }
             }
             Err(f) => fail(f.step, f.error.raw_os_error().unwrap_or(libc::EIO)),
         }
+    }
+
+    /// Reports the ends of the children the template served that it has sent; drops a
+    /// template that is gone or says something else.
+    fn hear_from_template(&mut self) {
+        let Some(template) = self.template.as_mut() else { return };
+        match template.take_ended() {
+            Ok(ended) => {
+                for (pid, status, usage) in ended {
+                    self.reaped(pid, status, usage);
+                }
+            }
+            Err(_) => self.template = None,
+        }
+    }
+
+    /// Waits for a request, a child's end (`SIGCHLD`), or word from the template, at most
+    /// `timeout`: whether a request came, and whether a child may have ended.
+    fn wait(&mut self, timeout: Option<Duration>) -> (bool, bool) {
+        if self.template.as_ref().is_some_and(Template::has_ended) {
+            self.hear_from_template();
+        }
+        let Some(template) = &self.template else { return wait_for(&self.runner, &self.signals, timeout) };
+        let watched = [Some(self.runner.as_fd()), Some(self.signals.as_fd()), Some(template.socket())];
+        let Ok([message, signal, said]) = channel::poll_each(watched, timeout) else { return (false, false) };
+        if !signal.is_empty() {
+            channel::drain(self.signals.as_fd());
+        }
+        if !said.is_empty() {
+            self.hear_from_template();
+        }
+        (!message.is_empty(), !signal.is_empty())
     }
 
     fn serve(&mut self) -> i32 {
@@ -488,7 +525,7 @@ impl Spawner {
         loop {
             let next_deadline = self.children.iter().filter_map(|c| c.deadline).min();
             let timeout = next_deadline.map(|d| d.saturating_duration_since(Instant::now()));
-            let (message, child_ended) = wait_for(&self.runner, &self.signals, timeout);
+            let (message, child_ended) = self.wait(timeout);
             self.enforce_deadlines();
             if child_ended {
                 self.reap_ended();

@@ -2,11 +2,15 @@
 //! starts first (pid 2 of the session), and asks to serve each command that names it.
 //!
 //! The spawner sends the command (argv, environment, working directory, CPU limit) with its
-//! three stdio descriptors; the template forks twice and its grandchild, reparented to the
-//! spawner, answers with its pid once it leads a session of its own. Anything else (a
-//! refusal, an error, no answer in time) and the spawner execs the command as usual; a
-//! template that did not answer in time is killed, and the session's later commands are all
-//! exec'd.
+//! three stdio descriptors; the template forks once, and the child answers with its pid once
+//! it leads a session of its own. Anything else (a refusal, an error, no answer in time) and
+//! the spawner execs the command as usual; a template that did not answer in time is killed,
+//! and the session's later commands are all exec'd. The template is the served child's parent
+//! (one fork of an interpreter costs about a millisecond here; a second, to hand the child to
+//! the spawner, would cost another): it waits for it and sends its end (`X`: wait status and
+//! resource use, as the spawner's own `wait4` has them), which the spawner reports as any
+//! command's. A process the child leaves behind is the spawner's (the kernel hands orphans to
+//! the namespace's init), as an exec'd command's.
 
 use std::ffi::CString;
 use std::io;
@@ -58,15 +62,11 @@ pub(super) struct Template {
     names: [Vec<u8>; 2],
     /// Commands it served this session.
     pub served: u64,
-    /// What it said of itself as it became ready (see [`ask_state`]).
+    /// Ends of served children heard while waiting for another answer, for the spawner to
+    /// report: `(pid, wait status, usage)`.
+    ended: Vec<(i32, i32, sys::ChildUsage)>,
+    /// What it said of itself as it became ready (see [`Template::ask_state`]).
     state_at_start: Option<Vec<u8>>,
-}
-
-/// What the template says of itself when asked (`H`): its pending signals (all are blocked
-/// in it, so any sent to it shows) and its nice value.
-fn ask_state(socket: BorrowedFd<'_>) -> Option<Vec<u8>> {
-    channel::send(socket, b"H", &[]).ok()?;
-    receive(socket, HEALTH_TIMEOUT).ok().filter(|r| r.first() == Some(&b'H'))
 }
 
 /// Whether the spawner's child `pid` is stopped (`waitid(WSTOPPED | WNOHANG | WNOWAIT)`:
@@ -131,8 +131,9 @@ impl Template {
             Some((b'Y', names)) => {
                 let mut names = names.splitn(2, |&b| b == 0).map(<[u8]>::to_vec);
                 let names = [names.next().unwrap_or_default(), names.next().unwrap_or_default()];
-                let state_at_start = ask_state(ours.as_fd());
-                Ok(Template { socket: ours, names, served: 0, state_at_start })
+                let mut template = Template { socket: ours, names, served: 0, ended: Vec::new(), state_at_start: None };
+                template.state_at_start = template.ask_state();
+                Ok(template)
             }
             Some((b'F', why)) => Err(String::from_utf8_lossy(why).into_owned()),
             _ => {
@@ -162,8 +163,7 @@ impl Template {
             msg.push(0);
         }
         msg.pop();
-        let answer =
-            channel::send(self.socket.as_fd(), &msg, &stdio).and_then(|()| receive(self.socket.as_fd(), SERVE_TIMEOUT));
+        let answer = channel::send(self.socket.as_fd(), &msg, &stdio).and_then(|()| self.answer(SERVE_TIMEOUT));
         match answer {
             Ok(reply) => match reply.split_first() {
                 Some((b'P', pid)) => {
@@ -173,17 +173,70 @@ impl Template {
                             self.served += 1;
                             Ok(Some(pid))
                         }
-                        _ => Err(io::Error::new(io::ErrorKind::InvalidData, "bad pid from the template")),
+                        _ => Err(self.broken("bad pid from the template")),
                     }
                 }
                 Some((b'D' | b'E', _)) => Ok(None),
-                _ => Err(io::Error::new(io::ErrorKind::InvalidData, "bad answer from the template")),
+                _ => Err(self.broken("bad answer from the template")),
             },
-            Err(e) => {
-                if let Some(pid) = Pid::from_raw(TEMPLATE_PID) {
-                    let _ = rustix::process::kill_process(pid, Signal::KILL);
+            Err(e) => Err(self.broken(&e.to_string())),
+        }
+    }
+
+    /// The template's next answer that is not a child's end (those it keeps for
+    /// [`Template::take_ended`]): a child killed before it said its pid ends before it.
+    fn answer(&mut self, timeout: Duration) -> io::Result<Vec<u8>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let reply = receive(self.socket.as_fd(), deadline.saturating_duration_since(Instant::now()))?;
+            let Some((b'X', end)) = reply.split_first() else { return Ok(reply) };
+            let end = parse_end(end).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "bad end"))?;
+            self.ended.push(end);
+        }
+    }
+
+    /// What the template says of itself when asked (`H`): its pending signals (all are
+    /// blocked in it, so any sent to it shows), its nice value, and how many children it has.
+    fn ask_state(&mut self) -> Option<Vec<u8>> {
+        channel::send(self.socket.as_fd(), b"H", &[]).ok()?;
+        self.answer(HEALTH_TIMEOUT).ok().filter(|r| r.first() == Some(&b'H'))
+    }
+
+    /// Whether it holds ends not yet taken (heard while waiting for another answer).
+    pub(super) fn has_ended(&self) -> bool {
+        !self.ended.is_empty()
+    }
+
+    /// Kills a template that answered wrong or not at all; the error to drop it with.
+    fn broken(&self, why: &str) -> io::Error {
+        if let Some(pid) = Pid::from_raw(TEMPLATE_PID) {
+            let _ = rustix::process::kill_process(pid, Signal::KILL);
+        }
+        io::Error::new(io::ErrorKind::InvalidData, why.to_string())
+    }
+
+    /// Its socket: readable when a served child has ended (or the template is gone).
+    pub(super) fn socket(&self) -> BorrowedFd<'_> {
+        self.socket.as_fd()
+    }
+
+    /// The served children's ends it has sent, without waiting: `Err` once the template is
+    /// gone or said something else (then it must be dropped).
+    pub(super) fn take_ended(&mut self) -> io::Result<Vec<(i32, i32, sys::ChildUsage)>> {
+        loop {
+            match channel::poll_each([Some(self.socket.as_fd())], Some(Duration::ZERO)) {
+                Ok([f]) if f.is_empty() => return Ok(std::mem::take(&mut self.ended)),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+            let reply = receive(self.socket.as_fd(), Duration::from_millis(1))?;
+            match reply.split_first() {
+                Some((b'X', end)) => {
+                    let end = parse_end(end).ok_or_else(|| self.broken("bad end from the template"))?;
+                    self.ended.push(end);
                 }
-                Err(e)
+                _ => return Err(self.broken("unexpected message from the template")),
             }
         }
     }
@@ -191,16 +244,24 @@ impl Template {
     /// Whether the template is as it started, for the verdict: unless the runtime is shared
     /// across leases, it served no command; alive (its socket not hung up: it holds the only
     /// other end), not stopped, and what it says of itself as at the start.
-    pub(super) fn untouched(&self, share_across_leases: bool) -> bool {
+    pub(super) fn untouched(&mut self, share_across_leases: bool) -> bool {
         if self.served > 0 && !share_across_leases {
             return false;
         }
         let idle =
             matches!(channel::poll_each([Some(self.socket.as_fd())], Some(Duration::ZERO)), Ok([f]) if f.is_empty());
-        idle && !stopped(TEMPLATE_PID)
-            && self.state_at_start.is_some()
-            && ask_state(self.socket.as_fd()) == self.state_at_start
+        idle && !stopped(TEMPLATE_PID) && self.state_at_start.is_some() && self.ask_state() == self.state_at_start
     }
+}
+
+/// `pid status utime-µs stime-µs maxrss-KiB`, as the template sends a served child's end.
+fn parse_end(fields: &[u8]) -> Option<(i32, i32, sys::ChildUsage)> {
+    let mut it = std::str::from_utf8(fields).ok()?.split(' ');
+    let mut next = || it.next()?.parse::<i64>().ok();
+    let (pid, status) = (i32::try_from(next()?).ok()?, i32::try_from(next()?).ok()?);
+    let mut usage = || u64::try_from(next()?).ok();
+    let usage = sys::ChildUsage { user_us: usage()?, system_us: usage()?, max_rss_kib: usage()? };
+    Some((pid, status, usage))
 }
 
 /// One datagram from the template, waiting at most `timeout`.
@@ -230,10 +291,10 @@ fn receive(socket: BorrowedFd<'_>, timeout: Duration) -> io::Result<Vec<u8>> {
     }
 }
 
-/// Whether the session holds no process but the spawner and the template: the spawner's only
-/// child is the template (every process of the session descends from the spawner, which
-/// inherits each orphan; the template's only children are the short-lived ones between it
-/// and a served child, which it waits for before it answers again).
+/// Whether the session holds no process but the spawner and the template (whose own children,
+/// the served ones, it counts in its answer to `H`): the spawner's only child is the template
+/// (every process of the session descends from the spawner or a served child, and the
+/// kernel hands each orphan to the spawner, the namespace's init).
 /// [`/proc/PID/task/TID/children`](https://man7.org/linux/man-pages/man5/proc_pid_task_tid_children.5.html);
 /// `false` where the kernel lacks it.
 pub(super) fn only_the_template_left() -> bool {
