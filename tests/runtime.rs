@@ -111,6 +111,10 @@ fn served_commands_behave_as_exec_d_ones() {
         (&["-c", "open('/tmp/f', 'w').write('x'); print(open('/tmp/f').read())"], b""),
         (&["-c", "raise KeyboardInterrupt"], b""),
         (&["-c", "import sys; print(sys.flags, sys.executable, sys.orig_argv)"], b""),
+        (
+            &["-c", "print(open('/proc/self/cmdline', 'rb').read(), open('/proc/self/environ', 'rb').read())", "x y"],
+            b"",
+        ),
         (&["-m", "json.tool"], b"{\"k\": [1, 2]}"),
         (&["-m", "nosuchmodule"], b""),
         (&["/tmp/nope.py"], b""),
@@ -235,4 +239,53 @@ fn a_template_that_cannot_start_says_why_and_commands_are_exec_d() {
         let stats = settled(&pool);
         assert_eq!((stats.resets, stats.resets_skipped), (0, 1), "{stats:?}");
     }
+}
+
+#[test]
+fn served_commands_keep_the_command_s_limits() {
+    if !python_present("served_commands_keep_the_command_s_limits") {
+        return;
+    }
+    let mut sandbox = Sandbox::spawn(&runtime_policy(false)).unwrap();
+    let served = |sandbox: &mut Sandbox, code: &str, timeout_ms: u64, cap: usize| {
+        let mut cmd = Command::new("python3");
+        cmd.args(["-c", &format!("import gc; assert gc.get_freeze_count() > 0, 'exec d'\n{code}")])
+            .timeout(std::time::Duration::from_millis(timeout_ms))
+            .output_limit(cap);
+        sandbox.run(&cmd).expect("run")
+    };
+    // The timeout kills the command's process group: the served child and what it started.
+    let slow = served(
+        &mut sandbox,
+        "import subprocess, time\nsubprocess.Popen(['sleep', '30'])\ntime.sleep(30)",
+        500,
+        1 << 20,
+    );
+    assert!(slow.timed_out && !slow.success(), "{slow:?}");
+    let count_sleeps = "for p in /proc/[0-9]*; do cat $p/comm 2>/dev/null; done | grep -c '^sleep$' || true";
+    let probe = sh(&mut sandbox, &format!("sleep 30 & {count_sleeps}; kill $!"));
+    assert_eq!(String::from_utf8_lossy(&probe.stdout).trim(), "1", "the probe sees a sleep: {probe:?}");
+    let left = sh(&mut sandbox, count_sleeps);
+    assert_eq!(String::from_utf8_lossy(&left.stdout).trim(), "0", "the timeout left a process: {left:?}");
+    // The output cap.
+    let loud = served(&mut sandbox, "import sys\nwhile True: sys.stdout.write('x' * 4096)", 10_000, 10_000);
+    assert!(loud.stdout_truncated && loud.stdout.len() <= 10_000, "{:?}", (loud.status, loud.stdout.len()));
+    // Its own CPU time and memory, as its parent's wait4 saw them.
+    let busy = served(&mut sandbox, "x = 0\nfor i in range(3_000_000): x += i\nprint(x)", 30_000, 1 << 20);
+    assert!(busy.success(), "{busy:?}");
+    assert!(busy.usage.user_time > std::time::Duration::from_millis(20), "{:?}", busy.usage);
+    assert!(busy.usage.max_rss_kib > 1024, "{:?}", busy.usage);
+    // The policy's CPU limit (RLIMIT_CPU), its own from the fork on.
+    let policy = Policy::builder()
+        .cpu_time(Some(std::time::Duration::from_secs(7)))
+        .runtime(Runtime::python3())
+        .build()
+        .unwrap();
+    let mut limited = Sandbox::spawn(&policy).unwrap();
+    let limit = run(
+        &mut limited,
+        &["-c", "import gc, resource; print(gc.get_freeze_count() > 0, resource.getrlimit(resource.RLIMIT_CPU))"],
+        b"",
+    );
+    assert_eq!(limit.stdout, b"True (7, 8)\n", "{limit:?}");
 }

@@ -106,6 +106,29 @@ pub struct SessionSeparation {
     pub fresh_session_on_reset: bool,
 }
 
+/// What a warm runtime's served commands share, and what keeps its template out of their
+/// reach (see [`Runtime`](super::Runtime)).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct RuntimeSeparation {
+    /// The interpreter each session starts.
+    pub interpreter: String,
+    /// The modules its template imports before it forks.
+    pub preloaded: Vec<String>,
+    /// What every command a template serves shares with it and with each other, since they
+    /// are forks of one interpreter: its address layout (ASLR), its string-hash secret,
+    /// and the state of the modules it imported as they were imported.
+    pub served_commands_share: Vec<&'static str>,
+    /// Whether a template that served a lease's commands may serve the next lease's too
+    /// ([`Runtime::share_across_leases`](super::Runtime::share_across_leases)); otherwise
+    /// each lease that used one gets a new session, with a new template.
+    pub shared_across_leases: bool,
+    /// Whether the seccomp filter refuses the calls that act on a process by pid aimed at the
+    /// template (pid 2) or its process group, as at the spawner. The template is also not
+    /// dumpable (no `ptrace`, no `/proc/2`), blocks every signal, and the verdict checks it.
+    pub calls_on_the_template_refused: bool,
+}
+
 /// Landlock's part.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
@@ -173,6 +196,9 @@ pub struct Isolation {
     pub host_uid_own: bool,
     /// Each limit and how it is enforced.
     pub limits: Vec<Limit>,
+    /// With a warm runtime in the policy: what its served commands share, and what guards
+    /// its template.
+    pub runtime: Option<RuntimeSeparation>,
     /// Layers asked for as best effort that could not be applied, with why.
     pub missing: Vec<String>,
 }
@@ -299,6 +325,17 @@ pub(super) fn build_isolation(
             spawner_settings_checked: true,
             fresh_session_on_reset: true,
         },
+        runtime: policy.runtime().map(|rt| RuntimeSeparation {
+            interpreter: rt.interpreter_path().display().to_string(),
+            preloaded: rt.preloaded().to_vec(),
+            served_commands_share: vec![
+                "the template's address layout (ASLR)",
+                "the template's string-hash secret (PYTHONHASHSEED)",
+                "the preloaded modules' state as the template imported them",
+            ],
+            shared_across_leases: rt.shares_across_leases(),
+            calls_on_the_template_refused: report.seccomp_enforced,
+        }),
         network: policy.network,
         loopback_only: report.loopback_only,
         root: "minimal: tmpfs root via pivot_root, read-only system dirs, fresh /proc, tiny /dev, private /tmp",

@@ -76,7 +76,9 @@ pub use command::{
     UsageSource,
 };
 pub use error::SandboxError;
-pub use isolation::{Enforcement, Isolation, LandlockStatus, Limit, Namespaces, SeccompStatus, SessionSeparation};
+pub use isolation::{
+    Enforcement, Isolation, LandlockStatus, Limit, Namespaces, RuntimeSeparation, SeccompStatus, SessionSeparation,
+};
 pub use policy::{Bind, Network, Policy, PolicyBuilder, PolicyError, Requirement};
 pub(crate) use readiness::Readiness;
 pub use runtime::Runtime;

@@ -29,7 +29,7 @@
 //! ```no_run
 //! use sandpool::sandbox::{Command, Policy, Runtime, Sandbox};
 //! let policy = Policy::builder().runtime(Runtime::python3().preload(["json", "re"])).build()?;
-//! let sandbox = Sandbox::spawn(&policy)?;
+//! let mut sandbox = Sandbox::spawn(&policy)?;
 //! let out = sandbox.run(Command::new("python3").args(["-c", "import json; print(json.dumps([1]))"]))?;
 //! assert_eq!(out.stdout, b"[1]\n");
 //! # Ok::<(), Box<dyn std::error::Error>>(())
@@ -101,6 +101,11 @@ impl Runtime {
     /// The modules the template imports.
     pub fn preloaded(&self) -> &[String] {
         &self.preload
+    }
+
+    /// Whether a template may serve more than one lease.
+    pub fn shares_across_leases(&self) -> bool {
+        self.share_across_leases
     }
 
     /// Checks what the policy builder takes: an interpreter given as a name or an absolute

@@ -45,13 +45,41 @@ def _load_prctl():
     libc = ctypes.CDLL(None, use_errno=True)
     prctl = libc.prctl
     prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
-    return prctl
+    sbrk = libc.sbrk
+    sbrk.restype = ctypes.c_void_p
+    sbrk.argtypes = [ctypes.c_long]
+
+    class MmMap(ctypes.Structure):  # struct prctl_mm_map
+        _fields_ = [(name, ctypes.c_uint64) for name in (
+            "start_code", "end_code", "start_data", "end_data", "start_brk", "brk", "start_stack",
+            "arg_start", "arg_end", "env_start", "env_end", "auxv")] + [
+            ("auxv_size", ctypes.c_uint32), ("exe_fd", ctypes.c_uint32)]
+
+    def show_as(argv, env):
+        # What /proc/self/cmdline and /proc/self/environ show: this command's, as its own
+        # execve would have laid them out (prctl(PR_SET_MM, PR_SET_MM_MAP), which needs no
+        # privilege when the executable stays). On failure they show the template's.
+        with open("/proc/self/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        # Fields 26-28 and 45-51 of proc_pid_stat(5), counted from the state (field 3).
+        at = lambda n: int(fields[n - 3])
+        args = ctypes.create_string_buffer(b"".join(a + b"\0" for a in argv), sum(len(a) + 1 for a in argv))
+        envs = ctypes.create_string_buffer(b"".join(e + b"\0" for e in env), max(1, sum(len(e) + 1 for e in env)))
+        new = MmMap(start_code=at(26), end_code=at(27), start_data=at(45), end_data=at(46), start_brk=at(47),
+                    brk=sbrk(0), start_stack=at(28), arg_start=ctypes.addressof(args),
+                    arg_end=ctypes.addressof(args) + ctypes.sizeof(args), env_start=ctypes.addressof(envs),
+                    env_end=ctypes.addressof(envs) + (ctypes.sizeof(envs) if env else 0), auxv=0, auxv_size=0,
+                    exe_fd=0xFFFFFFFF)
+        if prctl(35, 14, ctypes.addressof(new), ctypes.sizeof(new), 0) == 0:  # PR_SET_MM, PR_SET_MM_MAP
+            show_as.kept = (args, envs)
+
+    return prctl, show_as
 
 
 def _start():
     sock = _socket.socket(fileno=0)
     try:
-        prctl = _load_prctl()
+        prctl, show_as = _load_prctl()
         # Not dumpable: a command of the session may neither trace it nor read its memory;
         # each served child becomes dumpable again, as an exec'd one is.
         if prctl(4, 0, 0, 0, 0) != 0:  # PR_SET_DUMPABLE
@@ -78,7 +106,7 @@ def _start():
     # whose default action discards it.
     _signal.pthread_sigmask(_signal.SIG_BLOCK, _signal.valid_signals() - {_signal.SIGCHLD})
     sock.send(b"Y" + os.fsencode(sys.executable) + b"\0" + os.fsencode(sys.orig_argv[0]))
-    return sock, prctl, limit_cpu, poll
+    return sock, (prctl, show_as), limit_cpu, poll
 
 
 def _decline(sock, why):
@@ -195,7 +223,12 @@ def _become(sock, prctl, limit_cpu, plan, argv, env, cwd, cpu, fds):
     os.chdir(cwd)
     if cpu > 0:
         limit_cpu(cpu)
+    prctl, show_as = prctl
     prctl(4, 1, 0, 0, 0)
+    try:
+        show_as(argv, env)
+    except (OSError, ValueError, IndexError):
+        pass
     wanted = [entry.partition(b"=")[::2] for entry in env if b"=" in entry[1:]]
     if wanted != list(os.environb.items()):
         os.environ.clear()
