@@ -115,6 +115,39 @@ fn served_commands_behave_as_exec_d_ones() {
             &["-c", "print(open('/proc/self/cmdline', 'rb').read(), open('/proc/self/environ', 'rb').read())", "x y"],
             b"",
         ),
+        (
+            &[
+                "-c",
+                "import signal, os\nsignal.signal(signal.SIGUSR1, lambda *a: print('handled'))\nos.kill(os.getpid(), signal.SIGUSR1)\nos.kill(os.getpid(), signal.SIGINT)",
+            ],
+            b"",
+        ),
+        (&["-c", "import os, signal; os.kill(os.getpid(), signal.SIGTERM)"], b""),
+        (&["-c", "import sys; print(len(sys.argv), sys.argv[1:])", "", "-c", "--x"], b""),
+        (
+            &[
+                "-c",
+                "import csv, io, re, collections, itertools, hashlib, base64, datetime, decimal, fractions, statistics, textwrap, string, struct, zlib\nprint(hashlib.sha256(b'x').hexdigest()[:8], statistics.mean([1, 2, 3]), decimal.Decimal('1.1') + 1)",
+            ],
+            b"",
+        ),
+        (
+            &[
+                "-c",
+                "import tempfile, os\nwith tempfile.TemporaryDirectory() as d:\n  open(os.path.join(d, 'f'), 'w').write('x')\n  print(os.listdir(d))",
+            ],
+            b"",
+        ),
+        (&["-c", "import sys; sys.stdout.write('no newline'); sys.stderr.write('err')"], b""),
+        (&["-c", "import sys; sys.stdout.close()"], b""),
+        (
+            &[
+                "-c",
+                "import sys; print(sys.stdin.isatty(), sys.stdout.isatty(), sys.stdin.encoding, sys.stdout.encoding, sys.stdout.line_buffering)",
+            ],
+            b"",
+        ),
+        (&["-c", "import os; print(os.getppid() > 0, os.getuid(), os.getgid(), os.umask(0o22))"], b""),
         (&["-m", "json.tool"], b"{\"k\": [1, 2]}"),
         (&["-m", "nosuchmodule"], b""),
         (&["/tmp/nope.py"], b""),
@@ -288,4 +321,48 @@ fn served_commands_keep_the_command_s_limits() {
         b"",
     );
     assert_eq!(limit.stdout, b"True (7, 8)\n", "{limit:?}");
+}
+
+#[test]
+fn served_commands_do_not_share_state_but_what_is_documented() {
+    if !python_present("served_commands_do_not_share_state_but_what_is_documented") {
+        return;
+    }
+    let mut sandbox = Sandbox::spawn(&runtime_policy(false)).unwrap();
+    let twice = |sandbox: &mut Sandbox, code: &str| {
+        let a = run(sandbox, &["-c", &format!("import gc; assert gc.get_freeze_count() > 0\n{code}")], b"");
+        let b = run(sandbox, &["-c", &format!("import gc; assert gc.get_freeze_count() > 0\n{code}")], b"");
+        assert!(a.success() && b.success(), "{a:?} {b:?}");
+        (a.stdout, b.stdout)
+    };
+    // Random generators are seeded afresh in each child.
+    let (a, b) = twice(&mut sandbox, "import random, os; print(random.random(), os.urandom(8).hex())");
+    assert_ne!(a, b, "two served children drew the same numbers");
+    // What one run does to the interpreter's state does not reach the next.
+    let (a, b) = twice(
+        &mut sandbox,
+        "import json, sys\nprint(hasattr(json, 'mark'), 'x' in sys.modules)\njson.mark = 1\nsys.modules['x'] = json",
+    );
+    assert_eq!((a.as_slice(), b.as_slice()), (&b"False False\n"[..], &b"False False\n"[..]));
+    // The string-hash secret is the template's: shared by its children (documented in
+    // Isolation::runtime), unlike two exec'd interpreters'.
+    let (a, b) = twice(&mut sandbox, "print(hash('sandpool'))");
+    assert_eq!(a, b, "served children of one template share its hash secret");
+    let shared = &sandbox.isolation().runtime.as_ref().expect("a runtime").served_commands_share;
+    assert!(shared.iter().any(|s| s.contains("hash")), "{shared:?}");
+}
+
+#[test]
+fn a_served_server_answers_the_next_command() {
+    if !python_present("a_served_server_answers_the_next_command") {
+        return;
+    }
+    let mut sandbox = Sandbox::spawn(&runtime_policy(false)).unwrap();
+    let server = sandbox
+        .start(Command::new("python3").args(["-m", "http.server", "8765"]).stdout(Stdio::null()).stderr(Stdio::null()))
+        .expect("start the server");
+    let client = "import time, urllib.request, gc\nfor _ in range(100):\n  try:\n    print(urllib.request.urlopen('http://127.0.0.1:8765/').status, gc.get_freeze_count() > 0); break\n  except OSError: time.sleep(0.05)";
+    let out = run(&mut sandbox, &["-c", client], b"");
+    assert_eq!(out.stdout, b"200 True\n", "{out:?}");
+    server.killer().kill().unwrap();
 }

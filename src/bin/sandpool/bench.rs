@@ -290,6 +290,16 @@ fn print_report(out: &mut dyn Write, r: &Report<'_>) -> std::io::Result<()> {
                     p.resets, p.resets_made_ahead, p.resets_skipped, p.sandboxes_made
                 )?;
             }
+            if let (Some(plain), Some(rt)) =
+                (warm.idle_pss_kib, find(harness::RUNTIME_SHARED).and_then(|r| r.idle_pss_kib))
+            {
+                writeln!(
+                    out,
+                    "    memory of an idle sandbox (PSS): {:.1} MiB without the runtime, {:.1} MiB with it",
+                    plain as f64 / 1024.0,
+                    rt as f64 / 1024.0
+                )?;
+            }
             for (mode, what) in
                 [(harness::RUNTIME, "a new template per lease"), (harness::RUNTIME_SHARED, "shared across leases")]
             {

@@ -40,6 +40,11 @@ pub(crate) struct ModeReport {
     /// What the warm pool did meanwhile (`warm` only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) pool: Option<PoolWork>,
+    /// Memory of one idle sandbox of the mode's policy: the proportional set size of its
+    /// processes (init, spawners, a runtime's template), KiB; measured for the warm modes of a
+    /// workload a runtime serves, where this host lets the bench read them (root).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) idle_pss_kib: Option<u64>,
 }
 
 impl ModeReport {
@@ -61,6 +66,7 @@ impl ModeReport {
             processes_per_op: 0.0,
             workload: None,
             pool: None,
+            idle_pss_kib: None,
         }
     }
 }

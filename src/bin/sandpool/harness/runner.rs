@@ -87,6 +87,7 @@ impl Totals {
             processes_per_op: per_op(forks),
             workload: None,
             pool: None,
+            idle_pss_kib: None,
         }
     }
 }

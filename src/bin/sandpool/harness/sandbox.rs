@@ -35,6 +35,30 @@ pub(crate) const RUNTIME: &str = "runtime";
 /// `warm` with the workload's runtime shared across leases (`share_across_leases`).
 pub(crate) const RUNTIME_SHARED: &str = "rt-shared";
 
+/// Sandboxes made to measure the memory of an idle one (the shared pages of their processes,
+/// libraries and the interpreter's, count a fraction to each, as in a pool).
+const PSS_SANDBOXES: usize = 4;
+
+/// The proportional set size of one idle sandbox of `policy`, KiB: [`PSS_SANDBOXES`] made,
+/// the `Pss` of every process of theirs (`/proc/PID/smaps_rollup`, found from each init down
+/// `/proc/PID/task/PID/children`) summed and divided. `None` where a process's cannot be
+/// read (an unprivileged host: the sandboxes' processes are not dumpable).
+fn idle_pss_kib(policy: &Policy) -> Option<u64> {
+    let sandboxes: Vec<Sandbox> = (0..PSS_SANDBOXES).map(|_| Sandbox::spawn(policy)).collect::<Result<_, _>>().ok()?;
+    let mut total = 0;
+    for sandbox in &sandboxes {
+        let mut pending = vec![sandbox.pid()];
+        while let Some(pid) = pending.pop() {
+            let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+            let pss = rollup.lines().find_map(|l| l.strip_prefix("Pss:"))?;
+            total += pss.trim().trim_end_matches("kB").trim().parse::<u64>().ok()?;
+            let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).ok()?;
+            pending.extend(children.split_whitespace().filter_map(|c| c.parse::<i32>().ok()));
+        }
+    }
+    Some(total / PSS_SANDBOXES as u64)
+}
+
 /// Why a sandbox mode's operation failed (counted as an error, not an op).
 #[derive(Debug)]
 struct OpFailed;
@@ -146,6 +170,10 @@ impl SandboxBench {
             if out.success() { Ok(()) } else { Err(OpFailed) }
         });
         row.pool = Some(PoolWork::between(&before, &pool.stats()));
+        if self.workload.runtime.is_some() {
+            drop(pool);
+            row.idle_pss_kib = idle_pss_kib(policy);
+        }
         Ok(row)
     }
 
