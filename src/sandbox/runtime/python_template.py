@@ -55,23 +55,25 @@ def _load_prctl():
             "arg_start", "arg_end", "env_start", "env_end", "auxv")] + [
             ("auxv_size", ctypes.c_uint32), ("exe_fd", ctypes.c_uint32)]
 
-    def show_as(argv, env):
+    # The layout of this process's memory as its execve made it (fields 26-28 and 45-47 of
+    # proc_pid_stat(5), counted here from the state, field 3), which a fork keeps.
+    with open("/proc/self/stat", "rb") as f:
+        fields = f.read().rsplit(b")", 1)[1].split()
+    at = lambda n: int(fields[n - 3])
+    layout = MmMap(start_code=at(26), end_code=at(27), start_data=at(45), end_data=at(46), start_brk=at(47),
+                   start_stack=at(28), auxv=0, auxv_size=0, exe_fd=0xFFFFFFFF)
+    request = ctypes.addressof((ctypes.c_char * len(_BUFFER)).from_buffer(_BUFFER))
+
+    def show_as(args_at, env_at, end):
         # What /proc/self/cmdline and /proc/self/environ show: this command's, as its own
-        # execve would have laid them out (prctl(PR_SET_MM, PR_SET_MM_MAP), which needs no
-        # privilege when the executable stays). On failure they show the template's.
-        with open("/proc/self/stat", "rb") as f:
-            fields = f.read().rsplit(b")", 1)[1].split()
-        # Fields 26-28 and 45-51 of proc_pid_stat(5), counted from the state (field 3).
-        at = lambda n: int(fields[n - 3])
-        args = ctypes.create_string_buffer(b"".join(a + b"\0" for a in argv), sum(len(a) + 1 for a in argv))
-        envs = ctypes.create_string_buffer(b"".join(e + b"\0" for e in env), max(1, sum(len(e) + 1 for e in env)))
-        new = MmMap(start_code=at(26), end_code=at(27), start_data=at(45), end_data=at(46), start_brk=at(47),
-                    brk=sbrk(0), start_stack=at(28), arg_start=ctypes.addressof(args),
-                    arg_end=ctypes.addressof(args) + ctypes.sizeof(args), env_start=ctypes.addressof(envs),
-                    env_end=ctypes.addressof(envs) + (ctypes.sizeof(envs) if env else 0), auxv=0, auxv_size=0,
-                    exe_fd=0xFFFFFFFF)
-        if prctl(35, 14, ctypes.addressof(new), ctypes.sizeof(new), 0) == 0:  # PR_SET_MM, PR_SET_MM_MAP
-            show_as.kept = (args, envs)
+        # execve would have laid them out, NUL-terminated one after the other; they are
+        # where the request left them in the receive buffer, which the child keeps
+        # (prctl(PR_SET_MM, PR_SET_MM_MAP), which needs no privilege when the executable
+        # stays). On failure they show the template's.
+        layout.brk = sbrk(0)
+        layout.arg_start, layout.arg_end = request + args_at, request + env_at
+        layout.env_start, layout.env_end = request + env_at, request + end
+        prctl(35, 14, ctypes.addressof(layout), ctypes.sizeof(layout), 0)  # PR_SET_MM, PR_SET_MM_MAP
 
     return prctl, show_as
 
@@ -164,6 +166,8 @@ def _request(sock, startup, children, poll):
     except InterruptedError:
         return None
     data = bytes(_BUFFER[:size])
+    if data.endswith(b"\0"):
+        data = data[:-1]
     if not data:
         os._exit(0)
     if data == b"H":
@@ -180,6 +184,9 @@ def _request(sock, startup, children, poll):
     try:
         cpu, cwd, argc = int(fields[1]), fields[2], int(fields[3])
         argv, env = fields[4:4 + argc], fields[4 + argc:]
+        # Where argv and the environment lie in the receive buffer.
+        args_at = sum(len(f) + 1 for f in fields[:4])
+        env_at = args_at + sum(len(a) + 1 for a in argv)
         if len(fds) != 3 or len(argv) != argc:
             raise ValueError("malformed request")
         plan, why = _plan(argv, env, startup)
@@ -200,7 +207,7 @@ def _request(sock, startup, children, poll):
     if pid == 0:
         for pidfd in children:
             os.close(pidfd)
-        return plan, argv, env, cwd, cpu, fds
+        return plan, argv, env, cwd, cpu, fds, (args_at, env_at, size)
     for fd in fds:
         os.close(fd)
     pidfd = os.pidfd_open(pid)
@@ -209,7 +216,7 @@ def _request(sock, startup, children, poll):
     return None
 
 
-def _become(sock, prctl, limit_cpu, plan, argv, env, cwd, cpu, fds):
+def _become(sock, prctl, limit_cpu, plan, argv, env, cwd, cpu, fds, layout):
     # A session of its own (as every command), then the spawner hears of it: a signal to
     # its process group reaches it from now on.
     os.setsid()
@@ -225,10 +232,7 @@ def _become(sock, prctl, limit_cpu, plan, argv, env, cwd, cpu, fds):
         limit_cpu(cpu)
     prctl, show_as = prctl
     prctl(4, 1, 0, 0, 0)
-    try:
-        show_as(argv, env)
-    except (OSError, ValueError, IndexError):
-        pass
+    show_as(*layout)
     wanted = [entry.partition(b"=")[::2] for entry in env if b"=" in entry[1:]]
     if wanted != list(os.environb.items()):
         os.environ.clear()

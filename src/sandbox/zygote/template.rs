@@ -158,11 +158,12 @@ impl Template {
             msg.extend_from_slice(field);
             msg.push(0);
         }
+        // Each field NUL-terminated, the last one too: argv and the environment are then laid
+        // out as `execve` lays them out, and the served child shows them from there.
         for field in req.argv.iter().chain(&req.env) {
             msg.extend_from_slice(field);
             msg.push(0);
         }
-        msg.pop();
         let answer = channel::send(self.socket.as_fd(), &msg, &stdio).and_then(|()| self.answer(SERVE_TIMEOUT));
         match answer {
             Ok(reply) => match reply.split_first() {
