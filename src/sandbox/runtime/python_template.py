@@ -12,7 +12,6 @@
 #                        b"P" pid (served: sent by the child once it leads its session)
 #                        b"D" reason (declined: exec it) | b"E" reason (failed: exec it)
 #                        b"X" pid status utime-us stime-us maxrss-KiB (a served child ended)
-#   spawner -> template: b"H" (how are you) -> b"H" repr((pending signals, nice, children))
 # Nothing here may stay visible to a served program but what a fresh interpreter has: the names
 # this file defines live in the template's own `__main__`, which the child replaces.
 _FRESH_MAIN = dict(globals())
@@ -103,9 +102,9 @@ def _start():
             del sys.modules[name]
     gc.collect()
     gc.freeze()
-    # Every signal blocked: one sent to the template stays pending (the verdict sees it),
-    # and changes nothing. But SIGCHLD, which each child it forks sends when it ends, and
-    # whose default action discards it.
+    # Every signal blocked: one sent to the template stays pending for ever, and changes
+    # nothing (a fork starts with none pending). But SIGCHLD, which each child it forks
+    # sends when it ends, and whose default action discards it.
     _signal.pthread_sigmask(_signal.SIG_BLOCK, _signal.valid_signals() - {_signal.SIGCHLD})
     sock.send(b"Y" + os.fsencode(sys.executable) + b"\0" + os.fsencode(sys.orig_argv[0]))
     return sock, (prctl, show_as), limit_cpu, poll
@@ -170,12 +169,6 @@ def _request(sock, startup, children, poll):
         data = data[:-1]
     if not data:
         os._exit(0)
-    if data == b"H":
-        # How it is, for the spawner's verdict: every signal is blocked here, so one sent to
-        # the template shows as pending; and whether a child it served is still running.
-        state = (sorted(_signal.sigpending()), os.getpriority(os.PRIO_PROCESS, 0), len(children))
-        sock.send(b"H" + repr(state).encode())
-        return None
     fds = []
     for level, kind, payload in ancillary:
         if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:

@@ -328,12 +328,11 @@ impl Spawner {
     /// Whether the runtime's part of the session is as it started: without a runtime, yes;
     /// with one, its template alive and as it started, and no other process left (the
     /// session's own check, which finds the template, then skips that part).
-    fn runtime_untouched(&mut self) -> bool {
+    fn runtime_untouched(&self) -> bool {
         if !self.has_runtime {
             return true;
         }
-        let share = self.share_template;
-        self.template.as_mut().is_some_and(|t| t.untouched(share)) && only_the_template_left()
+        self.template.as_ref().is_some_and(|t| t.untouched(self.share_template)) && only_the_template_left()
     }
 
     /// Reaps every child that has ended, without waiting.

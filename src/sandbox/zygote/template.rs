@@ -36,9 +36,6 @@ const START_TIMEOUT: Duration = Duration::from_secs(20);
 /// taken for stuck (stopped by a signal to every process) and killed.
 const SERVE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// How long a template may take to say how it is: past it, the session is not untouched.
-const HEALTH_TIMEOUT: Duration = Duration::from_millis(200);
-
 /// The environment a command starts with when its caller sets none (see `Command`): the
 /// template's, so that a command with the default environment is served.
 fn default_env() -> [String; 4] {
@@ -65,8 +62,6 @@ pub(super) struct Template {
     /// Ends of served children heard while waiting for another answer, for the spawner to
     /// report: `(pid, wait status, usage)`.
     ended: Vec<(i32, i32, sys::ChildUsage)>,
-    /// What it said of itself as it became ready (see [`Template::ask_state`]).
-    state_at_start: Option<Vec<u8>>,
 }
 
 /// Whether the spawner's child `pid` is stopped (`waitid(WSTOPPED | WNOHANG | WNOWAIT)`:
@@ -131,9 +126,7 @@ impl Template {
             Some((b'Y', names)) => {
                 let mut names = names.splitn(2, |&b| b == 0).map(<[u8]>::to_vec);
                 let names = [names.next().unwrap_or_default(), names.next().unwrap_or_default()];
-                let mut template = Template { socket: ours, names, served: 0, ended: Vec::new(), state_at_start: None };
-                template.state_at_start = template.ask_state();
-                Ok(template)
+                Ok(Template { socket: ours, names, served: 0, ended: Vec::new() })
             }
             Some((b'F', why)) => Err(String::from_utf8_lossy(why).into_owned()),
             _ => {
@@ -196,13 +189,6 @@ impl Template {
         }
     }
 
-    /// What the template says of itself when asked (`H`): its pending signals (all are
-    /// blocked in it, so any sent to it shows), its nice value, and how many children it has.
-    fn ask_state(&mut self) -> Option<Vec<u8>> {
-        channel::send(self.socket.as_fd(), b"H", &[]).ok()?;
-        self.answer(HEALTH_TIMEOUT).ok().filter(|r| r.first() == Some(&b'H'))
-    }
-
     /// Whether it holds ends not yet taken (heard while waiting for another answer).
     pub(super) fn has_ended(&self) -> bool {
         !self.ended.is_empty()
@@ -244,14 +230,19 @@ impl Template {
 
     /// Whether the template is as it started, for the verdict: unless the runtime is shared
     /// across leases, it served no command; alive (its socket not hung up: it holds the only
-    /// other end), not stopped, and what it says of itself as at the start.
-    pub(super) fn untouched(&mut self, share_across_leases: bool) -> bool {
+    /// other end) and not stopped. Nothing else of it can have changed: the seccomp guard
+    /// refuses every call that would change what its forks inherit (priority, scheduling,
+    /// affinity, I/O priority, limits), it is not dumpable (no `ptrace`, no `/proc/2`), and a
+    /// signal sent to it stays pending for ever, blocked (a fork starts with none pending);
+    /// only `SIGKILL` and `SIGSTOP` act, and show here. The children it serves are the
+    /// spawner's to count: it runs the verdict once none is left.
+    pub(super) fn untouched(&self, share_across_leases: bool) -> bool {
         if self.served > 0 && !share_across_leases {
             return false;
         }
         let idle =
             matches!(channel::poll_each([Some(self.socket.as_fd())], Some(Duration::ZERO)), Ok([f]) if f.is_empty());
-        idle && !stopped(TEMPLATE_PID) && self.state_at_start.is_some() && self.ask_state() == self.state_at_start
+        idle && !stopped(TEMPLATE_PID)
     }
 }
 
@@ -293,9 +284,9 @@ fn receive(socket: BorrowedFd<'_>, timeout: Duration) -> io::Result<Vec<u8>> {
 }
 
 /// Whether the session holds no process but the spawner and the template (whose own children,
-/// the served ones, it counts in its answer to `H`): the spawner's only child is the template
-/// (every process of the session descends from the spawner or a served child, and the
-/// kernel hands each orphan to the spawner, the namespace's init).
+/// the served ones, the spawner counts until their ends come): the spawner's only child is
+/// the template (every process of the session descends from the spawner or a served child,
+/// and the kernel hands each orphan to the spawner, the namespace's init).
 /// [`/proc/PID/task/TID/children`](https://man7.org/linux/man-pages/man5/proc_pid_task_tid_children.5.html);
 /// `false` where the kernel lacks it.
 pub(super) fn only_the_template_left() -> bool {
