@@ -308,6 +308,15 @@ fn served_commands_keep_the_command_s_limits() {
     assert!(busy.success(), "{busy:?}");
     assert!(busy.usage.user_time > std::time::Duration::from_millis(20), "{:?}", busy.usage);
     assert!(busy.usage.max_rss_kib > 1024, "{:?}", busy.usage);
+    // A working directory it cannot enter: it does not start, as an exec'd one.
+    let mut nowhere = Command::new("python3");
+    nowhere.args(["-c", "print(1)"]).current_dir("/tmp/no-such-dir");
+    let served_error = sandbox.run(&nowhere).expect_err("no such directory").to_string();
+    let execd_error =
+        Sandbox::spawn(&Policy::default()).unwrap().run(&nowhere).expect_err("no such directory").to_string();
+    assert_eq!(served_error, execd_error);
+    assert!(served_error.contains("working directory"), "{served_error}");
+    assert_eq!(run(&mut sandbox, &["-c", "import gc; print(gc.get_freeze_count() > 0)"], b"").stdout, b"True\n");
     // The policy's CPU limit (RLIMIT_CPU), its own from the fork on.
     let policy = Policy::builder()
         .cpu_time(Some(std::time::Duration::from_secs(7)))

@@ -10,6 +10,7 @@
 #   spawner -> template: b"R", cpu seconds, cwd, argc, argv..., env...  (+ 3 descriptors)
 #   template -> spawner: b"Y" ready | b"F" reason (could not start)
 #                        b"P" pid (served: sent by the child once it leads its session)
+#                        b"W" errno (the child could not enter the working directory)
 #                        b"D" reason (declined: exec it) | b"E" reason (failed: exec it)
 #                        b"X" pid status utime-us stime-us maxrss-KiB (a served child ended)
 # Nothing here may stay visible to a served program but what a fresh interpreter has: the names
@@ -210,9 +211,15 @@ def _request(sock, startup, children, poll):
 
 
 def _become(sock, prctl, limit_cpu, plan, argv, env, cwd, cpu, fds, layout):
-    # A session of its own (as every command), then the spawner hears of it: a signal to
-    # its process group reaches it from now on.
+    # A session of its own (as every command) and its working directory (a command that cannot
+    # enter it does not start: the spawner says so as for an exec'd one), then the spawner
+    # hears of it: a signal to its process group reaches it from now on.
     os.setsid()
+    try:
+        os.chdir(cwd)
+    except OSError as e:
+        sock.send(b"W%d" % (e.errno or 5))
+        os._exit(127)
     sock.send(b"P%d" % os.getpid())
     for target, fd in enumerate(fds):
         os.dup2(fd, target)
@@ -220,7 +227,6 @@ def _become(sock, prctl, limit_cpu, plan, argv, env, cwd, cpu, fds, layout):
         if fd > 2:
             os.close(fd)
     sock.detach()
-    os.chdir(cwd)
     if cpu > 0:
         limit_cpu(cpu)
     prctl, show_as = prctl

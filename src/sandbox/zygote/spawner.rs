@@ -23,7 +23,7 @@ use super::creds::{OomScore, confine_spawner, pid_counter_capability};
 use super::net::NetworkWatch;
 use super::rootfs::{fresh_session_dirs, mount_proc};
 use super::session::SessionState;
-use super::template::{StartWith, TEMPLATE_PID, Template, only_the_template_left};
+use super::template::{Served, StartWith, TEMPLATE_PID, Template, only_the_template_left};
 use super::{StepResult, Zygote, step, wait_for};
 
 /// A run request turned into C strings, with the paths `execve` will try.
@@ -446,7 +446,9 @@ impl Spawner {
         let served = match self.template.as_mut() {
             Some(template) if terminal.is_none() && template.may_serve(&req) => {
                 match template.serve(&req, spec.stdio) {
-                    Ok(pid) => pid,
+                    Ok(Served::Running(pid)) => Some(pid),
+                    Ok(Served::CannotEnter(errno)) => return fail(SpawnStep::WorkingDirectory, errno),
+                    Ok(Served::Declined) => None,
                     Err(_) => {
                         // Gone or stuck (and killed): the session's later commands are exec'd.
                         self.template = None;

@@ -42,6 +42,16 @@ fn default_env() -> [String; 4] {
     [format!("PATH={DEFAULT_PATH}"), "HOME=/tmp".into(), "TMPDIR=/tmp".into(), "LANG=C.UTF-8".into()]
 }
 
+/// What became of a command the template was asked to serve.
+pub(super) enum Served {
+    /// Its child runs, with this pid (its process group's).
+    Running(i32),
+    /// Its child could not enter the working directory (errno), and ended.
+    CannotEnter(i32),
+    /// Declined, or the fork failed: exec it.
+    Declined,
+}
+
 /// What the spawner needs to start a template like a command.
 pub(super) struct StartWith<'a> {
     pub devnull: BorrowedFd<'a>,
@@ -141,9 +151,10 @@ impl Template {
         !req.no_fork && req.terminal.is_none() && req.argv.first().is_some_and(|p| self.names.contains(p))
     }
 
-    /// Asks the template to serve `req` on `stdio`: the served child's pid, or `None` (exec
-    /// it). `Err` if the template is gone or stuck (then it is killed, and must be dropped).
-    pub(super) fn serve(&mut self, req: &RunRequest, stdio: [BorrowedFd<'_>; 3]) -> io::Result<Option<i32>> {
+    /// Asks the template to serve `req` on `stdio`: the served child's pid, `None` (exec it),
+    /// or `Served::CannotEnter` (the working directory; errno). `Err` if the template is gone
+    /// or stuck (then it is killed, and must be dropped).
+    pub(super) fn serve(&mut self, req: &RunRequest, stdio: [BorrowedFd<'_>; 3]) -> io::Result<Served> {
         let mut msg = Vec::with_capacity(256);
         for field in
             [&b"R"[..], req.cpu_seconds.to_string().as_bytes(), &req.cwd, req.argv.len().to_string().as_bytes()]
@@ -165,12 +176,16 @@ impl Template {
                     match pid {
                         Some(pid) if pid > TEMPLATE_PID => {
                             self.served += 1;
-                            Ok(Some(pid))
+                            Ok(Served::Running(pid))
                         }
                         _ => Err(self.broken("bad pid from the template")),
                     }
                 }
-                Some((b'D' | b'E', _)) => Ok(None),
+                Some((b'W', errno)) => {
+                    let errno = std::str::from_utf8(errno).ok().and_then(|e| e.parse::<i32>().ok());
+                    Ok(Served::CannotEnter(errno.unwrap_or(libc::EIO)))
+                }
+                Some((b'D' | b'E', _)) => Ok(Served::Declined),
                 _ => Err(self.broken("bad answer from the template")),
             },
             Err(e) => Err(self.broken(&e.to_string())),
