@@ -212,9 +212,19 @@ fn a_killed_template_is_seen_and_commands_run_exec_d() {
     let pool = SandboxPool::builder(runtime_policy(true)).max_size(1).min_idle(0).build().unwrap();
     let mut lease = pool.acquire().unwrap();
     assert_eq!(run(&mut lease, &["-c", SERVED_PROBE], b"").stdout, b"True\n");
-    // A signal to every process the command may signal reaches the template.
+    // A served command runs while a signal to every process the command may signal reaches
+    // the template and it: its end is still reported (by the template, or by the spawner once
+    // it inherits it).
+    let mut running = lease
+        .start(
+            Command::new("python3").args(["-c", "import gc, time; assert gc.get_freeze_count() > 0; time.sleep(30)"]),
+        )
+        .expect("start a served command");
+    std::thread::sleep(std::time::Duration::from_millis(200));
     let killed = sh(&mut lease, "kill -9 -1; true");
     assert!(killed.status.success(), "{killed:?}");
+    let end = running.wait().expect("the served command's end");
+    assert_eq!(end.status.signal(), Some(libc::SIGKILL), "{end:?}");
     let after = run(&mut lease, &["-c", "import json, gc; print(json.dumps([gc.get_freeze_count() > 0]))"], b"");
     assert_eq!(after.stdout, b"[false]\n", "exec'd once the template is gone: {after:?}");
     drop(lease);

@@ -493,13 +493,12 @@ impl Spawner {
     /// template that is gone or says something else.
     fn hear_from_template(&mut self) {
         let Some(template) = self.template.as_mut() else { return };
-        match template.take_ended() {
-            Ok(ended) => {
-                for (pid, status, usage) in ended {
-                    self.reaped(pid, status, usage);
-                }
-            }
-            Err(_) => self.template = None,
+        let (ended, serves) = template.take_ended();
+        if !serves {
+            self.template = None;
+        }
+        for (pid, status, usage) in ended {
+            self.reaped(pid, status, usage);
         }
     }
 

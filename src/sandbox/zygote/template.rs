@@ -222,25 +222,33 @@ impl Template {
         self.socket.as_fd()
     }
 
-    /// The served children's ends it has sent, without waiting: `Err` once the template is
-    /// gone or said something else (then it must be dropped).
-    pub(super) fn take_ended(&mut self) -> io::Result<Vec<(i32, i32, sys::ChildUsage)>> {
-        loop {
+    /// The served children's ends it has sent, without waiting, and whether it still serves:
+    /// `false` once it is gone or said something else (then it must be dropped; the ends it
+    /// sent before are all there).
+    pub(super) fn take_ended(&mut self) -> (Vec<(i32, i32, sys::ChildUsage)>, bool) {
+        let serves = loop {
             match channel::poll_each([Some(self.socket.as_fd())], Some(Duration::ZERO)) {
-                Ok([f]) if f.is_empty() => return Ok(std::mem::take(&mut self.ended)),
+                Ok([f]) if f.is_empty() => break true,
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
+                Err(_) => break false,
             }
-            let reply = receive(self.socket.as_fd(), Duration::from_millis(1))?;
-            match reply.split_first() {
-                Some((b'X', end)) => {
-                    let end = parse_end(end).ok_or_else(|| self.broken("bad end from the template"))?;
-                    self.ended.push(end);
+            let end = match receive(self.socket.as_fd(), Duration::from_millis(1)) {
+                Ok(reply) => match reply.split_first() {
+                    Some((b'X', end)) => parse_end(end),
+                    _ => None,
+                },
+                Err(_) => None,
+            };
+            match end {
+                Some(end) => self.ended.push(end),
+                None => {
+                    self.broken("the template is gone or said something else");
+                    break false;
                 }
-                _ => return Err(self.broken("unexpected message from the template")),
             }
-        }
+        };
+        (std::mem::take(&mut self.ended), serves)
     }
 
     /// Whether the template is as it started, for the verdict: unless the runtime is shared
