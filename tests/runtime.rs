@@ -264,12 +264,15 @@ fn a_template_that_cannot_start_says_why_and_commands_are_exec_d() {
     let ok = Sandbox::spawn(&runtime_policy(false)).unwrap();
     assert_eq!(ok.runtime_status(), Some(&RuntimeStatus::Ready));
     assert_eq!(Sandbox::spawn(&Policy::default()).unwrap().runtime_status(), None);
-    for (runtime, expected) in [
-        (Runtime::python3().preload(["json", "no_such_module_here"]), "no_such_module_here"),
-        (Runtime::python3().interpreter("/usr/bin/no-such-python"), "Exec"),
+    let with = |runtime: Runtime| Policy::builder().runtime(runtime).build().unwrap();
+    let without_filter =
+        Policy::builder().seccomp(sandpool::sandbox::Requirement::Off).runtime(Runtime::python3()).build().unwrap();
+    for (policy, expected) in [
+        (with(Runtime::python3().preload(["json", "no_such_module_here"])), "no_such_module_here"),
+        (with(Runtime::python3().interpreter("/usr/bin/no-such-python")), "Exec"),
+        (without_filter, "seccomp"),
     ] {
-        let pool =
-            SandboxPool::builder(Policy::builder().runtime(runtime).build().unwrap()).max_size(1).build().unwrap();
+        let pool = SandboxPool::builder(policy).max_size(1).build().unwrap();
         let mut lease = pool.acquire().unwrap();
         match lease.runtime_status() {
             Some(RuntimeStatus::Failed { reason }) => assert!(reason.contains(expected), "{reason}"),

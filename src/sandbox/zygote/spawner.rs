@@ -257,6 +257,11 @@ impl Spawner {
         // The template first, so that it is pid 2 and the session's pid counter is rewound
         // to just after it.
         let template = zygote.config.runtime.as_ref().ok_or(String::new()).and_then(|spec| {
+            // Without the filter's guard a command could lower the template's limits or
+            // priority, which every later fork inherits: no template then.
+            if zygote.filters.is_none() {
+                return Err("a template needs the sandbox's seccomp filter, which is not enforced here".to_string());
+            }
             let with = StartWith {
                 devnull: devnull.as_fd(),
                 stack: &mut stack,
