@@ -388,3 +388,68 @@ fn a_served_server_answers_the_next_command() {
     assert_eq!(out.stdout, b"200 True\n", "{out:?}");
     server.killer().kill().unwrap();
 }
+
+/// A served command that searches its own memory (all of it a copy of the template's) for a
+/// string: how many places hold it, outside the needle the search itself built. The needle is
+/// made from two halves at run time, so the program's text holds neither it nor the string.
+fn search_own_memory(halves: [&str; 2]) -> String {
+    format!(
+        r#"
+import ctypes, gc
+assert gc.get_freeze_count() > 0
+needle = bytearray({a:?}.encode()); needle += {b:?}.encode()
+own = ctypes.addressof((ctypes.c_char * len(needle)).from_buffer(needle))
+hits = 0
+with open("/proc/self/maps") as maps, open("/proc/self/mem", "rb", buffering=0) as mem:
+    for line in maps.read().splitlines():
+        span, perms = line.split()[:2]
+        if not perms.startswith("r") or line.endswith(("[vvar]", "[vsyscall]", "[vvar_vclock]")):
+            continue
+        start, end = (int(x, 16) for x in span.split("-"))
+        try:
+            mem.seek(start)
+            chunk = mem.read(end - start)
+        except OSError:
+            continue
+        at = chunk.find(needle)
+        while at >= 0:
+            if start + at != own:
+                hits += 1
+            at = chunk.find(needle, at + 1)
+print(hits > 0)
+"#,
+        a = halves[0],
+        b = halves[1],
+    )
+}
+
+#[test]
+fn a_command_s_arguments_and_environment_do_not_reach_a_later_served_command() {
+    if !python_present("a_command_s_arguments_and_environment_do_not_reach_a_later_served_command") {
+        return;
+    }
+    // Shared across leases: the case where a later command is another tenant's.
+    let pool = SandboxPool::builder(runtime_policy(true)).max_size(1).build().unwrap();
+    let secret = ["sandpool-secret-", "4f2c9a71e08d"];
+    let mut first = pool.acquire().unwrap();
+    let mut cmd = Command::new("python3");
+    // Longer than the requests after it, so that nothing of theirs would cover it.
+    let padded = format!("{}{}", "x".repeat(8000), secret.concat());
+    cmd.args(["-c", "import gc; print(gc.get_freeze_count() > 0)", &padded]).env("API_KEY", &padded);
+    assert_eq!(first.run(&cmd).unwrap().stdout, b"True\n");
+    drop(first);
+    let mut next = pool.acquire().unwrap();
+    // The probe finds what is in its own memory: its own environment.
+    let own = ["sandpool-own-", "77e1b05c3d"];
+    let mut probe = Command::new("python3");
+    probe.args(["-c", &search_own_memory(own)]).env("MINE", own.concat());
+    let found = next.run(&probe).unwrap();
+    assert_eq!(found.stdout, b"True\n", "the probe works: {found:?}");
+    // And not the first command's arguments or environment.
+    let mut probe = Command::new("python3");
+    probe.args(["-c", &search_own_memory(secret)]);
+    let found = next.run(&probe).unwrap();
+    assert_eq!(found.stdout, b"False\n", "the first command's secret is in the next one's memory: {found:?}");
+    drop(next);
+    assert_eq!(settled(&pool).resets, 0, "one template served both leases");
+}

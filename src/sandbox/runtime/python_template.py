@@ -11,7 +11,7 @@
 #   template -> spawner: b"Y" ready | b"F" reason (could not start)
 #                        b"P" pid (served: sent by the child once it leads its session)
 #                        b"W" errno (the child could not enter the working directory)
-#                        b"D" reason (declined: exec it) | b"E" reason (failed: exec it)
+#                        b"D" reason (the child declined: exec it) | b"E" (no fork: exec it)
 #                        b"X" pid status utime-us stime-us maxrss-KiB (a served child ended)
 # Nothing here may stay visible to a served program but what a fresh interpreter has: the names
 # this file defines live in the template's own `__main__`, which the child replaces.
@@ -111,10 +111,6 @@ def _start():
     return sock, (prctl, show_as), limit_cpu, poll
 
 
-def _decline(sock, why):
-    sock.send(b"D" + why.encode())
-
-
 def _plan(argv, env, startup):
     """How to run `argv` as `python3` would, or a reason to decline."""
     if argv[0] not in (os.fsencode(sys.executable), os.fsencode(sys.orig_argv[0])):
@@ -137,7 +133,8 @@ def _plan(argv, env, startup):
 
 
 def _serve(sock, poll):
-    startup = _startup_part(os.environb.items())
+    global _STARTUP
+    _STARTUP = _startup_part(os.environb.items())
     children = {}  # pidfd -> pid of each served child not yet reaped
     poll.register(sock.fileno(), 1)  # POLLIN
     while True:
@@ -145,7 +142,7 @@ def _serve(sock, poll):
             if fd in children:
                 _reaped(sock, poll, children, fd)
                 continue
-            served = _request(sock, startup, children, poll)
+            served = _request(sock, children, poll)
             if served is not None:
                 return served
 
@@ -160,57 +157,71 @@ def _reaped(sock, poll, children, pidfd):
     sock.send(b"X%d %d %d %d %d" % (pid, status, int(usage.ru_utime * 1e6), int(usage.ru_stime * 1e6), usage.ru_maxrss))
 
 
-def _request(sock, startup, children, poll):
+def _request(sock, children, poll):
+    # The template never looks into a request: every fork copies its memory, freed objects'
+    # bytes included, and a command's arguments and environment (secrets, often) must not
+    # reach a later command that way. It receives into one buffer, forks, and clears the
+    # buffer; the child reads the request, and declines what it cannot serve.
     try:
         size, ancillary, _, _ = sock.recvmsg_into([_BUFFER], _socket.CMSG_SPACE(3 * 4))
     except InterruptedError:
         return None
-    data = bytes(_BUFFER[:size])
-    if data.endswith(b"\0"):
-        data = data[:-1]
-    if not data:
+    if size == 0:
         os._exit(0)
     fds = []
     for level, kind, payload in ancillary:
         if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
             fds += [int.from_bytes(payload[i:i + 4], sys.byteorder) for i in range(0, len(payload) - 3, 4)]
-    fields = data.split(b"\0")
-    try:
-        cpu, cwd, argc = int(fields[1]), fields[2], int(fields[3])
-        argv, env = fields[4:4 + argc], fields[4 + argc:]
-        # Where argv and the environment lie in the receive buffer.
-        args_at = sum(len(f) + 1 for f in fields[:4])
-        env_at = args_at + sum(len(a) + 1 for a in argv)
-        if len(fds) != 3 or len(argv) != argc:
-            raise ValueError("malformed request")
-        plan, why = _plan(argv, env, startup)
-    except (ValueError, IndexError) as e:
-        plan, why = None, str(e)
-    if plan is None:
-        for fd in fds:
-            os.close(fd)
-        _decline(sock, why)
-        return None
-    try:
-        pid = os.fork()
-    except OSError as e:
-        for fd in fds:
-            os.close(fd)
-        sock.send(b"E" + str(e).encode())
-        return None
+    pid = -1
+    if len(fds) == 3:
+        try:
+            pid = os.fork()
+        except OSError:
+            pass
     if pid == 0:
         for pidfd in children:
             os.close(pidfd)
-        return plan, argv, env, cwd, cpu, fds, (args_at, env_at, size)
+        return fds, size
+    _BUFFER[:size] = bytes(size)
     for fd in fds:
         os.close(fd)
+    if pid < 0:
+        sock.send(b"E")
+        return None
     pidfd = os.pidfd_open(pid)
     children[pidfd] = pid
     poll.register(pidfd, 1)
     return None
 
 
-def _become(sock, prctl, limit_cpu, plan, argv, env, cwd, cpu, fds, layout):
+def _read_request(size):
+    """The request in the buffer: (plan, argv, env, cwd, cpu, layout), or a reason to decline."""
+    data = bytes(_BUFFER[:size])
+    if data.endswith(b"\0"):
+        data = data[:-1]
+    fields = data.split(b"\0")
+    try:
+        cpu, cwd, argc = int(fields[1]), fields[2], int(fields[3])
+        argv, env = fields[4:4 + argc], fields[4 + argc:]
+        if len(argv) != argc or fields[0] != b"R":
+            return None, "malformed request"
+        # Where argv and the environment lie in the buffer.
+        args_at = sum(len(f) + 1 for f in fields[:4])
+        env_at = args_at + sum(len(a) + 1 for a in argv)
+    except (ValueError, IndexError):
+        return None, "malformed request"
+    plan, why = _plan(argv, env, _STARTUP)
+    if plan is None:
+        return None, why
+    return (plan, argv, env, cwd, cpu, (args_at, env_at, size)), None
+
+
+def _become(sock, prctl, limit_cpu, fds, size):
+    request, why = _read_request(size)
+    if request is None:
+        sock.send(b"D" + why.encode())
+        os._exit(0)
+    plan, argv, env, cwd, cpu, layout = request
     # A session of its own (as every command) and its working directory (a command that cannot
     # enter it does not start: the spawner says so as for an exec'd one), then the spawner
     # hears of it: a signal to its process group reaches it from now on.
