@@ -16,6 +16,10 @@ pub const MAX_ARGS_BYTES: usize = 128 * 1024;
 /// The `PATH` a command gets unless it sets its own.
 pub const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin";
 
+/// The environment a command starts with, in this order, before its own variables.
+pub(crate) const DEFAULT_ENV: [(&str, &str); 4] =
+    [("PATH", DEFAULT_PATH), ("HOME", "/tmp"), ("TMPDIR", "/tmp"), ("LANG", "C.UTF-8")];
+
 /// Why a [`Command`] was refused before anything ran.
 #[derive(Debug, Error, PartialEq, Eq)]
 #[non_exhaustive]
@@ -359,10 +363,9 @@ impl Command {
 
     /// The environment the command gets: the minimal defaults, then its own variables.
     pub fn environment(&self) -> Vec<(OsString, OsString)> {
-        let defaults = [("PATH", DEFAULT_PATH), ("HOME", "/tmp"), ("TMPDIR", "/tmp"), ("LANG", "C.UTF-8")];
         let mut env: Vec<(OsString, OsString)> = match self.env_cleared {
             true => Vec::new(),
-            false => defaults.iter().map(|(k, v)| (OsString::from(k), OsString::from(v))).collect(),
+            false => DEFAULT_ENV.iter().map(|(k, v)| (OsString::from(k), OsString::from(v))).collect(),
         };
         for (k, v) in &self.env {
             env.retain(|(ek, _)| ek != k);

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use rustix::process::{Pid, Signal};
 
 use super::super::channel;
-use super::super::command::DEFAULT_PATH;
+use super::super::command::{DEFAULT_ENV, DEFAULT_PATH};
 use super::super::protocol::{RunRequest, RuntimeSpec};
 use super::super::runtime::{PYTHON_STUB, PYTHON_TEMPLATE};
 use super::super::sys::{self, CommandCgroup, CommandSpec, CommandStack, VforkWatch};
@@ -32,15 +32,9 @@ pub(super) const TEMPLATE_PID: i32 = 2;
 /// How long a template may take to import its preload list.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// How long a template may take to answer a request (two forks): past it, the template is
-/// taken for stuck (stopped by a signal to every process) and killed.
+/// How long a template may take to answer a request (a fork): past it, the template is taken
+/// for stuck (stopped by a signal to every process) and killed.
 const SERVE_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// The environment a command starts with when its caller sets none (see `Command`): the
-/// template's, so that a command with the default environment is served.
-fn default_env() -> [String; 4] {
-    [format!("PATH={DEFAULT_PATH}"), "HOME=/tmp".into(), "TMPDIR=/tmp".into(), "LANG=C.UTF-8".into()]
-}
 
 /// What became of a command the template was asked to serve.
 pub(super) enum Served {
@@ -99,7 +93,9 @@ impl Template {
         for module in &spec.preload {
             argv.push(c(module)?);
         }
-        let envp: Vec<CString> = default_env().iter().map(|e| c(e.as_bytes())).collect::<Result<_, _>>()?;
+        // A command's default environment, so that a command that sets none is served.
+        let envp: Vec<CString> =
+            DEFAULT_ENV.iter().map(|(k, v)| c(format!("{k}={v}").as_bytes())).collect::<Result<_, _>>()?;
         let command = CommandSpec {
             stdio: [theirs.as_fd(), with.devnull, with.devnull],
             cwd: c"/",
