@@ -16,6 +16,7 @@ use rustix::fs::{AtFlags, CWD, OFlags, StatxFlags, statx};
 
 use super::super::sys::{self, OwnSettings};
 use super::net::NetworkWatch;
+use super::template::only_the_template_left;
 use super::{cp, open};
 
 /// The size tmpfs and mqueue report for a directory holding only `.` and `..`: they count 20
@@ -205,8 +206,8 @@ pub(super) struct SessionState {
     /// What the pid counter is rewound to: 1 (the next process is pid 2), or with a runtime's
     /// template, where the template's start left it.
     first_pid_after: Vec<u8>,
-    /// Whether a template lives beside the spawner: then the spawner's check that no other
-    /// process is left is the template's ([`super::template::only_the_template_left`]).
+    /// Whether a runtime's template lives beside the spawner: then no process but it may be
+    /// left ([`super::template::only_the_template_left`]).
     with_template: bool,
 }
 
@@ -277,7 +278,7 @@ impl SessionState {
     /// next command is pid 2 as in a fresh sandbox.
     pub(super) fn untouched(&self) -> bool {
         let Some(pristine) = &self.pristine else { return false };
-        (self.with_template || sys::surely_no_other_process())
+        (if self.with_template { only_the_template_left() } else { sys::surely_no_other_process() })
             && read_dirs(&self.watched).as_ref() == Some(pristine)
             && self.no_ipc_object_made()
             && self.network.as_ref().is_none_or(NetworkWatch::quiet)

@@ -23,7 +23,7 @@ use super::creds::{OomScore, confine_spawner, pid_counter_capability};
 use super::net::NetworkWatch;
 use super::rootfs::{fresh_session_dirs, mount_proc};
 use super::session::SessionState;
-use super::template::{Served, StartWith, TEMPLATE_PID, Template, only_the_template_left};
+use super::template::{Served, StartWith, TEMPLATE_PID, Template};
 use super::{StepResult, Zygote, step, wait_for};
 
 /// A run request turned into C strings, with the paths `execve` will try.
@@ -122,8 +122,6 @@ pub(super) struct Spawner {
     has_runtime: bool,
     /// Whether a session whose template served commands may be handed on untouched.
     share_template: bool,
-    /// How the template started, until the session's first message says it.
-    runtime_report: Option<RuntimeReport>,
 }
 
 /// A pseudo-terminal of the session's devpts: the near end (the master) goes to the host,
@@ -175,8 +173,7 @@ impl Spawner {
         let devnull = zygote.close_descriptors();
         let commands_cgroup = zygote.commands_cgroup.take().map(|fd| (zygote.config.commands_cgroup, fd));
         match Spawner::new(runner, devnull, oom_score, commands_cgroup, network, zygote) {
-            Ok(mut spawner) => {
-                let runtime = spawner.runtime_report.take().unwrap_or_default();
+            Ok((mut spawner, runtime)) => {
                 let _ = channel::send(spawner.runner.as_fd(), &Reply::ResetDone { landlock, runtime }.encode(), &[]);
                 spawner.serve()
             }
@@ -236,7 +233,8 @@ impl Spawner {
         Ok((landlock, oom_score))
     }
 
-    /// The spawner's state, once confined; on failure, the runner back (to report on).
+    /// The spawner's state, once confined, and how its runtime's template started; on
+    /// failure, the runner back (to report on).
     fn new(
         runner: OwnedFd,
         devnull: OwnedFd,
@@ -244,7 +242,7 @@ impl Spawner {
         commands_cgroup: Option<(CommandsCgroup, OwnedFd)>,
         network: Option<NetworkWatch>,
         zygote: &Zygote,
-    ) -> Result<Spawner, (OwnedFd, (String, io::Error))> {
+    ) -> Result<(Spawner, RuntimeReport), (OwnedFd, (String, io::Error))> {
         // Dispositions and the full mask come from the zygote.
         let signals = match step("watch for children's ends", sys::child_signals()) {
             Ok(s) => s,
@@ -274,17 +272,17 @@ impl Spawner {
             };
             Template::start(spec, with)
         });
-        let runtime_report = Some(match (&zygote.config.runtime, &template) {
+        let runtime_report = match (&zygote.config.runtime, &template) {
             (None, _) => RuntimeReport::None,
             (Some(_), Ok(_)) => RuntimeReport::Ready,
             (Some(_), Err(why)) => RuntimeReport::Failed(why.clone()),
-        });
+        };
         let template = template.ok();
         let session = match SessionState::start(network, template.is_some()) {
             Ok(s) => s,
             Err(e) => return Err((runner, e)),
         };
-        Ok(Spawner {
+        let spawner = Spawner {
             runner,
             signals,
             devnull,
@@ -301,8 +299,8 @@ impl Spawner {
             has_runtime: template.is_some(),
             template,
             share_template: zygote.config.runtime.as_ref().is_some_and(|r| r.share_across_leases),
-            runtime_report,
-        })
+        };
+        Ok((spawner, runtime_report))
     }
 
     /// Records a reaped child; if it was a command, reports its end on its status pipe,
@@ -330,14 +328,10 @@ impl Spawner {
         let _ = channel::send_framed(child.status.as_fd(), &reply.encode());
     }
 
-    /// Whether the runtime's part of the session is as it started: without a runtime, yes;
-    /// with one, its template alive and as it started, and no other process left (the
-    /// session's own check, which finds the template, then skips that part).
+    /// Whether the runtime's template is as it started (without a runtime, yes); the
+    /// session's own check sees that no process but it is left.
     fn runtime_untouched(&self) -> bool {
-        if !self.has_runtime {
-            return true;
-        }
-        self.template.as_ref().is_some_and(|t| t.untouched(self.share_template)) && only_the_template_left()
+        !self.has_runtime || self.template.as_ref().is_some_and(|t| t.untouched(self.share_template))
     }
 
     /// Reaps every child that has ended, without waiting.

@@ -62,7 +62,7 @@ pub(super) struct Template {
     /// The program names it serves: its `sys.executable` and the name it was started by.
     names: [Vec<u8>; 2],
     /// Commands it served this session.
-    pub served: u64,
+    served: u64,
     /// Ends of served children heard while waiting for another answer, for the spawner to
     /// report: `(pid, wait status, usage)`.
     ended: Vec<(i32, i32, sys::ChildUsage)>,
