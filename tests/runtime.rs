@@ -96,7 +96,7 @@ fn served_commands_behave_as_exec_d_ones() {
         (
             &[
                 "-c",
-                "import threading, time; t = threading.Thread(target=lambda: (time.sleep(0.05), print('thread'))); t.start(); print('main')",
+                "import threading; said = threading.Event(); t = threading.Thread(target=lambda: (said.wait(), print('thread'))); t.start(); print('main'); said.set()",
             ],
             b"",
         ),
@@ -243,6 +243,24 @@ fn a_killed_template_is_seen_and_commands_run_exec_d() {
     );
     let mut lease = pool.acquire().unwrap();
     assert_eq!(run(&mut lease, &["-c", SERVED_PROBE], b"").stdout, b"True\n", "the next lease has a new template");
+}
+
+#[test]
+fn a_stopped_template_is_killed_and_commands_run_exec_d() {
+    if !python_present("a_stopped_template_is_killed_and_commands_run_exec_d") {
+        return;
+    }
+    let mut sandbox = Sandbox::spawn(&runtime_policy(false)).unwrap();
+    assert_eq!(run(&mut sandbox, &["-c", SERVED_PROBE], b"").stdout, b"True\n", "the template serves");
+    // `getsid` is no call the guard refuses: it tells whether pid 2 exists (a session leader).
+    let template_session = ["-c", "import os\ntry: print(os.getsid(2))\nexcept ProcessLookupError: print('gone')"];
+    assert_eq!(run(&mut sandbox, &template_session, b"").stdout, b"2\n", "the probe sees the template");
+    let stopped = sh(&mut sandbox, "kill -STOP -1; true");
+    assert!(stopped.status.success(), "{stopped:?}");
+    // The spawner sees the template stopped, kills it, and execs the command.
+    let after = run(&mut sandbox, &["-c", SERVED_PROBE], b"");
+    assert_eq!(after.stdout, b"False\n", "exec'd once the template is stopped: {after:?}");
+    assert_eq!(run(&mut sandbox, &template_session, b"").stdout, b"gone\n", "the stopped template is killed, not kept");
 }
 
 #[test]

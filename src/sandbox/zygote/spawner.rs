@@ -23,7 +23,7 @@ use super::creds::{OomScore, confine_spawner, pid_counter_capability};
 use super::net::NetworkWatch;
 use super::rootfs::{fresh_session_dirs, mount_proc};
 use super::session::SessionState;
-use super::template::{Served, StartWith, TEMPLATE_PID, Template};
+use super::template::{Served, StartWith, TEMPLATE_PID, Template, is_own_child};
 use super::{StepResult, Zygote, step, wait_for};
 
 /// A run request turned into C strings, with the paths `execve` will try.
@@ -73,6 +73,8 @@ struct RunningChild {
     deadline: Option<Instant>,
     /// Whether the spawner killed it for that.
     timed_out: bool,
+    /// Whether the template served it (its parent, which reports its end).
+    served: bool,
 }
 
 /// How long a kill goes round a command's process group at most (see
@@ -114,8 +116,9 @@ pub(super) struct Spawner {
     /// Whether a command was given a terminal: the host may still hold its near end, so the
     /// session is never again as it started.
     gave_a_terminal: bool,
-    /// The runtime's template, while it serves (`None` without a runtime, or once it failed
-    /// to start or answer: commands are then exec'd).
+    /// The runtime's template, until it is reaped (`None` without a runtime, or once it
+    /// failed to start or was reaped: commands are then exec'd, as they are once it is
+    /// retired).
     template: Option<Template>,
     /// Whether the session's template started (then it is part of the session's state; one
     /// that could not start leaves a session like one without a runtime).
@@ -223,12 +226,6 @@ impl Spawner {
                 "install the session's seccomp filter",
                 seccompiler::apply_filter(&f.session).map_err(|e| io::Error::other(e.to_string())),
             )?;
-            if zygote.config.runtime.is_some() {
-                step(
-                    "install the template's guard",
-                    seccompiler::apply_filter(&f.template_guard).map_err(|e| io::Error::other(e.to_string())),
-                )?;
-            }
         }
         Ok((landlock, oom_score))
     }
@@ -257,9 +254,9 @@ impl Spawner {
         let template = zygote.config.runtime.as_ref().ok_or(String::new()).and_then(|spec| {
             // Without the filter's guard a command could lower the template's limits or
             // priority, which every later fork inherits: no template then.
-            if zygote.filters.is_none() {
+            let Some(filters) = &zygote.filters else {
                 return Err("a template needs the sandbox's seccomp filter, which is not enforced here".to_string());
-            }
+            };
             let with = StartWith {
                 devnull: devnull.as_fd(),
                 stack: &mut stack,
@@ -269,9 +266,19 @@ impl Spawner {
                     _ => sys::CommandCgroup::JoinTasks(fd.as_fd()),
                 }),
                 oom_score: &oom_score,
+                guard: &filters.template_guard,
             };
             Template::start(spec, with)
         });
+        // The template's guard on the spawner too (every command it execs inherits it), now
+        // that it holds the template's pidfd.
+        if let (Ok(_), Some(filters)) = (&template, &zygote.filters) {
+            let guarded =
+                seccompiler::apply_filter(&filters.template_guard).map_err(|e| io::Error::other(e.to_string()));
+            if let Err(e) = step("install the template's guard", guarded) {
+                return Err((runner, e));
+            }
+        }
         let runtime_report = match (&zygote.config.runtime, &template) {
             (None, _) => RuntimeReport::None,
             (Some(_), Ok(_)) => RuntimeReport::Ready,
@@ -311,7 +318,7 @@ impl Spawner {
             return;
         }
         if pid == TEMPLATE_PID && self.has_runtime {
-            self.template = None;
+            self.template_reaped();
         }
         let Some(i) = self.children.iter().position(|c| c.pid == pid) else { return };
         let child = self.children.swap_remove(i);
@@ -447,12 +454,9 @@ impl Spawner {
                 match template.serve(&req, spec.stdio) {
                     Ok(Served::Running(pid)) => Some(pid),
                     Ok(Served::CannotEnter(errno)) => return fail(SpawnStep::WorkingDirectory, errno),
-                    Ok(Served::Declined) => None,
-                    Err(_) => {
-                        // Gone or stuck (and killed): the session's later commands are exec'd.
-                        self.template = None;
-                        None
-                    }
+                    // Declined; or gone or stuck, and retired: this command and the session's
+                    // later ones are exec'd.
+                    Ok(Served::Declined) | Err(_) => None,
                 }
             }
             _ => None,
@@ -478,8 +482,9 @@ impl Spawner {
                     let _ = channel::send_framed(status.as_fd(), &Reply::Started { pid }.encode());
                 }
                 let deadline = (req.timeout_ms > 0).then(|| Instant::now() + Duration::from_millis(req.timeout_ms));
-                self.children.push(RunningChild { pid, token: req.token, status, deadline, timed_out: false });
-                if served.is_some() {
+                let served = served.is_some();
+                self.children.push(RunningChild { pid, token: req.token, status, deadline, timed_out: false, served });
+                if served {
                     // Its end may have come before its pid, if it was killed at once.
                     self.hear_from_template();
                 }
@@ -488,16 +493,28 @@ impl Spawner {
         }
     }
 
-    /// Reports the ends of the children the template served that it has sent; drops a
-    /// template that is gone or says something else.
+    /// Reports the ends of the children the template served that it has sent (retiring a
+    /// template that is gone or says something else).
     fn hear_from_template(&mut self) {
         let Some(template) = self.template.as_mut() else { return };
-        let (ended, serves) = template.take_ended();
-        if !serves {
-            self.template = None;
-        }
-        for (pid, status, usage) in ended {
+        for (pid, status, usage) in template.take_ended() {
             self.reaped(pid, status, usage);
+        }
+    }
+
+    /// The template died (or was killed) and is reaped: the ends it sent before are
+    /// reported, and so is, as killed, a served child whose end it took with it (it reaped
+    /// the child and died before it said so); the others, orphans now, are the spawner's
+    /// own children, reaped as any. Without it, such a child's end would never come.
+    fn template_reaped(&mut self) {
+        let Some(mut template) = self.template.take() else { return };
+        for (pid, status, usage) in template.take_ended() {
+            self.reaped(pid, status, usage);
+        }
+        let lost: Vec<i32> = self.children.iter().filter(|c| c.served && !is_own_child(c.pid)).map(|c| c.pid).collect();
+        for pid in lost {
+            tracing::warn!(pid, "the runtime's template died with a served command's end; reported as killed");
+            self.reaped(pid, libc::SIGKILL, sys::ChildUsage::default());
         }
     }
 
@@ -507,7 +524,9 @@ impl Spawner {
         if self.template.as_ref().is_some_and(Template::has_ended) {
             self.hear_from_template();
         }
-        let Some(template) = &self.template else { return wait_for(&self.runner, &self.signals, timeout) };
+        let Some(template) = self.template.as_ref().filter(|t| t.serves()) else {
+            return wait_for(&self.runner, &self.signals, timeout);
+        };
         let watched = [Some(self.runner.as_fd()), Some(self.signals.as_fd()), Some(template.socket())];
         let Ok([message, signal, said]) = channel::poll_each(watched, timeout) else { return (false, false) };
         if !signal.is_empty() {

@@ -5,7 +5,10 @@
 //! three stdio descriptors; the template forks once, and the child answers with its pid once
 //! it leads a session of its own. Anything else (a refusal, an error, no answer in time) and
 //! the spawner execs the command as usual; a template that did not answer in time is killed,
-//! and the session's later commands are all exec'd. The template is the served child's parent
+//! and the session's later commands are all exec'd. A killed (or vanished) template is
+//! retired, not dropped: the spawner keeps its socket until it reaps it, so that every end it
+//! sent before it died is reported, and a served child whose end it took with it is reported
+//! killed, never waited on for ever. The template is the served child's parent
 //! (one fork of an interpreter costs about a millisecond here; a second, to hand the child to
 //! the spawner, would cost another): it waits for it and sends its end (`X`: wait status and
 //! resource use, as the spawner's own `wait4` has them), which the spawner reports as any
@@ -17,13 +20,13 @@ use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use rustix::process::{Pid, Signal};
+use rustix::process::{Pid, PidfdFlags, Signal, pidfd_open, pidfd_send_signal};
 
 use super::super::channel;
 use super::super::command::{DEFAULT_ENV, DEFAULT_PATH};
 use super::super::protocol::{RunRequest, RuntimeSpec};
 use super::super::runtime::{PYTHON_STUB, PYTHON_TEMPLATE};
-use super::super::sys::{self, CommandCgroup, CommandSpec, CommandStack, VforkWatch};
+use super::super::sys::{self, CommandCgroup, CommandSpec, CommandStack, SeccompProgram, VforkWatch};
 use super::creds::OomScore;
 
 /// The template's pid in the session: the spawner's first child.
@@ -32,9 +35,14 @@ pub(super) const TEMPLATE_PID: i32 = 2;
 /// How long a template may take to import its preload list.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// How long a template may take to answer a request (a fork): past it, the template is taken
-/// for stuck (stopped by a signal to every process) and killed.
-const SERVE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a template may take to answer a request (a fork, a millisecond as a rule; far
+/// longer on a loaded or emulated machine): past it, the template is taken for stuck and
+/// killed. Only the command's own lease waits on it.
+const SERVE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How often, while waiting for an answer, the spawner looks whether the template is stopped
+/// (a command's `kill(-1, SIGSTOP)`): a stopped template is killed at once.
+const STOP_CHECK: Duration = Duration::from_millis(50);
 
 /// What became of a command the template was asked to serve.
 pub(super) enum Served {
@@ -53,12 +61,20 @@ pub(super) struct StartWith<'a> {
     pub vfork_watch: &'a VforkWatch,
     pub cgroup: Option<CommandCgroup<'a>>,
     pub oom_score: &'a OomScore,
+    /// The seccomp guard that keeps the template out of the commands' reach: the template
+    /// and its forks carry it; the spawner loads it on itself once it holds the template's
+    /// pidfd (the guard refuses `pidfd_open` and `kill` at pid 2, to the spawner as well).
+    pub guard: &'a SeccompProgram,
 }
 
 /// A running template.
 pub(super) struct Template {
     /// The spawner's end of the template's socket (its stdin).
     socket: OwnedFd,
+    /// Its pidfd, to kill it by (the guard refuses `kill` at pid 2).
+    pidfd: OwnedFd,
+    /// Killed, or gone: it serves no more, and is kept until the spawner reaps it.
+    retired: bool,
     /// The program names it serves: its `sys.executable` and the name it was started by.
     names: [Vec<u8>; 2],
     /// Commands it served this session.
@@ -75,6 +91,15 @@ fn stopped(pid: i32) -> bool {
     let Some(pid) = Pid::from_raw(pid) else { return false };
     let options = WaitIdOptions::STOPPED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT;
     matches!(waitid(WaitId::Pid(pid), options), Ok(Some(status)) if status.stopped())
+}
+
+/// Whether `pid` is still the spawner's child, alive or not yet reaped (`waitid(WEXITED |
+/// WNOHANG | WNOWAIT)`: `ECHILD` otherwise). A served child is once its template has died.
+pub(super) fn is_own_child(pid: i32) -> bool {
+    use rustix::process::{WaitId, WaitIdOptions, waitid};
+    let Some(pid) = Pid::from_raw(pid) else { return false };
+    let options = WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT;
+    waitid(WaitId::Pid(pid), options).is_ok()
 }
 
 impl Template {
@@ -102,7 +127,7 @@ impl Template {
             candidates: &candidates,
             argv: &argv,
             envp: &envp,
-            filters: &[],
+            filters: &[with.guard],
             cpu_seconds: None,
             terminal: None,
             cgroup: with.cgroup,
@@ -112,10 +137,17 @@ impl Template {
         with.oom_score.back_to_own();
         drop(theirs);
         let pid = spawned.map_err(|f| format!("{:?}: {}", f.step, f.error))?;
-        let kill = || {
-            if let Some(pid) = Pid::from_raw(pid) {
-                let _ = rustix::process::kill_process(pid, Signal::KILL);
+        // Its pidfd before anything else: a template that fails below is killed by it too.
+        let pidfd = match Pid::from_raw(pid).map(|p| pidfd_open(p, PidfdFlags::empty())) {
+            Some(Ok(fd)) => fd,
+            Some(Err(e)) => {
+                let _ = Pid::from_raw(pid).map(|p| rustix::process::kill_process(p, Signal::KILL));
+                return Err(format!("pidfd_open: {e}"));
             }
+            None => return Err(format!("bad pid {pid}")),
+        };
+        let kill = || {
+            let _ = pidfd_send_signal(pidfd.as_fd(), Signal::KILL);
         };
         if pid != TEMPLATE_PID {
             kill();
@@ -132,9 +164,12 @@ impl Template {
             Some((b'Y', names)) => {
                 let mut names = names.splitn(2, |&b| b == 0).map(<[u8]>::to_vec);
                 let names = [names.next().unwrap_or_default(), names.next().unwrap_or_default()];
-                Ok(Template { socket: ours, names, served: 0, ended: Vec::new() })
+                Ok(Template { socket: ours, pidfd, retired: false, names, served: 0, ended: Vec::new() })
             }
-            Some((b'F', why)) => Err(String::from_utf8_lossy(why).into_owned()),
+            Some((b'F', why)) => {
+                kill();
+                Err(String::from_utf8_lossy(why).into_owned())
+            }
             _ => {
                 kill();
                 Err("the interpreter did not start its template".into())
@@ -144,7 +179,10 @@ impl Template {
 
     /// Whether `req` names this template's interpreter (the template decides the rest).
     pub(super) fn may_serve(&self, req: &RunRequest) -> bool {
-        !req.no_fork && req.terminal.is_none() && req.argv.first().is_some_and(|p| self.names.contains(p))
+        !self.retired
+            && !req.no_fork
+            && req.terminal.is_none()
+            && req.argv.first().is_some_and(|p| self.names.contains(p))
     }
 
     /// Asks the template to serve `req` on `stdio`: the served child's pid, `None` (exec it),
@@ -164,7 +202,7 @@ impl Template {
             msg.extend_from_slice(field);
             msg.push(0);
         }
-        let answer = channel::send(self.socket.as_fd(), &msg, &stdio).and_then(|()| self.answer(SERVE_TIMEOUT));
+        let answer = channel::send(self.socket.as_fd(), &msg, &stdio).and_then(|()| self.answer());
         match answer {
             Ok(reply) => match reply.split_first() {
                 Some((b'P', pid)) => {
@@ -190,10 +228,21 @@ impl Template {
 
     /// The template's next answer that is not a child's end (those it keeps for
     /// [`Template::take_ended`]): a child killed before it said its pid ends before it.
-    fn answer(&mut self, timeout: Duration) -> io::Result<Vec<u8>> {
-        let deadline = Instant::now() + timeout;
+    /// Waits at most [`SERVE_TIMEOUT`], and not at all once the template is stopped.
+    fn answer(&mut self) -> io::Result<Vec<u8>> {
+        let deadline = Instant::now() + SERVE_TIMEOUT;
         loop {
-            let reply = receive(self.socket.as_fd(), deadline.saturating_duration_since(Instant::now()))?;
+            let slice = deadline.saturating_duration_since(Instant::now()).min(STOP_CHECK);
+            let reply = match receive(self.socket.as_fd(), slice) {
+                Ok(reply) => reply,
+                Err(e) if e.kind() == io::ErrorKind::TimedOut && Instant::now() < deadline => {
+                    if stopped(TEMPLATE_PID) {
+                        return Err(io::Error::other("the template is stopped"));
+                    }
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             let Some((b'X', end)) = reply.split_first() else { return Ok(reply) };
             let end = parse_end(end).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "bad end"))?;
             self.ended.push(end);
@@ -205,12 +254,22 @@ impl Template {
         !self.ended.is_empty()
     }
 
-    /// Kills a template that answered wrong or not at all; the error to drop it with.
-    fn broken(&self, why: &str) -> io::Error {
-        if let Some(pid) = Pid::from_raw(TEMPLATE_PID) {
-            let _ = rustix::process::kill_process(pid, Signal::KILL);
-        }
+    /// Kills a template that answered wrong or not at all and retires it; the error to say so.
+    fn broken(&mut self, why: &str) -> io::Error {
+        self.retire();
         io::Error::new(io::ErrorKind::InvalidData, why.to_string())
+    }
+
+    /// Kills it (`pidfd_send_signal`) and takes no more commands to it. Its socket stays
+    /// open, so that what it sent before it died can still be read.
+    pub(super) fn retire(&mut self) {
+        self.retired = true;
+        let _ = pidfd_send_signal(self.pidfd.as_fd(), Signal::KILL);
+    }
+
+    /// Whether it still serves (not retired).
+    pub(super) fn serves(&self) -> bool {
+        !self.retired
     }
 
     /// Its socket: readable when a served child has ended (or the template is gone).
@@ -218,18 +277,12 @@ impl Template {
         self.socket.as_fd()
     }
 
-    /// The served children's ends it has sent, without waiting, and whether it still serves:
-    /// `false` once it is gone or said something else (then it must be dropped; the ends it
-    /// sent before are all there).
-    pub(super) fn take_ended(&mut self) -> (Vec<(i32, i32, sys::ChildUsage)>, bool) {
-        let serves = loop {
-            match channel::poll_each([Some(self.socket.as_fd())], Some(Duration::ZERO)) {
-                Ok([f]) if f.is_empty() => break true,
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => break false,
-            }
-            let end = match receive(self.socket.as_fd(), Duration::from_millis(1)) {
+    /// The served children's ends it has sent, without waiting. Retires it once it is gone
+    /// (the socket hung up) or said something else; the ends it sent before are all there.
+    pub(super) fn take_ended(&mut self) -> Vec<(i32, i32, sys::ChildUsage)> {
+        loop {
+            let end = match receive(self.socket.as_fd(), Duration::ZERO) {
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => break,
                 Ok(reply) => match reply.split_first() {
                     Some((b'X', end)) => parse_end(end),
                     _ => None,
@@ -239,12 +292,12 @@ impl Template {
             match end {
                 Some(end) => self.ended.push(end),
                 None => {
-                    self.broken("the template is gone or said something else");
-                    break false;
+                    self.retire();
+                    break;
                 }
             }
-        };
-        (std::mem::take(&mut self.ended), serves)
+        }
+        std::mem::take(&mut self.ended)
     }
 
     /// Whether the template is as it started, for the verdict: unless the runtime is shared
@@ -256,7 +309,7 @@ impl Template {
     /// only `SIGKILL` and `SIGSTOP` act, and show here. The children it serves are the
     /// spawner's to count: it runs the verdict once none is left.
     pub(super) fn untouched(&self, share_across_leases: bool) -> bool {
-        if self.served > 0 && !share_across_leases {
+        if self.retired || (self.served > 0 && !share_across_leases) {
             return false;
         }
         let idle =
@@ -275,15 +328,15 @@ fn parse_end(fields: &[u8]) -> Option<(i32, i32, sys::ChildUsage)> {
     Some((pid, status, usage))
 }
 
-/// One datagram from the template, waiting at most `timeout`.
+/// One datagram from the template, waiting at most `timeout` (none: what has come already).
+/// The socket is looked at once more when the time is up: a thread that ran late (a loaded
+/// machine) does not take a message that came for a silence.
 fn receive(socket: BorrowedFd<'_>, timeout: Duration) -> io::Result<Vec<u8>> {
     let deadline = Instant::now() + timeout;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(io::Error::from(io::ErrorKind::TimedOut));
-        }
         match channel::poll_each([Some(socket)], Some(left)) {
+            Ok([f]) if f.is_empty() && left.is_zero() => return Err(io::Error::from(io::ErrorKind::TimedOut)),
             Ok([f]) if f.is_empty() => continue,
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -310,4 +363,19 @@ fn receive(socket: BorrowedFd<'_>, timeout: Duration) -> io::Result<Vec<u8>> {
 /// `false` where the kernel lacks it.
 pub(super) fn only_the_template_left() -> bool {
     std::fs::read_to_string("/proc/1/task/1/children").is_ok_and(|c| c.trim() == "2")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn receive_takes_what_has_come_with_no_time_left() {
+        let (ours, theirs) = channel::socket_pair().unwrap();
+        assert_eq!(receive(ours.as_fd(), Duration::ZERO).unwrap_err().kind(), io::ErrorKind::TimedOut, "nothing yet");
+        channel::send(theirs.as_fd(), b"X1 0 0 0 0", &[]).unwrap();
+        assert_eq!(receive(ours.as_fd(), Duration::ZERO).unwrap(), b"X1 0 0 0 0");
+        drop(theirs);
+        assert_eq!(receive(ours.as_fd(), Duration::ZERO).unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
+    }
 }
