@@ -263,6 +263,50 @@ fn a_stopped_template_is_killed_and_commands_run_exec_d() {
     assert_eq!(run(&mut sandbox, &template_session, b"").stdout, b"gone\n", "the stopped template is killed, not kept");
 }
 
+/// A script that signals every pid from 3 to 64 but its own and prints those it reached: the
+/// child a template forked ahead is the only other process of a session between commands
+/// (the template, pid 2, refuses every signal).
+fn signal_every_other_process(signal: &str) -> String {
+    format!("for p in $(seq 3 64); do if [ $p != $$ ] && kill -{signal} $p 2>/dev/null; then echo $p; fi; done")
+}
+
+#[test]
+fn a_child_is_forked_ahead_only_where_the_session_is_never_handed_on() {
+    if !python_present("a_child_is_forked_ahead_only_where_the_session_is_never_handed_on") {
+        return;
+    }
+    for (share, expected) in [(false, 1), (true, 0)] {
+        let mut sandbox = Sandbox::spawn(&runtime_policy(share)).unwrap();
+        assert_eq!(run(&mut sandbox, &["-c", SERVED_PROBE], b"").stdout, b"True\n", "the template serves");
+        let found = sh(&mut sandbox, &signal_every_other_process("0"));
+        assert_eq!(
+            String::from_utf8_lossy(&found.stdout).lines().count(),
+            expected,
+            "share_across_leases({share}): processes other than the command: {found:?}"
+        );
+    }
+}
+
+#[test]
+fn signals_sent_to_the_child_forked_ahead_do_not_reach_its_command() {
+    if !python_present("signals_sent_to_the_child_forked_ahead_do_not_reach_its_command") {
+        return;
+    }
+    let mut sandbox = Sandbox::spawn(&runtime_policy(false)).unwrap();
+    assert_eq!(run(&mut sandbox, &["-c", SERVED_PROBE], b"").stdout, b"True\n", "the template serves");
+    // The signal reaches the waiting child (blocked there, so pending)...
+    let reached = sh(&mut sandbox, &signal_every_other_process("USR1"));
+    let reached = String::from_utf8_lossy(&reached.stdout).trim().to_string();
+    assert!(reached.parse::<i32>().is_ok(), "one process reached: {reached:?}");
+    // ... which becomes the next command, and starts with none pending, as an exec'd one.
+    let next = run(&mut sandbox, &["-c", "import gc, os; print(gc.get_freeze_count() > 0, os.getpid())"], b"");
+    assert_eq!(
+        (next.status.code(), String::from_utf8_lossy(&next.stdout).trim()),
+        (Some(0), format!("True {reached}").as_str()),
+        "{next:?}"
+    );
+}
+
 #[test]
 fn a_lease_that_used_the_template_gets_a_new_one_unless_shared() {
     if !python_present("a_lease_that_used_the_template_gets_a_new_one_unless_shared") {
@@ -453,28 +497,40 @@ fn a_command_s_arguments_and_environment_do_not_reach_a_later_served_command() {
     if !python_present("a_command_s_arguments_and_environment_do_not_reach_a_later_served_command") {
         return;
     }
-    // Shared across leases: the case where a later command is another tenant's.
-    let pool = SandboxPool::builder(runtime_policy(true)).max_size(1).build().unwrap();
-    let secret = ["sandpool-secret-", "4f2c9a71e08d"];
-    let mut first = pool.acquire().unwrap();
-    let mut cmd = Command::new("python3");
-    // Longer than the requests after it, so that nothing of theirs would cover it.
-    let padded = format!("{}{}", "x".repeat(8000), secret.concat());
-    cmd.args(["-c", "import gc; print(gc.get_freeze_count() > 0)", &padded]).env("API_KEY", &padded);
-    assert_eq!(first.run(&cmd).unwrap().stdout, b"True\n");
-    drop(first);
-    let mut next = pool.acquire().unwrap();
-    // The probe finds what is in its own memory: its own environment.
-    let own = ["sandpool-own-", "77e1b05c3d"];
-    let mut probe = Command::new("python3");
-    probe.args(["-c", &search_own_memory(own)]).env("MINE", own.concat());
-    let found = next.run(&probe).unwrap();
-    assert_eq!(found.stdout, b"True\n", "the probe works: {found:?}");
-    // And not the first command's arguments or environment.
-    let mut probe = Command::new("python3");
-    probe.args(["-c", &search_own_memory(secret)]);
-    let found = next.run(&probe).unwrap();
-    assert_eq!(found.stdout, b"False\n", "the first command's secret is in the next one's memory: {found:?}");
-    drop(next);
-    assert_eq!(settled(&pool).resets, 0, "one template served both leases");
+    // Shared across leases: the case where a later command is another tenant's; and the
+    // next command of the same lease, served by a child forked ahead (where not shared).
+    for share in [true, false] {
+        let pool = SandboxPool::builder(runtime_policy(share)).max_size(1).build().unwrap();
+        let secret = ["sandpool-secret-", "4f2c9a71e08d"];
+        let mut first = pool.acquire().unwrap();
+        let mut cmd = Command::new("python3");
+        // Longer than the requests after it, so that nothing of theirs would cover it.
+        let padded = format!("{}{}", "x".repeat(8000), secret.concat());
+        cmd.args(["-c", "import gc; print(gc.get_freeze_count() > 0)", &padded]).env("API_KEY", &padded);
+        assert_eq!(first.run(&cmd).unwrap().stdout, b"True\n");
+        let mut next = if share {
+            drop(first);
+            pool.acquire().unwrap()
+        } else {
+            first
+        };
+        // The probe finds what is in its own memory: its own environment.
+        let own = ["sandpool-own-", "77e1b05c3d"];
+        let mut probe = Command::new("python3");
+        probe.args(["-c", &search_own_memory(own)]).env("MINE", own.concat());
+        let found = next.run(&probe).unwrap();
+        assert_eq!(found.stdout, b"True\n", "the probe works: {found:?}");
+        // And not the first command's arguments or environment.
+        let mut probe = Command::new("python3");
+        probe.args(["-c", &search_own_memory(secret)]);
+        let found = next.run(&probe).unwrap();
+        assert_eq!(
+            found.stdout, b"False\n",
+            "share {share}: the first command's secret is in a later one's memory: {found:?}"
+        );
+        drop(next);
+        if share {
+            assert_eq!(settled(&pool).resets, 0, "one template served both leases");
+        }
+    }
 }

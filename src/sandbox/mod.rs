@@ -114,8 +114,8 @@ pub const SHARED_HOST_UID: u32 = HOST_UID_BASE - 1;
 const OWN_PROCESSES: u64 = 2;
 
 /// The sandbox's own processes beside the commands': [`OWN_PROCESSES`], and with a runtime
-/// the template of the current session and of the next one made ahead, and the short-lived
-/// process between a template and each child it serves.
+/// the template of the current session and of the next one made ahead, and the child a
+/// template forks ahead of the next command it serves.
 fn own_processes(policy: &Policy) -> u64 {
     OWN_PROCESSES + if policy.runtime.is_some() { 3 } else { 0 }
 }

@@ -300,9 +300,11 @@ fn print_report(out: &mut dyn Write, r: &Report<'_>) -> std::io::Result<()> {
                     rt as f64 / 1024.0
                 )?;
             }
-            for (mode, what) in
-                [(harness::RUNTIME, "a new template per lease"), (harness::RUNTIME_SHARED, "shared across leases")]
-            {
+            for (mode, what) in [
+                (harness::RUNTIME, "a new template per lease"),
+                (harness::RUNTIME_SHARED, "shared across leases"),
+                (harness::RUNTIME_LEASE, "a lease running command after command"),
+            ] {
                 if let Some(rt) = find(mode) {
                     writeln!(
                         out,

@@ -12,9 +12,12 @@
 //! Python starts: `PYTHON*`, locale, `HOME`, `PATH`, `TZ`; a terminal; `no_fork`) is exec'd as
 //! before.
 //!
-//! A served child is a command like any other: the spawner is its parent (the template forks
-//! twice), and the same cgroup, limits, namespaces, Landlock domain, seccomp filters, timeout,
-//! output cap, process group, verdict and [`ResourceUsage`](super::ResourceUsage) hold. The
+//! A served child is a command like any other: the template is its parent and reports its end
+//! to the spawner, and the same cgroup, limits, namespaces, Landlock domain, seccomp filters,
+//! timeout, output cap, process group, verdict and [`ResourceUsage`](super::ResourceUsage)
+//! hold. Where the template is not shared across leases, once it has served a command it forks
+//! the next child ahead, which waits for its request: the fork is then off the next command's
+//! path (a lease's later commands). The
 //! template itself runs no tenant code: it is not dumpable (no `ptrace`, no `/proc/2`), the
 //! seccomp filter refuses the calls that act on it by pid, and every signal stays blocked in
 //! it; what a command can still do to it (kill it or stop it with a signal to every process)
@@ -87,7 +90,9 @@ impl Runtime {
     /// Whether a session whose template served commands may still be handed to the next
     /// lease as untouched (when nothing else of it changed), so that leases share the
     /// template's address layout and string-hash secret. Default: `false` (a new template for
-    /// each lease that used one).
+    /// each lease that used one). A shared template forks each child on request: a child
+    /// forked ahead would wait within reach of one lease's commands (signals, priority,
+    /// limits of a process of the same user) and be the next lease's command.
     pub fn share_across_leases(mut self, share: bool) -> Runtime {
         self.share_across_leases = share;
         self

@@ -1,17 +1,24 @@
 # The Python template of a sandpool session: started by the session's spawner with its runtime
 # socket as stdin, it imports the preload list, then only forks. Each request names a command
 # (argv, environment, working directory, CPU limit) and brings its stdin, stdout and stderr; the
-# template forks once, waits for the child (through a pidfd) and tells the spawner its status
-# and resource use as the spawner's own wait would. The child becomes what `python3 ARGS` would
-# have been; a command this template cannot serve exactly is declined, and the spawner execs
-# it instead.
+# template hands it to a child (forked then, or ahead of it), waits for the child (through a
+# pidfd) and tells the spawner its status and resource use as the spawner's own wait would. The
+# child becomes what `python3 ARGS` would have been; a command this template cannot serve
+# exactly is declined, and the spawner execs it instead.
+#
+# Forked ahead (argv[2] "fork-ahead": a session reset after the lease, never handed on): once
+# it has served a command, the template forks the next child at once, which waits for its
+# request on a socket of its own; the fork (a millisecond, copying the interpreter's page
+# tables) is then off the next command's path. Only where the template is never shared: the
+# waiting child is within reach of the lease's commands (signals, priority, limits of a
+# process of the same user), and would be the next lease's command.
 #
 # Messages on the socket (one datagram each, fields separated by NUL bytes):
 #   spawner -> template: b"R", cpu seconds, cwd, argc, argv..., env...  (+ 3 descriptors)
 #   template -> spawner: b"Y" ready | b"F" reason (could not start)
 #                        b"P" pid (served: sent by the child once it leads its session)
-#                        b"W" errno (the child could not enter the working directory)
-#                        b"D" reason (the child declined: exec it) | b"E" (no fork: exec it)
+#                        b"W" pid errno (the child could not enter the working directory)
+#                        b"D" pid reason (the child declined: exec it) | b"E" (no fork: exec it)
 #                        b"X" pid status utime-us stime-us maxrss-KiB (a served child ended)
 # Nothing here may stay visible to a served program but what a fresh interpreter has: the names
 # this file defines live in the template's own `__main__`, which the child replaces.
@@ -19,7 +26,8 @@ _FRESH_MAIN = dict(globals())
 import sys, os, _socket, _signal, gc
 
 _THIS_FILE = "<sandpool template>"
-_PRELOAD = sys.argv[2:]
+_FORK_AHEAD = sys.argv[2] == "fork-ahead"
+_PRELOAD = sys.argv[3:]
 _PRESENT = set(sys.modules)
 # What a command's environment must share with the template's for the interpreter's own start
 # to have been the same: everything Python reads before it runs a program.
@@ -136,15 +144,21 @@ def _serve(sock, poll):
     global _STARTUP
     _STARTUP = _startup_part(os.environb.items())
     children = {}  # pidfd -> pid of each served child not yet reaped
+    spare = None  # the child forked ahead: (pidfd, pid, the socket its request goes on)
     poll.register(sock.fileno(), 1)  # POLLIN
     while True:
         for fd, _ in poll.poll():
             if fd in children:
                 _reaped(sock, poll, children, fd)
-                continue
-            served = _request(sock, children, poll)
-            if served is not None:
-                return served
+            elif spare is not None and fd == spare[0]:
+                # The child forked ahead ended before its request (killed by a command of the
+                # lease): the next request gets one forked then.
+                _drop_spare(poll, spare)
+                spare = None
+            else:
+                served, spare = _request(sock, children, poll, spare)
+                if served is not None:
+                    return served
 
 
 def _reaped(sock, poll, children, pidfd):
@@ -157,41 +171,103 @@ def _reaped(sock, poll, children, pidfd):
     sock.send(b"X%d %d %d %d %d" % (pid, status, int(usage.ru_utime * 1e6), int(usage.ru_stime * 1e6), usage.ru_maxrss))
 
 
-def _request(sock, children, poll):
-    # The template never looks into a request: every fork copies its memory, freed objects'
-    # bytes included, and a command's arguments and environment (secrets, often) must not
-    # reach a later command that way. It receives into one buffer, forks, and clears the
-    # buffer; the child reads the request, and declines what it cannot serve.
-    try:
-        size, ancillary, _, _ = sock.recvmsg_into([_BUFFER], _socket.CMSG_SPACE(3 * 4))
-    except InterruptedError:
-        return None
-    if size == 0:
-        os._exit(0)
+def _drop_spare(poll, spare):
+    pidfd, pid, to_spare = spare
+    poll.unregister(pidfd)
+    to_spare.close()
+    os.close(pidfd)
+    os.waitpid(pid, 0)
+
+
+def _descriptors(ancillary):
     fds = []
     for level, kind, payload in ancillary:
         if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
             fds += [int.from_bytes(payload[i:i + 4], sys.byteorder) for i in range(0, len(payload) - 3, 4)]
-    pid = -1
-    if len(fds) == 3:
+    return fds
+
+
+def _request(sock, children, poll, spare):
+    # The template never looks into a request: every fork copies its memory, freed objects'
+    # bytes included, and a command's arguments and environment (secrets, often) must not
+    # reach a later command that way. It receives into one buffer, hands it on (to the child
+    # forked ahead, or forks one), and clears the buffer before it forks again; the child reads
+    # the request, and declines what it cannot serve.
+    try:
+        size, ancillary, _, _ = sock.recvmsg_into([_BUFFER], _socket.CMSG_SPACE(3 * 4))
+    except InterruptedError:
+        return None, spare
+    if size == 0:
+        os._exit(0)
+    fds = _descriptors(ancillary)
+    child = None
+    if len(fds) == 3 and spare is not None:
+        pidfd, pid, to_spare = spare
+        try:
+            with memoryview(_BUFFER) as request:
+                to_spare.sendmsg([request[:size]], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, b"".join(
+                    fd.to_bytes(4, sys.byteorder) for fd in fds))])
+            poll.unregister(pidfd)
+            to_spare.close()
+            child = (pidfd, pid)
+        except OSError:
+            _drop_spare(poll, spare)
+        spare = None
+    if len(fds) == 3 and child is None:
         try:
             pid = os.fork()
         except OSError:
-            pass
-    if pid == 0:
-        for pidfd in children:
-            os.close(pidfd)
-        return fds, size
+            pid = -1
+        if pid == 0:
+            for pidfd in children:
+                os.close(pidfd)
+            return (fds, size), None
+        if pid > 0:
+            child = (os.pidfd_open(pid), pid)
     _BUFFER[:size] = bytes(size)
     for fd in fds:
         os.close(fd)
-    if pid < 0:
+    if child is None:
         sock.send(b"E")
-        return None
-    pidfd = os.pidfd_open(pid)
-    children[pidfd] = pid
-    poll.register(pidfd, 1)
-    return None
+        return None, spare
+    children[child[0]] = child[1]
+    poll.register(child[0], 1)
+    if _FORK_AHEAD:
+        served, spare = _fork_spare(children)
+        if served is not None:
+            return served, None
+        if spare is not None:
+            poll.register(spare[0], 1)
+    return None, spare
+
+
+def _fork_spare(children):
+    """Forks the next child ahead of its request: (its request, None) in the child, once it has
+    come; (None, the spare) in the template; (None, None) if the fork failed."""
+    ours, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
+    try:
+        pid = os.fork()
+    except OSError:
+        ours.close()
+        theirs.close()
+        return None, None
+    if pid != 0:
+        theirs.close()
+        return None, (os.pidfd_open(pid), pid, ours)
+    ours.close()
+    for pidfd in children:
+        os.close(pidfd)
+    while True:
+        try:
+            size, ancillary, _, _ = theirs.recvmsg_into([_BUFFER], _socket.CMSG_SPACE(3 * 4))
+            break
+        except InterruptedError:
+            pass
+    fds = _descriptors(ancillary)
+    theirs.close()
+    if size == 0 or len(fds) != 3:
+        os._exit(0)  # the template is gone
+    return (fds, size), None
 
 
 def _read_request(size):
@@ -219,7 +295,7 @@ def _read_request(size):
 def _become(sock, prctl, limit_cpu, fds, size):
     request, why = _read_request(size)
     if request is None:
-        sock.send(b"D" + why.encode())
+        sock.send(b"D%d %s" % (os.getpid(), why.encode()))
         os._exit(0)
     plan, argv, env, cwd, cpu, layout = request
     # A session of its own (as every command) and its working directory (a command that cannot
@@ -229,7 +305,7 @@ def _become(sock, prctl, limit_cpu, fds, size):
     try:
         os.chdir(cwd)
     except OSError as e:
-        sock.send(b"W%d" % (e.errno or 5))
+        sock.send(b"W%d %d" % (os.getpid(), e.errno or 5))
         os._exit(127)
     sock.send(b"P%d" % os.getpid())
     for target, fd in enumerate(fds):
@@ -248,6 +324,12 @@ def _become(sock, prctl, limit_cpu, fds, size):
         os.environ.clear()
         for key, value in wanted:
             os.environb[key] = value
+    # A child forked ahead may have been sent signals while it waited (blocked, so pending): a
+    # command starts with none. Ignoring a pending signal discards it.
+    for signum in _signal.sigpending():
+        handler = _signal.signal(signum, _signal.SIG_IGN)
+        if handler is not None:
+            _signal.signal(signum, handler)
     _signal.pthread_sigmask(_signal.SIG_SETMASK, [])
     # The finder of the working directory ('') listed the template's: found afresh. Those of
     # absolute directories check their directory's time before each use.

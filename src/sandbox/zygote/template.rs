@@ -67,6 +67,18 @@ pub(super) struct StartWith<'a> {
     pub guard: &'a SeccompProgram,
 }
 
+/// What the template said to a request.
+enum Answer {
+    /// Its child runs, with this pid.
+    Started(i32),
+    /// Its child ended before it said its pid (killed): `(pid, wait status, usage)`.
+    Ended((i32, i32, sys::ChildUsage)),
+    /// Its child could not enter the working directory (errno).
+    CannotEnter(i32),
+    /// Declined (by the child), or no child (the fork failed).
+    Declined,
+}
+
 /// A running template.
 pub(super) struct Template {
     /// The spawner's end of the template's socket (its stdin).
@@ -82,6 +94,11 @@ pub(super) struct Template {
     /// Ends of served children heard while waiting for another answer, for the spawner to
     /// report: `(pid, wait status, usage)`.
     ended: Vec<(i32, i32, sys::ChildUsage)>,
+    /// Served children whose end has not come.
+    running: Vec<i32>,
+    /// Children that declined their request (or could not enter its directory), whose ends
+    /// are not a command's.
+    declined: Vec<i32>,
 }
 
 /// Whether the spawner's child `pid` is stopped (`waitid(WSTOPPED | WNOHANG | WNOWAIT)`:
@@ -114,7 +131,10 @@ impl Template {
         } else {
             DEFAULT_PATH.split(':').map(|d| c(&[d.as_bytes(), b"/", program].concat())).collect::<Result<_, _>>()?
         };
-        let mut argv = vec![c(program)?, c(b"-c")?, c(PYTHON_STUB.as_bytes())?, c(PYTHON_TEMPLATE.as_bytes())?];
+        // Children forked ahead only where the session is never handed on (see the template).
+        let forking = if spec.share_across_leases { &b"fork-on-request"[..] } else { b"fork-ahead" };
+        let mut argv =
+            vec![c(program)?, c(b"-c")?, c(PYTHON_STUB.as_bytes())?, c(PYTHON_TEMPLATE.as_bytes())?, c(forking)?];
         for module in &spec.preload {
             argv.push(c(module)?);
         }
@@ -164,7 +184,16 @@ impl Template {
             Some((b'Y', names)) => {
                 let mut names = names.splitn(2, |&b| b == 0).map(<[u8]>::to_vec);
                 let names = [names.next().unwrap_or_default(), names.next().unwrap_or_default()];
-                Ok(Template { socket: ours, pidfd, retired: false, names, served: 0, ended: Vec::new() })
+                Ok(Template {
+                    socket: ours,
+                    pidfd,
+                    retired: false,
+                    names,
+                    served: 0,
+                    ended: Vec::new(),
+                    running: Vec::new(),
+                    declined: Vec::new(),
+                })
             }
             Some((b'F', why)) => {
                 kill();
@@ -204,32 +233,27 @@ impl Template {
         }
         let answer = channel::send(self.socket.as_fd(), &msg, &stdio).and_then(|()| self.answer());
         match answer {
-            Ok(reply) => match reply.split_first() {
-                Some((b'P', pid)) => {
-                    let pid = std::str::from_utf8(pid).ok().and_then(|p| p.parse::<i32>().ok());
-                    match pid {
-                        Some(pid) if pid > TEMPLATE_PID => {
-                            self.served += 1;
-                            Ok(Served::Running(pid))
-                        }
-                        _ => Err(self.broken("bad pid from the template")),
-                    }
-                }
-                Some((b'W', errno)) => {
-                    let errno = std::str::from_utf8(errno).ok().and_then(|e| e.parse::<i32>().ok());
-                    Ok(Served::CannotEnter(errno.unwrap_or(libc::EIO)))
-                }
-                Some((b'D' | b'E', _)) => Ok(Served::Declined),
-                _ => Err(self.broken("bad answer from the template")),
-            },
+            Ok(Answer::Started(pid)) => {
+                self.served += 1;
+                self.running.push(pid);
+                Ok(Served::Running(pid))
+            }
+            Ok(Answer::Ended(end)) => {
+                // Its end is reported as soon as the spawner has counted it as running.
+                self.served += 1;
+                self.ended.push(end);
+                Ok(Served::Running(end.0))
+            }
+            Ok(Answer::CannotEnter(errno)) => Ok(Served::CannotEnter(errno)),
+            Ok(Answer::Declined) => Ok(Served::Declined),
             Err(e) => Err(self.broken(&e.to_string())),
         }
     }
 
-    /// The template's next answer that is not a child's end (those it keeps for
-    /// [`Template::take_ended`]): a child killed before it said its pid ends before it.
-    /// Waits at most [`SERVE_TIMEOUT`], and not at all once the template is stopped.
-    fn answer(&mut self) -> io::Result<Vec<u8>> {
+    /// The template's answer to a request, past the ends of children served before (kept for
+    /// [`Template::take_ended`]) and of children that declined (dropped). Waits at most
+    /// [`SERVE_TIMEOUT`], and not at all once the template is stopped.
+    fn answer(&mut self) -> io::Result<Answer> {
         let deadline = Instant::now() + SERVE_TIMEOUT;
         loop {
             let slice = deadline.saturating_duration_since(Instant::now()).min(STOP_CHECK);
@@ -243,10 +267,53 @@ impl Template {
                 }
                 Err(e) => return Err(e),
             };
-            let Some((b'X', end)) = reply.split_first() else { return Ok(reply) };
-            let end = parse_end(end).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "bad end"))?;
-            self.ended.push(end);
+            let bad = || io::Error::new(io::ErrorKind::InvalidData, "bad answer from the template");
+            let (kind, rest) = reply.split_first().ok_or_else(bad)?;
+            let mut fields = std::str::from_utf8(rest).map_err(|_| bad())?.splitn(2, ' ');
+            let mut pid = || fields.next().and_then(|p| p.parse::<i32>().ok()).filter(|p| *p > TEMPLATE_PID);
+            match kind {
+                b'X' => {
+                    let end = parse_end(rest).ok_or_else(bad)?;
+                    let was_running = self.running.contains(&end.0);
+                    if self.forget(end.0) {
+                        if was_running {
+                            self.ended.push(end);
+                        }
+                        continue;
+                    }
+                    // The end of a child it did not say it had: the one forked for this
+                    // request, killed before it said its pid.
+                    return Ok(Answer::Ended(end));
+                }
+                b'P' => return pid().map(Answer::Started).ok_or_else(bad),
+                b'W' => {
+                    let pid = pid().ok_or_else(bad)?;
+                    self.declined.push(pid);
+                    let errno = fields.next().and_then(|e| e.parse::<i32>().ok());
+                    return Ok(Answer::CannotEnter(errno.unwrap_or(libc::EIO)));
+                }
+                b'D' => {
+                    self.declined.push(pid().ok_or_else(bad)?);
+                    return Ok(Answer::Declined);
+                }
+                b'E' => return Ok(Answer::Declined),
+                _ => return Err(bad()),
+            }
         }
+    }
+
+    /// Takes `pid` off the children it serves or that declined: whether it was one. The end
+    /// of a served one is kept for [`Template::take_ended`].
+    fn forget(&mut self, pid: i32) -> bool {
+        if let Some(i) = self.declined.iter().position(|p| *p == pid) {
+            self.declined.swap_remove(i);
+            return true;
+        }
+        if let Some(i) = self.running.iter().position(|p| *p == pid) {
+            self.running.swap_remove(i);
+            return true;
+        }
+        false
     }
 
     /// Whether it holds ends not yet taken (heard while waiting for another answer).
@@ -290,7 +357,13 @@ impl Template {
                 Err(_) => None,
             };
             match end {
-                Some(end) => self.ended.push(end),
+                Some(end) if self.declined.contains(&end.0) => {
+                    self.forget(end.0);
+                }
+                Some(end) => {
+                    self.forget(end.0);
+                    self.ended.push(end);
+                }
                 None => {
                     self.retire();
                     break;

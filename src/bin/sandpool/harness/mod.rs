@@ -22,4 +22,4 @@ pub(crate) use async_mode::ASYNC;
 pub(crate) use baselines::BASELINES;
 pub(crate) use report::{ModeReport, print_table, write_json};
 pub(crate) use runner::{Progress, run_engine_modes};
-pub(crate) use sandbox::{BARE, BWRAP, COLD, RUNTIME, RUNTIME_SHARED, START, SandboxBench, WARM};
+pub(crate) use sandbox::{BARE, BWRAP, COLD, RUNTIME, RUNTIME_LEASE, RUNTIME_SHARED, START, SandboxBench, WARM};

@@ -5,7 +5,8 @@
 //! bubblewrap, where it is installed), measured side by side by [`measure`] for one
 //! [`Workload`]; for a workload a warm runtime serves (`python`), `runtime` and `rt-shared`
 //! (`warm` with the runtime in the policy: a new template per lease, or one shared across
-//! leases).
+//! leases) and `rt-lease` (the runtime's default, each thread's lease running command after
+//! command, as an agent's session does).
 
 use std::ffi::OsString;
 use std::io::Read;
@@ -34,6 +35,9 @@ pub(crate) const BWRAP: &str = "bwrap";
 pub(crate) const RUNTIME: &str = "runtime";
 /// `warm` with the workload's runtime shared across leases (`share_across_leases`).
 pub(crate) const RUNTIME_SHARED: &str = "rt-shared";
+/// The workload's runtime as in [`RUNTIME`], each thread's lease kept and running command
+/// after command (its later commands are served by a child forked ahead).
+pub(crate) const RUNTIME_LEASE: &str = "rt-lease";
 
 /// Sandboxes made to measure the memory of an idle one (the shared pages of their processes,
 /// libraries and the interpreter's, count a fraction to each, as in a pool).
@@ -177,6 +181,28 @@ impl SandboxBench {
         Ok(row)
     }
 
+    /// `rt-lease`: a lease per thread, acquired before and kept, each op one command in it.
+    fn runtime_in_one_lease(
+        &self,
+        policy: &Policy,
+        threads: usize,
+        duration: Duration,
+    ) -> Result<ModeReport, SandboxPoolError> {
+        let pool = self.pool_of(policy, threads)?;
+        let leases =
+            (0..threads).map(|_| pool.acquire()).collect::<Result<Vec<_>, _>>().map_err(SandboxPoolError::Start)?;
+        // One lease a thread: an op takes one, and gives it back (never contended for long).
+        let leases = std::sync::Mutex::new(leases);
+        let cmd = self.command();
+        Ok(measure(RUNTIME_LEASE, threads, duration, || {
+            let taken = leases.lock().map_err(|_| OpFailed)?.pop();
+            let mut lease = taken.ok_or(OpFailed)?;
+            let out = lease.run(&cmd);
+            leases.lock().map_err(|_| OpFailed)?.push(lease);
+            if out.map_err(|_| OpFailed)?.success() { Ok(()) } else { Err(OpFailed) }
+        }))
+    }
+
     /// `async`: as `warm`, from `in_flight` tasks of a 2-worker tokio runtime instead of a
     /// thread each (`acquire_async`, `run_async`, release).
     fn warm_async(&self, in_flight: usize, duration: Duration) -> Result<ModeReport, SandboxPoolError> {
@@ -248,6 +274,10 @@ impl SandboxBench {
                         Some(policy) => Some(self.warm_with(mode, &policy, threads, duration)?),
                         None => None,
                     },
+                    RUNTIME_LEASE => match self.runtime_policy(false) {
+                        Some(policy) => Some(self.runtime_in_one_lease(&policy, threads, duration)?),
+                        None => None,
+                    },
                     ASYNC => Some(self.warm_async(threads, duration)?),
                     START => Some(self.start(threads, duration)?),
                     _ => Some(self.cold(threads, duration)),
@@ -263,10 +293,10 @@ impl SandboxBench {
     pub(crate) fn modes(&self) -> Vec<&'static str> {
         let bwrap = bwrap_argv(&self.workload).is_some();
         let runtime = self.workload.runtime.is_some();
-        [BARE, BWRAP, WARM, RUNTIME, RUNTIME_SHARED, ASYNC, START, COLD]
+        [BARE, BWRAP, WARM, RUNTIME, RUNTIME_SHARED, RUNTIME_LEASE, ASYNC, START, COLD]
             .into_iter()
             .filter(|m| (*m != BWRAP || bwrap) && (*m != START || self.with_start))
-            .filter(|m| runtime || (*m != RUNTIME && *m != RUNTIME_SHARED))
+            .filter(|m| runtime || ![RUNTIME, RUNTIME_SHARED, RUNTIME_LEASE].contains(m))
             .collect()
     }
 }
