@@ -157,22 +157,61 @@ fn served_commands_behave_as_exec_d_ones() {
     for (args, stdin) in corpus {
         let served = run(&mut warm, args, stdin);
         let execd = run(&mut plain, args, stdin);
-        assert_eq!(
-            (
-                served.status.code(),
-                served.status.signal(),
-                String::from_utf8_lossy(&served.stdout),
-                String::from_utf8_lossy(&served.stderr)
-            ),
-            (
-                execd.status.code(),
-                execd.status.signal(),
-                String::from_utf8_lossy(&execd.stdout),
-                String::from_utf8_lossy(&execd.stderr)
-            ),
-            "python3 {args:?}"
-        );
+        assert_same(&served, &execd, &format!("python3 {args:?}"));
     }
+    // Environments: added, removed, reordered (served, the environment set); without the
+    // variables Python reads at start as the template had them (declined: exec'd). The
+    // program shows both `os.environ` and the C environment a child inherits.
+    let show_environment = "import os, subprocess\nprint(sorted(os.environ.items()))\nprint(subprocess.run(['env'], capture_output=True).stdout.decode())";
+    let environments: [(&str, SetEnvironment); 6] = [
+        ("one added", |c| {
+            c.env("FOO", "bar");
+        }),
+        ("one removed", |c| {
+            c.env_remove("TMPDIR");
+        }),
+        ("one set again", |c| {
+            c.env("TMPDIR", "/tmp");
+        }),
+        ("all but one, in another order", |c| {
+            c.env_clear().env("LANG", "C.UTF-8").env("HOME", "/tmp").env("PATH", sandpool::sandbox::DEFAULT_PATH);
+        }),
+        ("none", |c| {
+            c.env_clear();
+        }),
+        ("another locale", |c| {
+            c.env("LANG", "C");
+        }),
+    ];
+    for (what, set) in environments {
+        let mut cmd = Command::new("python3");
+        cmd.args(["-c", show_environment]);
+        set(&mut cmd);
+        let (served, execd) = (warm.run(&cmd).expect("run"), plain.run(&cmd).expect("run"));
+        assert_same(&served, &execd, &format!("environment: {what}"));
+    }
+}
+
+/// A change to a command's environment.
+type SetEnvironment = fn(&mut Command);
+
+/// Asserts two runs ended alike and wrote the same.
+fn assert_same(served: &Output, execd: &Output, what: &str) {
+    assert_eq!(
+        (
+            served.status.code(),
+            served.status.signal(),
+            String::from_utf8_lossy(&served.stdout),
+            String::from_utf8_lossy(&served.stderr)
+        ),
+        (
+            execd.status.code(),
+            execd.status.signal(),
+            String::from_utf8_lossy(&execd.stdout),
+            String::from_utf8_lossy(&execd.stderr)
+        ),
+        "{what}"
+    );
 }
 
 #[test]

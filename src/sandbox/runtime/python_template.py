@@ -26,6 +26,8 @@ _FRESH_MAIN = dict(globals())
 import sys, os, _socket, _signal, gc
 
 _THIS_FILE = "<sandpool template>"
+# Imported by every interpreter's start (`site`): taken from there, not imported at each exit.
+_ATEXIT = sys.modules.get("atexit")
 _FORK_AHEAD = sys.argv[2] == "fork-ahead"
 _PRELOAD = sys.argv[3:]
 _PRESENT = set(sys.modules)
@@ -119,11 +121,11 @@ def _start():
     return sock, (prctl, show_as), limit_cpu, poll
 
 
-def _plan(argv, env, startup):
+def _plan(argv, env):
     """How to run `argv` as `python3` would, or a reason to decline."""
     if argv[0] not in (os.fsencode(sys.executable), os.fsencode(sys.orig_argv[0])):
         return None, "another interpreter"
-    if _startup_part(e.partition(b"=")[::2] for e in env) != startup:
+    if env != _ENVIRONMENT and _startup_part(e.partition(b"=")[::2] for e in env) != _STARTUP:
         return None, "environment"
     args = argv[1:]
     if not args:
@@ -141,8 +143,11 @@ def _plan(argv, env, startup):
 
 
 def _serve(sock, poll):
-    global _STARTUP
+    global _STARTUP, _ENVIRONMENT
     _STARTUP = _startup_part(os.environb.items())
+    # Its environment as a request lists one (most commands keep the default): a command's
+    # that is the same needs neither comparing part by part nor setting.
+    _ENVIRONMENT = [key + b"=" + value for key, value in os.environb.items()]
     children = {}  # pidfd -> pid of each served child not yet reaped
     spare = None  # the child forked ahead: (pidfd, pid, the socket its request goes on)
     poll.register(sock.fileno(), 1)  # POLLIN
@@ -286,7 +291,7 @@ def _read_request(size):
         env_at = args_at + sum(len(a) + 1 for a in argv)
     except (ValueError, IndexError):
         return None, "malformed request"
-    plan, why = _plan(argv, env, _STARTUP)
+    plan, why = _plan(argv, env)
     if plan is None:
         return None, why
     return (plan, argv, env, cwd, cpu, (args_at, env_at, size)), None
@@ -319,11 +324,12 @@ def _become(sock, prctl, limit_cpu, fds, size):
     prctl, show_as = prctl
     prctl(4, 1, 0, 0, 0)
     show_as(*layout)
-    wanted = [entry.partition(b"=")[::2] for entry in env if b"=" in entry[1:]]
-    if wanted != list(os.environb.items()):
-        os.environ.clear()
-        for key, value in wanted:
-            os.environb[key] = value
+    if env != _ENVIRONMENT:
+        wanted = [entry.partition(b"=")[::2] for entry in env if b"=" in entry[1:]]
+        if wanted != list(os.environb.items()):
+            os.environ.clear()
+            for key, value in wanted:
+                os.environb[key] = value
     # A child forked ahead may have been sent signals while it waited (blocked, so pending): a
     # command starts with none. Ignoring a pending signal discards it.
     for signum in _signal.sigpending():
@@ -388,8 +394,7 @@ def _finish(code, interrupted=False):
     threading = sys.modules.get("threading")
     if threading is not None:
         threading._shutdown()
-    import atexit
-    atexit._run_exitfuncs()
+    (_ATEXIT or __import__("atexit"))._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         try:
             if stream is not None and not stream.closed:
