@@ -2,18 +2,21 @@
 //! starts first (pid 2 of the session), and asks to serve each command that names it.
 //!
 //! The spawner sends the command (argv, environment, working directory, CPU limit) with its
-//! three stdio descriptors; the template forks once, and the child answers with its pid once
-//! it leads a session of its own. Anything else (a refusal, an error, no answer in time) and
-//! the spawner execs the command as usual; a template that did not answer in time is killed,
-//! and the session's later commands are all exec'd. A killed (or vanished) template is
-//! retired, not dropped: the spawner keeps its socket until it reaps it, so that every end it
-//! sent before it died is reported, and a served child whose end it took with it is reported
-//! killed, never waited on for ever. The template is the served child's parent
-//! (one fork of an interpreter costs about a millisecond here; a second, to hand the child to
-//! the spawner, would cost another): it waits for it and sends its end (`X`: wait status and
-//! resource use, as the spawner's own `wait4` has them), which the spawner reports as any
-//! command's. A process the child leaves behind is the spawner's (the kernel hands orphans to
-//! the namespace's init), as an exec'd command's.
+//! three stdio descriptors; the template hands it to a child (forked then, or ahead of it where
+//! the template is not shared across leases), and the child answers with its pid once it
+//! leads a session of its own (or declines, with its pid, and ends). Anything else (an error,
+//! no answer in time) and the spawner execs the command as usual; a template that did not
+//! answer in time is killed, and the session's later commands are all exec'd. A killed (or
+//! vanished) template is retired, not dropped: the spawner keeps its socket until it reaps
+//! it, so that every end it sent before it died is reported, and a served child whose end it
+//! took with it is reported killed, never waited on for ever.
+//!
+//! The template is the served child's parent (one fork of an interpreter costs about a
+//! millisecond here; a second, to hand the child to the spawner, would cost another): it
+//! waits for it and sends its end (`X`: wait status and resource use, as the spawner's own
+//! `wait4` has them), which the spawner reports as any command's. A process the child leaves
+//! behind is the spawner's (the kernel hands orphans to the namespace's init), as an exec'd
+//! command's.
 
 use std::ffi::CString;
 use std::io;
@@ -274,14 +277,14 @@ impl Template {
             match kind {
                 b'X' => {
                     let end = parse_end(rest).ok_or_else(bad)?;
-                    let was_running = self.running.contains(&end.0);
-                    if self.forget(end.0) {
-                        if was_running {
-                            self.ended.push(end);
-                        }
+                    if self.take_declined(end.0) {
                         continue;
                     }
-                    // The end of a child it did not say it had: the one forked for this
+                    if self.take_running(end.0) {
+                        self.ended.push(end);
+                        continue;
+                    }
+                    // The end of a child it did not say it had: the one it gave this
                     // request, killed before it said its pid.
                     return Ok(Answer::Ended(end));
                 }
@@ -302,18 +305,15 @@ impl Template {
         }
     }
 
-    /// Takes `pid` off the children it serves or that declined: whether it was one. The end
-    /// of a served one is kept for [`Template::take_ended`].
-    fn forget(&mut self, pid: i32) -> bool {
-        if let Some(i) = self.declined.iter().position(|p| *p == pid) {
-            self.declined.swap_remove(i);
-            return true;
-        }
-        if let Some(i) = self.running.iter().position(|p| *p == pid) {
-            self.running.swap_remove(i);
-            return true;
-        }
-        false
+    /// Takes `pid` off the children that declined: whether it was one (its end is no
+    /// command's).
+    fn take_declined(&mut self, pid: i32) -> bool {
+        take(&mut self.declined, pid)
+    }
+
+    /// Takes `pid` off the served children whose end has not come: whether it was one.
+    fn take_running(&mut self, pid: i32) -> bool {
+        take(&mut self.running, pid)
     }
 
     /// Whether it holds ends not yet taken (heard while waiting for another answer).
@@ -357,11 +357,9 @@ impl Template {
                 Err(_) => None,
             };
             match end {
-                Some(end) if self.declined.contains(&end.0) => {
-                    self.forget(end.0);
-                }
+                Some(end) if self.take_declined(end.0) => {}
                 Some(end) => {
-                    self.forget(end.0);
+                    self.take_running(end.0);
                     self.ended.push(end);
                 }
                 None => {
@@ -389,6 +387,12 @@ impl Template {
             matches!(channel::poll_each([Some(self.socket.as_fd())], Some(Duration::ZERO)), Ok([f]) if f.is_empty());
         idle && !stopped(TEMPLATE_PID)
     }
+}
+
+/// Removes `pid` from `pids`: whether it was there.
+fn take(pids: &mut Vec<i32>, pid: i32) -> bool {
+    let at = pids.iter().position(|p| *p == pid);
+    at.map(|i| pids.swap_remove(i)).is_some()
 }
 
 /// `pid status utime-µs stime-µs maxrss-KiB`, as the template sends a served child's end.
