@@ -30,7 +30,7 @@ if [ "$(id -u)" = 0 ] && ! apt-cache pkgnames linux-image-6.12 2>/dev/null | gre
 fi
 kernels=("$@")
 [ ${#kernels[@]} -gt 0 ] || kernels=(6.1 6.12)
-suites=(sandbox_security sandbox_tenants sandbox_host_boundary sandbox_children sandbox_terminal sandbox_cgroups sandbox_teardown pool_sandbox pool_sandbox_faults async_api runtime)
+suites=(sandbox_security sandbox_tenants sandbox_host_boundary reset_in_place sandbox_children sandbox_terminal sandbox_cgroups sandbox_teardown pool_sandbox pool_sandbox_faults async_api runtime)
 
 out="$root/target/vmtests"
 rm -rf "$out" && mkdir -p "$out"

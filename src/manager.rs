@@ -32,13 +32,14 @@ use crossbeam::utils::CachePadded;
 use thiserror::Error;
 
 use crate::pool::{ConfigError, Lease, Manager, Pool, PoolConfig, PoolError, RecycleMode, Stats};
-use crate::sandbox::{Command, Output, Policy, Readiness, Sandbox, SandboxError};
+use crate::sandbox::{Command, Output, Policy, Readiness, ResetKind, Sandbox, SandboxError};
 
 /// Counters of what happened to sandboxes, beyond the engine's [`Stats`].
 #[derive(Debug, Default)]
 struct SandboxCounters {
     resets: CachePadded<AtomicU64>,
     resets_made_ahead: AtomicU64,
+    resets_in_place: AtomicU64,
     resets_skipped: AtomicU64,
     reset_failures: AtomicU64,
     deaths_detected: AtomicU64,
@@ -80,11 +81,13 @@ impl SandboxManager {
     /// Collects a started reset, counting it.
     fn finish_reset(&self, sandbox: &mut Sandbox) -> Result<(), SandboxError> {
         match sandbox.finish_reset() {
-            Ok(made_ahead) => {
+            Ok(kind) => {
                 self.counters.resets.fetch_add(1, Ordering::Relaxed);
-                if made_ahead {
-                    self.counters.resets_made_ahead.fetch_add(1, Ordering::Relaxed);
-                }
+                match kind {
+                    ResetKind::InPlace => self.counters.resets_in_place.fetch_add(1, Ordering::Relaxed),
+                    ResetKind::MadeAhead => self.counters.resets_made_ahead.fetch_add(1, Ordering::Relaxed),
+                    ResetKind::NewSession => 0,
+                };
                 Ok(())
             }
             Err(e) => {
@@ -166,6 +169,10 @@ pub struct SandboxPoolStats {
     /// Of those, the resets that switched to a session made ahead of need (each sandbox keeps
     /// its next session ready once it has been reset: the reset only ends the old one).
     pub resets_made_ahead: u64,
+    /// Of those, the resets in place: the lease's commands changed nothing but files in
+    /// `/tmp` and `/dev/shm`, so the sandbox kept its session and got fresh file systems
+    /// there (see [`Sandbox::reset`](crate::sandbox::Sandbox::reset)).
+    pub resets_in_place: u64,
     /// Leases that ended with the session as a reset leaves it (their commands left nothing
     /// behind), so the sandbox went back to idle at once, without a reset.
     pub resets_skipped: u64,
@@ -402,6 +409,7 @@ fn stats_of(pool: &Pool<SandboxManager>, shared: &Shared) -> SandboxPoolStats {
         resets: c.resets.load(Ordering::Relaxed),
         resets_skipped: c.resets_skipped.load(Ordering::Relaxed),
         resets_made_ahead: c.resets_made_ahead.load(Ordering::Relaxed),
+        resets_in_place: c.resets_in_place.load(Ordering::Relaxed),
         reset_failures: c.reset_failures.load(Ordering::Relaxed),
         deaths_detected: c.deaths_detected.load(Ordering::Relaxed),
         broken_leases: c.broken_leases.load(Ordering::Relaxed),

@@ -19,7 +19,7 @@ use rustix::event::PollFlags;
 
 use super::command::{Command, ExitStatus, KillReason, ResourceUsage, StdioKind};
 use super::host::errno;
-use super::protocol::{self, Reply, Request, RunRequest, SpawnStep};
+use super::protocol::{self, Leftover, Reply, Request, RunRequest, SpawnStep};
 use super::{CONTROL_TIMEOUT, KILL_GRACE, SEND_TIMEOUT, Sandbox, SandboxError, channel};
 
 /// A session's request socket to its spawner, shared by the sandbox and its children (a
@@ -27,10 +27,12 @@ use super::{CONTROL_TIMEOUT, KILL_GRACE, SEND_TIMEOUT, Sandbox, SandboxError, ch
 /// has hung up).
 ///
 /// It also keeps whether the session is as it started. Commands are counted as they are
-/// sent; the spawner says, with each command's end, whether the session was untouched and
-/// how many commands it had received by then. The session is clean while that verdict covers
-/// every command sent: a command still on its way (sent from another thread) keeps it
-/// unclean, whatever a verdict that could not see it said.
+/// sent; the spawner says, with each command's end, what the session's commands left
+/// (nothing, files only, or more) and how many commands it had received by then. The session
+/// is clean while a verdict of "nothing" covers every command sent, and needs no more than
+/// fresh session directories while one of "files only" (or "nothing") does: a command still
+/// on its way (sent from another thread) keeps it unclean, whatever a verdict that could not
+/// see it said.
 #[derive(Debug)]
 pub(crate) struct SessionLink {
     pub(crate) runner: OwnedFd,
@@ -38,17 +40,52 @@ pub(crate) struct SessionLink {
     commands_sent: AtomicU64,
     /// The most commands covered by an "untouched" verdict.
     clean_through: AtomicU64,
+    /// The most commands covered by a verdict of files only (or untouched).
+    files_through: AtomicU64,
 }
 
 impl SessionLink {
     /// The link to a fresh session's spawner.
     pub(crate) fn new(runner: OwnedFd) -> SessionLink {
-        SessionLink { runner, commands_sent: AtomicU64::new(0), clean_through: AtomicU64::new(0) }
+        SessionLink {
+            runner,
+            commands_sent: AtomicU64::new(0),
+            clean_through: AtomicU64::new(0),
+            files_through: AtomicU64::new(0),
+        }
     }
 
     /// Whether the session is as it started, as far as the spawner's verdicts tell.
     pub(crate) fn is_clean(&self) -> bool {
         self.clean_through.load(Ordering::Acquire) == self.commands_sent.load(Ordering::Acquire)
+    }
+
+    /// Whether the session's commands changed nothing but files in its `/tmp` and
+    /// `/dev/shm` (and something there: it is not clean), as far as the spawner's verdicts
+    /// tell: a reset in place makes it as it started.
+    pub(crate) fn only_files_changed(&self) -> bool {
+        !self.is_clean() && self.files_through.load(Ordering::Acquire) == self.commands_sent.load(Ordering::Acquire)
+    }
+
+    /// After the zygote's reset in place: tells the spawner, which moves to the fresh session
+    /// directories and records them as its session's start, and waits for its word (or the
+    /// sandbox's death, `pidfd`); the session is then clean again.
+    pub(crate) fn renewed_in_place(&self, pidfd: BorrowedFd<'_>) -> Result<(), SandboxError> {
+        const STEP: &str = "waiting for the spawner after a reset in place";
+        self.send(&Request::DirsRenewed, &[], "telling the spawner of a reset in place")?;
+        let deadline = Instant::now() + CONTROL_TIMEOUT;
+        match super::host::wait_reply(self.runner.as_fd(), pidfd, deadline, STEP)? {
+            (Reply::ResetDone { .. }, _) => {
+                let sent = self.commands_sent.load(Ordering::Acquire);
+                self.files_through.fetch_max(sent, Ordering::AcqRel);
+                self.clean_through.fetch_max(sent, Ordering::AcqRel);
+                Ok(())
+            }
+            (Reply::ResetFailed { step, errno: e }, _) => {
+                Err(SandboxError::Reset { step: super::host::escaped(&step), source: errno(e) })
+            }
+            _ => Err(SandboxError::Protocol(protocol::DecodeError::unexpected())),
+        }
     }
 
     /// Records that a command is about to be sent.
@@ -94,9 +131,14 @@ impl SessionLink {
         }
     }
 
-    /// Records a verdict of "untouched" that covered the first `commands_received` commands.
-    fn untouched_through(&self, commands_received: u64) {
-        self.clean_through.fetch_max(commands_received, Ordering::AcqRel);
+    /// Records a verdict that covered the first `commands_received` commands.
+    fn judged(&self, left: Leftover, commands_received: u64) {
+        if left != Leftover::More {
+            self.files_through.fetch_max(commands_received, Ordering::AcqRel);
+        }
+        if left == Leftover::Nothing {
+            self.clean_through.fetch_max(commands_received, Ordering::AcqRel);
+        }
     }
 }
 
@@ -623,10 +665,8 @@ impl Child {
             }
         };
         let exit = match reply {
-            Some(Reply::Exited { status, usage, untouched, timed_out, commands_received }) => {
-                if untouched {
-                    self.killer.link.untouched_through(commands_received);
-                }
+            Some(Reply::Exited { status, usage, left, timed_out, commands_received }) => {
+                self.killer.link.judged(left, commands_received);
                 let status = ExitStatus::from_wait_status(status);
                 let cut = self.killer.cut.load(Ordering::Acquire);
                 let killed = status == ExitStatus::Signaled(libc::SIGKILL);

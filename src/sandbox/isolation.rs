@@ -102,7 +102,11 @@ pub struct SessionSeparation {
     pub spawner_settings_checked: bool,
     /// A reset starts a new session: new pid, IPC and mount namespaces, with new `/proc`,
     /// `/tmp`, `/dev/shm` and `/dev/mqueue`, so that no counter of the last one (pids, inode
-    /// numbers, IPC ids) shows.
+    /// numbers, IPC ids) shows. After a lease whose commands changed nothing but files in
+    /// `/tmp` and `/dev/shm` (no process left, nothing else changed), a pool's reset keeps the
+    /// session and mounts new file systems there instead (a reset in place): the next lease
+    /// finds the same, but can tell from its mount table (mount ids) that its `/tmp` is newer
+    /// than its session.
     pub fresh_session_on_reset: bool,
 }
 

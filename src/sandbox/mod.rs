@@ -123,6 +123,18 @@ fn own_processes(policy: &Policy) -> u64 {
 /// How long the host waits for the zygote to answer a setup or reset before declaring it dead.
 pub(crate) const CONTROL_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How a reset left the sandbox.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ResetKind {
+    /// The same session, with fresh session directories (its commands had changed nothing
+    /// else).
+    InPlace,
+    /// A new session, made ahead of need (the spare the zygote switched to).
+    MadeAhead,
+    /// A new session, made as the reset went.
+    NewSession,
+}
+
 /// How long the host waits for a killed command to be reported before declaring the sandbox
 /// dead (or its session unresponsive).
 const KILL_GRACE: Duration = Duration::from_secs(10);
@@ -486,12 +498,22 @@ impl Sandbox {
     /// network namespace, which quiet sessions share, is not as it was made (a socket left in
     /// any state, a counter moved), the next session gets a new one. Makes the next session as
     /// it goes (a pool's sandboxes keep theirs made ahead).
+    ///
+    /// Where the session's commands changed nothing but files in `/tmp` and `/dev/shm` (no
+    /// process left, nothing else changed: see [`Sandbox::is_clean`]), the reset keeps the
+    /// session and mounts new file systems there instead (a new `/dev/pts` too, the mounts in
+    /// a new session's order), which costs a fraction of a new session: a *reset in place*.
+    /// The file systems are made with a session, and only with one made after such a lease:
+    /// the first reset after one makes a session ready for the next 16. The next lease tells
+    /// its session from a new one only by when its mounts were made.
     pub fn reset(&mut self) -> Result<(), SandboxError> {
         self.start_reset(false)?;
         self.finish_reset().map(drop)
     }
 
-    /// Asks for a reset without waiting for it (one `sendmsg`); [`Sandbox::finish_reset`]
+    /// Asks for a reset without waiting for it (one `sendmsg`): in place where the session's
+    /// commands changed nothing but files in its `/tmp` and `/dev/shm` (the zygote mounts
+    /// fresh ones in the session as it is), else a new session; [`Sandbox::finish_reset`]
     /// collects the answer, which arrives on [`Sandbox::runner_fd`]. Lets a pool start resets
     /// from the releasing thread and collect them elsewhere. With `ahead`, the zygote then
     /// keeps the next session made ahead of need, for the next reset to switch to (a pool's
@@ -503,16 +525,15 @@ impl Sandbox {
         }
         let deadline = Instant::now() + CONTROL_TIMEOUT;
         let spare = ahead && self.cgroups.make_room_for_a_spare();
-        let reset = Request::Reset { spare }.encode();
+        let reset = Request::Reset { spare, in_place: self.runner.only_files_changed() }.encode();
         channel::send_within(self.control.as_fd(), &reset, &[], deadline).map_err(|source| {
             self.dead = true;
             SandboxError::Control { step: "asking for a reset", source }
         })
     }
 
-    /// Waits for the answer to [`Sandbox::start_reset`]: whether the new session was made
-    /// ahead of need.
-    pub(crate) fn finish_reset(&mut self) -> Result<bool, SandboxError> {
+    /// Waits for the answer to [`Sandbox::start_reset`]: how the sandbox was reset.
+    pub(crate) fn finish_reset(&mut self) -> Result<ResetKind, SandboxError> {
         if self.dead {
             return Err(SandboxError::Dead);
         }
@@ -523,13 +544,20 @@ impl Sandbox {
             "waiting for the reset",
         );
         match reply {
+            Ok((Reply::Ready(report), fds)) if report.in_place && fds.is_empty() => {
+                // The same session, with fresh session directories, once its spawner has
+                // moved to them.
+                self.runner.renewed_in_place(self.pidfd.as_fd()).inspect_err(|_| self.dead = true)?;
+                self.forget_oom_kills();
+                Ok(ResetKind::InPlace)
+            }
             Ok((Reply::Ready(report), fds)) => {
                 // The new session's spawner; the old one's socket, and whatever it still held,
                 // goes with it.
                 self.runner = Arc::new(SessionLink::new(take_runner(fds).inspect_err(|_| self.dead = true)?));
                 self.forget_oom_kills();
                 self.runtime = RuntimeStatus::from_report(&report.runtime);
-                Ok(report.made_ahead)
+                Ok(if report.made_ahead { ResetKind::MadeAhead } else { ResetKind::NewSession })
             }
             Ok((Reply::ResetFailed { step, errno: e }, _)) => {
                 self.dead = true;

@@ -167,7 +167,41 @@ pub enum Request {
         /// Whether the zygote may then make the next session ahead of need (a spare, which
         /// the next reset switches to): the host has made room for its process.
         spare: bool,
+        /// Whether the session's commands changed nothing but files in its `/tmp` and
+        /// `/dev/shm` ([`Leftover::Files`]): then the zygote may give the session new ones
+        /// instead of ending it, and answers `Ready` with `in_place` and no socket (the host
+        /// then sends [`Request::DirsRenewed`] to the spawner).
+        in_place: bool,
     },
+    /// The zygote gave the session fresh session directories (to the spawner, after a reset
+    /// in place): it records them as its session's start and answers `ResetDone` on its
+    /// socket.
+    DirsRenewed,
+}
+
+/// What a session's commands left, as the spawner judges once none runs any more.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Leftover {
+    /// Nothing: the session is as it started, and the next lease may have it as it is.
+    Nothing = 0,
+    /// Only changes in its `/tmp` and `/dev/shm` (entries, and those directories' own
+    /// metadata): fresh file systems there make the session as it started.
+    Files = 1,
+    /// Anything else (a process, an IPC object, a packet, a terminal, changed settings): the
+    /// session must end.
+    More = 2,
+}
+
+impl Leftover {
+    fn from_code(code: u8) -> Result<Leftover, DecodeError> {
+        match code {
+            0 => Ok(Leftover::Nothing),
+            1 => Ok(Leftover::Files),
+            2 => Ok(Leftover::More),
+            _ => Err(DecodeError("bad leftover")),
+        }
+    }
 }
 
 /// What the zygote applied, sent once it is ready.
@@ -188,6 +222,9 @@ pub struct ZygoteReport {
     /// Whether the session this reply hands over was made ahead of need (after a reset: the
     /// spare the zygote switched to).
     pub made_ahead: bool,
+    /// Whether the reset kept the session and gave it fresh session directories (no socket
+    /// comes with the reply).
+    pub in_place: bool,
     /// Whether that session's runtime template serves.
     pub runtime: RuntimeReport,
 }
@@ -256,9 +293,9 @@ pub enum Reply {
         status: i32,
         /// Its resource use.
         usage: Usage,
-        /// Whether the session was, once it ended, as a reset leaves it (nothing left
-        /// running, written or changed), so the next lease needs no reset.
-        untouched: bool,
+        /// What the session's commands left once this one ended: nothing (the next lease
+        /// needs no reset), files only, or more.
+        left: Leftover,
         /// Whether the spawner killed it for running past its timeout.
         timed_out: bool,
         /// How many `Run` requests the spawner had received when it judged: the verdict says
@@ -511,6 +548,7 @@ mod tag {
     pub const RESET_DONE: u8 = 105;
     pub const RESET_FAILED: u8 = 106;
     pub const STARTED: u8 = 107;
+    pub const DIRS_RENEWED: u8 = 5;
 }
 
 impl Request {
@@ -569,10 +607,12 @@ impl Request {
                 w.u64(*token);
                 w.i32(*signal);
             }
-            Request::Reset { spare } => {
+            Request::Reset { spare, in_place } => {
                 w.u8(tag::RESET);
                 w.bool(*spare);
+                w.bool(*in_place);
             }
+            Request::DirsRenewed => w.u8(tag::DIRS_RENEWED),
         }
         w.0
     }
@@ -633,7 +673,8 @@ impl Request {
                 },
             }),
             tag::SIGNAL => Request::Signal { token: r.u64()?, signal: r.i32()? },
-            tag::RESET => Request::Reset { spare: r.bool()? },
+            tag::RESET => Request::Reset { spare: r.bool()?, in_place: r.bool()? },
+            tag::DIRS_RENEWED => Request::DirsRenewed,
             _ => return Err(DecodeError("unknown request")),
         };
         r.finish()?;
@@ -655,6 +696,7 @@ impl Reply {
                 w.u32(rep.seccomp_denied);
                 w.bool(rep.loopback_only);
                 w.bool(rep.made_ahead);
+                w.bool(rep.in_place);
                 rep.runtime.write(&mut w);
             }
             Reply::SetupFailed { step, errno } => {
@@ -662,13 +704,13 @@ impl Reply {
                 w.bytes(step.as_bytes());
                 w.i32(*errno);
             }
-            Reply::Exited { status, usage, untouched, timed_out, commands_received } => {
+            Reply::Exited { status, usage, left, timed_out, commands_received } => {
                 w.u8(tag::EXITED);
                 w.i32(*status);
                 w.u64(usage.user_us);
                 w.u64(usage.system_us);
                 w.u64(usage.max_rss_kib);
-                w.bool(*untouched);
+                w.u8(*left as u8);
                 w.bool(*timed_out);
                 w.u64(*commands_received);
             }
@@ -707,13 +749,14 @@ impl Reply {
                 seccomp_denied: r.u32()?,
                 loopback_only: r.bool()?,
                 made_ahead: r.bool()?,
+                in_place: r.bool()?,
                 runtime: RuntimeReport::read(&mut r)?,
             }),
             tag::SETUP_FAILED => Reply::SetupFailed { step: r.string()?, errno: r.i32()? },
             tag::EXITED => Reply::Exited {
                 status: r.i32()?,
                 usage: Usage { user_us: r.u64()?, system_us: r.u64()?, max_rss_kib: r.u64()? },
-                untouched: r.bool()?,
+                left: Leftover::from_code(r.u8()?)?,
                 timed_out: r.bool()?,
                 commands_received: r.u64()?,
             },
@@ -781,8 +824,9 @@ mod tests {
             }),
             Request::Run(RunRequest { argv: vec![b"true".to_vec()], ..Default::default() }),
             Request::Signal { token: 7, signal: 9 },
-            Request::Reset { spare: true },
-            Request::Reset { spare: false },
+            Request::Reset { spare: true, in_place: false },
+            Request::Reset { spare: false, in_place: true },
+            Request::DirsRenewed,
         ];
         for m in msgs {
             assert_eq!(Request::decode(&m.encode()).unwrap(), m);
@@ -793,11 +837,12 @@ mod tests {
     fn replies_round_trip() {
         let msgs = [
             Reply::Ready(ZygoteReport { landlock_abi: 7, landlock_enforced: true, ..Default::default() }),
+            Reply::Ready(ZygoteReport { in_place: true, ..Default::default() }),
             Reply::SetupFailed { step: "mount /proc".into(), errno: 1 },
             Reply::Exited {
                 status: 9,
                 usage: Usage { user_us: 1, system_us: 2, max_rss_kib: 3 },
-                untouched: true,
+                left: Leftover::Files,
                 timed_out: false,
                 commands_received: 3,
             },
@@ -823,13 +868,25 @@ mod tests {
         assert!(Request::decode(&[99]).is_err());
         // A list claiming 2^32-1 entries must fail fast, not allocate.
         assert!(Request::decode(&[tag::RUN, 0xff, 0xff, 0xff, 0xff]).is_err());
-        let mut ok = Request::Reset { spare: false }.encode();
+        let mut ok = Request::Reset { spare: false, in_place: false }.encode();
         ok.push(0);
         assert_eq!(Request::decode(&ok), Err(DecodeError("trailing bytes")));
         let mut run = Request::Run(RunRequest::default()).encode();
         run.truncate(run.len() - 1);
         assert!(Request::decode(&run).is_err());
         assert!(Reply::decode(&[tag::READY, 0, 0, 0, 0, 2]).is_err());
+        let exited = Reply::Exited {
+            status: 0,
+            usage: Usage::default(),
+            left: Leftover::More,
+            timed_out: false,
+            commands_received: 1,
+        };
+        let mut bad_leftover = exited.encode();
+        // The leftover's byte: after the tag, the status and the three usage fields.
+        assert_eq!(bad_leftover[1 + 4 + 24], Leftover::More as u8);
+        bad_leftover[1 + 4 + 24] = 3;
+        assert_eq!(Reply::decode(&bad_leftover), Err(DecodeError("bad leftover")));
         assert!(Reply::decode(&[tag::SPAWN_FAILED, 0, 2, 0, 0, 0]).is_err(), "no step 0");
         assert!(Reply::decode(&[tag::SPAWN_FAILED, 12, 2, 0, 0, 0]).is_err(), "no step 12");
         let mut huge = Request::Run(RunRequest { terminal: Some([1, 1]), ..Default::default() }).encode();

@@ -314,3 +314,48 @@ impl Watchdog {
         assert!(!self.fired.load(Ordering::Acquire), "the watchdog had to kill the command: it deadlocked");
     }
 }
+
+/// What a lease can observe of its session at its start, without timestamps (which differ
+/// between any two sandboxes): its pid, the session directories (entries, modes, owners,
+/// inode numbers, inode flags), the next file's inode number, System V IPC (objects and the
+/// next id), the network namespace's counters and sockets, the processes it can see, its
+/// limits, priority, signal and capability state, the kernel's next-id knobs, and its mount
+/// points in the order the mount table lists them (by when they were mounted). (Not the
+/// inode numbers of mqueue, pipes or sockets: the kernel counts those host-wide, so they
+/// differ between any two sandboxes and tell of the host, not of a lease; nor sockstat's
+/// host-wide fields and its count of the sockets in use now, which includes the sandbox's own
+/// and those the kernel has yet to free; nor `SigQ`, the user's signals queued at that
+/// moment; the processes it sees are counted from one `ls`, not a pipeline racing it.)
+pub const FINGERPRINT: &str = r#"
+echo "pid $$"
+ls -lanR --time-style=+ /tmp /dev/shm /dev/mqueue
+stat -c '%n %i %a %u %g %s' /tmp /dev/shm
+stat -c '%n %a %u %g %s' /dev/mqueue
+lsattr -d /tmp /dev/shm 2>&1
+touch /tmp/.fp && stat -c 'next inode %i' /tmp/.fp && rm /tmp/.fp
+ipcs -a
+id=$(ipcmk -M 4096 | awk '{print $NF}') && echo "next shm id $id" && ipcrm -m "$id"
+cat /proc/net/dev /proc/net/snmp /proc/net/netstat
+sed -E 's/ (orphan|alloc|mem|memory) [0-9]+//g' /proc/net/sockstat /proc/net/sockstat6 | grep -v '^sockets:'
+ls /proc > /tmp/.procs && grep -c '^[0-9]' /tmp/.procs && rm /tmp/.procs
+ulimit -a
+nice
+grep -E '^(SigPnd|ShdPnd|SigBlk|SigIgn|SigCgt|Cap|NoNewPrivs|Seccomp|Cpus_allowed)' /proc/self/status
+cat /proc/sys/kernel/ns_last_pid /proc/sys/kernel/shm_next_id /proc/sys/kernel/msg_next_id /proc/sys/kernel/sem_next_id
+awk '{print $5}' /proc/self/mountinfo
+"#;
+
+/// The [`FINGERPRINT`] script without its one step that makes a System V IPC object (the next
+/// id is still read): a lease that runs it changes only files in `/tmp`, so it keeps what
+/// follows it to a reset in place.
+pub fn fingerprint_leaving_files_only() -> String {
+    let ipc_object = "id=$(ipcmk -M 4096 | awk '{print $NF}') && echo \"next shm id $id\" && ipcrm -m \"$id\"\n";
+    assert!(FINGERPRINT.contains(ipc_object), "the fingerprint's IPC step");
+    FINGERPRINT.replace(ipc_object, "")
+}
+
+/// A fingerprint's output, once it ran successfully.
+pub fn fingerprint(out: &sandpool::sandbox::Output) -> String {
+    assert!(out.success(), "the fingerprint runs: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

@@ -7,6 +7,7 @@
 //! [`Ruleset::restrict_self`] reports, not a guess from ABI numbers.
 
 use std::io;
+use std::os::fd::BorrowedFd;
 
 use landlock::{
     ABI, Access, AccessFs, BitFlags, CompatLevel, Compatible, PathBeneath, PathFd, RulesetAttr, RulesetCreated,
@@ -39,8 +40,15 @@ fn compat_level(requirement: Requirement) -> CompatLevel {
 /// Builds the ruleset for this sandbox's tree as mounted now (a rule names an inode: each
 /// session, with its own `/proc` and session directories, builds its own). It handles every
 /// access right of ABI `abi` (the kernel's, or the policy's cap) and scoping from ABI 6;
-/// `writable` lists the paths (inside) that commands may change.
-pub(crate) fn build(abi: u32, requirement: Requirement, writable: &[&str]) -> io::Result<Ruleset> {
+/// `writable` lists the paths (inside) that commands may change, and `writable_roots` the
+/// roots of file systems not mounted yet that commands may change once they are (the session
+/// directories a reset in place mounts).
+pub(crate) fn build(
+    abi: u32,
+    requirement: Requirement,
+    writable: &[&str],
+    writable_roots: &[BorrowedFd<'_>],
+) -> io::Result<Ruleset> {
     let abi = ABI::from(abi.min(i32::MAX as u32) as i32);
     let handled = AccessFs::from_all(abi);
     let scopes = Scope::from_all(abi);
@@ -69,6 +77,10 @@ pub(crate) fn build(abi: u32, requirement: Requirement, writable: &[&str]) -> io
             access &= AccessFs::from_file(abi);
         }
         created = created.add_rule(rule(path, access)?).map_err(to_io)?;
+    }
+    for root in writable_roots {
+        let access = handled & !AccessFs::IoctlDev;
+        created = created.add_rule(PathBeneath::new(*root, access)).map_err(to_io)?;
     }
     Ok(Ruleset { created, scoped: !scopes.is_empty() })
 }

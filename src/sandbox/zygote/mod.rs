@@ -133,6 +133,13 @@ struct Zygote {
     report: ZygoteReport,
     /// Its own pid namespace, to start each session's from.
     own_pid_ns: Option<OwnedFd>,
+    /// Its own mount namespace, to come back to after a reset in place.
+    own_mnt_ns: Option<OwnedFd>,
+    /// The current session's directories for its resets in place (see [`SpareDirs`](rootfs::SpareDirs)).
+    session_spare_dirs: Vec<rootfs::SpareDirs>,
+    /// Those of the session whose spawner is being forked (which its Landlock ruleset
+    /// names).
+    forking_spare_dirs: Vec<rootfs::SpareDirs>,
     /// The network namespace the zygote is in, where the next session it makes will be
     /// (`None` with the host's network).
     network: Option<Rc<NetworkWatch>>,
@@ -175,6 +182,9 @@ impl Zygote {
     /// `/dev/null`, which it returns.
     fn close_descriptors(&mut self) -> OwnedFd {
         self.own_pid_ns = None;
+        self.own_mnt_ns = None;
+        self.session_spare_dirs.clear();
+        self.forking_spare_dirs.clear();
         self.network = None;
         self.session_network = None;
         self.ended_network = None;
@@ -209,7 +219,7 @@ impl Zygote {
         };
         let paths = self.writable_paths();
         let refs: Vec<&str> = paths.iter().map(String::as_str).collect();
-        match landlock::build(abi, self.config.landlock, &refs) {
+        match landlock::build(abi, self.config.landlock, &refs, &[]) {
             Ok(ruleset) => {
                 self.landlock_builds = true;
                 self.landlock_scopes = ruleset.scoped;
@@ -295,6 +305,7 @@ impl Zygote {
             seccomp_denied: seccomp::denied_count(),
             loopback_only: !self.config.share_network,
             made_ahead: false,
+            in_place: false,
             // Set from what the first session's spawner started.
             runtime: RuntimeReport::None,
         })
@@ -374,8 +385,20 @@ impl Zygote {
                     return 0;
                 }
                 Ok(n) => match Request::decode(&buf[..n]) {
-                    Ok(Request::Reset { spare }) if received.is_empty() => {
-                        match self.renew_session() {
+                    Ok(Request::Reset { spare, in_place }) if received.is_empty() => {
+                        if in_place {
+                            match self.renew_dirs_in_place() {
+                                Ok(()) => {
+                                    let report = ZygoteReport { in_place: true, ..self.report.clone() };
+                                    self.send(&Reply::Ready(report), &[]);
+                                    continue;
+                                }
+                                Err((step, e)) => {
+                                    tracing::debug!(step = %step, error = %e, "a reset in place failed; ending the session")
+                                }
+                            }
+                        }
+                        match self.renew_session(in_place) {
                             Ok((runner, made_ahead, runtime)) => {
                                 let report = ZygoteReport { made_ahead, runtime, ..self.report.clone() };
                                 self.send(&Reply::Ready(report), &[runner.as_fd()]);
@@ -388,7 +411,7 @@ impl Zygote {
                         }
                         // Off the host's path: the next session, while this one serves.
                         if spare {
-                            self.make_spare();
+                            self.make_spare(in_place);
                         }
                     }
                     _ => self.send(&Reply::SetupFailed { step: "decode the request".into(), errno: libc::EPROTO }, &[]),
@@ -458,6 +481,9 @@ pub(crate) fn main(start: ZygoteStart) -> i32 {
         landlock_scopes: false,
         report: ZygoteReport::default(),
         own_pid_ns: None,
+        own_mnt_ns: None,
+        session_spare_dirs: Vec::new(),
+        forking_spare_dirs: Vec::new(),
         network: None,
         session_network: None,
         spare: None,

@@ -5,15 +5,15 @@
 use std::ffi::CStr;
 use std::fs;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 
 use rustix::fs::CWD;
 use rustix::mount::{
-    MountAttrFlags, MountFlags, MountPropagationFlags, MoveMountFlags, OpenTreeFlags, UnmountFlags, move_mount,
-    open_tree,
+    FsMountFlags, FsOpenFlags, MountAttrFlags, MountFlags, MountPropagationFlags, MoveMountFlags, OpenTreeFlags,
+    UnmountFlags, fsconfig_create, fsconfig_set_string, fsmount, fsopen, move_mount, open_tree,
 };
 
 use super::super::protocol::{BindSpec, ZygoteConfig};
@@ -162,6 +162,24 @@ fn make_mount_point(source: &Path, target: &Path) -> io::Result<()> {
     }
 }
 
+/// Creates a mount point at `target` for the detached tree `tree`: a directory, or an empty
+/// file (told by `fstat` of the tree, which needs no `/proc` of the caller's).
+fn make_mount_point_for(tree: &OwnedFd, target: &Path) -> io::Result<()> {
+    let is_dir = rustix::fs::FileType::from_raw_mode(rustix::fs::fstat(tree)?.st_mode).is_dir();
+    if let Some(parent) = target.parent() {
+        fs::create_dir_all(parent)?;
+    }
+    let made = if is_dir {
+        fs::create_dir(target)
+    } else {
+        fs::OpenOptions::new().write(true).create(true).truncate(false).open(target).map(drop)
+    };
+    match made {
+        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => Err(e),
+        _ => Ok(()),
+    }
+}
+
 fn under_old_root(path: &Path) -> PathBuf {
     Path::new(OLD_ROOT).join(path.strip_prefix("/").unwrap_or(path))
 }
@@ -185,7 +203,7 @@ impl UserBind {
     fn mount(&mut self) -> io::Result<()> {
         let tree = self.tree.take().ok_or_else(|| io::Error::from_raw_os_error(libc::EBADF))?;
         let target = self.path().to_owned();
-        make_mount_point(Path::new(&format!("/proc/self/fd/{}", tree.as_raw_fd())), &target)?;
+        make_mount_point_for(&tree, &target)?;
         attach_tree(&tree, &target)?;
         mount_setattr(&cp(&target)?, if self.spec.writable { RW } else { RO }, true)
     }
@@ -365,32 +383,131 @@ fn mount_session_dirs(config: &ZygoteConfig) -> StepResult<()> {
 /// Covers the session directories, in the session's own mount namespace, with fresh file
 /// systems: a new tmpfs on `/tmp` and `/dev/shm` (the policy's binds below them attached
 /// again, as clones of the mounts they cover), a new mqueue (of the session's new IPC
-/// namespace) on `/dev/mqueue`. So nothing an earlier session did shows, not even what no
-/// call can undo: inode numbers, times (change times included), IPC ids. Landlock's rules
-/// name the directories they cover, which the walk from a file up to the root still passes.
+/// namespace) on `/dev/mqueue`, a new devpts instance on `/dev/pts`. So nothing an earlier
+/// session did shows, not even what no call can undo: inode numbers, times (change times
+/// included), IPC ids. Landlock's rules name the directories they cover, which the walk from
+/// a file up to the root still passes.
 pub(super) fn fresh_session_dirs(config: &ZygoteConfig, binds: &[UserBind]) -> StepResult<()> {
-    let opts = session_tmpfs_options(config);
-    for dir in ["/tmp", "/dev/shm"] {
-        let below = format!("{dir}/");
-        let mut kept = Vec::new();
-        for b in binds.iter().filter(|b| b.spec.path.starts_with(below.as_bytes())) {
+    cover_session_dirs(config, keep_binds(binds)?, None)
+}
+
+/// The policy's binds below `/tmp` and `/dev/shm`, as detached clones of their mounts (a bind
+/// inside another comes with it: the clones are recursive), for each of the two in bind
+/// order, parents first.
+pub(super) struct KeptBinds([Vec<(PathBuf, OwnedFd)>; 2]);
+
+/// Clones the policy's binds below the session directories where they are mounted now. Only
+/// where no command reaches the paths on the way: a new session's mount namespace before its
+/// first command, or the zygote's own, whose session directories no command sees. (In a
+/// session that served, a command could have moved a directory on the way to a bind and left
+/// a symlink in its place; the clone would follow it.)
+pub(super) fn keep_binds(binds: &[UserBind]) -> StepResult<KeptBinds> {
+    let mut kept: [Vec<(PathBuf, OwnedFd)>; 2] = Default::default();
+    for (dir, kept) in ["/tmp/", "/dev/shm/"].into_iter().zip(kept.iter_mut()) {
+        for b in binds.iter().filter(|b| b.spec.path.starts_with(dir.as_bytes())) {
             let path = b.path();
-            // A bind inside another kept one comes along with it (the clone is recursive).
-            if kept.iter().any(|(outer, _): &(&Path, OwnedFd)| path.starts_with(outer)) {
+            if kept.iter().any(|(outer, _)| path.starts_with(outer)) {
                 continue;
             }
             let tree = step(format!("keep the bind {}", path.display()), clone_tree(path))?;
-            kept.push((path, tree));
+            kept.push((path.to_owned(), tree));
         }
-        step(format!("mount a fresh {dir}"), mount_tmpfs_with(dir, &opts, MountFlags::NOATIME))?;
+    }
+    Ok(KeptBinds(kept))
+}
+
+/// A new `/tmp` and `/dev/shm` for a reset in place, made with the session (before its
+/// spawner confines itself, so that its Landlock ruleset can name their roots) and mounted
+/// nowhere yet: detached tmpfs mounts, as the session's own are mounted (`fsopen`,
+/// `fsconfig`, `fsmount`).
+pub(super) struct SpareDirs {
+    tmp: OwnedFd,
+    shm: OwnedFd,
+}
+
+impl SpareDirs {
+    /// Makes one pair.
+    pub(super) fn new(config: &ZygoteConfig) -> io::Result<SpareDirs> {
+        Ok(SpareDirs { tmp: detached_session_tmpfs(config)?, shm: detached_session_tmpfs(config)? })
+    }
+
+    /// The roots of its two file systems.
+    pub(super) fn roots(&self) -> [BorrowedFd<'_>; 2] {
+        [self.tmp.as_fd(), self.shm.as_fd()]
+    }
+}
+
+/// A tmpfs with the session directories' options, mounted nowhere.
+fn detached_session_tmpfs(config: &ZygoteConfig) -> io::Result<OwnedFd> {
+    let fs = fsopen(c"tmpfs", FsOpenFlags::FSOPEN_CLOEXEC)?;
+    let size = config.tmp_size.max(4096).to_string();
+    let inodes = SESSION_INODES.to_string();
+    let uid = SANDBOX_UID.to_string();
+    for (key, value) in
+        [("size", size.as_str()), ("nr_inodes", &inodes), ("mode", "1777"), ("uid", &uid), ("gid", &uid)]
+    {
+        fsconfig_set_string(&fs, key, value)?;
+    }
+    fsconfig_create(&fs)?;
+    let attrs =
+        MountAttrFlags::MOUNT_ATTR_NOSUID | MountAttrFlags::MOUNT_ATTR_NODEV | MountAttrFlags::MOUNT_ATTR_NOATIME;
+    Ok(fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, attrs)?)
+}
+
+/// A reset in place, run by the zygote in the session's mount namespace once the session's
+/// commands changed nothing but files in `/tmp` and `/dev/shm`: takes the session's own
+/// session directories off (detached: the spawner's working directory still holds the old
+/// `/tmp` until it moves) and puts `dirs` in their place with the binds `kept` (taken in the
+/// zygote's own namespace), then the rest as a new session does, in the same order. The
+/// session's mqueue, which the zygote (in another IPC namespace) cannot mount anew, is
+/// unmounted and attached again as a clone of its mount.
+pub(super) fn renew_session_dirs(config: &ZygoteConfig, kept: KeptBinds, dirs: SpareDirs) -> StepResult<()> {
+    cover_session_dirs(config, kept, Some(dirs))
+}
+
+/// Covers the session directories: with new file systems (`spare` `None`: a new session), or
+/// with `spare` where the session's own are taken off first (a reset in place); the binds
+/// below them attached again from `kept`.
+fn cover_session_dirs(config: &ZygoteConfig, kept: KeptBinds, spare: Option<SpareDirs>) -> StepResult<()> {
+    let take_off = |dir: &str| {
+        let off = rustix::mount::unmount(c(dir).as_c_str(), UnmountFlags::DETACH).map_err(io::Error::from);
+        step(format!("unmount the session's {dir}"), off)
+    };
+    let opts = session_tmpfs_options(config);
+    let replace = spare.is_some();
+    let mut spare = spare.map(|d| [d.tmp, d.shm].into_iter());
+    for (dir, kept) in ["/tmp", "/dev/shm"].into_iter().zip(kept.0) {
+        match spare.as_mut().and_then(Iterator::next) {
+            Some(fresh) => {
+                take_off(dir)?;
+                // Attached as a clone of its mount made now: a mount's id is the time it was
+                // made, and `/proc/self/mountinfo` lists mounts by id, so the made-ahead
+                // one's would tell the next lease that its session was reset in place.
+                step(format!("attach a fresh {dir}"), attach_tree(&fresh, Path::new(dir)))?;
+                let flags = OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC;
+                let clone = open_tree(CWD, c(dir).as_c_str(), flags).map_err(io::Error::from);
+                let clone = step(format!("clone the fresh {dir}"), clone)?;
+                take_off(dir)?;
+                step(format!("attach the fresh {dir} again"), attach_tree(&clone, Path::new(dir)))?;
+            }
+            None => step(format!("mount a fresh {dir}"), mount_tmpfs_with(dir, &opts, MountFlags::NOATIME))?,
+        }
         // In bind order: parents before children.
         for (path, tree) in kept {
-            let attach = make_mount_point(Path::new(&format!("/proc/self/fd/{}", tree.as_raw_fd())), path)
-                .and_then(|()| attach_tree(&tree, path));
+            let attach = make_mount_point_for(&tree, &path).and_then(|()| attach_tree(&tree, &path));
             step(format!("bind {} again", path.display()), attach)?;
         }
     }
-    step("mount a fresh /dev/mqueue", mount_mqueue())?;
+    if replace {
+        let flags = OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC;
+        let mqueue = open_tree(CWD, c"/dev/mqueue", flags).map_err(io::Error::from);
+        let mqueue = step("keep the session's /dev/mqueue", mqueue)?;
+        take_off("/dev/mqueue")?;
+        step("attach the session's /dev/mqueue again", attach_tree(&mqueue, Path::new("/dev/mqueue")))?;
+        take_off("/dev/pts")?;
+    } else {
+        step("mount a fresh /dev/mqueue", mount_mqueue())?;
+    }
     step("mount the session's /dev/pts", mount_devpts())
 }
 

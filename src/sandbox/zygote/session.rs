@@ -1,9 +1,12 @@
 //! A session's state, and the verdict after each command: is the session still as it
-//! started, so that the next lease may have it as it is?
+//! started, so that the next lease may have it as it is, or did its commands change only
+//! files in its `/tmp` and `/dev/shm`?
 //!
-//! The reset itself is the zygote's ([`Zygote::renew_session`](super::Zygote)): the whole
-//! session ends with its pid namespace, and the next starts with new namespaces and file
-//! systems. The verdict only has to tell, cheaply, when that is not needed.
+//! The reset itself is the zygote's: after files only, it mounts fresh session directories
+//! in the session as it is ([`Zygote::renew_dirs_in_place`](super::Zygote)); otherwise the
+//! whole session ends with its pid namespace, and the next starts with new namespaces and
+//! file systems ([`Zygote::renew_session`](super::Zygote)). The verdict only has to tell,
+//! cheaply, which is needed, if any.
 
 use std::ffi::{CStr, CString, OsStr};
 use std::fs;
@@ -14,6 +17,7 @@ use std::path::Path;
 
 use rustix::fs::{AtFlags, CWD, OFlags, StatxFlags, statx};
 
+use super::super::protocol::Leftover;
 use super::super::sys::{self, OwnSettings};
 use super::net::NetworkWatch;
 use super::template::only_the_template_left;
@@ -265,27 +269,58 @@ impl SessionState {
         Ok(())
     }
 
-    /// Whether the session is as it started: no process but the spawner, no entry added to
-    /// `/tmp`, `/dev/shm` or `/dev/mqueue`, nor to a directory of theirs on the way to a nested
-    /// bind (tmpfs and mqueue count 20 bytes of directory size per entry, and a session cannot
+    /// What the session's commands left, judged once none runs: [`Leftover::Nothing`] if the
+    /// session is as it started: no process but the spawner, no entry added to `/tmp`,
+    /// `/dev/shm` or `/dev/mqueue`, nor to a directory of theirs on the way to a nested bind
+    /// (tmpfs and mqueue count 20 bytes of directory size per entry, and a session cannot
     /// remove the mount points of binds; what a command writes into a read-write bind is the
-    /// host's directory changing, not the session's), their modes, owners,
-    /// times, extended attributes and inode flags unchanged, no System V IPC object ever made,
-    /// no packet through the sandbox's own network namespace (so no socket left in any state),
-    /// the spawner's own settings as they were, and the session's devpts as it was (a
-    /// terminal once written to shows in the times of `ptmx`). Processes come first: once none is left,
-    /// nothing can change the rest. When all of it holds, the pid counter is rewound, so the
-    /// next command is pid 2 as in a fresh sandbox.
-    pub(super) fn untouched(&self) -> bool {
-        let Some(pristine) = &self.pristine else { return false };
-        (if self.with_template { only_the_template_left() } else { sys::surely_no_other_process() })
-            && read_dirs(&self.watched).as_ref() == Some(pristine)
-            && self.no_ipc_object_made()
+    /// host's directory changing, not the session's), their modes, owners, times, extended
+    /// attributes and inode flags unchanged, no System V IPC object ever made, no packet
+    /// through the sandbox's own network namespace (so no socket left in any state), the
+    /// spawner's own settings as they were, and the session's devpts as it was (a terminal
+    /// once written to shows in the times of `ptmx`). [`Leftover::Files`] if all of that holds
+    /// but for `/tmp`, `/dev/shm` and the directories below them: fresh file systems there
+    /// (which the zygote can mount in place) make the session as it started. Processes come
+    /// first: once none is left, nothing can change the rest. Unless something more is left,
+    /// the pid counter is rewound, so the next command is pid 2 as in a fresh sandbox.
+    pub(super) fn left(&self) -> Leftover {
+        let Some(pristine) = &self.pristine else { return Leftover::More };
+        let no_process = if self.with_template { only_the_template_left() } else { sys::surely_no_other_process() };
+        if !no_process {
+            return Leftover::More;
+        }
+        let Some(now) = read_dirs(&self.watched) else { return Leftover::More };
+        let mut left = Leftover::Nothing;
+        for ((path, _), (now, then)) in self.watched.iter().zip(now.iter().zip(pristine)) {
+            if now != then {
+                // A message queue lives in the IPC namespace, not in the mount.
+                if path.as_bytes().starts_with(b"/dev/mqueue") {
+                    return Leftover::More;
+                }
+                left = Leftover::Files;
+            }
+        }
+        let rest_intact = self.no_ipc_object_made()
             && self.network.as_ref().is_none_or(NetworkWatch::quiet)
             && self.own_settings_intact()
             && self.terminals.is_some()
-            && terminals() == self.terminals
-            && self.rewind_pid_counter().is_ok()
+            && terminals() == self.terminals;
+        if rest_intact && self.rewind_pid_counter().is_ok() { left } else { Leftover::More }
+    }
+
+    /// After the zygote gave the session fresh session directories (a reset in place, once
+    /// [`SessionState::left`] said files only): watches the new ones, records them as the
+    /// session's start, and rewinds the pid counter again. On failure no later verdict
+    /// finds the session untouched.
+    pub(super) fn dirs_renewed(&mut self) -> io::Result<()> {
+        self.pristine = None;
+        self.watched = Vec::new();
+        let watched = watched_dirs().ok_or_else(|| io::Error::from_raw_os_error(libc::EIO))?;
+        self.pristine = read_dirs(&watched);
+        self.watched = watched;
+        // A new devpts too: its times are new.
+        self.terminals = terminals();
+        self.rewind_pid_counter()
     }
 
     /// Whether the session never made a System V IPC object (so none is left, and the next

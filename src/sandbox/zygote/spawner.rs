@@ -16,11 +16,13 @@ use super::super::command::DEFAULT_PATH;
 use super::super::confine::landlock;
 use super::super::policy::Requirement;
 use super::super::protocol::{
-    CommandsCgroup, LandlockEnforcement, MAX_MESSAGE, Reply, Request, RunRequest, RuntimeReport, SpawnStep, Usage,
+    CommandsCgroup, LandlockEnforcement, Leftover, MAX_MESSAGE, Reply, Request, RunRequest, RuntimeReport, SpawnStep,
+    Usage,
 };
 use super::super::sys::{self, CommandSpec, CommandStack};
 use super::creds::{OomScore, confine_spawner, pid_counter_capability};
 use super::net::NetworkWatch;
+use super::rootfs::SpareDirs;
 use super::rootfs::{fresh_session_dirs, mount_proc};
 use super::session::SessionState;
 use super::template::{Served, StartWith, TEMPLATE_PID, Template, is_own_child};
@@ -125,6 +127,9 @@ pub(super) struct Spawner {
     has_runtime: bool,
     /// Whether a session whose template served commands may be handed on untouched.
     share_template: bool,
+    /// Its first message (`ResetDone`: ready, with what it enforces), sent again after each
+    /// reset in place.
+    ready: Vec<u8>,
 }
 
 /// A pseudo-terminal of the session's devpts: the near end (the master) goes to the host,
@@ -177,7 +182,8 @@ impl Spawner {
         let commands_cgroup = zygote.commands_cgroup.take().map(|fd| (zygote.config.commands_cgroup, fd));
         match Spawner::new(runner, devnull, oom_score, commands_cgroup, network, zygote) {
             Ok((mut spawner, runtime)) => {
-                let _ = channel::send(spawner.runner.as_fd(), &Reply::ResetDone { landlock, runtime }.encode(), &[]);
+                spawner.ready = Reply::ResetDone { landlock, runtime }.encode();
+                let _ = channel::send(spawner.runner.as_fd(), &spawner.ready, &[]);
                 spawner.serve()
             }
             Err((runner, e)) => fail(runner.as_fd(), e),
@@ -201,12 +207,16 @@ impl Spawner {
         // copies it until its own chdir) should start from there.
         step("enter the session's /tmp", std::env::set_current_dir("/tmp"))?;
         // Landlock's rules name inodes: the session's own (its fresh directories and /proc),
-        // in a ruleset of its own that goes with the session.
+        // in a ruleset of its own that goes with the session, and the roots of the file
+        // systems the zygote made ready for its resets in place (see `SpareDirs`): a rule on
+        // the directory a file system covers would not hold (the kernel's walk to the root
+        // skips mount points).
         let ruleset = match (zygote.landlock_builds, zygote.landlock_abi) {
             (true, Some(abi)) => {
                 let paths = zygote.writable_paths();
                 let refs: Vec<&str> = paths.iter().map(String::as_str).collect();
-                let built = landlock::build(abi, zygote.config.landlock, &refs);
+                let spare_roots: Vec<_> = zygote.forking_spare_dirs.iter().flat_map(SpareDirs::roots).collect();
+                let built = landlock::build(abi, zygote.config.landlock, &refs, &spare_roots);
                 Some(step("build the session's Landlock ruleset", built)?)
             }
             _ => None,
@@ -306,6 +316,7 @@ impl Spawner {
             has_runtime: template.is_some(),
             template,
             share_template: zygote.config.runtime.as_ref().is_some_and(|r| r.share_across_leases),
+            ready: Vec::new(),
         };
         Ok((spawner, runtime_report))
     }
@@ -322,17 +333,28 @@ impl Spawner {
         }
         let Some(i) = self.children.iter().position(|c| c.pid == pid) else { return };
         let child = self.children.swap_remove(i);
-        // Untouched only once no command runs any more (and nothing else is left).
-        let untouched =
-            self.children.is_empty() && !self.gave_a_terminal && self.runtime_untouched() && self.session.untouched();
+        // Judged only once no command runs any more.
+        let left = if self.children.is_empty() && !self.gave_a_terminal && self.runtime_untouched() {
+            self.session.left()
+        } else {
+            Leftover::More
+        };
         let reply = Reply::Exited {
             status,
             usage: Usage { user_us: usage.user_us, system_us: usage.system_us, max_rss_kib: usage.max_rss_kib },
-            untouched,
+            left,
             timed_out: child.timed_out,
             commands_received: self.commands_received,
         };
         let _ = channel::send_framed(child.status.as_fd(), &reply.encode());
+    }
+
+    /// After a reset in place: the zygote mounted fresh session directories over the old
+    /// ones, which the spawner's working directory and its watch still hold; it moves to the
+    /// new ones (what a command's relative paths start from until its own `chdir`).
+    fn dirs_renewed(&mut self) -> io::Result<()> {
+        std::env::set_current_dir("/tmp")?;
+        self.session.dirs_renewed()
     }
 
     /// Whether the runtime's template is as it started (without a runtime, yes); the
@@ -569,6 +591,18 @@ impl Spawner {
                     if let (Some(pid), Some(signal)) = (pid, Signal::from_named_raw(signal)) {
                         self.signal_group(pid, signal);
                     }
+                }
+                Ok(Request::DirsRenewed) => {
+                    if let Err(e) = self.dirs_renewed() {
+                        // A spawner whose working directory is the old /tmp must not start
+                        // anything: the session ends, and the host sees it go.
+                        let errno = e.raw_os_error().unwrap_or(libc::EIO);
+                        let reply = Reply::ResetFailed { step: "record the renewed session directories".into(), errno };
+                        let _ = channel::send(self.runner.as_fd(), &reply.encode(), &[]);
+                        self.kill_everything();
+                        return 1;
+                    }
+                    let _ = channel::send(self.runner.as_fd(), &self.ready, &[]);
                 }
                 // Anything else: nothing to do.
                 _ => {}
