@@ -70,6 +70,7 @@ const COUNTERS: &[(&str, &str)] = &[
     ("sandpool_create_failures_total", "Sandboxes that could not be made."),
     ("sandpool_resets_total", "Resets between leases."),
     ("sandpool_resets_skipped_total", "Leases that left nothing behind: no reset needed."),
+    ("sandpool_resets_in_place_total", "Resets that kept the session and gave it a fresh /tmp and /dev/shm."),
     ("sandpool_sandboxes_replaced_total", "Sandboxes destroyed while in service, by reason."),
     ("sandpool_deaths_total", "Sandboxes found dead (idle, or during a lease)."),
     ("sandpool_broken_leases_total", "Leases that ended with their sandbox broken (a timeout, a fatal error)."),
@@ -108,6 +109,7 @@ pub(crate) fn publish(pool: &str, s: &SandboxPoolStats, hits_published: &mut u64
     counter("sandpool_create_failures_total", p.create_failures);
     counter("sandpool_resets_total", s.resets);
     counter("sandpool_resets_skipped_total", s.resets_skipped);
+    counter("sandpool_resets_in_place_total", s.resets_in_place);
     counter("sandpool_deaths_total", s.deaths_detected);
     counter("sandpool_broken_leases_total", s.broken_leases);
     let replaced = "sandpool_sandboxes_replaced_total";

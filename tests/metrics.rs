@@ -114,6 +114,7 @@ fn every_documented_metric_is_recorded_with_a_plausible_value() {
     assert_eq!(counter("sandpool_acquire_timeouts_total", None), 1);
     assert!(counter("sandpool_resets_total", None) >= 1);
     assert!(counter("sandpool_resets_skipped_total", None) >= 1);
+    assert_eq!(counter("sandpool_resets_in_place_total", None), stats.resets_in_place);
     assert_eq!(counter("sandpool_broken_leases_total", None), 1);
     assert_eq!(counter("sandpool_sandboxes_replaced_total", Some(("reason", "broken_lease"))), 1);
     assert_eq!(counter("sandpool_sandboxes_created_total", None), stats.pool.created);

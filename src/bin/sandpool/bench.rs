@@ -286,8 +286,8 @@ fn print_report(out: &mut dyn Write, r: &Report<'_>) -> std::io::Result<()> {
             if let Some(p) = warm.pool {
                 writeln!(
                     out,
-                    "    warm pool: {} resets ({} to a session made ahead), {} skipped (nothing left behind), {} sandboxes made",
-                    p.resets, p.resets_made_ahead, p.resets_skipped, p.sandboxes_made
+                    "    warm pool: {} resets ({} in place, {} to a session made ahead), {} skipped (nothing left behind), {} sandboxes made",
+                    p.resets, p.resets_in_place, p.resets_made_ahead, p.resets_skipped, p.sandboxes_made
                 )?;
             }
             if let (Some(plain), Some(rt)) =
@@ -363,7 +363,7 @@ fn print_summary(out: &mut dyn Write, rows: &[harness::ModeReport]) -> std::io::
     writeln!(out, "summary (ops/s; warm's ratios to bare and bwrap at the same thread count):")?;
     writeln!(
         out,
-        "{:<10} {:>7} {:>9} {:>9} {:>9} {:>9} {:>12} {:>12} {:>12} {:>22}",
+        "{:<10} {:>7} {:>9} {:>9} {:>9} {:>9} {:>12} {:>12} {:>12} {:>30}",
         "workload",
         "threads",
         "bare",
@@ -373,7 +373,7 @@ fn print_summary(out: &mut dyn Write, rows: &[harness::ModeReport]) -> std::io::
         "warm p50 /b",
         "warm ops /b",
         "warm ops /bw",
-        "resets/skipped/made"
+        "resets (in place)/skipped/made"
     )?;
     let mut seen = Vec::new();
     for row in rows.iter().filter(|r| r.name == harness::WARM) {
@@ -387,11 +387,12 @@ fn print_summary(out: &mut dyn Write, rows: &[harness::ModeReport]) -> std::io::
         let ops = |n: &str| find(n).map_or("-".to_string(), |r| format!("{:.0}", r.ops_per_sec));
         let bare = find(harness::BARE);
         let ratio = |x: Option<f64>| x.map_or("-".to_string(), |x| format!("{x:.2}x"));
-        let work =
-            row.pool.map_or("-".to_string(), |p| format!("{}/{}/{}", p.resets, p.resets_skipped, p.sandboxes_made));
+        let work = row.pool.map_or("-".to_string(), |p| {
+            format!("{} ({})/{}/{}", p.resets, p.resets_in_place, p.resets_skipped, p.sandboxes_made)
+        });
         writeln!(
             out,
-            "{:<10} {:>7} {:>9} {:>9} {:>9} {:>9} {:>12} {:>12} {:>12} {:>22}",
+            "{:<10} {:>7} {:>9} {:>9} {:>9} {:>9} {:>12} {:>12} {:>12} {:>30}",
             workload,
             t,
             ops(harness::BARE),

@@ -74,10 +74,12 @@ impl ModeReport {
 /// What a warm pool did while a mode was measured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub(crate) struct PoolWork {
-    /// Sessions reset (a new session made for the next lease).
+    /// Sessions reset for the next lease.
     pub(crate) resets: u64,
     /// Of those, the resets that switched to a session made ahead of need.
     pub(crate) resets_made_ahead: u64,
+    /// Of those, the resets in place (fresh `/tmp` and `/dev/shm` in the same session).
+    pub(crate) resets_in_place: u64,
     /// Leases that left nothing behind, handed on without a reset.
     pub(crate) resets_skipped: u64,
     /// Sandboxes made while it was measured (a replacement for one that could not be reset
@@ -91,6 +93,7 @@ impl PoolWork {
         PoolWork {
             resets: after.resets - before.resets,
             resets_made_ahead: after.resets_made_ahead - before.resets_made_ahead,
+            resets_in_place: after.resets_in_place - before.resets_in_place,
             resets_skipped: after.resets_skipped - before.resets_skipped,
             sandboxes_made: after.pool.created - before.pool.created,
         }
