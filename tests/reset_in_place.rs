@@ -151,3 +151,32 @@ fn a_reset_in_place_attaches_the_binds_not_what_a_lease_left_on_the_way_to_them(
     let s = pool.stats();
     assert_eq!(s.resets_in_place, before + 1, "that reset was in place: {s:?}");
 }
+
+/// With a warm runtime, a lease whose commands were exec'd and changed only files leaves the
+/// template as it started: the session is reset in place, and the next lease's command, served
+/// by the template (whose Landlock rules came with the session's, the new file systems' roots
+/// among them), writes to the new `/tmp` and finds nothing of the last lease there.
+#[test]
+fn a_session_with_a_template_is_reset_in_place_and_its_served_commands_write_the_new_tmp() {
+    if !std::path::Path::new("/usr/bin/python3").exists() {
+        skip("a_session_with_a_template_is_reset_in_place_and_its_served_commands_write_the_new_tmp", "no python3");
+        return;
+    }
+    let policy = policy_builder().runtime(sandpool::sandbox::Runtime::python3().preload(["json"])).build().unwrap();
+    let pool = SandboxPool::builder(policy).max_size(1).min_idle(1).build().unwrap();
+    for n in 0..3 {
+        let mut lease = pool.acquire().unwrap();
+        let status = lease.runtime_status();
+        assert!(matches!(status, Some(sandpool::sandbox::RuntimeStatus::Ready)), "lease {n}: {status:?}");
+        let out = lease.run(&sh_command(&format!("echo {n} > /tmp/from-lease-{n}"))).unwrap();
+        assert!(out.success(), "lease {n}: {out:?}");
+    }
+    let mut lease = pool.acquire().unwrap();
+    let s = pool.stats();
+    assert!(s.resets_in_place >= 2, "the second and third resets were in place: {s:?}");
+    let mut served = Command::new("python3");
+    // A served command's parent is the template (pid 2); an exec'd one's, the spawner.
+    served.args(["-c", "import os; open('/tmp/b', 'w').write('y'); print(sorted(os.listdir('/tmp')), os.getppid())"]);
+    let out = lease.run(&served).unwrap();
+    assert_eq!(stdout(&out), "['b'] 2", "{out:?}");
+}
