@@ -385,8 +385,9 @@ fn mount_session_dirs(config: &ZygoteConfig) -> StepResult<()> {
 /// again, as clones of the mounts they cover), a new mqueue (of the session's new IPC
 /// namespace) on `/dev/mqueue`, a new devpts instance on `/dev/pts`. So nothing an earlier
 /// session did shows, not even what no call can undo: inode numbers, times (change times
-/// included), IPC ids. Landlock's rules name the directories they cover, which the walk from
-/// a file up to the root still passes.
+/// included), IPC ids. The session's Landlock ruleset is built on these afterwards: a rule on
+/// a directory that a file system covers would not hold (the kernel's walk from a file to the
+/// root skips mount points).
 pub(super) fn fresh_session_dirs(config: &ZygoteConfig, binds: &[UserBind]) -> StepResult<()> {
     cover_session_dirs(config, keep_binds(binds)?, None)
 }
