@@ -146,26 +146,17 @@ fn bind(source: &Path, target: &Path, attrs: MountAttrFlags) -> io::Result<()> {
 
 /// Creates a mount point for `source` at `target`: a directory, or an empty file.
 fn make_mount_point(source: &Path, target: &Path) -> io::Result<()> {
-    if let Some(parent) = target.parent() {
-        fs::create_dir_all(parent)?;
-    }
-    if fs::metadata(source)?.is_dir() {
-        match fs::create_dir(target) {
-            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => Err(e),
-            _ => Ok(()),
-        }
-    } else {
-        match fs::OpenOptions::new().write(true).create(true).truncate(false).open(target) {
-            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => Err(e),
-            _ => Ok(()),
-        }
-    }
+    make_mount_point_of(fs::metadata(source)?.is_dir(), target)
 }
 
 /// Creates a mount point at `target` for the detached tree `tree`: a directory, or an empty
 /// file (told by `fstat` of the tree, which needs no `/proc` of the caller's).
 fn make_mount_point_for(tree: &OwnedFd, target: &Path) -> io::Result<()> {
-    let is_dir = rustix::fs::FileType::from_raw_mode(rustix::fs::fstat(tree)?.st_mode).is_dir();
+    make_mount_point_of(rustix::fs::FileType::from_raw_mode(rustix::fs::fstat(tree)?.st_mode).is_dir(), target)
+}
+
+/// Creates `target` (and its parents), a directory or an empty file, unless it exists.
+fn make_mount_point_of(is_dir: bool, target: &Path) -> io::Result<()> {
     if let Some(parent) = target.parent() {
         fs::create_dir_all(parent)?;
     }
